@@ -1,0 +1,295 @@
+"""The ``docker`` engine: pull -> tag -> push -> remove, through the Docker SDK.
+
+The SDK is synchronous and streams JSON events, so each copy runs in a worker thread with its
+own client (docker-py clients are not thread-safe) and hands events to the event loop. The
+daemon reports many failures *inside* a 200 stream, so every event is checked for ``error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from mirror.credentials import Credentials
+from mirror.engine import CopyRequest, CopyResult, ProgressSink
+from mirror.errors import Cancelled, CopyFailed, EngineUnavailable, MirrorError
+from mirror.progress import BlobDone, BlobProgress, ProgressEvent, Stage, StageChanged
+from mirror.reference import ImageRef
+
+log = logging.getLogger(__name__)
+
+_DONE_STATUSES = ("Pull complete", "Already exists", "Pushed", "Layer already exists")
+_DIGEST_LINE = re.compile(r"Digest: (sha256:[0-9a-f]{64})")
+
+
+class DockerEngine:
+    """Copies one platform of an image through a Docker daemon (local, ``tcp://`` or ``ssh://``)."""
+
+    name = "docker"
+
+    def __init__(
+        self,
+        docker_host: str | None = None,
+        credentials: Credentials | None = None,
+        *,
+        timeout: int = 600,
+        remove_after: bool = True,
+    ) -> None:
+        self._docker_host = docker_host
+        self._credentials = dict(credentials or {})
+        self._timeout = timeout
+        self._remove_after = remove_after
+        self._local = threading.local()
+        self._source_locks: dict[str, asyncio.Lock] = {}
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _client(self) -> docker.APIClient:
+        """One low-level client per worker thread."""
+        client: docker.APIClient | None = getattr(self._local, "client", None)
+        if client is None:
+            try:
+                if self._docker_host:
+                    client = docker.APIClient(
+                        base_url=self._docker_host, version="auto", timeout=self._timeout
+                    )
+                else:
+                    client = docker.from_env(timeout=self._timeout).api
+            except docker.errors.DockerException as exc:
+                raise self._unavailable() from exc
+            self._local.client = client
+        return client
+
+    def _unavailable(self) -> EngineUnavailable:
+        where = f" at `{self._docker_host}`" if self._docker_host else ""
+        return EngineUnavailable(f"The Docker daemon{where} does not answer.")
+
+    def _auth(self, registry: str) -> dict[str, str] | None:
+        cred = self._credentials.get(registry)
+        if cred is None:
+            return None  # docker-py falls back to ~/.docker/config.json
+        return {"username": cred.username, "password": cred.password}
+
+    async def _run(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return await asyncio.to_thread(fn)
+        except MirrorError:
+            raise
+        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
+            if isinstance(exc, docker.errors.APIError):
+                raise
+            raise self._unavailable() from exc
+
+    # -- protocol -----------------------------------------------------------------------------
+
+    async def ensure_available(self) -> None:
+        try:
+            await self._run(lambda: self._client().ping())
+        except docker.errors.APIError as exc:
+            raise self._unavailable() from exc
+
+    async def source_digest(self, request: CopyRequest) -> str:
+        ref = request.source
+        try:
+            info = await self._run(
+                lambda: self._client().inspect_distribution(
+                    _pullable(ref), auth_config=self._auth(ref.registry)
+                )
+            )
+        except docker.errors.APIError as exc:
+            raise _explain(str(exc.explanation or exc), ref, pushing=False) from exc
+        return str(info["Descriptor"]["digest"])
+
+    async def target_digest(self, target: ImageRef) -> str | None:
+        try:
+            info = await self._run(
+                lambda: self._client().inspect_distribution(
+                    _pullable(target), auth_config=self._auth(target.registry)
+                )
+            )
+        except docker.errors.APIError as exc:
+            text = str(exc.explanation or exc).lower()
+            if "unknown" in text or "not found" in text:
+                return None
+            raise _explain(text, target, pushing=True) from exc
+        return str(info["Descriptor"]["digest"])
+
+    async def copy(self, request: CopyRequest, progress: ProgressSink) -> CopyResult:
+        if request.platform is None:
+            raise CopyFailed(
+                "The docker engine copies one platform at a time; use the registry engine "
+                "for --platform all."
+            )
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+
+        def emit(event: ProgressEvent) -> None:
+            loop.call_soon_threadsafe(progress, event)
+
+        lock = self._source_locks.setdefault(request.source.name, asyncio.Lock())
+        try:
+            # Pull and tag under a per-repository lock: two platforms (or two targets) of one
+            # source must not re-tag the local image under each other's feet.
+            async with lock:
+                emit(StageChanged(Stage.COPYING))
+                source_digest, image_id = await self._run(lambda: self._pull(request, emit, stop))
+                await self._run(lambda: self._tag(image_id, request.target))
+                if self._remove_after:
+                    await self._run(lambda: self._remove(_pullable(request.source)))
+            emit(StageChanged(Stage.PUSHING))
+            target_digest = await self._run(lambda: self._push(request.target, emit, stop))
+            size = await self._run(lambda: int(self._client().inspect_image(image_id)["Size"]))
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+        except docker.errors.APIError as exc:
+            raise _explain(str(exc.explanation or exc), request.source, pushing=False) from exc
+        finally:
+            if self._remove_after:
+                await self._cleanup(request.target)
+        return CopyResult(
+            engine=self.name,
+            source_digest=source_digest,
+            target_digest=target_digest,
+            bytes=size,
+        )
+
+    async def aclose(self) -> None:
+        client: docker.APIClient | None = getattr(self._local, "client", None)
+        if client is not None:
+            client.close()
+
+    # -- blocking steps (worker threads) --------------------------------------------------------
+
+    def _pull(
+        self, request: CopyRequest, emit: Callable[[ProgressEvent], None], stop: threading.Event
+    ) -> tuple[str | None, str]:
+        src = request.source
+        stream = self._client().pull(
+            src.name,
+            tag=src.pull_reference,
+            platform=str(request.platform),
+            stream=True,
+            decode=True,
+            auth_config=self._auth(src.registry),
+        )
+        digest: str | None = None
+        for event in _checked(stream, stop, src, pushing=False):
+            status = str(event.get("status", ""))
+            found = _DIGEST_LINE.search(status)
+            if found:
+                digest = found.group(1)
+            _forward(event, emit, progress_status="Downloading")
+        image_id = str(self._client().inspect_image(_pullable(src))["Id"])
+        return digest, image_id
+
+    def _tag(self, image_id: str, target: ImageRef) -> None:
+        self._client().tag(image_id, target.name, target.tag, force=True)
+
+    def _push(
+        self, target: ImageRef, emit: Callable[[ProgressEvent], None], stop: threading.Event
+    ) -> str:
+        stream = self._client().push(
+            target.name,
+            tag=target.tag,
+            stream=True,
+            decode=True,
+            auth_config=self._auth(target.registry),
+        )
+        digest: str | None = None
+        for event in _checked(stream, stop, target, pushing=True):
+            aux = event.get("aux")
+            if isinstance(aux, dict) and aux.get("Digest"):
+                digest = str(aux["Digest"])
+            _forward(event, emit, progress_status="Pushing")
+        if digest is None:
+            raise CopyFailed(f"The push of `{target}` ended without a digest from the registry.")
+        return digest
+
+    def _remove(self, name: str) -> None:
+        try:
+            self._client().remove_image(name)
+        except docker.errors.APIError as exc:
+            log.info("could not remove local image %s: %s", name, exc.explanation)
+
+    async def _cleanup(self, target: ImageRef) -> None:
+        with contextlib.suppress(MirrorError):
+            await self._run(lambda: self._remove(f"{target.name}:{target.tag}"))
+
+
+def _pullable(ref: ImageRef) -> str:
+    """The full name to pull, which is also the name the daemon stores the image under."""
+    return f"{ref.name}@{ref.digest}" if ref.digest else f"{ref.name}:{ref.tag}"
+
+
+def _checked(
+    stream: Iterator[dict[str, Any]], stop: threading.Event, ref: ImageRef, *, pushing: bool
+) -> Iterator[dict[str, Any]]:
+    """Yield stream events, raising on an in-band ``error`` or a cancellation."""
+    for event in stream:
+        if stop.is_set():
+            raise Cancelled("The job was cancelled.")
+        if event.get("error"):
+            raise _explain(str(event["error"]), ref, pushing=pushing)
+        yield event
+
+
+def _forward(
+    event: dict[str, Any], emit: Callable[[ProgressEvent], None], *, progress_status: str
+) -> None:
+    layer = event.get("id")
+    status = str(event.get("status", ""))
+    if not layer or not isinstance(layer, str):
+        return
+    if status == progress_status:
+        detail = event.get("progressDetail") or {}
+        current = detail.get("current")
+        if isinstance(current, int):
+            total = detail.get("total")
+            emit(BlobProgress(layer, current, total if isinstance(total, int) else None))
+    elif status in _DONE_STATUSES or status.startswith("Mounted from"):
+        emit(BlobDone(layer))
+
+
+def _explain(message: str, ref: ImageRef, *, pushing: bool) -> MirrorError:
+    """Turn the daemon's wording into one sentence for a person."""
+    text = message.lower()
+    where = ref.registry
+    if "no matching manifest" in text:
+        found = re.search(r"for ([\w/.-]+) in the manifest", message)
+        platform = f" for {found.group(1)}" if found else " for that platform"
+        return CopyFailed(f"`{ref.familiar}` has no image{platform}.")
+    if "unauthorized" in text or "authentication required" in text or "denied" in text:
+        if pushing:
+            return CopyFailed(
+                f"The target registry `{where}` refused the push of `{ref.familiar}`: "
+                "check MIRROR_TARGET_USERNAME and MIRROR_TARGET_PASSWORD."
+            )
+        return CopyFailed(
+            f"Access to `{ref.familiar}` was denied: it does not exist or is private."
+        )
+    if "manifest unknown" in text or "not found" in text:
+        return CopyFailed(f"`{ref.familiar}` was not found in `{where}`: check the name and tag.")
+    if (
+        "connection refused" in text
+        or "no such host" in text
+        or "i/o timeout" in text
+        or "dial tcp" in text
+        or "server gave http response to https client" in text
+    ):
+        return CopyFailed(f"The registry `{where}` could not be reached.", transient=True)
+    if "toomanyrequests" in text or "rate limit" in text:
+        return CopyFailed(
+            f"The registry `{where}` is rate-limiting us; try again later.", transient=True
+        )
+    first = message.strip().splitlines()[0] if message.strip() else "unknown error"
+    return CopyFailed(f"The Docker daemon failed on `{ref.familiar}`: {first[:200]}.")

@@ -1,0 +1,58 @@
+"""Which engine copies a request: the ``auto`` rule of DESIGN.md, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from mirror.engine import CopyRequest, Engine
+from mirror.errors import EngineUnavailable
+
+EngineMode = Literal["auto", "docker", "registry"]
+
+
+class EngineChooser:
+    """Picks the engine per request.
+
+    ``auto`` prefers the daemon for a single platform and the registry engine whenever only
+    an exact copy will do: every platform, or a digest reference that must keep pulling by
+    digest. Each falls back to the other when it cannot work right now.
+    """
+
+    def __init__(self, mode: EngineMode, engines: Mapping[str, Engine]) -> None:
+        self.mode = mode
+        self.engines = dict(engines)
+
+    def preference(self, request: CopyRequest) -> list[str]:
+        if self.mode != "auto":
+            return [self.mode]
+        if request.platform is None:
+            return ["registry"]
+        if request.source.digest is not None:
+            return ["registry", "docker"]
+        return ["docker", "registry"]
+
+    async def choose(self, request: CopyRequest) -> Engine:
+        reasons: list[str] = []
+        for name in self.preference(request):
+            engine = self.engines.get(name)
+            if engine is None:
+                continue
+            try:
+                await engine.ensure_available()
+            except EngineUnavailable as exc:
+                reasons.append(str(exc))
+                continue
+            return engine
+        if reasons:
+            raise EngineUnavailable(" ".join(reasons))
+        if request.platform is None:
+            raise EngineUnavailable(
+                "Copying every platform needs the registry engine, which is not set up here; "
+                "choose one platform with --platform."
+            )
+        raise EngineUnavailable(f"The {self.mode} engine is not set up here.")
+
+    async def aclose(self) -> None:
+        for engine in self.engines.values():
+            await engine.aclose()

@@ -1,0 +1,291 @@
+"""The job service: queue, concurrency, coalescing, "already mirrored", cancellation, retries.
+
+A job is what one person asked in one command; its items copy concurrently under a global
+limit. Identical copies in flight (same source, target and platform) run once and every
+requester follows the same progress. Results are stored before they are announced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from mirror.engine import CopyRequest, Engine, ProgressSink
+from mirror.engines import EngineChooser
+from mirror.errors import CopyFailed, MirrorError, NameConflict
+from mirror.models import Item, ItemStatus, Job, platform_text
+from mirror.progress import ProgressEvent, ProgressTracker, Stage, StageChanged
+from mirror.store import Store
+
+log = logging.getLogger(__name__)
+
+JobListener = Callable[[Job], None]
+"""Called on the event loop after any change of a job (progress or status)."""
+
+INTERNAL_ERROR = "An internal error stopped this copy; the bot's log has the details."
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one copy came to; shared by every job that coalesced onto it."""
+
+    status: ItemStatus
+    engine: str | None = None
+    source_digest: str | None = None
+    target_digest: str | None = None
+    bytes: int | None = None
+    seconds: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class _Flight:
+    """One copy in progress and everyone watching it."""
+
+    task: asyncio.Task[Outcome]
+    sinks: list[ProgressSink] = field(default_factory=list)
+    stage: StageChanged | None = None
+    """The latest stage, replayed to a late joiner so it does not start from "queued"."""
+
+    def emit(self, event: ProgressEvent) -> None:
+        if isinstance(event, StageChanged):
+            self.stage = event
+        for sink in list(self.sinks):
+            sink(event)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, CopyFailed) and exc.transient
+
+
+class JobService:
+    def __init__(
+        self,
+        store: Store,
+        engines: EngineChooser,
+        *,
+        concurrency: int = 2,
+        attempts: int = 3,
+        retry_wait: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.engines = engines
+        self._slots = asyncio.Semaphore(concurrency)
+        self._attempts = attempts
+        self._retry_wait = retry_wait
+        self._flights: dict[tuple[str, str, str], _Flight] = {}
+        self._tasks: dict[str, asyncio.Task[Job]] = {}
+        self._jobs: dict[str, Job] = {}
+        self._shutting_down = False
+
+    # -- public -----------------------------------------------------------------------------
+
+    async def check_targets(self, items: list[Item]) -> None:
+        """Refuse a target that already holds a copy of a *different* source (no network)."""
+        for item in items:
+            previous = await self.store.last_success(str(item.target))
+            if previous is not None and previous.source != item.source:
+                raise NameConflict(
+                    f"`{item.target}` already holds a copy of `{previous.source.familiar}`; "
+                    f"choose another name for `{item.source.familiar}` with `$NAME`."
+                )
+
+    async def submit(self, job: Job, listener: JobListener) -> asyncio.Task[Job]:
+        """Store the job, then start it; the task's result is the finished job."""
+        await self.store.add_job(job)
+        return self._start(job, listener)
+
+    def resume(self, job: Job, listener: JobListener) -> asyncio.Task[Job]:
+        """Start again a stored job that a restart interrupted."""
+        for item in job.items:
+            if not item.status.finished:
+                item.status = ItemStatus.QUEUED
+        return self._start(job, listener)
+
+    async def fail_interrupted(self, job: Job, reason: str) -> None:
+        for idx, item in enumerate(job.items):
+            if not item.status.finished:
+                item.status = ItemStatus.FAILED
+                item.error = reason
+                await self.store.save_item(job, idx)
+
+    def active(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    async def cancel(self, job_id: str) -> bool:
+        task = self._tasks.get(job_id)
+        if task is None or task.done():
+            return False
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return True
+
+    async def aclose(self) -> None:
+        """Stop running jobs without marking them: a restart resumes them from the store."""
+        self._shutting_down = True
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for flight in list(self._flights.values()):
+            flight.task.cancel()
+
+    # -- running ------------------------------------------------------------------------------
+
+    def _start(self, job: Job, listener: JobListener) -> asyncio.Task[Job]:
+        self._jobs[job.id] = job
+        task = asyncio.create_task(self._run_job(job, listener), name=f"job-{job.id}")
+        self._tasks[job.id] = task
+
+        def forget(_: asyncio.Task[Job]) -> None:
+            self._tasks.pop(job.id, None)
+            self._jobs.pop(job.id, None)
+
+        task.add_done_callback(forget)
+        return task
+
+    async def _run_job(self, job: Job, listener: JobListener) -> Job:
+        pending = [i for i, item in enumerate(job.items) if not item.status.finished]
+        runs = [asyncio.create_task(self._run_item(job, i, listener)) for i in pending]
+        try:
+            await asyncio.gather(*runs)
+        except asyncio.CancelledError:
+            for run in runs:
+                run.cancel()
+            await asyncio.gather(*runs, return_exceptions=True)
+            if self._shutting_down:
+                raise
+            for idx, item in enumerate(job.items):
+                if not item.status.finished:
+                    item.status = ItemStatus.CANCELLED
+                    item.error = "The job was cancelled."
+                    item.progress = None
+                    await self.store.save_item(job, idx)
+            listener(job)
+            raise
+        return job
+
+    async def _run_item(self, job: Job, idx: int, listener: JobListener) -> None:
+        item = job.items[idx]
+        tracker = ProgressTracker()
+
+        def sink(event: ProgressEvent) -> None:
+            tracker.feed(event)
+            if isinstance(event, StageChanged) and item.status is ItemStatus.QUEUED:
+                item.status = ItemStatus.RUNNING
+            item.progress = tracker.snapshot()
+            listener(job)
+
+        key = (str(item.source), str(item.target), platform_text(item.platform))
+        flight = self._flights.get(key)
+        if flight is None:
+            request = CopyRequest(item.source, item.target, item.platform)
+            new = _Flight(task=asyncio.create_task(self._copy_once(request, key)))
+            self._flights[key] = flight = new
+            new.task.add_done_callback(lambda _: self._flights.pop(key, None))
+        else:
+            log.info("job %s: %s coalesced with a copy in flight", job.id, item.target)
+            if flight.stage is not None:
+                sink(flight.stage)
+        flight.sinks.append(sink)
+        try:
+            outcome = await asyncio.shield(flight.task)
+        finally:
+            flight.sinks.remove(sink)
+            if not flight.sinks and not flight.task.done():
+                flight.task.cancel()  # the last watcher left: nobody wants this copy any more
+        _apply(item, outcome)
+        await self.store.save_item(job, idx)
+        listener(job)
+
+    async def _copy_once(self, request: CopyRequest, key: tuple[str, str, str]) -> Outcome:
+        def emit(event: ProgressEvent) -> None:
+            flight = self._flights.get(key)
+            if flight is not None:
+                flight.emit(event)
+
+        async with self._slots:
+            started = time.monotonic()
+            emit(StageChanged(Stage.RESOLVING))
+            engine: Engine | None = None
+            try:
+                engine = await self.engines.choose(request)
+                source_digest = await engine.source_digest(request)
+                previous = await self._already_mirrored(engine, request, source_digest)
+                if previous is not None:
+                    return Outcome(
+                        ItemStatus.ALREADY_MIRRORED,
+                        engine=previous.engine,
+                        source_digest=source_digest,
+                        target_digest=previous.target_digest,
+                        bytes=previous.bytes,
+                        seconds=time.monotonic() - started,
+                    )
+                result = None
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(self._attempts),
+                    wait=wait_exponential(multiplier=self._retry_wait, max=30),
+                    retry=retry_if_exception(_is_transient),
+                    reraise=True,
+                ):
+                    with attempt:
+                        result = await engine.copy(request, emit)
+                assert result is not None
+                return Outcome(
+                    ItemStatus.SUCCEEDED,
+                    engine=result.engine,
+                    source_digest=result.source_digest or source_digest,
+                    target_digest=result.target_digest,
+                    bytes=result.bytes,
+                    seconds=time.monotonic() - started,
+                )
+            except MirrorError as exc:
+                return Outcome(
+                    ItemStatus.FAILED,
+                    engine=engine.name if engine else None,
+                    seconds=time.monotonic() - started,
+                    error=str(exc),
+                )
+            except Exception:
+                log.exception(
+                    "copy of %s to %s failed unexpectedly", request.source, request.target
+                )
+                return Outcome(
+                    ItemStatus.FAILED,
+                    engine=engine.name if engine else None,
+                    seconds=time.monotonic() - started,
+                    error=INTERNAL_ERROR,
+                )
+
+    async def _already_mirrored(
+        self, engine: Engine, request: CopyRequest, source_digest: str
+    ) -> Item | None:
+        """The earlier copy still at the target, when it was of this very source digest."""
+        previous = await self.store.last_success(str(request.target))
+        if (
+            previous is None
+            or previous.source_digest != source_digest
+            or previous.platform != request.platform
+            or previous.target_digest is None
+        ):
+            return None
+        current = await engine.target_digest(request.target)
+        return previous if current == previous.target_digest else None
+
+
+def _apply(item: Item, outcome: Outcome) -> None:
+    item.status = outcome.status
+    item.engine = outcome.engine
+    item.source_digest = outcome.source_digest
+    item.target_digest = outcome.target_digest
+    item.bytes = outcome.bytes
+    item.seconds = outcome.seconds
+    item.error = outcome.error
+    item.progress = None
