@@ -1,0 +1,206 @@
+"""The application: one handler for every adapter, from a command to the final answer.
+
+Adapters call :meth:`MirrorBot.handle` with who/where/what and a conversation to answer in.
+It answers at once (before any registry traffic), then follows the job in the background:
+a live message edited under the adapter's flood limit, and a final answer in the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from functools import partial
+
+from bot import render
+from bot.chat import ChatAdapter, Conversation, Incoming
+from bot.commands import (
+    CancelCommand,
+    HelpCommand,
+    HistoryCommand,
+    MirrorCommand,
+    StatusCommand,
+    UsageError,
+    parse_command,
+)
+from bot.live import LiveMessage, deliver
+from bot.planner import Planner
+from bot.policy import Policy
+from bot.settings import Settings
+from bot.view import MessageView
+from mirror.errors import MirrorError
+from mirror.jobs import JobListener, JobService
+from mirror.models import Job, new_job_id
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "The bot restarted during this job and could not reach its chat to resume it."
+
+
+class MirrorBot:
+    def __init__(
+        self,
+        settings: Settings,
+        service: JobService,
+        policy: Policy,
+        planner: Planner,
+        render_options: render.RenderOptions,
+    ) -> None:
+        self.settings = settings
+        self.service = service
+        self.policy = policy
+        self.planner = planner
+        self.render_options = render_options
+        self._followers: set[asyncio.Task[None]] = set()
+
+    # -- entry point --------------------------------------------------------------------------
+
+    async def handle(self, incoming: Incoming, conversation: Conversation) -> None:
+        """Answer one command. Returns once the job (if any) is acknowledged, not finished."""
+        try:
+            command = parse_command(
+                incoming.text,
+                default_platform=self.planner.default_platform,
+                max_images=self.settings.mirror_max_images,
+                bot_username=incoming.bot_username,
+            )
+            if command is None:
+                return
+            self.policy.check_user(incoming)
+            if isinstance(command, MirrorCommand):
+                await self._mirror(incoming, conversation, command)
+                return
+            view = await self._other(incoming, command)
+        except UsageError as exc:
+            view = render.error(str(exc), usage=True)
+        except MirrorError as exc:
+            view = render.error(str(exc))
+        except Exception:
+            log.exception("could not handle a %s command", incoming.platform)
+            view = render.error("Something went wrong on my side; the bot's log has the details.")
+        await deliver(partial(conversation.post, view), what="answer")
+
+    async def _other(self, incoming: Incoming, command: object) -> MessageView:
+        chat = f"{incoming.platform}:{incoming.chat_id}"
+        store = self.service.store
+        if isinstance(command, HelpCommand):
+            return render.help_text()
+        if isinstance(command, HistoryCommand):
+            return render.history(await store.history(chat))
+        if isinstance(command, StatusCommand):
+            if command.job_id is None:
+                return render.status_list(await store.recent_jobs(chat))
+            job = self.service.active(command.job_id) or await store.get_job(command.job_id)
+            if job is None or job.chat != chat:
+                return render.error(f"There is no job `{command.job_id[:20]}` in this chat.")
+            if job.finished:
+                return render.answer(job, self.render_options)
+            return render.progress(job)
+        if isinstance(command, CancelCommand):
+            return await self._cancel(incoming, command.job_id)
+        raise AssertionError(f"unhandled command {command!r}")
+
+    async def _cancel(self, incoming: Incoming, job_id: str) -> MessageView:
+        job = self.service.active(job_id)
+        requester = f"{incoming.platform}:{incoming.user_id}"
+        if job is None:
+            return render.error(f"Job `{job_id[:20]}` is not running.")
+        if job.requester != requester and not self.policy.is_admin(incoming):
+            return render.error(f"Only the requester or an admin may cancel job {job.id}.")
+        await self.service.cancel(job.id)
+        return render.info(f"Job {job.id} cancelled.")
+
+    # -- mirroring ----------------------------------------------------------------------------
+
+    async def _mirror(
+        self, incoming: Incoming, conversation: Conversation, command: MirrorCommand
+    ) -> None:
+        items = self.planner.plan(command.images, command.platform)
+        await self.service.check_targets(items)
+        job = Job(
+            id=new_job_id(),
+            requester=f"{incoming.platform}:{incoming.user_id}",
+            chat=f"{incoming.platform}:{incoming.chat_id}",
+            items=items,
+        )
+        ack = render.acknowledgement(job)
+        reply = await deliver(partial(conversation.post, ack), what="acknowledgement")
+        job.reply_ref = f"{incoming.platform}:{reply.ref}"
+        live = LiveMessage(reply, conversation.edit_interval, initial=ack)
+        task = await self.service.submit(job, _progress_to(live))
+        self._follow(job, task, conversation, live)
+
+    def _follow(
+        self,
+        job: Job,
+        task: asyncio.Task[Job],
+        conversation: Conversation,
+        live: LiveMessage,
+    ) -> None:
+        follower = asyncio.create_task(self._finish(job, task, conversation, live))
+        self._followers.add(follower)
+        follower.add_done_callback(self._followers.discard)
+
+    async def _finish(
+        self,
+        job: Job,
+        task: asyncio.Task[Job],
+        conversation: Conversation,
+        live: LiveMessage,
+    ) -> None:
+        started = time.monotonic()
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not job.finished:  # the bot is shutting down: the job resumes after a restart
+                await live.close()
+                raise
+        try:
+            await live.finish(render.progress(job))
+            long_job = time.monotonic() - started >= self.settings.mirror_long_job_seconds
+            final = render.answer(job, self.render_options, notify=long_job)
+            await deliver(partial(conversation.post, final), what="final answer")
+        except TimeoutError:
+            log.error("job %s finished but its chat did not take the answer", job.id)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def recover(self, adapters: Mapping[str, ChatAdapter]) -> int:
+        """Resume jobs a restart interrupted, in the thread that asked; fail the orphans."""
+        resumed = 0
+        for job in await self.service.store.unfinished_jobs():
+            platform, _, ref = (job.reply_ref or "").partition(":")
+            adapter = adapters.get(platform)
+            reopened = await adapter.reopen(ref) if adapter is not None and ref else None
+            if reopened is None:
+                await self.service.fail_interrupted(job, INTERRUPTED)
+                continue
+            conversation, reply = reopened
+            live = LiveMessage(reply, conversation.edit_interval)
+            live.update(render.progress(job))
+            task = self.service.resume(job, _progress_to(live))
+            self._follow(job, task, conversation, live)
+            resumed += 1
+        return resumed
+
+    async def drain(self, stop: asyncio.Event) -> None:
+        """Wait for running jobs to deliver their answers, unless asked to stop first."""
+        stopping = asyncio.create_task(stop.wait())
+        while self._followers and not stop.is_set():
+            await asyncio.wait([*self._followers, stopping], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+
+    async def aclose(self) -> None:
+        await self.service.aclose()
+        followers = list(self._followers)
+        for follower in followers:
+            follower.cancel()
+        await asyncio.gather(*followers, return_exceptions=True)
+
+
+def _progress_to(live: LiveMessage) -> JobListener:
+    def listener(job: Job) -> None:
+        live.update(render.progress(job))
+
+    return listener

@@ -1,0 +1,83 @@
+"""The chat port: the few things ``bot`` needs from a chat platform, and nothing more.
+
+Adapters implement these protocols; ``bot`` never imports an adapter or a chat SDK. A new
+platform is one file in ``adapters/`` that turns its events into :class:`Incoming` and gives
+back :class:`Conversation` / :class:`Reply` handles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bot.view import MessageView
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One command as the bot sees it: who said what, where.
+
+    ``user_id`` and ``chat_id`` are platform ids without prefix; the policy prefixes them with
+    ``platform`` (``slack:U123``, ``telegram:-100123``) to match the allowlists.
+    """
+
+    platform: str
+    user_id: str
+    user_name: str
+    chat_id: str
+    text: str
+    is_group: bool = False
+    bot_username: str | None = None
+    """The bot's own name, so ``/mirror@OtherBot`` in a group is left to the other bot."""
+    closed_by_default: bool = False
+    """Platforms where anyone can write to the bot: nobody may use it until allowed."""
+
+
+class RateLimited(Exception):
+    """Raised by an adapter when the chat API answered 429; the caller waits and retries."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limited, retry after {retry_after:.1f}s")
+        self.retry_after = retry_after
+
+
+class Reply(Protocol):
+    """A message the bot posted and may edit."""
+
+    @property
+    def ref(self) -> str:
+        """An opaque string the adapter can turn back into this handle after a restart."""
+        ...
+
+    async def edit(self, view: MessageView) -> None:
+        """Replace the message's content; may raise :class:`RateLimited`."""
+        ...
+
+
+class Conversation(Protocol):
+    """Where the answer to one command goes (the thread of the request)."""
+
+    @property
+    def edit_interval(self) -> float:
+        """Seconds to leave between two edits of one message (the platform's flood limit)."""
+        ...
+
+    async def post(self, view: MessageView) -> Reply:
+        """Post a new message in the request's thread; may raise :class:`RateLimited`."""
+        ...
+
+
+Handler = Callable[[Incoming, Conversation], Coroutine[Any, Any, None]]
+
+
+class ChatAdapter(Protocol):
+    """A chat platform: serves until cancelled, handing every command to ``handler``."""
+
+    name: str
+
+    async def serve(self, handler: Handler) -> None: ...
+
+    async def reopen(self, ref: str) -> tuple[Conversation, Reply] | None:
+        """The thread and message behind ``Reply.ref``, to finish a job that outlived a restart."""
+        ...

@@ -1,0 +1,161 @@
+"""``mirror-bot``: run the bot, or mirror images from a script (DESIGN.md §1, Command line).
+
+Exit codes of ``mirror``: 0 all done, 1 any failed, 2 bad input. Chat SDKs are imported only
+by ``run``, and only for the adapters that are configured, so scripts start fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import logging
+import sys
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from bot import render
+from bot.settings import Settings
+from mirror.errors import MirrorError
+from mirror.models import Item, ItemStatus, Job, new_job_id, platform_text
+from mirror.naming import parse_image_spec
+from mirror.platform import parse_platform
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]).upper()
+        raise click.UsageError(f"Configuration error in {field}: {first['msg']}.") from None
+
+
+@click.group()
+def main() -> None:
+    """Mirror container images into a registry your team can reach."""
+
+
+@main.command()
+def run() -> None:
+    """Run the bot: every configured chat adapter, or the console when none is."""
+    from bot.serve import serve
+
+    settings = _settings()
+    sys.exit(asyncio.run(serve(settings)))
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True)
+@click.option("--platform", "platform_text_", metavar="OS/ARCH|all", help="Platform to copy.")
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "docker", "registry"]),
+    help="Copy engine (default: MIRROR_ENGINE or auto).",
+)
+@click.option("--dry-run", is_flag=True, help="Parse, name and check policy; no network.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array, an object per image.")
+def mirror(
+    images: tuple[str, ...],
+    platform_text_: str | None,
+    engine: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Copy IMAGE... to MIRROR_TARGET."""
+    settings = _settings()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sys.exit(asyncio.run(_mirror(settings, images, platform_text_, engine, dry_run, as_json)))
+
+
+async def _mirror(
+    settings: Settings,
+    images: tuple[str, ...],
+    platform_choice: str | None,
+    engine: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> int:
+    from bot.runtime import open_runtime
+
+    async with open_runtime(settings, engine=engine) as runtime:  # type: ignore[arg-type]
+        try:
+            if len(images) > settings.mirror_max_images:
+                raise MirrorError(
+                    f"You asked for {len(images)} images; the limit is "
+                    f"{settings.mirror_max_images} per command."
+                )
+            platform = (
+                parse_platform(platform_choice)
+                if platform_choice is not None
+                else runtime.planner.default_platform
+            )
+            specs = list(dict.fromkeys(parse_image_spec(text) for text in images))
+            items = runtime.planner.plan(specs, platform)
+            if not dry_run:
+                await runtime.service.check_targets(items)
+        except MirrorError as exc:
+            click.echo(f"error: {exc}", err=True)
+            return EXIT_USAGE
+        if dry_run:
+            _report(items, as_json, runtime.render_options, planned=True)
+            return EXIT_OK
+        job = Job(new_job_id(), f"cli:{getpass.getuser()}", "cli:local", items)
+        shown: dict[int, str] = {}
+
+        def progress(job: Job) -> None:
+            for idx, item in enumerate(job.items):
+                word = item.progress.stage.value if item.progress else item.status.value
+                if shown.get(idx) != word:
+                    shown[idx] = word
+                    click.echo(f"{item.source.familiar}: {word}", err=True)
+
+        task = await runtime.service.submit(job, progress)
+        await task
+        _report(job.items, as_json, runtime.render_options, planned=False)
+        return EXIT_OK if all(i.status.ok for i in job.items) else EXIT_FAILED
+
+
+def _as_dict(item: Item, options: render.RenderOptions, *, planned: bool) -> dict[str, Any]:
+    ok = item.status.ok
+    return {
+        "source": str(item.source),
+        "target": f"{item.target.name}:{item.target.tag}",
+        "status": "planned" if planned else item.status.value,
+        "engine": item.engine,
+        "platform": platform_text(item.platform),
+        "source_digest": item.source_digest,
+        "target_digest": item.target_digest,
+        "digest_identical": item.digest_identical if ok else None,
+        "bytes": item.bytes,
+        "seconds": round(item.seconds, 3) if item.seconds is not None else None,
+        "pull": render.commands(item, options)[0] if ok else None,
+        "error": item.error,
+    }
+
+
+def _report(
+    items: list[Item], as_json: bool, options: render.RenderOptions, *, planned: bool
+) -> None:
+    if as_json:
+        click.echo(json.dumps([_as_dict(i, options, planned=planned) for i in items], indent=2))
+        return
+    for item in items:
+        if planned:
+            click.echo(
+                f"{item.source} -> {item.target.name}:{item.target.tag} "
+                f"({platform_text(item.platform)})"
+            )
+        elif item.status is ItemStatus.FAILED or not item.status.ok:
+            click.echo(f"{item.source.familiar}: {item.status.value}: {item.error}")
+        else:
+            click.echo(
+                f"{item.source.familiar}: {item.status.value.replace('_', ' ')} -> "
+                f"{item.target.name}:{item.target.tag} ({item.target_digest})"
+            )
+            for line in render.commands(item, options):
+                click.echo(f"  {line}")

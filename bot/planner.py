@@ -1,0 +1,45 @@
+"""From what a user typed to the items of a job: names, policy and conflicts, no network."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.policy import Policy
+from bot.settings import Settings
+from mirror.errors import MirrorError
+from mirror.models import Item
+from mirror.naming import ImageSpec, TargetBase, check_unique_targets, parse_target_base, target_for
+from mirror.platform import Platform, parse_platform
+
+
+class NotConfigured(MirrorError):
+    """The operator has not set something the request needs."""
+
+
+class Planner:
+    def __init__(self, settings: Settings, policy: Policy) -> None:
+        self._policy = policy
+        self._target = settings.mirror_target
+        self.default_platform: Platform | None = parse_platform(settings.mirror_default_platform)
+        # With "all" as the default, every single platform is a non-default one and gets a
+        # suffix: no real platform equals this placeholder.
+        self._suffixless = self.default_platform or Platform("-", "-")
+
+    def _base(self) -> TargetBase:
+        if not self._target:
+            raise NotConfigured(
+                "MIRROR_TARGET is not set, so there is nowhere to copy to; the operator must set "
+                "it (e.g. docker.io/yourname)."
+            )
+        return parse_target_base(self._target)
+
+    def plan(self, images: Sequence[ImageSpec], platform: Platform | None) -> list[Item]:
+        """Items for a job; raises a MirrorError sentence for the first refused image."""
+        base = self._base()
+        items = []
+        for spec in images:
+            self._policy.check_source(spec.source)
+            target = target_for(spec, base, platform, self._suffixless)
+            items.append(Item(spec=spec.text, source=spec.source, target=target, platform=platform))
+        check_unique_targets((i.source, i.platform, i.target) for i in items)
+        return items

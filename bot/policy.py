@@ -1,0 +1,84 @@
+"""Who may do what, and which sources may be copied: checked before any network traffic."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from bot.chat import Incoming
+from bot.settings import Settings
+from mirror.errors import MirrorError
+from mirror.reference import ImageRef
+
+
+class Denied(MirrorError):
+    """The policy refuses; the sentence says what and, where useful, how to get allowed."""
+
+
+def _host_only(registry: str) -> str:
+    if registry.startswith("["):
+        return registry[1:].partition("]")[0]
+    return registry.rpartition(":")[0] if registry.count(":") == 1 else registry
+
+
+def is_internal_host(host: str) -> bool:
+    """Loopback, private, link-local, multicast or unspecified: never reached unless listed."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return (
+        address.is_loopback
+        or address.is_private
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_unspecified
+        or address.is_reserved
+    )
+
+
+class Policy:
+    def __init__(self, settings: Settings) -> None:
+        self._allowed_users = frozenset(settings.mirror_allowed_users)
+        self._admins = frozenset(settings.mirror_admins)
+        self._sources = tuple(s.lower() for s in settings.mirror_allowed_sources)
+
+    def _ids(self, incoming: Incoming) -> Iterable[str]:
+        yield f"{incoming.platform}:{incoming.user_id}"
+        yield f"{incoming.platform}:{incoming.chat_id}"
+
+    def is_admin(self, incoming: Incoming) -> bool:
+        return f"{incoming.platform}:{incoming.user_id}" in self._admins
+
+    def check_user(self, incoming: Incoming) -> None:
+        """Slack and the console are open by default; Telegram (anyone can write) is closed."""
+        if self.is_admin(incoming):
+            return
+        if not self._allowed_users and not incoming.closed_by_default:
+            return
+        if any(i in self._allowed_users for i in self._ids(incoming)):
+            return
+        raise Denied(
+            "Sorry, you are not allowed to use this bot; ask an admin to add "
+            f"`{incoming.platform}:{incoming.user_id}` (or this chat, "
+            f"`{incoming.platform}:{incoming.chat_id}`) to MIRROR_ALLOWED_USERS."
+        )
+
+    def check_source(self, source: ImageRef) -> None:
+        registry = source.registry.lower()
+        host = _host_only(registry)
+        listed = (
+            registry in self._sources
+            or host in self._sources
+            or (
+                not is_internal_host(host)
+                and any(s.startswith("*.") and host.endswith(s[1:]) for s in self._sources)
+            )
+        )
+        if not listed:
+            raise Denied(
+                f"`{source.registry}` is not an allowed source registry; "
+                f"allowed: {', '.join(self._sources) or 'none'}."
+            )

@@ -1,0 +1,234 @@
+"""What the bot says, as neutral :class:`MessageView` s: acknowledgement, progress, answer.
+
+Adapters only restyle these; wording, order and the ready-to-paste commands live here once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot.commands import USAGE
+from bot.view import Bar, MessageView, Row, Tone, human_bytes, human_seconds
+from mirror.models import Item, ItemStatus, Job, platform_text
+from mirror.progress import Stage
+from mirror.reference import ImageRef
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """The few deployment facts the answer depends on."""
+
+    insecure_registries: frozenset[str] = frozenset()
+    """Targets reached over plain HTTP: ``ctr`` then needs ``--plain-http``."""
+    login_registries: frozenset[str] = frozenset()
+    """Targets we push to with credentials: users likely need ``docker login`` to pull."""
+
+
+_STATE_WORDS = {
+    ItemStatus.QUEUED: "queued",
+    ItemStatus.SUCCEEDED: "done",
+    ItemStatus.ALREADY_MIRRORED: "already mirrored",
+    ItemStatus.FAILED: "failed",
+    ItemStatus.CANCELLED: "cancelled",
+}
+_TONES = {
+    ItemStatus.SUCCEEDED: Tone.SUCCESS,
+    ItemStatus.ALREADY_MIRRORED: Tone.SUCCESS,
+    ItemStatus.FAILED: Tone.FAILURE,
+    ItemStatus.CANCELLED: Tone.FAILURE,
+}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def pull_reference(item: Item) -> str:
+    """What to pull: by digest when the copy is exact and the user asked by digest."""
+    if item.source.digest and item.digest_identical and item.target_digest:
+        return f"{item.target.name}@{item.target_digest}"
+    return f"{item.target.name}:{item.target.tag}"
+
+
+def tag_back_reference(item: Item) -> str:
+    """The original name to tag the copy back to (a tag, since a tag cannot be a digest)."""
+    source = item.source
+    tag = source.tag or item.target.tag
+    return f"{source.name}:{tag}"
+
+
+def commands(item: Item, options: RenderOptions) -> list[str]:
+    target = pull_reference(item)
+    source = tag_back_reference(item)
+    plain = " --plain-http" if item.target.registry in options.insecure_registries else ""
+    familiar_target = ImageRef(item.target.registry, item.target.repository, None, None).familiar
+    familiar_source = ImageRef(item.source.registry, item.source.repository, None, None).familiar
+    docker_target = familiar_target + target[len(item.target.name) :]
+    docker_source = familiar_source + source[len(item.source.name) :]
+    return [
+        f"docker pull {docker_target} && docker tag {docker_target} {docker_source}",
+        f"ctr -n k8s.io images pull{plain} {target} && ctr -n k8s.io images tag {target} {source}",
+    ]
+
+
+def _progress_row(item: Item) -> Row:
+    label = item.source.familiar
+    snap = item.progress
+    if item.status.finished:
+        return Row(label, _STATE_WORDS[item.status], _TONES[item.status], item.error)
+    if snap is None or snap.stage is Stage.QUEUED:
+        return Row(label, "queued")
+    bar = None
+    if snap.stage in (Stage.COPYING, Stage.PUSHING):
+        bar = Bar(snap.done, snap.total, snap.bytes_per_second, snap.eta_seconds)
+    return Row(label, snap.stage.value, Tone.WORKING, None, bar)
+
+
+def _title(job: Job) -> str:
+    count = _plural(len(job.items), "image")
+    return f"Job {job.id}: mirroring {count}"
+
+
+def acknowledgement(job: Job) -> MessageView:
+    return progress(job)
+
+
+def progress(job: Job) -> MessageView:
+    """The live message; once the job is finished, its compact final state."""
+    if job.finished:
+        ok = sum(1 for i in job.items if i.status.ok)
+        title = f"Job {job.id}: {job.state} ({ok}/{len(job.items)} mirrored)"
+        tone = Tone.SUCCESS if job.state == "done" else Tone.FAILURE
+    else:
+        title, tone = _title(job), Tone.WORKING
+    return MessageView(title=title, tone=tone, rows=tuple(_progress_row(i) for i in job.items))
+
+
+def _result_detail(item: Item) -> str:
+    parts = [f"{item.target.name}:{item.target.tag}"]
+    if item.target_digest:
+        parts.append(item.target_digest)
+    if item.bytes is not None:
+        parts.append(human_bytes(item.bytes))
+    if item.seconds is not None:
+        parts.append(human_seconds(item.seconds))
+    if item.engine:
+        parts.append(f"{item.engine} engine")
+    parts.append(platform_text(item.platform))
+    line = " · ".join(parts)
+    if item.digest_identical:
+        return line + " · digest identical to the source"
+    return (
+        line + " · digest differs from the source (the daemon rebuilt the manifest); "
+        "for an exact copy use --platform all or MIRROR_ENGINE=registry"
+    )
+
+
+def answer(job: Job, options: RenderOptions, *, notify: bool = False) -> MessageView:
+    """The final message: per image where it went, and the commands to paste."""
+    rows = []
+    code: list[str] = []
+    logins: list[str] = []
+    for item in job.items:
+        if item.status.ok:
+            rows.append(
+                Row(
+                    item.source.familiar,
+                    _STATE_WORDS[item.status],
+                    Tone.SUCCESS,
+                    _result_detail(item),
+                )
+            )
+            code.extend(commands(item, options))
+            registry = item.target.registry
+            if registry in options.login_registries and registry not in logins:
+                logins.append(registry)
+        else:
+            rows.append(
+                Row(
+                    item.source.familiar,
+                    _STATE_WORDS[item.status],
+                    _TONES.get(item.status, Tone.FAILURE),
+                    item.error,
+                )
+            )
+    lines = tuple(f"The target is private: run `docker login {r}` before pulling." for r in logins)
+    ok = sum(1 for i in job.items if i.status.ok)
+    if ok == len(job.items):
+        title, tone = f"Job {job.id} done: {_plural(ok, 'image')} ready", Tone.SUCCESS
+    elif ok:
+        title, tone = f"Job {job.id}: {ok} of {len(job.items)} images ready", Tone.FAILURE
+    else:
+        title, tone = f"Job {job.id} {job.state}: nothing was mirrored", Tone.FAILURE
+    return MessageView(title, tone, tuple(rows), lines, tuple(code), notify=notify)
+
+
+def error(sentence: str, *, usage: bool = False) -> MessageView:
+    return MessageView(sentence, Tone.FAILURE, footer=f"Usage: {USAGE}" if usage else None)
+
+
+def info(sentence: str) -> MessageView:
+    return MessageView(sentence, Tone.INFO)
+
+
+def help_text() -> MessageView:
+    return MessageView(
+        "hub-mirror-bot copies images into a registry your team can reach.",
+        Tone.INFO,
+        lines=(
+            "/mirror IMAGE [IMAGE ...] [--platform os/arch|all] — copy up to the limit of "
+            "images; add $NAME[:TAG] to an image to choose the target name.",
+            "/status [JOB] — the latest jobs of this chat, or one job.",
+            "/history — what this chat mirrored.",
+            "/cancel JOB — stop a running job.",
+        ),
+        code=(
+            "/mirror gcr.io/google-samples/microservices-demo/emailservice:v0.3.5",
+            "/mirror nginx:1.25 quay.io/prometheus/node-exporter:v1.7.0 --platform linux/arm64",
+            "/mirror registry.k8s.io/pause:3.9$pause:latest",
+        ),
+    )
+
+
+def _job_tone(job: Job) -> Tone:
+    if not job.finished:
+        return Tone.WORKING
+    return Tone.SUCCESS if job.state == "done" else Tone.FAILURE
+
+
+def _ago(created: float) -> str:
+    return human_seconds(time.time() - created) + " ago"
+
+
+def status_list(jobs: Sequence[Job]) -> MessageView:
+    if not jobs:
+        return info("No jobs in this chat yet; start one with /mirror IMAGE.")
+    rows = tuple(
+        Row(
+            job.id,
+            job.state,
+            _job_tone(job),
+            ", ".join(i.source.familiar for i in job.items[:3])
+            + (f" and {len(job.items) - 3} more" if len(job.items) > 3 else "")
+            + f" · {_ago(job.created)}",
+        )
+        for job in jobs
+    )
+    return MessageView("Latest jobs in this chat", Tone.INFO, rows)
+
+
+def history(items: Sequence[Item]) -> MessageView:
+    if not items:
+        return info("Nothing mirrored from this chat yet.")
+    rows = tuple(
+        Row(
+            item.source.familiar,
+            f"{item.target.name}:{item.target.tag}",
+            Tone.SUCCESS,
+            item.target_digest,
+        )
+        for item in items
+    )
+    return MessageView("Mirrored from this chat", Tone.INFO, rows)

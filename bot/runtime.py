@@ -1,0 +1,71 @@
+"""Wiring: settings -> store, engines, job service, policy, planner; for ``run`` and ``mirror``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from bot.planner import Planner
+from bot.policy import Policy
+from bot.render import RenderOptions
+from bot.settings import Settings
+from mirror.credentials import Credential
+from mirror.docker_engine import DockerEngine
+from mirror.engine import Engine
+from mirror.engines import EngineChooser, EngineMode
+from mirror.jobs import JobService
+from mirror.naming import parse_target_base
+from mirror.store import Store
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    service: JobService
+    policy: Policy
+    planner: Planner
+    render_options: RenderOptions
+
+
+def credentials(settings: Settings) -> dict[str, Credential]:
+    """Push credentials for the target registry, when set (else ~/.docker/config.json)."""
+    if not (settings.mirror_target and settings.mirror_target_username):
+        return {}
+    password = settings.mirror_target_password
+    registry = parse_target_base(settings.mirror_target).registry
+    return {
+        registry: Credential(
+            settings.mirror_target_username, password.get_secret_value() if password else ""
+        )
+    }
+
+
+def render_options(settings: Settings) -> RenderOptions:
+    return RenderOptions(
+        insecure_registries=frozenset(settings.mirror_insecure_registries),
+        login_registries=frozenset(credentials(settings)),
+    )
+
+
+def build_engines(settings: Settings) -> dict[str, Engine]:
+    return {"docker": DockerEngine(settings.docker_host, credentials(settings))}
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings, *, engine: EngineMode | None = None
+) -> AsyncIterator[Runtime]:
+    store = await Store.open(settings.mirror_db)
+    chooser = EngineChooser(engine or settings.mirror_engine, build_engines(settings))
+    service = JobService(store, chooser, concurrency=settings.mirror_concurrency)
+    policy = Policy(settings)
+    try:
+        yield Runtime(
+            settings, store, service, policy, Planner(settings, policy), render_options(settings)
+        )
+    finally:
+        await service.aclose()
+        await chooser.aclose()
+        await store.close()

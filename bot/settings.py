@@ -1,0 +1,92 @@
+"""Configuration from the environment or a ``.env`` file (DESIGN.md §1, Configuration).
+
+Lists are comma- or space-separated (``MIRROR_ALLOWED_USERS=slack:U1,telegram:42``), as
+operators write them in compose files, not JSON.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import platformdirs
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PUBLIC_SOURCES = (
+    "docker.io",
+    "gcr.io",
+    "k8s.gcr.io",
+    "registry.k8s.io",
+    "quay.io",
+    "ghcr.io",
+    "mcr.microsoft.com",
+    "public.ecr.aws",
+    "nvcr.io",
+    "docker.elastic.co",
+)
+
+Names = Annotated[tuple[str, ...], NoDecode]
+
+
+def _default_db() -> Path:
+    return Path(platformdirs.user_data_dir("hub-mirror-bot")) / "mirror.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    mirror_target: str | None = None
+    mirror_target_username: str | None = None
+    mirror_target_password: SecretStr | None = None
+    mirror_engine: Literal["auto", "docker", "registry"] = "auto"
+    mirror_default_platform: str = "linux/amd64"
+    mirror_allowed_sources: Names = PUBLIC_SOURCES
+    mirror_insecure_registries: Names = ()
+    mirror_allowed_users: Names = ()
+    mirror_admins: Names = ()
+    mirror_max_images: int = Field(default=11, ge=1, le=100)
+    mirror_max_image_bytes: int | None = Field(default=None, ge=1)
+    mirror_concurrency: int = Field(default=2, ge=1, le=64)
+    mirror_user_rate: str | None = None
+    mirror_db: Path = Field(default_factory=_default_db)
+    mirror_metrics_port: int | None = None
+    mirror_long_job_seconds: float = 60.0
+    docker_host: str | None = None
+
+    slack_bot_token: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_port: int = 3000
+    slack_api_url: str = "https://slack.com/api/"
+
+    telegram_bot_token: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_webhook_url: str | None = None
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_webhook_port: int = 8443
+
+    @field_validator(
+        "mirror_allowed_sources",
+        "mirror_insecure_registries",
+        "mirror_allowed_users",
+        "mirror_admins",
+        mode="before",
+    )
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part for part in value.replace(",", " ").split() if part)
+        return value
+
+    def secrets(self) -> list[str]:
+        """Every secret value set, so logs and tests can make sure none leaks."""
+        values = [
+            self.mirror_target_password,
+            self.slack_bot_token,
+            self.slack_app_token,
+            self.slack_signing_secret,
+            self.telegram_bot_token,
+            self.telegram_webhook_secret,
+        ]
+        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]

@@ -1,0 +1,109 @@
+"""A neutral description of a chat message, and a plain-text rendering of it.
+
+``bot`` decides *what* to say (title, one row per image, code to paste); each adapter decides
+*how* it looks in its own markup. The plain-text form is what the console prints and what
+richer adapters can use as a notification fallback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Tone(StrEnum):
+    INFO = "info"
+    WORKING = "working"
+    SUCCESS = "success"
+    FAILURE = "failure"
+
+
+@dataclass(frozen=True)
+class Bar:
+    done: int
+    total: int | None
+    bytes_per_second: float | None = None
+    eta_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Row:
+    """One image: its name, its state word, an optional detail sentence and bar."""
+
+    label: str
+    state: str
+    tone: Tone = Tone.INFO
+    detail: str | None = None
+    bar: Bar | None = None
+
+
+@dataclass(frozen=True)
+class MessageView:
+    title: str
+    tone: Tone = Tone.INFO
+    rows: tuple[Row, ...] = ()
+    lines: tuple[str, ...] = ()
+    code: tuple[str, ...] = ()
+    footer: str | None = None
+    notify: bool = False
+    """Ask the adapter to mention the requester (a long job just finished)."""
+
+
+_UNITS = ("B", "KB", "MB", "GB", "TB")
+
+
+def human_bytes(n: float) -> str:
+    """Decimal units, as registries and ``docker images`` show sizes."""
+    value = float(n)
+    for unit in _UNITS:
+        if abs(value) < 1000 or unit == _UNITS[-1]:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def human_seconds(seconds: float) -> str:
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
+
+
+def bar_text(bar: Bar, width: int = 16) -> str:
+    """``[#######.........]  45%  12.0 MB / 26.7 MB  3.1 MB/s  ETA 5s``"""
+    if bar.total:
+        fraction = min(1.0, bar.done / bar.total)
+        filled = round(fraction * width)
+        parts = [
+            "[" + "#" * filled + "." * (width - filled) + "]",
+            f"{fraction * 100:3.0f}%",
+            f"{human_bytes(bar.done)} / {human_bytes(bar.total)}",
+        ]
+    else:
+        parts = [human_bytes(bar.done)]
+    if bar.bytes_per_second:
+        parts.append(f"{human_bytes(bar.bytes_per_second)}/s")
+    if bar.eta_seconds is not None and bar.total and bar.done < bar.total:
+        parts.append(f"ETA {human_seconds(bar.eta_seconds)}")
+    return "  ".join(parts)
+
+
+def to_plain_text(view: MessageView) -> str:
+    out = [view.title]
+    for row in view.rows:
+        out.append(f"- {row.label}: {row.state}")
+        if row.bar is not None:
+            out.append(f"    {bar_text(row.bar)}")
+        if row.detail:
+            out.append(f"    {row.detail}")
+    out.extend(view.lines)
+    if view.code:
+        out.append("")
+        out.extend(f"    {line}" for line in view.code)
+    if view.footer:
+        out.append(view.footer)
+    return "\n".join(out)
