@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The one entry point for working on hub-mirror-bot (README and CI call this, nothing else).
+#
+#   bash scripts/dev.sh setup          Debian tools if missing, .venv, editable install
+#   bash scripts/dev.sh test [ARGS]    setup, ruff, mypy, pytest ARGS (pytest starts its own lab)
+#   bash scripts/dev.sh demo           setup, start and seed the lab in .lab, run the bot
+#   bash scripts/dev.sh lab CMD        scripts/lab.py CMD (up|seed|env|down) with the venv python
+#
+# Every step is idempotent: a second run only checks.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+VENV=.venv
+PY=$VENV/bin/python
+STAMP=$VENV/.dev-installed
+LAB_ROOT=.lab
+APT_PACKAGES=(docker.io docker-registry skopeo apache2-utils)
+
+log() { printf '>> %s\n' "$*" >&2; }
+die() { printf 'dev.sh: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    die "need root (or sudo) to run: $*"
+  fi
+}
+
+have() {
+  # dockerd lives in /usr/sbin, which is not on a normal user's PATH.
+  PATH="$PATH:/usr/sbin:/sbin" command -v "$1" >/dev/null 2>&1
+}
+
+setup_system() {
+  local packages=() tool
+  for tool in dockerd docker-registry skopeo htpasswd; do
+    if ! have "$tool"; then
+      packages=("${APT_PACKAGES[@]}")
+      break
+    fi
+  done
+  if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && [[ ! -x $PY ]]; then
+    packages+=(python3-venv)  # Debian splits venv/ensurepip out of python3
+  fi
+  if ((${#packages[@]})); then
+    log "installing Debian packages: ${packages[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"
+  fi
+}
+
+setup_python() {
+  if [[ ! -x $PY ]]; then
+    python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+      || die "python3 is $(python3 -V 2>&1); hub-mirror-bot needs 3.11+"
+    log "creating $VENV"
+    python3 -m venv "$VENV"
+  fi
+  local want
+  want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+  if [[ ! -f $STAMP || $(cat "$STAMP") != "$want" ]]; then
+    log "installing hub-mirror-bot and dev dependencies into $VENV"
+    "$PY" -m pip install -q -e '.[dev]'
+    printf '%s\n' "$want" >"$STAMP"
+  fi
+}
+
+setup() {
+  setup_system
+  setup_python
+}
+
+cmd=${1:-}
+[[ $# -gt 0 ]] && shift
+case $cmd in
+  setup)
+    setup
+    ;;
+  test)
+    setup
+    "$VENV/bin/ruff" check .
+    "$VENV/bin/mypy"
+    "$PY" -m pytest -q -p no:cacheprovider "$@"
+    ;;
+  demo)
+    setup
+    "$PY" scripts/lab.py up --root "$LAB_ROOT" >/dev/null
+    "$PY" scripts/lab.py seed --root "$LAB_ROOT"
+    # shellcheck source=/dev/null
+    source "$LAB_ROOT/env"
+    export MIRROR_DB=${MIRROR_DB:-$PWD/$LAB_ROOT/mirror.db}
+    cat <<EOF
+
+  hub-mirror-bot demo: a local Docker daemon and registries are running (settings: $LAB_ROOT/env).
+  Try:   /mirror $LAB_SOURCE/library/hello:1.0
+         /mirror $LAB_SOURCE/library/multi:1.0
+  Then:  docker -H $DOCKER_HOST pull $MIRROR_TARGET/...
+  Stop the lab afterwards: bash scripts/dev.sh lab down
+
+EOF
+    exec "$VENV/bin/mirror-bot" run
+    ;;
+  lab)
+    [[ -x $PY ]] || setup
+    exec "$PY" scripts/lab.py "$@"
+    ;;
+  *)
+    sed -n '2,8s/^# \{0,1\}//p' "$0" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,49 @@
+"""Shared pytest fixtures.
+
+``scripts/lab.py`` is loaded here and registered as the module ``lab`` (``import lab`` in a
+test), because it is a script, not a package: it must keep working as ``python scripts/lab.py``
+before the project is installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def _load_lab_module() -> None:
+    path = Path(__file__).resolve().parent.parent / "scripts" / "lab.py"
+    spec = importlib.util.spec_from_file_location("lab", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["lab"] = module  # before exec: dataclasses look their module up by name
+    spec.loader.exec_module(module)
+
+
+if "lab" not in sys.modules:
+    _load_lab_module()
+
+import lab as lab_module  # noqa: E402  (registered just above)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[lab_module.Lab]:
+    """A running, seeded lab (dockerd + source/target/auth registries) for the whole session.
+
+    Its root is a short /tmp dir (unix socket paths must stay under 108 bytes) removed at the
+    end; the lab is stopped even when tests fail or are interrupted.
+    """
+    root = Path(tempfile.mkdtemp(prefix="lab-", dir="/tmp"))
+    running = lab_module.Lab.start(root)
+    try:
+        lab_module.seed(running)
+        yield running
+    finally:
+        running.stop()
+        shutil.rmtree(root, ignore_errors=True)

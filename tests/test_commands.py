@@ -1,0 +1,112 @@
+"""The chat command grammar: every adapter's text goes through it."""
+
+import pytest
+
+from bot.commands import (
+    CancelCommand,
+    HelpCommand,
+    HistoryCommand,
+    MirrorCommand,
+    StatusCommand,
+    UsageError,
+    parse_command,
+)
+from mirror.errors import InvalidPlatform, InvalidReference
+from mirror.platform import Platform
+
+AMD64 = Platform("linux", "amd64")
+
+
+def parse(text: str, **kw: object) -> object:
+    options: dict[str, object] = {"default_platform": AMD64, "max_images": 11}
+    options.update(kw)
+    return parse_command(text, **options)  # type: ignore[arg-type]
+
+
+def test_mirror_with_several_images_separated_by_spaces_and_newlines() -> None:
+    cmd = parse("/mirror nginx:1.25\nquay.io/prometheus/node-exporter:v1.7.0   redis")
+    assert isinstance(cmd, MirrorCommand)
+    assert [str(s.source) for s in cmd.images] == [
+        "docker.io/library/nginx:1.25",
+        "quay.io/prometheus/node-exporter:v1.7.0",
+        "docker.io/library/redis:latest",
+    ]
+    assert cmd.platform == AMD64
+
+
+@pytest.mark.parametrize(
+    ("text", "platform"),
+    [
+        ("/mirror nginx --platform linux/arm64", Platform("linux", "arm64")),
+        ("/mirror --platform=linux/arm/v7 nginx", Platform("linux", "arm", "v7")),
+        ("/mirror nginx --platform all", None),
+    ],
+)
+def test_platform_flag(text: str, platform: Platform | None) -> None:
+    cmd = parse(text)
+    assert isinstance(cmd, MirrorCommand) and cmd.platform == platform
+
+
+def test_default_platform_all_is_kept() -> None:
+    cmd = parse("/mirror nginx", default_platform=None)
+    assert isinstance(cmd, MirrorCommand) and cmd.platform is None
+
+
+def test_target_name_override_is_parsed() -> None:
+    cmd = parse("/mirror registry.k8s.io/pause:3.9$pause:latest")
+    assert isinstance(cmd, MirrorCommand)
+    assert (cmd.images[0].name, cmd.images[0].tag) == ("pause", "latest")
+
+
+def test_duplicates_in_one_command_are_merged() -> None:
+    cmd = parse("/mirror nginx nginx")
+    assert isinstance(cmd, MirrorCommand) and len(cmd.images) == 1
+
+
+def test_telegram_bot_suffix_and_slack_dm_form() -> None:
+    assert isinstance(parse("/mirror@MirrorBot nginx", bot_username="mirrorbot"), MirrorCommand)
+    assert parse("/mirror@OtherBot nginx", bot_username="MirrorBot") is None
+    assert isinstance(parse("mirror nginx"), MirrorCommand)
+
+
+def test_other_commands() -> None:
+    assert parse("/status") == StatusCommand(None)
+    assert parse("/status k3x9qa") == StatusCommand("k3x9qa")
+    assert parse("/history") == HistoryCommand()
+    assert parse("/cancel k3x9qa") == CancelCommand("k3x9qa")
+    assert parse("/help") == HelpCommand()
+    assert parse("/start") == HelpCommand()
+    assert parse("   ") == HelpCommand()
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("/frobnicate", "not a command"),
+        ("/mirror", "at least one image"),
+        ("/mirror nginx --force", "not an option"),
+        ("/mirror nginx --platform", "needs a value"),
+        ("/cancel", "exactly one job"),
+        ("/status a b", "at most one"),
+        ("/history now", "no arguments"),
+        ("/mirror " + " ".join(f"img{i}" for i in range(12)), "12 images; the limit is 11"),
+    ],
+)
+def test_bad_input_gets_one_sentence(text: str, words: str) -> None:
+    with pytest.raises(UsageError) as err:
+        parse(text)
+    message = str(err.value)
+    assert words in message
+    assert "\n" not in message and message.endswith(".")
+
+
+def test_bad_reference_and_platform_are_explained() -> None:
+    with pytest.raises(InvalidReference, match="Nginx"):
+        parse("/mirror Nginx")
+    with pytest.raises(InvalidPlatform):
+        parse("/mirror nginx --platform linux")
+
+
+def test_absurdly_long_message_is_refused() -> None:
+    with pytest.raises(UsageError, match="too long"):
+        parse("/mirror " + "a" * 10000)
