@@ -7,6 +7,7 @@ import urllib.request
 
 import docker
 import pytest
+
 from lab import MEDIA_DOCKER_MANIFEST, Lab, RegistryError, get_blob, pull_manifest
 
 

@@ -1,0 +1,44 @@
+"""Running ``mirror-bot`` as a user would: a subprocess with the lab's environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import lab as lab_module
+
+MIRROR_BOT = str(Path(sys.executable).parent / "mirror-bot")
+
+
+def bot_env(lab: lab_module.Lab, db: Path, **overrides: str) -> dict[str, str]:
+    """The lab's settings, with no chat credentials and a private database."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("MIRROR_", "SLACK_", "TELEGRAM_"))
+    }
+    env.update(lab.env())
+    env["MIRROR_DB"] = str(db)
+    env.update(overrides)
+    return env
+
+
+def run_mirror(
+    env: dict[str, str], *args: str, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [MIRROR_BOT, "mirror", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def run_json(env: dict[str, str], *args: str) -> tuple[int, list[dict[str, Any]], str]:
+    done = run_mirror(env, *args, "--json")
+    payload = json.loads(done.stdout) if done.stdout.strip() else []
+    return done.returncode, payload, done.stderr

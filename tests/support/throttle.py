@@ -1,0 +1,76 @@
+"""A bandwidth-limited TCP relay, so a copy lasts long enough to be interrupted on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
+
+
+class ThrottledRelay:
+    """Relays 127.0.0.1:port -> upstream, sending downstream at most ``rate`` bytes/s."""
+
+    def __init__(self, upstream: str, rate: int) -> None:
+        host, _, port = upstream.rpartition(":")
+        self._upstream = (host, int(port))
+        self._rate = rate
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.Server | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self.address = ""
+
+    def start(self) -> ThrottledRelay:
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(self._serve(), self._loop)
+        self.address = future.result(timeout=10)
+        return self
+
+    async def _serve(self) -> str:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"127.0.0.1:{port}"
+
+    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        try:
+            up_r, up_w = await asyncio.open_connection(*self._upstream)
+        except OSError:
+            client_w.close()
+            return
+        await asyncio.gather(
+            self._pipe(client_r, up_w, limit=False),
+            self._pipe(up_r, client_w, limit=True),
+            return_exceptions=True,
+        )
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, limit: bool
+    ) -> None:
+        chunk = max(1024, self._rate // 20) if limit else 65536
+        try:
+            while data := await reader.read(chunk):
+                writer.write(data)
+                await writer.drain()
+                if limit:
+                    await asyncio.sleep(len(data) / self._rate)
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    def stop(self) -> None:
+        async def close() -> None:
+            if self._server is not None:
+                self._server.close()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def throttled(upstream: str, rate: int) -> Iterator[ThrottledRelay]:
+    relay = ThrottledRelay(upstream, rate).start()
+    try:
+        yield relay
+    finally:
+        relay.stop()

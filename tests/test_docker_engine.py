@@ -1,0 +1,175 @@
+"""End to end through ``mirror-bot mirror`` with the Docker engine, against the real lab."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+import lab as lab_module
+from tests.support.cli import bot_env, run_json, run_mirror
+
+
+def source_config(lab: lab_module.Lab, repository: str, tag: str) -> dict[str, object]:
+    raw, _ = lab_module.pull_manifest(lab.source, repository, tag)
+    digest = json.loads(raw)["config"]["digest"]
+    config: dict[str, object] = json.loads(lab_module.get_blob(lab.source, repository, digest))
+    return config
+
+
+@pytest.fixture
+def env(lab: lab_module.Lab, tmp_path: Path) -> dict[str, str]:
+    return bot_env(lab, tmp_path / "mirror.db", MIRROR_ENGINE="docker")
+
+
+def test_copy_through_the_daemon_keeps_config_and_layers(
+    lab: lab_module.Lab, env: dict[str, str]
+) -> None:
+    code, [result], _ = run_json(env, f"{lab.source}/library/multi:1.0")
+    assert code == 0, result
+    target = f"{lab.target}/mirror/{lab.source.replace(':', '-')}.library.multi:1.0"
+    assert result["status"] == "succeeded"
+    assert result["source"] == f"{lab.source}/library/multi:1.0"
+    assert result["target"] == target
+    assert result["engine"] == "docker"
+    assert result["platform"] == "linux/amd64"
+    assert str(result["target_digest"]).startswith("sha256:")
+    assert result["pull"].startswith(f"docker pull {target} && docker tag {target} ")
+    assert result["error"] is None
+
+    client = docker.DockerClient(base_url=lab.docker_host)
+    try:
+        # The engine removed its local copies; a pull by a user fetches the mirrored image.
+        assert not client.images.list(name=target.rsplit(":", 1)[0])
+        pulled = client.images.pull(target)
+        expected = source_config(lab, "library/multi", "1.0")
+        assert pulled.attrs["RootFS"]["Layers"] == expected["rootfs"]["diff_ids"]  # type: ignore[index]
+        assert pulled.attrs["Config"]["Cmd"] == expected["config"]["Cmd"]  # type: ignore[index]
+        client.images.remove(target)
+    finally:
+        client.close()
+
+
+def test_second_copy_is_answered_as_already_mirrored_without_pulling(
+    lab: lab_module.Lab, env: dict[str, str]
+) -> None:
+    image = f"{lab.source}/library/hello:1.0"
+    code, [first], _ = run_json(env, image)
+    assert code == 0 and first["status"] == "succeeded"
+    client = docker.APIClient(base_url=lab.docker_host)
+    try:
+        started = time.time_ns()
+        code, [second], _ = run_json(env, image)
+        events = client.events(
+            since=started // 10**9,
+            until=int(time.time()) + 1,
+            decode=True,
+            filters={"event": "pull"},
+        )
+        pulls = [e for e in events if e["timeNano"] > started]
+    finally:
+        client.close()
+    assert code == 0
+    assert second["status"] == "already_mirrored"
+    assert second["target_digest"] == first["target_digest"]
+    assert pulls == []
+
+
+def test_push_to_a_registry_with_htpasswd_credentials(
+    lab: lab_module.Lab, env: dict[str, str]
+) -> None:
+    env = env | {
+        "MIRROR_TARGET": f"{lab.auth}/team",
+        "MIRROR_TARGET_USERNAME": lab.auth_user,
+        "MIRROR_TARGET_PASSWORD": lab.auth_password,
+    }
+    code, [result], _ = run_json(env, f"{lab.source}/library/hello:1.0")
+    assert code == 0, result
+    repository = f"team/{lab.source.replace(':', '-')}.library.hello"
+    raw, _ = lab_module.pull_manifest(
+        lab.auth, repository, "1.0", user=lab.auth_user, password=lab.auth_password
+    )
+    assert json.loads(raw)["layers"]
+
+
+def test_wrong_password_fails_with_one_sentence_and_no_secret(
+    lab: lab_module.Lab, env: dict[str, str]
+) -> None:
+    wrong = "not-the-password-4711"
+    env = env | {
+        "MIRROR_TARGET": f"{lab.auth}/team",
+        "MIRROR_TARGET_USERNAME": lab.auth_user,
+        "MIRROR_TARGET_PASSWORD": wrong,
+    }
+    done = run_mirror(env, f"{lab.source}/library/multi:1.0")
+    assert done.returncode == 1
+    failure = [line for line in done.stdout.splitlines() if ": failed: " in line]
+    assert len(failure) == 1
+    assert "refused the push" in failure[0] and failure[0].endswith(".")
+    assert wrong not in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_missing_tag_is_a_clear_failure(lab: lab_module.Lab, env: dict[str, str]) -> None:
+    code, [result], _ = run_json(env, f"{lab.source}/library/hello:9.9")
+    assert code == 1
+    assert result["status"] == "failed"
+    assert "was not found" in result["error"]
+
+
+def test_dry_run_plans_without_network(lab: lab_module.Lab, env: dict[str, str]) -> None:
+    env = env | {
+        "DOCKER_HOST": "unix:///nonexistent/docker.sock",
+        "MIRROR_ALLOWED_SOURCES": "gcr.io",
+    }
+    code, results, _ = run_json(
+        env,
+        "--dry-run",
+        "gcr.io/google-samples/microservices-demo/emailservice:v0.3.5",
+        "gcr.io/distroless/static$static:v1",
+        "--platform",
+        "linux/arm64",
+    )
+    assert code == 0
+    assert [(r["status"], r["target"], r["platform"]) for r in results] == [
+        (
+            "planned",
+            f"{lab.target}/mirror/gcr.io.google-samples.microservices-demo.emailservice-linux-arm64:v0.3.5",
+            "linux/arm64",
+        ),
+        ("planned", f"{lab.target}/mirror/static:v1", "linux/arm64"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["Not/Valid"], "not a valid image reference"),
+        (["evil.example.com/x:1"], "not an allowed source registry"),
+        (["nginx", "--platform", "linux"], "is not a platform"),
+        (["a.b/c", "a/b.c"], "would both"),
+    ],
+)
+def test_bad_input_exits_2_with_one_sentence(
+    env: dict[str, str], args: list[str], words: str
+) -> None:
+    env = env | {"MIRROR_ALLOWED_SOURCES": "docker.io,a.b"}
+    done = run_mirror(env, *args)
+    assert done.returncode == 2
+    assert words in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert done.stdout == ""
+
+
+def test_daemon_down_is_a_clear_failure(lab: lab_module.Lab, env: dict[str, str]) -> None:
+    env = env | {"DOCKER_HOST": "unix:///tmp/no-such-dockerd.sock"}
+    code, [result], stderr = run_json(env, f"{lab.source}/library/hello:1.0")
+    assert code == 1
+    assert (
+        result["error"]
+        == "The Docker daemon at `unix:///tmp/no-such-dockerd.sock` does not answer."
+    )
+    assert "Traceback" not in stderr
