@@ -1,0 +1,120 @@
+"""The console bot driven as a user would: a terminal (pty), typed commands, read screens."""
+
+from __future__ import annotations
+
+import re
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pexpect
+import pytest
+
+import lab as lab_module
+from tests.support.cli import MIRROR_BOT, bot_env
+from tests.support.throttle import throttled
+
+PROMPT = "mirror> "
+
+
+def start(env: dict[str, str]) -> pexpect.spawn:
+    child = pexpect.spawn(MIRROR_BOT, ["run"], env=env, encoding="utf-8", timeout=60)
+    child.expect_exact(PROMPT)
+    return child
+
+
+@pytest.fixture
+def env(lab: lab_module.Lab, tmp_path: Path) -> dict[str, str]:
+    return bot_env(lab, tmp_path / "console.db")
+
+
+@pytest.fixture
+def console(env: dict[str, str]) -> Iterator[pexpect.spawn]:
+    child = start(env)
+    try:
+        yield child
+    finally:
+        child.close(force=True)
+
+
+def test_mirror_shows_progress_and_the_commands_to_paste(
+    lab: lab_module.Lab, console: pexpect.spawn
+) -> None:
+    console.sendline(f"/mirror {lab.source}/library/multi:1.0")
+    console.expect(r"Job (\w{6}): mirroring 1 image")
+    job_id = console.match.group(1)
+    console.expect("queued|resolving|copying")
+    console.expect(rf"Job {job_id} done: 1 image ready")
+    console.expect_exact(PROMPT)
+    answer = console.before
+    target = f"{lab.target}/mirror/{lab.source.replace(':', '-')}.library.multi:1.0"
+    assert f"docker pull {target} && docker tag {target} {lab.source}/library/multi:1.0" in answer
+    assert f"ctr -n k8s.io images pull --plain-http {target}" in answer
+
+    console.sendline("/status")
+    console.expect("Latest jobs in this chat")
+    console.expect(rf"{job_id}: done")
+    console.sendline(f"/status {job_id}")
+    console.expect(rf"Job {job_id} done: 1 image ready")
+    console.sendline("/history")
+    console.expect("Mirrored from this chat")
+    console.expect_exact(target)
+
+
+def test_help_unknown_command_and_bad_reference(console: pexpect.spawn) -> None:
+    console.sendline("/help")
+    console.expect_exact("/mirror IMAGE [IMAGE ...] [--platform os/arch|all]")
+    console.expect_exact("/cancel JOB")
+    console.sendline("/frobnicate now")
+    console.expect_exact("`/frobnicate` is not a command I know.")
+    console.expect_exact("Usage: /mirror IMAGE")
+    console.sendline("/mirror Nginx:1.25")
+    console.expect_exact("`Nginx:1.25` is not a valid image reference")
+    console.sendline("/mirror evil.example.com/x:1")
+    console.expect_exact("`evil.example.com` is not an allowed source registry")
+    console.sendline("/cancel nosuch")
+    console.expect_exact("Job `nosuch` is not running.")
+
+
+def test_daemon_down_is_explained_and_the_bot_keeps_answering(
+    lab: lab_module.Lab, env: dict[str, str]
+) -> None:
+    child = start(env | {"DOCKER_HOST": "unix:///tmp/no-such-dockerd.sock"})
+    try:
+        child.sendline(f"/mirror {lab.source}/library/hello:1.0")
+        child.expect_exact(
+            "The Docker daemon at `unix:///tmp/no-such-dockerd.sock` does not answer."
+        )
+        child.expect("nothing was mirrored")
+        child.sendline("/help")
+        child.expect_exact("/history")
+        assert "Traceback" not in (child.before or "")
+    finally:
+        child.close(force=True)
+
+
+def test_a_job_killed_mid_copy_is_resumed_after_a_restart(
+    lab: lab_module.Lab, env: dict[str, str]
+) -> None:
+    with throttled(lab.source, rate=1024 * 1024) as slow:
+        env = env | {"MIRROR_ALLOWED_SOURCES": f"{slow.address},{lab.source}"}
+        first = start(env)
+        try:
+            first.sendline(f"/mirror {slow.address}/library/multi:1.0")
+            first.expect(r"Job (\w{6}): mirroring 1 image")
+            job_id = first.match.group(1)
+            first.expect("copying")
+            first.kill(signal.SIGKILL)
+            first.wait()
+        finally:
+            first.close(force=True)
+
+        second = pexpect.spawn(MIRROR_BOT, ["run"], env=env, encoding="utf-8", timeout=90)
+        try:
+            second.expect(rf"Job {job_id} done: 1 image ready")
+            second.expect_exact(PROMPT)
+            assert re.search(r"docker pull \S+multi:1\.0", second.before or "")
+            second.sendline(f"/status {job_id}")
+            second.expect(rf"Job {job_id} done")
+        finally:
+            second.close(force=True)

@@ -1,0 +1,121 @@
+"""The job service with the real Docker engine, the real daemon and a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import docker
+import pytest
+
+import lab as lab_module
+from mirror.docker_engine import DockerEngine
+from mirror.engines import EngineChooser
+from mirror.jobs import JobService
+from mirror.models import Item, ItemStatus, Job, new_job_id
+from mirror.naming import parse_image_spec, parse_target_base, target_for
+from mirror.platform import DEFAULT_PLATFORM
+from mirror.store import Store
+
+
+@pytest.fixture
+async def service(lab: lab_module.Lab, tmp_path: Path) -> AsyncIterator[JobService]:
+    store = await Store.open(tmp_path / "jobs.db")
+    chooser = EngineChooser("docker", {"docker": DockerEngine(lab.docker_host)})
+    jobs = JobService(store, chooser, concurrency=2)
+    try:
+        yield jobs
+    finally:
+        await jobs.aclose()
+        await chooser.aclose()
+        await store.close()
+
+
+def item_for(lab: lab_module.Lab, image: str, namespace: str) -> Item:
+    spec = parse_image_spec(image)
+    base = parse_target_base(f"{lab.target}/{namespace}")
+    target = target_for(spec, base, DEFAULT_PLATFORM, DEFAULT_PLATFORM)
+    return Item(spec.text, spec.source, target, DEFAULT_PLATFORM)
+
+
+def job_of(*items: Item, requester: str = "console:alice") -> Job:
+    return Job(new_job_id(), requester, "console:local", list(items))
+
+
+def pulls_since(lab: lab_module.Lab, started_ns: int) -> list[dict[str, object]]:
+    client = docker.APIClient(base_url=lab.docker_host)
+    try:
+        events = client.events(
+            since=started_ns // 10**9,
+            until=int(time.time()) + 1,
+            decode=True,
+            filters={"event": "pull"},
+        )
+        return [e for e in events if e["timeNano"] > started_ns]
+    finally:
+        client.close()
+
+
+async def test_identical_requests_in_flight_share_one_copy(
+    lab: lab_module.Lab, service: JobService
+) -> None:
+    image = f"{lab.source}/library/multi:1.0"
+    first = job_of(item_for(lab, image, "coalesce"), requester="console:alice")
+    second = job_of(item_for(lab, image, "coalesce"), requester="console:bob")
+    seen: dict[str, set[str]] = {first.id: set(), second.id: set()}
+
+    def watch(job: Job) -> None:
+        progress = job.items[0].progress
+        if progress is not None:
+            seen[job.id].add(progress.stage.value)
+
+    started = time.time_ns()
+    task_a = await service.submit(first, watch)
+    task_b = await service.submit(second, watch)
+    done_a, done_b = await asyncio.gather(task_a, task_b)
+
+    assert done_a.items[0].status is ItemStatus.SUCCEEDED
+    assert done_b.items[0].status is ItemStatus.SUCCEEDED
+    assert done_a.items[0].target_digest == done_b.items[0].target_digest
+    assert "copying" in seen[first.id] and "copying" in seen[second.id]  # both watched it
+    assert len(pulls_since(lab, started)) == 1
+    stored = await service.store.get_job(second.id)
+    assert stored is not None and stored.items[0].status is ItemStatus.SUCCEEDED
+
+
+async def test_cancel_marks_the_job_and_stores_it(lab: lab_module.Lab, service: JobService) -> None:
+    from tests.support.throttle import throttled
+
+    with throttled(lab.source, rate=512 * 1024) as slow:
+        job = job_of(item_for(lab, f"{slow.address}/library/multi:1.0", "cancel"))
+        copying = asyncio.Event()
+
+        def watch(job: Job) -> None:
+            progress = job.items[0].progress
+            if progress is not None and progress.stage.value == "copying":
+                copying.set()
+
+        task = await service.submit(job, watch)
+        await asyncio.wait_for(copying.wait(), timeout=60)
+        assert await service.cancel(job.id)
+        assert task.cancelled() or task.done()
+    stored = await service.store.get_job(job.id)
+    assert stored is not None
+    assert stored.items[0].status is ItemStatus.CANCELLED
+    assert stored.state == "cancelled"
+
+
+async def test_a_target_holding_another_source_is_refused(
+    lab: lab_module.Lab, service: JobService
+) -> None:
+    from mirror.errors import NameConflict
+
+    hello = item_for(lab, f"{lab.source}/library/hello:1.0$shared:v1", "conflict")
+    finished = await (await service.submit(job_of(hello), lambda job: None))
+    assert finished.items[0].status is ItemStatus.SUCCEEDED
+    multi = item_for(lab, f"{lab.source}/library/multi:1.0$shared:v1", "conflict")
+    with pytest.raises(NameConflict, match="already holds a copy"):
+        await service.check_targets([multi])
+    await service.check_targets([hello])  # the same source again is fine

@@ -1,0 +1,76 @@
+"""What the final answer says: where the copy is, whether it is exact, what to paste."""
+
+from __future__ import annotations
+
+from bot import render
+from bot.view import to_plain_text
+from mirror.models import Item, ItemStatus, Job
+from mirror.platform import DEFAULT_PLATFORM
+from mirror.reference import parse_reference
+
+DIGEST_A = "sha256:" + "a" * 64
+DIGEST_B = "sha256:" + "b" * 64
+
+
+def done(source: str, target: str, *, sd: str = DIGEST_A, td: str = DIGEST_B) -> Item:
+    return Item(
+        source,
+        parse_reference(source),
+        parse_reference(target),
+        DEFAULT_PLATFORM,
+        status=ItemStatus.SUCCEEDED,
+        engine="docker",
+        source_digest=sd,
+        target_digest=td,
+        bytes=25_000_000,
+        seconds=12.3,
+    )
+
+
+def test_answer_has_familiar_docker_lines_and_full_ctr_lines() -> None:
+    item = done("nginx:1.25", "docker.io/alice/nginx:1.25")
+    view = render.answer(Job("abcdef", "slack:U1", "slack:C1", [item]), render.RenderOptions())
+    assert view.title == "Job abcdef done: 1 image ready"
+    assert view.code == (
+        "docker pull alice/nginx:1.25 && docker tag alice/nginx:1.25 nginx:1.25",
+        "ctr -n k8s.io images pull docker.io/alice/nginx:1.25 && "
+        "ctr -n k8s.io images tag docker.io/alice/nginx:1.25 docker.io/library/nginx:1.25",
+    )
+    text = to_plain_text(view)
+    assert "25.0 MB" in text and "12s" in text
+    assert "digest differs from the source" in text and "--platform all" in text
+
+
+def test_exact_digest_copy_of_a_digest_reference_pulls_by_digest() -> None:
+    source = f"quay.io/x/y@{DIGEST_A}"
+    item = done(source, "127.0.0.1:5000/m/quay.io.x.y:sha256-aaaaaaaaaaaa", td=DIGEST_A)
+    options = render.RenderOptions(
+        insecure_registries=frozenset({"127.0.0.1:5000"}),
+        login_registries=frozenset({"127.0.0.1:5000"}),
+    )
+    view = render.answer(Job("abcdef", "cli:me", "cli:local", [item]), options)
+    assert view.code[0] == (
+        f"docker pull 127.0.0.1:5000/m/quay.io.x.y@{DIGEST_A} && "
+        f"docker tag 127.0.0.1:5000/m/quay.io.x.y@{DIGEST_A} quay.io/x/y:sha256-aaaaaaaaaaaa"
+    )
+    assert view.code[1].startswith("ctr -n k8s.io images pull --plain-http ")
+    assert view.lines == (
+        "The target is private: run `docker login 127.0.0.1:5000` before pulling.",
+    )
+    assert "digest identical to the source" in to_plain_text(view)
+
+
+def test_partial_failure_names_the_reason_and_only_pastes_what_worked() -> None:
+    ok = done("nginx:1.25", "docker.io/alice/nginx:1.25")
+    bad = Item(
+        "redis:9",
+        parse_reference("redis:9"),
+        parse_reference("docker.io/alice/redis:9"),
+        DEFAULT_PLATFORM,
+        status=ItemStatus.FAILED,
+        error="`redis:9` was not found in `docker.io`: check the name and tag.",
+    )
+    view = render.answer(Job("abcdef", "u", "c", [ok, bad]), render.RenderOptions())
+    assert view.title == "Job abcdef: 1 of 2 images ready"
+    assert len(view.code) == 2
+    assert view.rows[1].state == "failed" and view.rows[1].detail == bad.error
