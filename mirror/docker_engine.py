@@ -141,10 +141,14 @@ class DockerEngine:
             # source must not re-tag the local image under each other's feet.
             async with lock:
                 emit(StageChanged(Stage.COPYING))
-                source_digest, image_id = await self._run(lambda: self._pull(request, emit, stop))
-                await self._run(lambda: self._tag(image_id, request.target))
-                if self._remove_after:
-                    await self._run(lambda: self._remove(_pullable(request.source)))
+                try:
+                    source_digest, image_id = await self._run(
+                        lambda: self._pull(request, emit, stop)
+                    )
+                    await self._run(lambda: self._tag(image_id, request.target))
+                finally:
+                    if self._remove_after:  # the target tag keeps the image until pushed
+                        await self._cleanup(_pullable(request.source))
             emit(StageChanged(Stage.PUSHING))
             target_digest = await self._run(lambda: self._push(request.target, emit, stop))
             size = await self._run(lambda: int(self._client().inspect_image(image_id)["Size"]))
@@ -155,7 +159,7 @@ class DockerEngine:
             raise _explain(str(exc.explanation or exc), request.source, pushing=False) from exc
         finally:
             if self._remove_after:
-                await self._cleanup(request.target)
+                await self._cleanup(_pullable(request.target))
         return CopyResult(
             engine=self.name,
             source_digest=source_digest,
@@ -189,8 +193,9 @@ class DockerEngine:
             if found:
                 digest = found.group(1)
             _forward(event, emit, progress_status="Downloading")
-        image_id = str(self._client().inspect_image(_pullable(src))["Id"])
-        return digest, image_id
+        image = self._client().inspect_image(_pullable(src))
+        _check_platform(image, request)
+        return digest, str(image["Id"])
 
     def _tag(self, image_id: str, target: ImageRef) -> None:
         self._client().tag(image_id, target.name, target.tag, force=True)
@@ -221,9 +226,25 @@ class DockerEngine:
         except docker.errors.APIError as exc:
             log.info("could not remove local image %s: %s", name, exc.explanation)
 
-    async def _cleanup(self, target: ImageRef) -> None:
+    async def _cleanup(self, name: str) -> None:
+        """Best effort: a failed removal must not turn a good copy into a failure."""
         with contextlib.suppress(MirrorError):
-            await self._run(lambda: self._remove(f"{target.name}:{target.tag}"))
+            await self._run(lambda: self._remove(name))
+
+
+def _check_platform(image: dict[str, Any], request: CopyRequest) -> None:
+    """Older daemons hand back a single-platform image whatever platform was asked for."""
+    wanted = request.platform
+    assert wanted is not None
+    got_os, got_arch = image.get("Os"), image.get("Architecture")
+    got_variant = image.get("Variant") or None
+    if (got_os, got_arch) != (wanted.os, wanted.architecture) or (
+        wanted.variant and got_variant and wanted.variant != got_variant
+    ):
+        found = "/".join(p for p in (got_os, got_arch, got_variant) if p)
+        raise CopyFailed(
+            f"`{request.source.familiar}` has no image for {wanted} (it is {found} only)."
+        )
 
 
 def _pullable(ref: ImageRef) -> str:

@@ -173,3 +173,20 @@ def test_daemon_down_is_a_clear_failure(lab: lab_module.Lab, env: dict[str, str]
         == "The Docker daemon at `unix:///tmp/no-such-dockerd.sock` does not answer."
     )
     assert "Traceback" not in stderr
+
+
+def test_a_platform_the_image_does_not_have_is_refused(
+    lab: lab_module.Lab, env: dict[str, str]
+) -> None:
+    code, [result], _ = run_json(
+        env, f"{lab.source}/library/hello:1.0", "--platform", "linux/arm64"
+    )
+    assert code == 1
+    assert result["error"] == (
+        f"`{lab.source}/library/hello:1.0` has no image for linux/arm64 (it is linux/amd64 only)."
+    )
+    client = docker.DockerClient(base_url=lab.docker_host)
+    try:
+        assert not client.images.list(name=f"{lab.source}/library/hello")
+    finally:
+        client.close()
