@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Mapping
 from functools import partial
@@ -35,6 +36,7 @@ from mirror.models import Job, new_job_id
 
 log = logging.getLogger(__name__)
 
+STORE_DOWN = "The bot's database is busy or unavailable (locked or full); try again shortly."
 INTERRUPTED = "The bot restarted during this job and could not reach its chat to resume it."
 
 
@@ -76,6 +78,9 @@ class MirrorBot:
             view = render.error(str(exc), usage=True)
         except MirrorError as exc:
             view = render.error(str(exc))
+        except sqlite3.Error as exc:
+            log.error("the store failed: %s", exc)
+            view = render.error(STORE_DOWN)
         except Exception:
             log.exception("could not handle a %s command", incoming.platform)
             view = render.error("Something went wrong on my side; the bot's log has the details.")
@@ -117,10 +122,15 @@ class MirrorBot:
         self, incoming: Incoming, conversation: Conversation, command: MirrorCommand
     ) -> None:
         items = self.planner.plan(command.images, command.platform)
+        requester = f"{incoming.platform}:{incoming.user_id}"
+        if self.policy.rate is not None:
+            since = time.time() - self.policy.rate.seconds
+            used = await self.service.store.count_items_since(requester, since)
+            self.policy.check_rate(incoming, used, len(items))
         await self.service.check_targets(items)
         job = Job(
             id=new_job_id(),
-            requester=f"{incoming.platform}:{incoming.user_id}",
+            requester=requester,
             chat=f"{incoming.platform}:{incoming.chat_id}",
             items=items,
         )
@@ -156,6 +166,8 @@ class MirrorBot:
             if not job.finished:  # the bot is shutting down: the job resumes after a restart
                 await live.close()
                 raise
+        except Exception:  # e.g. the store failed: still tell the thread what happened
+            log.exception("job %s could not record its result", job.id)
         try:
             await live.finish(render.progress(job))
             long_job = time.monotonic() - started >= self.settings.mirror_long_job_seconds

@@ -44,6 +44,7 @@ class Policy:
         self._allowed_users = frozenset(settings.mirror_allowed_users)
         self._admins = frozenset(settings.mirror_admins)
         self._sources = tuple(s.lower() for s in settings.mirror_allowed_sources)
+        self.rate = settings.mirror_user_rate
 
     def _ids(self, incoming: Incoming) -> Iterable[str]:
         yield f"{incoming.platform}:{incoming.user_id}"
@@ -65,6 +66,17 @@ class Policy:
             f"`{incoming.platform}:{incoming.user_id}` (or this chat, "
             f"`{incoming.platform}:{incoming.chat_id}`) to MIRROR_ALLOWED_USERS."
         )
+
+    def check_rate(self, incoming: Incoming, used: int, asking: int) -> None:
+        """``used`` images in the last period plus ``asking`` now must fit the user's rate."""
+        if self.rate is None or self.is_admin(incoming):
+            return
+        if used + asking > self.rate.count:
+            left = max(0, self.rate.count - used)
+            raise Denied(
+                f"You may mirror {self.rate} and have {left} left right now; "
+                "try again later or ask for fewer images."
+            )
 
     def check_source(self, source: ImageRef) -> None:
         registry = source.registry.lower()

@@ -6,6 +6,7 @@ operators write them in compose files, not JSON.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -28,6 +29,32 @@ PUBLIC_SOURCES = (
 
 Names = Annotated[tuple[str, ...], NoDecode]
 
+_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+@dataclass(frozen=True)
+class Rate:
+    count: int
+    period: str
+
+    @property
+    def seconds(self) -> int:
+        return _PERIODS[self.period]
+
+    def __str__(self) -> str:
+        return f"{self.count} per {self.period}"
+
+
+def parse_rate(value: object) -> object:
+    """``20/hour`` -> Rate(20, "hour"); anything else is left for pydantic to reject."""
+    if not isinstance(value, str):
+        return value
+    count, _, period = value.strip().lower().partition("/")
+    period = period.strip().removesuffix("s")
+    if not count.strip().isdigit() or period not in _PERIODS or int(count) < 1:
+        raise ValueError("write it as COUNT/PERIOD, e.g. 20/hour (second, minute, hour, day)")
+    return Rate(int(count), period)
+
 
 def _default_db() -> Path:
     return Path(platformdirs.user_data_dir("hub-mirror-bot")) / "mirror.db"
@@ -48,7 +75,8 @@ class Settings(BaseSettings):
     mirror_max_images: int = Field(default=11, ge=1, le=100)
     mirror_max_image_bytes: int | None = Field(default=None, ge=1)
     mirror_concurrency: int = Field(default=2, ge=1, le=64)
-    mirror_user_rate: str | None = None
+    mirror_user_rate: Rate | None = None
+    """Images one person may mirror per period, written ``20/hour`` (also minute, day)."""
     mirror_db: Path = Field(default_factory=_default_db)
     mirror_metrics_port: int | None = None
     mirror_long_job_seconds: float = 60.0
@@ -78,6 +106,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part for part in value.replace(",", " ").split() if part)
         return value
+
+    @field_validator("mirror_user_rate", mode="before")
+    @classmethod
+    def _rate(cls, value: object) -> object:
+        return parse_rate(value) if value not in ("", None) else None
 
     def secrets(self) -> list[str]:
         """Every secret value set, so logs and tests can make sure none leaks."""

@@ -46,6 +46,8 @@ CREATE INDEX IF NOT EXISTS items_target ON items (target, status);
 CREATE INDEX IF NOT EXISTS items_status ON items (status);
 """
 
+BUSY_TIMEOUT_SECONDS = 3.0
+
 _ITEM_COLUMNS = (
     "spec, source, target, platform, status, engine, source_digest, target_digest, "
     "bytes, seconds, error"
@@ -60,9 +62,9 @@ class Store:
     async def open(cls, path: Path | str) -> Store:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(str(path), timeout=10)
+        # A locked database answers with an error within seconds instead of hanging a chat.
+        db = await aiosqlite.connect(str(path), timeout=BUSY_TIMEOUT_SECONDS)
         await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA busy_timeout=10000")
         await db.executescript(_SCHEMA)
         await db.commit()
         return cls(db)
@@ -136,6 +138,16 @@ class Store:
             item = _item(row)
             latest.setdefault(str(item.target), item)
         return list(latest.values())[:limit]
+
+    async def count_items_since(self, requester: str, since: float) -> int:
+        """How many images ``requester`` asked for since ``since`` (for per-user rates)."""
+        cursor = await self._db.execute(
+            "SELECT COUNT(*) FROM items JOIN jobs ON jobs.id = items.job_id "
+            "WHERE jobs.requester = ? AND jobs.created >= ?",
+            (requester, since),
+        )
+        row = await cursor.fetchone()
+        return int(row[0]) if row else 0
 
     async def last_success(self, target: str) -> Item | None:
         """The newest successful copy to ``target``, from any chat."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,3 +119,85 @@ def test_a_job_killed_mid_copy_is_resumed_after_a_restart(
             second.expect(rf"Job {job_id} done")
         finally:
             second.close(force=True)
+
+
+def test_per_user_rate_is_enforced(lab: lab_module.Lab, env: dict[str, str]) -> None:
+    child = start(env | {"MIRROR_USER_RATE": "1/hour"})
+    try:
+        child.sendline(f"/mirror {lab.source}/library/hello:1.0")
+        child.expect(r"Job \w{6} done: 1 image ready")
+        child.sendline(f"/mirror {lab.source}/library/multi:1.0")
+        child.expect_exact("You may mirror 1 per hour and have 0 left right now")
+    finally:
+        child.close(force=True)
+
+
+def test_sigterm_stops_cleanly_and_the_job_resumes_later(
+    lab: lab_module.Lab, env: dict[str, str]
+) -> None:
+    with throttled(lab.source, rate=1024 * 1024) as slow:
+        env = env | {"MIRROR_ALLOWED_SOURCES": f"{slow.address},{lab.source}"}
+        first = start(env)
+        try:
+            first.sendline(f"/mirror {slow.address}/library/multi:1.0")
+            first.expect(r"Job (\w{6}): mirroring 1 image")
+            job_id = first.match.group(1)
+            first.expect("copying")
+            first.kill(signal.SIGTERM)
+            first.expect(pexpect.EOF, timeout=20)
+            first.close()
+            assert first.exitstatus == 0
+            assert "Traceback" not in (first.before or "")
+        finally:
+            first.close(force=True)
+
+        second = pexpect.spawn(MIRROR_BOT, ["run"], env=env, encoding="utf-8", timeout=90)
+        try:
+            second.expect(rf"Job {job_id} done: 1 image ready")
+        finally:
+            second.close(force=True)
+
+
+def test_a_locked_database_gets_an_answer_not_a_hang(
+    lab: lab_module.Lab, env: dict[str, str]
+) -> None:
+    child = start(env)
+    holder = sqlite3.connect(env["MIRROR_DB"], isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        child.sendline(f"/mirror {lab.source}/library/hello:1.0")
+        child.expect_exact("The bot's database is busy or unavailable", timeout=30)
+        holder.execute("ROLLBACK")
+        child.sendline("/status")
+        child.expect("No jobs in this chat yet")
+    finally:
+        holder.close()
+        child.close(force=True)
+
+
+def test_no_secret_reaches_the_screen_the_log_or_the_database(
+    lab: lab_module.Lab, env: dict[str, str]
+) -> None:
+    secret = "s3cr3t-" + "x" * 12
+    env = env | {
+        "MIRROR_TARGET": f"{lab.auth}/team",
+        "MIRROR_TARGET_USERNAME": lab.auth_user,
+        "MIRROR_TARGET_PASSWORD": secret,
+    }
+    child = start(env)
+    try:
+        child.sendline(f"/mirror {lab.source}/library/hello:1.0")
+        child.expect("nothing was mirrored")
+        child.expect_exact("refused the push")
+        child.expect_exact(PROMPT)
+        child.sendline("/status")
+        child.expect("Latest jobs")
+        child.sendeof()
+        child.expect(pexpect.EOF)
+        screen = child.before or ""
+    finally:
+        child.close(force=True)
+    assert secret not in screen
+    db = Path(env["MIRROR_DB"])
+    for path in db.parent.glob(db.name + "*"):
+        assert secret.encode() not in path.read_bytes()
