@@ -18,6 +18,7 @@ from typing import Any
 import docker
 import docker.errors
 import requests.exceptions
+import urllib3.exceptions
 
 from mirror.credentials import Credentials
 from mirror.engine import CopyRequest, CopyResult, ProgressSink
@@ -84,9 +85,13 @@ class DockerEngine:
             return await asyncio.to_thread(fn)
         except MirrorError:
             raise
-        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
-            if isinstance(exc, docker.errors.APIError):
-                raise
+        except docker.errors.APIError:
+            raise
+        except (
+            requests.exceptions.RequestException,
+            urllib3.exceptions.HTTPError,
+            docker.errors.DockerException,
+        ) as exc:
             raise self._unavailable() from exc
 
     # -- protocol -----------------------------------------------------------------------------

@@ -201,3 +201,31 @@ def test_no_secret_reaches_the_screen_the_log_or_the_database(
     db = Path(env["MIRROR_DB"])
     for path in db.parent.glob(db.name + "*"):
         assert secret.encode() not in path.read_bytes()
+
+
+def test_the_daemon_going_away_mid_copy_is_a_clear_failure(
+    lab: lab_module.Lab, env: dict[str, str]
+) -> None:
+    with (
+        throttled(lab.source, rate=1024 * 1024) as slow_source,
+        throttled(lab.docker_host, rate=None) as daemon,
+    ):
+        docker_host = f"tcp://{daemon.address}"
+        child = start(
+            env
+            | {
+                "DOCKER_HOST": docker_host,
+                "MIRROR_ALLOWED_SOURCES": f"{slow_source.address},{lab.source}",
+            }
+        )
+        try:
+            child.sendline(f"/mirror {slow_source.address}/library/multi:1.0")
+            child.expect("copying")
+            daemon.cut()
+            child.expect_exact(f"The Docker daemon at `{docker_host}` does not answer.")
+            child.expect("nothing was mirrored")
+            child.sendline("/help")
+            child.expect_exact("/history")
+            assert "Traceback" not in (child.before or "")
+        finally:
+            child.close(force=True)

@@ -9,12 +9,14 @@ from collections.abc import Iterator
 
 
 class ThrottledRelay:
-    """Relays 127.0.0.1:port -> upstream, sending downstream at most ``rate`` bytes/s."""
+    """Relays 127.0.0.1:port -> upstream (``host:port`` or ``unix:///path``), sending
+    downstream at most ``rate`` bytes/s (None: as fast as it comes); :meth:`cut` drops every
+    connection at once, as a daemon or registry that goes away would."""
 
-    def __init__(self, upstream: str, rate: int) -> None:
-        host, _, port = upstream.rpartition(":")
-        self._upstream = (host, int(port))
+    def __init__(self, upstream: str, rate: int | None) -> None:
+        self._upstream = upstream
         self._rate = rate
+        self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -33,10 +35,15 @@ class ThrottledRelay:
 
     async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
-            up_r, up_w = await asyncio.open_connection(*self._upstream)
+            if self._upstream.startswith("unix://"):
+                up_r, up_w = await asyncio.open_unix_connection(self._upstream[len("unix://") :])
+            else:
+                host, _, port = self._upstream.rpartition(":")
+                up_r, up_w = await asyncio.open_connection(host, int(port))
         except OSError:
             client_w.close()
             return
+        self._writers.update((client_w, up_w))
         await asyncio.gather(
             self._pipe(client_r, up_w, limit=False),
             self._pipe(up_r, client_w, limit=True),
@@ -46,16 +53,28 @@ class ThrottledRelay:
     async def _pipe(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, limit: bool
     ) -> None:
-        chunk = max(1024, self._rate // 20) if limit else 65536
+        rate = self._rate if limit else None
+        chunk = max(1024, rate // 20) if rate else 65536
         try:
             while data := await reader.read(chunk):
                 writer.write(data)
                 await writer.drain()
-                if limit:
-                    await asyncio.sleep(len(data) / self._rate)
+                if rate:
+                    await asyncio.sleep(len(data) / rate)
         finally:
             with contextlib.suppress(Exception):
                 writer.close()
+
+    def cut(self) -> None:
+        """Stop accepting and reset every open connection."""
+
+        async def cut() -> None:
+            if self._server is not None:
+                self._server.close()
+            for writer in list(self._writers):
+                writer.transport.abort()
+
+        asyncio.run_coroutine_threadsafe(cut(), self._loop).result(timeout=10)
 
     def stop(self) -> None:
         async def close() -> None:
@@ -68,7 +87,7 @@ class ThrottledRelay:
 
 
 @contextlib.contextmanager
-def throttled(upstream: str, rate: int) -> Iterator[ThrottledRelay]:
+def throttled(upstream: str, rate: int | None) -> Iterator[ThrottledRelay]:
     relay = ThrottledRelay(upstream, rate).start()
     try:
         yield relay
