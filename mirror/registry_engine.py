@@ -181,6 +181,8 @@ class RegistryEngine:
             stored = await self._push_manifest(dst, reference, top)
             progress(BlobDone(_short(top.digest), len(top.data)))
         except RegistryError as exc:
+            if src.registry != dst.registry:
+                pushing = exc.registry == dst.registry  # which side failed, when we can tell
             raise _explain(exc, dst if pushing else src, pushing=pushing) from exc
         return CopyResult(self.name, top.digest, stored, plan.bytes)
 
