@@ -214,6 +214,11 @@ def _retry_after(value: str | None) -> float | None:
     return None
 
 
+def _basic(cred: Credential) -> str:
+    pair = f"{cred.username}:{cred.password}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
+
+
 def pull_scope(repository: str) -> str:
     return f"repository:{repository}:pull"
 
@@ -290,7 +295,7 @@ class RegistryClient:
             cred = self.credential(host)
             if cred is None:
                 return None
-            return aiohttp.BasicAuth(cred.username, cred.password).encode()
+            return _basic(cred)
         if challenge.scheme != "bearer":
             return None
         key = (host, scope)
@@ -311,11 +316,11 @@ class RegistryClient:
             query.append(("service", challenge.params["service"]))
         query.extend(("scope", part) for part in scope.split(" ") if part)
         cred = self.credential(host)
-        auth = aiohttp.BasicAuth(cred.username, cred.password) if cred else None
+        headers = {"Authorization": _basic(cred)} if cred else {}
         url = realm + ("&" if "?" in realm else "?") + urlencode(query)
         started = time.monotonic()
         try:
-            async with self._http().get(url, auth=auth) as resp:
+            async with self._http().get(url, headers=headers) as resp:
                 if resp.status in (401, 403):
                     raise AccessDenied(host, "the token service refused the credentials")
                 if resp.status == 429:

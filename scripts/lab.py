@@ -971,11 +971,20 @@ class Lab:
                 raise LabError(f"dockerd did not answer /_ping within {timeout:.0f}s")
             time.sleep(0.1)
 
-    def _start_registry(self, name: str, *, htpasswd: bool = False) -> str:
+    def start_token_registry(self, name: str, token: dict[str, str]) -> str:
+        """Start one more registry behind ``auth: token`` (``token`` holds its ``realm``,
+        ``service``, ``issuer`` and ``rootcertbundle``); it stops with the lab."""
+        section = "auth:\n  token:\n" + "".join(
+            f"    {key}: {json.dumps(value)}\n" for key, value in token.items()
+        )
+        address = self._start_registry(name, auth_section=section)
+        self.write_state()
+        return address
+
+    def _start_registry(self, name: str, *, htpasswd: bool = False, auth_section: str = "") -> str:
         """Start one registry on a free port (retrying if another process grabs the port)."""
         base = self.root / "registries" / name
         (base / "data").mkdir(parents=True, exist_ok=True)
-        auth_section = ""
         if htpasswd:
             line = subprocess.run(
                 [_need("htpasswd"), "-Bbn", self.auth_user, self.auth_password],
