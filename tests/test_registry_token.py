@@ -163,8 +163,8 @@ async def test_a_refused_push_is_one_sentence_and_not_retried(
 async def test_tokens_expiring_mid_copy_are_renewed(
     lab: lab_module.Lab, registry: str, tokens: TokenServer, tmp_path: Path, told: bool
 ) -> None:
-    """Tokens that work 2 s, during a copy slowed to ~3 s (1 MiB/s per connection): either we renew them before they
-    expire (the server said so) or on the registry's 401 (it did not)."""
+    """Tokens that work 2 s, during a copy slowed to ~3 s (1 MiB/s per connection): either we
+    renew them before they expire (the server said so) or on the registry's 401 (it did not)."""
     tokens.lifetime = 2.0
     tokens.expires_in = None if told else 300.0
     source_raw, _ = lab_module.pull_manifest(lab.source, MULTI, "1.0")
