@@ -54,7 +54,11 @@ def build_engines(settings: Settings) -> dict[str, Engine]:
     creds = credentials(settings)
     return {
         "docker": DockerEngine(settings.docker_host, creds),
-        "registry": RegistryEngine(creds, insecure=settings.mirror_insecure_registries),
+        "registry": RegistryEngine(
+            creds,
+            insecure=settings.mirror_insecure_registries,
+            max_bytes=settings.mirror_max_image_bytes,
+        ),
     }
 
 

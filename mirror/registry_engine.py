@@ -105,6 +105,10 @@ def _platform_of(descriptor: dict[str, Any]) -> Platform | None:
         return None
 
 
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f}"
+
+
 def _short(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
 
@@ -125,7 +129,9 @@ class RegistryEngine:
         retry_wait: float = 0.5,
         max_wait: float = 30.0,
         read_timeout: float = 120.0,
+        max_bytes: int | None = None,
     ) -> None:
+        self._max_bytes = max_bytes
         self.client = RegistryClient(
             credentials, insecure=insecure, docker_config=docker_config, read_timeout=read_timeout
         )
@@ -164,6 +170,11 @@ class RegistryEngine:
             top = await self._select(request, check_config=True)
             plan = _Plan()
             await self._collect(src, top, plan, whole=request.platform is None)
+            if self._max_bytes is not None and plan.bytes > self._max_bytes:
+                raise CopyFailed(
+                    f"`{src.familiar}` is too large: {_mib(plan.bytes)} MiB, over the limit of "
+                    f"{_mib(self._max_bytes)} MiB (MIRROR_MAX_IMAGE_BYTES)."
+                )
             reference = dst.tag or top.digest
             pushing = True
             current = await self._retry(

@@ -241,3 +241,21 @@ async def test_unreachable_registry_is_transient(lab: lab_module.Lab) -> None:
     assert str(caught.value) == (
         "The registry `127.0.0.1:9` could not be reached or dropped the connection."
     )
+
+
+async def test_an_image_over_the_size_limit_is_refused_before_any_blob(
+    lab: lab_module.Lab,
+) -> None:
+    engine = RegistryEngine(insecure={lab.source, lab.target}, max_bytes=1 << 20)
+    request = CopyRequest(
+        ref(lab.source, "library/multi", "1.0"), ref(lab.target, "m/big", "1.0"), None
+    )
+    events = Events()
+    try:
+        with pytest.raises(CopyFailed) as caught:
+            await engine.copy(request, events)
+    finally:
+        await engine.aclose()
+    assert str(caught.value).startswith(f"`{lab.source}/library/multi:1.0` is too large: 6.0 MiB")
+    assert str(caught.value).endswith("over the limit of 1.0 MiB (MIRROR_MAX_IMAGE_BYTES).")
+    assert events == []
