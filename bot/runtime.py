@@ -16,6 +16,7 @@ from mirror.engine import Engine
 from mirror.engines import EngineChooser, EngineMode
 from mirror.jobs import JobService
 from mirror.naming import parse_target_base
+from mirror.registry_engine import RegistryEngine
 from mirror.store import Store
 
 
@@ -50,7 +51,15 @@ def render_options(settings: Settings) -> RenderOptions:
 
 
 def build_engines(settings: Settings) -> dict[str, Engine]:
-    return {"docker": DockerEngine(settings.docker_host, credentials(settings))}
+    creds = credentials(settings)
+    return {
+        "docker": DockerEngine(settings.docker_host, creds),
+        "registry": RegistryEngine(
+            creds,
+            insecure=settings.mirror_insecure_registries,
+            max_bytes=settings.mirror_max_image_bytes,
+        ),
+    }
 
 
 @asynccontextmanager

@@ -52,6 +52,9 @@ MEDIA_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 MEDIA_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+MEDIA_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+MEDIA_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+MEDIA_IN_TOTO = "application/vnd.in-toto+json"
 MANIFEST_ACCEPT = ", ".join(
     (MEDIA_DOCKER_MANIFEST, MEDIA_DOCKER_MANIFEST_LIST, MEDIA_OCI_MANIFEST, MEDIA_OCI_INDEX)
 )
@@ -355,12 +358,14 @@ def push_image(
     variant: str | None = None,
     cmd: Sequence[str] | None = None,
     cache_dir: Path | None = None,
+    oci: bool = False,
 ) -> str:
     """Build a real image offline and push it to ``registry/repository:tag``; return its digest.
 
     Each layer is a gzip'd tar (``/layer-SEED/data.bin``; the first layer also has ``/hello``),
     generated once into ``cache_dir`` and streamed from disk, so 1 GiB layers cost no memory.
     ``tag=None`` pushes by digest only (for the children of an index, see ``push_index``).
+    ``oci=True`` writes OCI media types instead of Docker schema2 ones.
     The same arguments always give the same manifest digest.
     """
     directory = cache_dir or default_cache_dir()
@@ -391,23 +396,66 @@ def push_image(
     for blob in blobs:
         _push_blob(registry, repository, blob.digest, blob.size, blob.path, user, password)
     _push_blob(registry, repository, config_digest, len(config_bytes), config_bytes, user, password)
+    manifest_type = MEDIA_OCI_MANIFEST if oci else MEDIA_DOCKER_MANIFEST
+    layer_type = MEDIA_OCI_LAYER if oci else MEDIA_DOCKER_LAYER
     manifest = {
         "schemaVersion": 2,
-        "mediaType": MEDIA_DOCKER_MANIFEST,
+        "mediaType": manifest_type,
         "config": {
-            "mediaType": MEDIA_DOCKER_CONFIG,
+            "mediaType": MEDIA_OCI_CONFIG if oci else MEDIA_DOCKER_CONFIG,
             "size": len(config_bytes),
             "digest": config_digest,
         },
         "layers": [
-            {"mediaType": MEDIA_DOCKER_LAYER, "size": blob.size, "digest": blob.digest}
-            for blob in blobs
+            {"mediaType": layer_type, "size": blob.size, "digest": blob.digest} for blob in blobs
         ],
     }
     manifest_bytes = json.dumps(manifest, indent=3).encode()
-    return _put_manifest(
-        registry, repository, tag, manifest_bytes, MEDIA_DOCKER_MANIFEST, user, password
-    )
+    return _put_manifest(registry, repository, tag, manifest_bytes, manifest_type, user, password)
+
+
+def _push_attestation(
+    registry: str, repository: str, subject: str, user: str | None, password: str | None
+) -> dict[str, Any]:
+    """An in-toto attestation manifest for ``subject``, as BuildKit attaches to an OCI index;
+    returns its index entry (platform ``unknown/unknown``, annotated with what it attests)."""
+    statement = json.dumps(
+        {"_type": "https://in-toto.io/Statement/v0.1", "subject": [{"digest": subject}]},
+        sort_keys=True,
+    ).encode()
+    layer_digest = f"sha256:{hashlib.sha256(statement).hexdigest()}"
+    _push_blob(registry, repository, layer_digest, len(statement), statement, user, password)
+    config = json.dumps(
+        {"architecture": "unknown", "os": "unknown", "config": {}, "rootfs": {"type": "layers"}},
+        sort_keys=True,
+    ).encode()
+    config_digest = f"sha256:{hashlib.sha256(config).hexdigest()}"
+    _push_blob(registry, repository, config_digest, len(config), config, user, password)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MEDIA_OCI_MANIFEST,
+        "config": {"mediaType": MEDIA_OCI_CONFIG, "size": len(config), "digest": config_digest},
+        "layers": [
+            {
+                "mediaType": MEDIA_IN_TOTO,
+                "size": len(statement),
+                "digest": layer_digest,
+                "annotations": {"in-toto.io/predicate-type": "https://spdx.dev/Document"},
+            }
+        ],
+    }
+    raw = json.dumps(manifest, indent=2).encode()
+    digest = _put_manifest(registry, repository, None, raw, MEDIA_OCI_MANIFEST, user, password)
+    return {
+        "mediaType": MEDIA_OCI_MANIFEST,
+        "size": len(raw),
+        "digest": digest,
+        "platform": {"architecture": "unknown", "os": "unknown"},
+        "annotations": {
+            "vnd.docker.reference.digest": subject,
+            "vnd.docker.reference.type": "attestation-manifest",
+        },
+    }
 
 
 def push_index(
@@ -418,11 +466,14 @@ def push_index(
     *,
     user: str | None = None,
     password: str | None = None,
+    oci: bool = False,
+    attestations: bool = False,
 ) -> str:
     """Push a Docker manifest list over manifests already in ``repository``; return its digest.
 
     Each child's platform is read from its own config, so a multi-arch image is just
-    ``push_image(..., architecture=A, tag=None)`` per platform, then this.
+    ``push_image(..., architecture=A, tag=None)`` per platform, then this. ``oci=True`` makes
+    an OCI index instead; ``attestations=True`` adds an attestation manifest per child.
     """
     entries: list[dict[str, Any]] = []
     for child in children:
@@ -440,13 +491,17 @@ def push_index(
                 "platform": platform,
             }
         )
-    index = {"schemaVersion": 2, "mediaType": MEDIA_DOCKER_MANIFEST_LIST, "manifests": entries}
+    if attestations:
+        subjects = [entry["digest"] for entry in entries]
+        entries += [_push_attestation(registry, repository, s, user, password) for s in subjects]
+    index_type = MEDIA_OCI_INDEX if oci else MEDIA_DOCKER_MANIFEST_LIST
+    index = {"schemaVersion": 2, "mediaType": index_type, "manifests": entries}
     return _put_manifest(
         registry,
         repository,
         tag,
         json.dumps(index, indent=3).encode(),
-        MEDIA_DOCKER_MANIFEST_LIST,
+        index_type,
         user,
         password,
     )
@@ -916,11 +971,20 @@ class Lab:
                 raise LabError(f"dockerd did not answer /_ping within {timeout:.0f}s")
             time.sleep(0.1)
 
-    def _start_registry(self, name: str, *, htpasswd: bool = False) -> str:
+    def start_token_registry(self, name: str, token: dict[str, str]) -> str:
+        """Start one more registry behind ``auth: token`` (``token`` holds its ``realm``,
+        ``service``, ``issuer`` and ``rootcertbundle``); it stops with the lab."""
+        section = "auth:\n  token:\n" + "".join(
+            f"    {key}: {json.dumps(value)}\n" for key, value in token.items()
+        )
+        address = self._start_registry(name, auth_section=section)
+        self.write_state()
+        return address
+
+    def _start_registry(self, name: str, *, htpasswd: bool = False, auth_section: str = "") -> str:
         """Start one registry on a free port (retrying if another process grabs the port)."""
         base = self.root / "registries" / name
         (base / "data").mkdir(parents=True, exist_ok=True)
-        auth_section = ""
         if htpasswd:
             line = subprocess.run(
                 [_need("htpasswd"), "-Bbn", self.auth_user, self.auth_password],

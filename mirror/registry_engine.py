@@ -1,0 +1,458 @@
+"""The ``registry`` engine: daemonless, exact copies over the OCI distribution API.
+
+Manifests travel as their exact bytes, so the target digest is the source digest and pulls by
+digest keep working; an index goes with every child (attestations and unknown media types
+too). Blobs stream from the source GET into the target PATCH in constant memory, are hashed on
+the way and committed only when the hash matches. The tag is written last, so a copy that
+stops half-way leaves nothing a user could pull.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_exponential
+
+from mirror.credentials import Credentials
+from mirror.engine import CopyRequest, CopyResult, ProgressSink
+from mirror.errors import CopyFailed, InvalidPlatform, MirrorError
+from mirror.platform import Platform, parse_platform
+from mirror.progress import BlobDone, BlobProgress, Stage, StageChanged
+from mirror.reference import ImageRef
+from mirror.registry_client import (
+    INDEX_TYPES,
+    AccessDenied,
+    DigestMismatch,
+    Manifest,
+    NotFound,
+    RateLimited,
+    Refused,
+    RegistryClient,
+    RegistryError,
+    ServerError,
+    TimedOut,
+    TokenRejected,
+    Unreachable,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_CHUNK = 1 << 20
+_PROGRESS_STEP = 1 << 20  # one progress event per MiB is plenty for a bar
+_CONFIG_MAX = 8 << 20  # an image config bigger than this is not an image config
+
+
+@dataclass(frozen=True)
+class _Blob:
+    digest: str
+    size: int | None
+
+
+@dataclass
+class _Plan:
+    """What one copy moves: blobs first (any order), then manifests in this order."""
+
+    manifests: list[Manifest] = field(default_factory=list)
+    blobs: dict[str, _Blob] = field(default_factory=dict)
+
+    @property
+    def top(self) -> Manifest:
+        return self.manifests[-1]
+
+    @property
+    def bytes(self) -> int:
+        return sum(b.size or 0 for b in self.blobs.values())
+
+
+def _document(manifest: Manifest) -> dict[str, Any]:
+    with contextlib.suppress(ValueError):
+        doc = json.loads(manifest.data)
+        if isinstance(doc, dict):
+            return doc
+    return {}
+
+
+def _descriptors(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        return []
+    return [d for d in value if isinstance(d, dict) and isinstance(d.get("digest"), str)]
+
+
+def _platform_of(descriptor: dict[str, Any]) -> Platform | None:
+    found = descriptor.get("platform")
+    if not isinstance(found, dict):
+        return None
+    parts = [str(found.get("os", "")), str(found.get("architecture", ""))]
+    if found.get("variant"):
+        parts.append(str(found["variant"]))
+    try:
+        return parse_platform("/".join(parts))
+    except InvalidPlatform:
+        return None
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f}"
+
+
+def _short(digest: str) -> str:
+    return digest.split(":", 1)[-1][:12]
+
+
+class RegistryEngine:
+    """Copies images registry to registry; every platform (``platform=None``) or one."""
+
+    name = "registry"
+
+    def __init__(
+        self,
+        credentials: Credentials | None = None,
+        *,
+        insecure: Iterable[str] = (),
+        docker_config: Path | None = None,
+        blob_concurrency: int = 4,
+        attempts: int = 4,
+        retry_wait: float = 0.5,
+        max_wait: float = 30.0,
+        read_timeout: float = 120.0,
+        max_bytes: int | None = None,
+    ) -> None:
+        self._max_bytes = max_bytes
+        self.client = RegistryClient(
+            credentials, insecure=insecure, docker_config=docker_config, read_timeout=read_timeout
+        )
+        self._blob_slots = asyncio.Semaphore(blob_concurrency)
+        self._attempts = attempts
+        self._backoff = wait_exponential(multiplier=retry_wait, max=max_wait)
+        self._max_wait = max_wait
+        self._known: dict[tuple[str, str], str] = {}
+        """(registry, blob digest) -> a repository of that registry known to hold the blob."""
+
+    # -- protocol -------------------------------------------------------------------------------
+
+    async def ensure_available(self) -> None:
+        """Always available: it needs nothing but the network, which each copy checks itself."""
+
+    async def source_digest(self, request: CopyRequest) -> str:
+        try:
+            return (await self._select(request, check_config=False)).digest
+        except RegistryError as exc:
+            raise _explain(exc, request.source, pushing=False) from exc
+
+    async def target_digest(self, target: ImageRef) -> str | None:
+        try:
+            return await self._retry(
+                lambda: self.client.head_manifest(
+                    target.registry, target.repository, target.digest or target.tag or "latest"
+                )
+            )
+        except RegistryError as exc:
+            raise _explain(exc, target, pushing=True) from exc
+
+    async def copy(self, request: CopyRequest, progress: ProgressSink) -> CopyResult:
+        src, dst = request.source, request.target
+        pushing = False
+        try:
+            top = await self._select(request, check_config=True)
+            plan = _Plan()
+            await self._collect(src, top, plan, whole=request.platform is None)
+            if self._max_bytes is not None and plan.bytes > self._max_bytes:
+                raise CopyFailed(
+                    f"`{src.familiar}` is too large: {_mib(plan.bytes)} MiB, over the limit of "
+                    f"{_mib(self._max_bytes)} MiB (MIRROR_MAX_IMAGE_BYTES)."
+                )
+            reference = dst.tag or top.digest
+            pushing = True
+            current = await self._retry(
+                lambda: self.client.head_manifest(dst.registry, dst.repository, reference)
+            )
+            if current == top.digest:
+                # Already there, byte for byte: a couple of requests and no blob traffic.
+                return CopyResult(self.name, top.digest, top.digest, plan.bytes)
+            progress(StageChanged(Stage.COPYING))
+            await self._copy_blobs(src, dst, plan, progress)
+            progress(StageChanged(Stage.PUSHING))
+            for child in plan.manifests[:-1]:
+                await self._push_manifest(dst, child.digest, child)
+                progress(BlobDone(_short(child.digest), len(child.data)))
+            stored = await self._push_manifest(dst, reference, top)
+            progress(BlobDone(_short(top.digest), len(top.data)))
+        except RegistryError as exc:
+            if src.registry != dst.registry:
+                pushing = exc.registry == dst.registry  # which side failed, when we can tell
+            raise _explain(exc, dst if pushing else src, pushing=pushing) from exc
+        return CopyResult(self.name, top.digest, stored, plan.bytes)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    # -- retries --------------------------------------------------------------------------------
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            return min(exc.retry_after, self._max_wait)
+        return float(self._backoff(state))
+
+    async def _retry(self, step: Callable[[], Awaitable[T]]) -> T:
+        """Run one step (a request, or a whole blob) again on transient faults, with backoff."""
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(self._attempts),
+            wait=self._wait,
+            retry=retry_if_exception(lambda e: isinstance(e, RegistryError) and e.transient),
+            reraise=True,
+        ):
+            with attempt:
+                return await step()
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    # -- reading the source ---------------------------------------------------------------------
+
+    async def _get(self, ref: ImageRef, reference: str, media_type: str = "") -> Manifest:
+        extra = [media_type] if media_type else []
+        return await self._retry(
+            lambda: self.client.get_manifest(
+                ref.registry, ref.repository, reference, extra_types=extra
+            )
+        )
+
+    async def _select(self, request: CopyRequest, *, check_config: bool) -> Manifest:
+        """The manifest that lands under the target tag: the whole thing, or one platform's."""
+        src = request.source
+        top = await self._get(src, src.digest or src.tag or "latest")
+        wanted = request.platform
+        if wanted is None:
+            return top
+        if top.media_type in INDEX_TYPES:
+            entries = _descriptors(_document(top).get("manifests"))
+            for entry in entries:
+                if _platform_of(entry) == wanted:
+                    return await self._get(src, entry["digest"], str(entry.get("mediaType", "")))
+            offered = sorted(
+                {str(p) for p in map(_platform_of, entries) if p and p.os != "unknown"}
+            )
+            has = f" (it has {', '.join(offered)})" if offered else ""
+            raise CopyFailed(f"`{src.familiar}` has no image for {wanted}{has}.")
+        if check_config:
+            await self._check_platform(src, top, wanted)
+        return top
+
+    async def _check_platform(self, src: ImageRef, manifest: Manifest, wanted: Platform) -> None:
+        """A single-platform image copied for another platform would not run: refuse it."""
+        config = _descriptors(_document(manifest).get("config"))
+        if not config or (config[0].get("size") or 0) > _CONFIG_MAX:
+            return
+        digest = config[0]["digest"]
+
+        async def read() -> bytes:
+            async with self.client.open_blob(src.registry, src.repository, digest) as resp:
+                return await resp.content.read(_CONFIG_MAX)
+
+        with contextlib.suppress(ValueError):
+            doc = json.loads(await self._retry(read))
+            if not isinstance(doc, dict) or "architecture" not in doc:
+                return
+            found = _platform_of({"platform": doc})
+            if found is not None and found != wanted:
+                raise CopyFailed(
+                    f"`{src.familiar}` is an image for {found} only, not for {wanted}."
+                )
+
+    async def _collect(
+        self, src: ImageRef, manifest: Manifest, plan: _Plan, *, whole: bool
+    ) -> None:
+        """Add ``manifest``, after its children and blobs, to ``plan`` (depth first)."""
+        if any(m.digest == manifest.digest for m in plan.manifests):
+            return
+        doc = _document(manifest)
+        if whole:
+            for entry in _descriptors(doc.get("manifests")):
+                child = await self._get(src, entry["digest"], str(entry.get("mediaType", "")))
+                await self._collect(src, child, plan, whole=True)
+        for key in ("config", "layers", "blobs"):
+            for entry in _descriptors(doc.get(key)):
+                if entry.get("urls"):
+                    continue  # foreign layers (Windows base images) stay where they are
+                size = entry.get("size")
+                plan.blobs.setdefault(
+                    entry["digest"], _Blob(entry["digest"], size if isinstance(size, int) else None)
+                )
+        plan.manifests.append(manifest)
+
+    # -- writing the target ---------------------------------------------------------------------
+
+    async def _push_manifest(self, dst: ImageRef, reference: str, manifest: Manifest) -> str:
+        stored = await self._retry(
+            lambda: self.client.put_manifest(dst.registry, dst.repository, reference, manifest)
+        )
+        if stored is None:
+            stored = await self._retry(
+                lambda: self.client.head_manifest(dst.registry, dst.repository, manifest.digest)
+            )
+        if stored != manifest.digest:
+            raise CopyFailed(
+                f"The target registry `{dst.registry}` stored the manifest of `{dst.familiar}` "
+                f"as {stored}, not as {manifest.digest}: it does not keep manifests exactly."
+            )
+        return stored
+
+    async def _copy_blobs(
+        self, src: ImageRef, dst: ImageRef, plan: _Plan, progress: ProgressSink
+    ) -> None:
+        if src.registry == dst.registry and src.repository != dst.repository:
+            for digest in plan.blobs:
+                self._known.setdefault((dst.registry, digest), src.repository)
+
+        def copier(blob: _Blob) -> Callable[[], Awaitable[None]]:
+            return lambda: self._copy_blob(src, dst, blob, progress)
+
+        tasks = [asyncio.create_task(self._retry(copier(blob))) for blob in plan.blobs.values()]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _copy_blob(
+        self, src: ImageRef, dst: ImageRef, blob: _Blob, progress: ProgressSink
+    ) -> None:
+        """HEAD the target (skip), mount from a known repository, else stream it across."""
+        async with self._blob_slots:
+            client = self.client
+            name = _short(blob.digest)
+            if await client.blob_exists(dst.registry, dst.repository, blob.digest):
+                self._remember(dst, blob.digest)
+                progress(BlobDone(name, blob.size))
+                return
+            location: str | None = None
+            known = self._known.get((dst.registry, blob.digest))
+            if known and known != dst.repository:
+                location = await client.mount_blob(dst.registry, dst.repository, blob.digest, known)
+                if location is None:
+                    self._remember(dst, blob.digest)
+                    progress(BlobDone(name, blob.size))
+                    return
+            if location is None:
+                location = await client.start_upload(dst.registry, dst.repository)
+            try:
+                await self._stream(src, dst, blob, location, progress)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(
+                        client.cancel_upload(dst.registry, dst.repository, location)
+                    )
+                raise
+            self._remember(dst, blob.digest)
+            progress(BlobDone(name, blob.size))
+
+    def _remember(self, dst: ImageRef, digest: str) -> None:
+        self._known[(dst.registry, digest)] = dst.repository
+
+    async def _stream(
+        self, src: ImageRef, dst: ImageRef, blob: _Blob, location: str, progress: ProgressSink
+    ) -> None:
+        """Source GET -> target PATCH, hashing on the way; PUT (commit) only when it matches."""
+        name = _short(blob.digest)
+        failure: list[BaseException] = []
+        async with self.client.open_blob(src.registry, src.repository, blob.digest) as resp:
+            size = blob.size if blob.size is not None else resp.content_length
+
+            async def body() -> AsyncIterator[bytes]:
+                hasher = hashlib.sha256()
+                done = reported = 0
+                try:
+                    async for chunk in resp.content.iter_chunked(_CHUNK):
+                        hasher.update(chunk)
+                        done += len(chunk)
+                        if size is not None and done > size:
+                            raise DigestMismatch(src.registry, f"{blob.digest} is too long")
+                        if done - reported >= _PROGRESS_STEP:
+                            reported = done
+                            progress(BlobProgress(name, done, size))
+                        yield chunk
+                    actual = f"sha256:{hasher.hexdigest()}"
+                    if actual != blob.digest or (size is not None and done != size):
+                        raise DigestMismatch(src.registry, f"{blob.digest} arrived as {actual}")
+                    progress(BlobProgress(name, done, size))
+                except (aiohttp.ClientError, ConnectionError) as exc:
+                    failure.append(
+                        Unreachable(src.registry, f"lost mid-blob: {type(exc).__name__}")
+                    )
+                    raise failure[-1] from exc
+                except TimeoutError as exc:
+                    failure.append(TimedOut(src.registry, "stalled mid-blob"))
+                    raise failure[-1] from exc
+                except BaseException as exc:
+                    failure.append(exc)
+                    raise
+
+            try:
+                await self.client.upload_blob(
+                    dst.registry, dst.repository, location, blob.digest, size, body()
+                )
+            except Exception as exc:
+                if failure and failure[0] is not exc:
+                    raise failure[0] from exc
+                raise
+
+
+def _explain(exc: RegistryError, ref: ImageRef, *, pushing: bool) -> MirrorError:
+    """One sentence for a person; transient faults are marked for the job service's retries."""
+    where = f"`{exc.registry}`"
+    if isinstance(exc, DigestMismatch):
+        return CopyFailed(
+            f"Content of `{ref.familiar}` arrived corrupted from {where} (its sha256 did not "
+            "match); nothing was tagged at the target."
+        )
+    if isinstance(exc, RateLimited):
+        return CopyFailed(
+            f"The registry {where} is rate-limiting us; try again later.", transient=True
+        )
+    if isinstance(exc, ServerError):
+        return CopyFailed(
+            f"The registry {where} kept failing (HTTP {exc.status}); try again later.",
+            transient=True,
+        )
+    if isinstance(exc, TimedOut):
+        return CopyFailed(f"The registry {where} stopped answering in time.", transient=True)
+    if isinstance(exc, Unreachable | TokenRejected):
+        return CopyFailed(
+            f"The registry {where} could not be reached or dropped the connection.",
+            transient=True,
+        )
+    if isinstance(exc, AccessDenied):
+        if pushing:
+            return CopyFailed(
+                f"The target registry {where} refused the push of `{ref.familiar}`: "
+                "check MIRROR_TARGET_USERNAME and MIRROR_TARGET_PASSWORD."
+            )
+        return CopyFailed(
+            f"Access to `{ref.familiar}` was denied: it does not exist or is private."
+        )
+    if isinstance(exc, NotFound):
+        if pushing:
+            return CopyFailed(
+                f"The target registry {where} lost part of `{ref.familiar}` mid-copy."
+            )
+        return CopyFailed(f"`{ref.familiar}` was not found in {where}: check the name and tag.")
+    if isinstance(exc, Refused):
+        side = "target" if pushing else "source"
+        return CopyFailed(
+            f"The {side} registry {where} refused `{ref.familiar}` (HTTP {exc.status})."
+        )
+    return CopyFailed(f"The registry {where} failed on `{ref.familiar}`.")
