@@ -80,7 +80,8 @@ def test_help_unknown_command_and_bad_reference(console: pexpect.spawn) -> None:
 def test_daemon_down_is_explained_and_the_bot_keeps_answering(
     lab: lab_module.Lab, env: dict[str, str]
 ) -> None:
-    child = start(env | {"DOCKER_HOST": "unix:///tmp/no-such-dockerd.sock"})
+    no_daemon = {"DOCKER_HOST": "unix:///tmp/no-such-dockerd.sock"}
+    child = start(env | no_daemon | {"MIRROR_ENGINE": "docker"})
     try:
         child.sendline(f"/mirror {lab.source}/library/hello:1.0")
         child.expect_exact(
@@ -90,6 +91,15 @@ def test_daemon_down_is_explained_and_the_bot_keeps_answering(
         child.sendline("/help")
         child.expect_exact("/history")
         assert "Traceback" not in (child.before or "")
+    finally:
+        child.close(force=True)
+    # With the default engine choice, the registry engine steps in for the missing daemon.
+    child = start(env | no_daemon)
+    try:
+        child.sendline(f"/mirror {lab.source}/library/hello:1.0")
+        child.expect(r"Job \w{6} done: 1 image ready")
+        child.expect_exact("registry engine")
+        child.expect_exact("digest identical to the source")
     finally:
         child.close(force=True)
 
