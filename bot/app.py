@@ -121,7 +121,9 @@ class MirrorBot:
     async def _mirror(
         self, incoming: Incoming, conversation: Conversation, command: MirrorCommand
     ) -> None:
-        items = self.planner.plan(command.images, command.platform)
+        items = self.planner.plan(
+            command.images, command.platform, explicit=command.platform_explicit
+        )
         requester = f"{incoming.platform}:{incoming.user_id}"
         if self.policy.rate is not None:
             since = time.time() - self.policy.rate.seconds

@@ -95,7 +95,7 @@ async def _mirror(
                 else runtime.planner.default_platform
             )
             specs = list(dict.fromkeys(parse_image_spec(text) for text in images))
-            items = runtime.planner.plan(specs, platform)
+            items = runtime.planner.plan(specs, platform, explicit=platform_choice is not None)
             if not dry_run:
                 await runtime.service.check_targets(items)
         except MirrorError as exc:

@@ -27,6 +27,8 @@ class MirrorCommand:
     images: tuple[ImageSpec, ...]
     platform: Platform | None
     """The platform to copy; None means every platform (``--platform all``)."""
+    platform_explicit: bool = False
+    """Whether ``--platform`` was given (else ``platform`` is the configured default)."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ def _mirror(
     args: list[str], *, default_platform: Platform | None, max_images: int
 ) -> MirrorCommand:
     platform: Platform | None = default_platform
+    explicit = False
     images: list[ImageSpec] = []
     seen: set[str] = set()
     raw_count = 0
@@ -125,6 +128,7 @@ def _mirror(
             else:
                 raise UsageError("`--platform` needs a value such as linux/arm64 or all.")
             platform = parse_platform(value)
+            explicit = True
         elif arg.startswith("-"):
             raise UsageError(f"`{_echo(arg)}` is not an option of /mirror; only --platform is.")
         else:
@@ -140,4 +144,4 @@ def _mirror(
         i += 1
     if not images:
         raise UsageError("Name at least one image, e.g. `/mirror nginx:1.25`.")
-    return MirrorCommand(tuple(images), platform)
+    return MirrorCommand(tuple(images), platform, explicit)

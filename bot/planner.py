@@ -21,9 +21,6 @@ class Planner:
         self._policy = policy
         self._target = settings.mirror_target
         self.default_platform: Platform | None = parse_platform(settings.mirror_default_platform)
-        # With "all" as the default, every single platform is a non-default one and gets a
-        # suffix: no real platform equals this placeholder.
-        self._suffixless = self.default_platform or Platform("-", "-")
 
     def _base(self) -> TargetBase:
         if not self._target:
@@ -33,13 +30,20 @@ class Planner:
             )
         return parse_target_base(self._target)
 
-    def plan(self, images: Sequence[ImageSpec], platform: Platform | None) -> list[Item]:
-        """Items for a job; raises a MirrorError sentence for the first refused image."""
+    def plan(
+        self, images: Sequence[ImageSpec], platform: Platform | None, *, explicit: bool
+    ) -> list[Item]:
+        """Items for a job; raises a MirrorError sentence for the first refused image.
+
+        ``explicit`` says the user chose the platform. A digest reference without one copies
+        every platform: the pinned digest (often an index) must exist at the mirror.
+        """
         base = self._base()
         items = []
         for spec in images:
             self._policy.check_source(spec.source)
-            target = target_for(spec, base, platform, self._suffixless)
-            items.append(Item(spec=spec.text, source=spec.source, target=target, platform=platform))
+            chosen = None if spec.source.digest and not explicit else platform
+            target = target_for(spec, base, chosen, self.default_platform)
+            items.append(Item(spec=spec.text, source=spec.source, target=target, platform=chosen))
         check_unique_targets((i.source, i.platform, i.target) for i in items)
         return items

@@ -190,3 +190,17 @@ def test_a_platform_the_image_does_not_have_is_refused(
         assert not client.images.list(name=f"{lab.source}/library/hello")
     finally:
         client.close()
+
+
+def test_a_digest_reference_copies_every_platform_unless_one_is_chosen(
+    lab: lab_module.Lab, env: dict[str, str]
+) -> None:
+    image = f"{lab.source}/library/hello@sha256:{'a' * 64}"
+    _, [pinned], _ = run_json(env, "--dry-run", image)
+    _, [chosen], _ = run_json(env, "--dry-run", image, "--platform", "linux/arm64")
+    flat = f"{lab.target}/mirror/{lab.source.replace(':', '-')}.library.hello"
+    assert (pinned["platform"], pinned["target"]) == ("all", f"{flat}:sha256-aaaaaaaaaaaa")
+    assert (chosen["platform"], chosen["target"]) == (
+        "linux/arm64",
+        f"{flat}-linux-arm64:sha256-aaaaaaaaaaaa",
+    )
