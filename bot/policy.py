@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 
 from bot.chat import Incoming
 from bot.settings import Settings
+from mirror.egress import is_internal_host
 from mirror.errors import MirrorError
 from mirror.reference import ImageRef
 
@@ -19,24 +19,6 @@ def _host_only(registry: str) -> str:
     if registry.startswith("["):
         return registry[1:].partition("]")[0]
     return registry.rpartition(":")[0] if registry.count(":") == 1 else registry
-
-
-def is_internal_host(host: str) -> bool:
-    """Loopback, private, link-local, multicast or unspecified: never reached unless listed."""
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return (
-        address.is_loopback
-        or address.is_private
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_unspecified
-        or address.is_reserved
-    )
 
 
 class Policy:

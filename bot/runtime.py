@@ -50,6 +50,15 @@ def render_options(settings: Settings) -> RenderOptions:
     )
 
 
+def allowed_internal(settings: Settings) -> set[str]:
+    """Internal hosts the registry engine may reach: the ones the operator named."""
+    named = {s for s in settings.mirror_allowed_sources if not s.startswith("*.")}
+    named.update(settings.mirror_insecure_registries)
+    if settings.mirror_target:
+        named.add(parse_target_base(settings.mirror_target).registry)
+    return named
+
+
 def build_engines(settings: Settings) -> dict[str, Engine]:
     creds = credentials(settings)
     return {
@@ -58,6 +67,7 @@ def build_engines(settings: Settings) -> dict[str, Engine]:
             creds,
             insecure=settings.mirror_insecure_registries,
             max_bytes=settings.mirror_max_image_bytes,
+            allowed_internal=allowed_internal(settings),
         ),
     }
 

@@ -25,6 +25,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import aiohttp
 
 from mirror.credentials import Credential, Credentials
+from mirror.egress import EgressDenied, EgressGuard
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,10 @@ class ServerError(RegistryError):
     def __init__(self, registry: str, status: int) -> None:
         super().__init__(registry, f"HTTP {status}")
         self.status = status
+
+
+class Forbidden(RegistryError):
+    """We refused to connect: the destination is an internal address nobody allowed."""
 
 
 class TokenRejected(RegistryError):
@@ -223,6 +228,13 @@ def pull_scope(repository: str) -> str:
     return f"repository:{repository}:pull"
 
 
+def _raise_if_denied(host: str, exc: aiohttp.ClientError) -> None:
+    """The guard's refusal from inside the resolver arrives wrapped as a connector error."""
+    cause = getattr(exc, "os_error", None)
+    if isinstance(cause, EgressDenied):
+        raise Forbidden(host, cause.host) from exc
+
+
 def push_scope(repository: str) -> str:
     return f"repository:{repository}:pull,push"
 
@@ -238,7 +250,9 @@ class RegistryClient:
         docker_config: Path | None = None,
         connect_timeout: float = 30.0,
         read_timeout: float = 120.0,
+        guard: EgressGuard | None = None,
     ) -> None:
+        self._guard = guard or EgressGuard(())
         self._explicit = {canonical_host(k): v for k, v in (credentials or {}).items()}
         self._docker_config = docker_config
         self._from_file: dict[str, Credential] | None = None
@@ -262,7 +276,8 @@ class RegistryClient:
                 timeout=self._timeout,
                 trust_env=True,  # HTTPS_PROXY / NO_PROXY, as DESIGN.md asks
                 auto_decompress=False,  # blobs are hashed as stored, never re-encoded
-                connector=aiohttp.TCPConnector(limit=32),
+                connector=aiohttp.TCPConnector(limit=32, resolver=self._guard.resolver()),
+                trace_configs=[self._guard.trace_config()],
             )
         return self._session
 
@@ -320,7 +335,10 @@ class RegistryClient:
         url = realm + ("&" if "?" in realm else "?") + urlencode(query)
         started = time.monotonic()
         try:
-            async with self._http().get(url, headers=headers) as resp:
+            registry_host = urlsplit(self.base_url(host)).hostname
+            async with self._http().get(
+                url, headers=headers, trace_request_ctx={"same_host_as": registry_host}
+            ) as resp:
                 if resp.status in (401, 403):
                     raise AccessDenied(host, "the token service refused the credentials")
                 if resp.status == 429:
@@ -330,7 +348,10 @@ class RegistryClient:
                 if resp.status != 200:
                     raise Refused(host, resp.status, "from the token service")
                 body: Any = await resp.json(content_type=None)
+        except EgressDenied as exc:
+            raise Forbidden(host, f"token service at {exc.host}") from exc
         except aiohttp.ClientError as exc:
+            _raise_if_denied(host, exc)
             raise Unreachable(host, f"token service: {type(exc).__name__}") from exc
         except TimeoutError as exc:
             raise TimedOut(host, "token service") from exc
@@ -386,7 +407,10 @@ class RegistryClient:
                 resp = await self._http().request(
                     method, url, headers=all_headers, data=data, allow_redirects=allow_redirects
                 )
+            except EgressDenied as exc:
+                raise Forbidden(host, exc.host) from exc
             except aiohttp.ClientError as exc:
+                _raise_if_denied(host, exc)
                 raise Unreachable(host, type(exc).__name__) from exc
             except TimeoutError as exc:
                 raise TimedOut(host) from exc

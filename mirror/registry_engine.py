@@ -24,6 +24,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.wait import wait_exponential
 
 from mirror.credentials import Credentials
+from mirror.egress import EgressGuard
 from mirror.engine import CopyRequest, CopyResult, ProgressSink
 from mirror.errors import CopyFailed, InvalidPlatform, MirrorError
 from mirror.platform import Platform, parse_platform
@@ -33,6 +34,7 @@ from mirror.registry_client import (
     INDEX_TYPES,
     AccessDenied,
     DigestMismatch,
+    Forbidden,
     Manifest,
     NotFound,
     RateLimited,
@@ -130,10 +132,18 @@ class RegistryEngine:
         max_wait: float = 30.0,
         read_timeout: float = 120.0,
         max_bytes: int | None = None,
+        allowed_internal: Iterable[str] | None = None,
     ) -> None:
         self._max_bytes = max_bytes
+        # By default the registries we were told to speak plain HTTP to are the internal ones
+        # we may reach; the bot passes its explicit source allowlist and target too.
+        allowed = insecure if allowed_internal is None else allowed_internal
         self.client = RegistryClient(
-            credentials, insecure=insecure, docker_config=docker_config, read_timeout=read_timeout
+            credentials,
+            insecure=insecure,
+            docker_config=docker_config,
+            read_timeout=read_timeout,
+            guard=EgressGuard(allowed),
         )
         self._blob_slots = asyncio.Semaphore(blob_concurrency)
         self._attempts = attempts
@@ -450,6 +460,11 @@ def _explain(exc: RegistryError, ref: ImageRef, *, pushing: bool) -> MirrorError
                 f"The target registry {where} lost part of `{ref.familiar}` mid-copy."
             )
         return CopyFailed(f"`{ref.familiar}` was not found in {where}: check the name and tag.")
+    if isinstance(exc, Forbidden):
+        return CopyFailed(
+            f"The copy of `{ref.familiar}` was stopped: {where} led to the internal address "
+            f"`{exc.detail}`, which only an operator can allow (MIRROR_ALLOWED_SOURCES)."
+        )
     if isinstance(exc, Refused):
         side = "target" if pushing else "source"
         return CopyFailed(
