@@ -29,6 +29,7 @@ from aiohttp import ClientError, web
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.app.async_server import AsyncSlackAppServer
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -36,10 +37,12 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncServerErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.chat import Conversation, Handler, Incoming, RateLimited, Reply
 from bot.settings import Settings
 from bot.view import MessageView, Tone, bar_text
+from mirror.errors import MirrorError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,11 @@ EDIT_INTERVAL = 1.5
 SUBCOMMANDS = frozenset({"help", "status", "history", "cancel"})
 _MAX_TEXT = 39_000  # chat.postMessage takes 40,000 characters
 _FATAL_AUTH = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked"})
+_NOT_MEMBER = frozenset({"not_in_channel", "channel_not_found"})
+MOVED_TO_DM = (
+    "I cannot post in this channel, so I answer in our direct messages. "
+    "Invite me (/invite @hub-mirror) to get answers here."
+)
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _CONTROL = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)
@@ -60,8 +68,16 @@ _EMOJI = {
 }
 
 
-class SlackSetupError(RuntimeError):
+class SlackSetupError(MirrorError):
     """The Slack settings cannot work (missing secret, rejected token); one sentence."""
+
+
+class _QuietTokenWarning(logging.Filter):
+    """Bolt warns that ``SLACK_BOT_TOKEN`` from the environment is unused when it is given a
+    client; the client carries that very token (and the API root), so the warning misleads."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
 
 
 # -- Slack text in ---------------------------------------------------------------------------
@@ -165,6 +181,18 @@ class _Api:
             raise _rate_limited(exc) or exc from None
         return str(response["ts"])
 
+    async def open_dm(self, user: str) -> str:
+        response = await self.posts.conversations_open(users=user)
+        return str(response["channel"]["id"])
+
+    async def ephemeral(self, response_url: str, text: str) -> None:
+        """A note only the requester sees, through the slash command's ``response_url``."""
+        webhook = AsyncWebhookClient(response_url, proxy=self.posts.proxy)
+        try:
+            await webhook.send(text=text, response_type="ephemeral")
+        except Exception as exc:  # a courtesy: the answer itself goes to the DM regardless
+            log.warning("could not reach the slash command's response_url (%s)", type(exc).__name__)
+
     async def edit(self, channel: str, ts: str, text: str) -> None:
         try:
             await self.edits.chat_update(
@@ -193,23 +221,43 @@ class SlackReply:
 
 @dataclass
 class SlackConversation:
-    """One request's thread. ``open_thread``: the first post starts it (slash commands)."""
+    """One request's thread. ``open_thread``: the first post starts it (slash commands).
+
+    A slash command works in channels the bot cannot post to (a private channel it was not
+    invited to, a DM between two people); with ``response_url`` set, the conversation then
+    moves to the requester's DM with the bot and says so in a note only they see.
+    """
 
     api: _Api
     channel: str
     thread_ts: str | None
     requester: str | None
     open_thread: bool = False
+    response_url: str | None = None
 
     @property
     def edit_interval(self) -> float:
         return EDIT_INTERVAL
 
     async def post(self, view: MessageView) -> Reply:
-        ts = await self.api.post(self.channel, self.thread_ts, to_mrkdwn(view, self.requester))
+        text = to_mrkdwn(view, self.requester)
+        try:
+            ts = await self.api.post(self.channel, self.thread_ts, text)
+        except SlackApiError as exc:
+            if not (self.response_url and self.requester) or exc.response.get("error") not in (
+                _NOT_MEMBER
+            ):
+                raise
+            await self._move_to_dm(self.requester, self.response_url)
+            ts = await self.api.post(self.channel, self.thread_ts, text)
         if self.thread_ts is None and self.open_thread:
             self.thread_ts = ts
         return SlackReply(self.api, self.channel, self.thread_ts, ts, self.requester)
+
+    async def _move_to_dm(self, requester: str, response_url: str) -> None:
+        self.channel = await self.api.open_dm(requester)
+        self.thread_ts, self.open_thread, self.response_url = None, False, None
+        await self.api.ephemeral(response_url, MOVED_TO_DM)
 
 
 def parse_ref(ref: str) -> tuple[str, str | None, str, str | None] | None:
@@ -365,11 +413,13 @@ class SlackAdapter:
             await runner.cleanup()
 
     def _build_app(self, handler: Handler) -> AsyncApp:
+        bolt_logger = logging.getLogger("slack_bolt")
+        bolt_logger.addFilter(_QuietTokenWarning())
         app = AsyncApp(
             client=self._api.posts,
             signing_secret=self._signing_secret or "",
             request_verification_enabled=not self._app_token,
-            logger=logging.getLogger("slack_bolt"),
+            logger=bolt_logger,
         )
 
         async def on_command(ack: Callable[[], Awaitable[None]], command: dict[str, Any]) -> None:
@@ -378,7 +428,14 @@ class SlackAdapter:
             channel = str(command["channel_id"])
             user = str(command["user_id"])
             incoming = self._incoming(user, str(command.get("user_name") or user), channel, text)
-            conversation = self._conversation(channel, None, user, open_thread=True)
+            conversation = SlackConversation(
+                self._api,
+                channel,
+                None,
+                user,
+                open_thread=True,
+                response_url=command.get("response_url") or None,
+            )
             self._spawn(handler(incoming, conversation))
 
         async def on_mention(body: dict[str, Any], event: dict[str, Any]) -> None:
@@ -403,7 +460,7 @@ class SlackAdapter:
         user, channel = str(event.get("user", "")), str(event["channel"])
         text = command_text(str(event.get("text") or ""), self.bot_user_id)
         incoming = self._incoming(user, user, channel, text)
-        self._spawn(handler(incoming, self._conversation(channel, thread_ts, user)))
+        self._spawn(handler(incoming, SlackConversation(self._api, channel, thread_ts, user)))
 
     @staticmethod
     def _incoming(user: str, user_name: str, channel: str, text: str) -> Incoming:
@@ -415,11 +472,6 @@ class SlackAdapter:
             text=text,
             is_group=not channel.startswith("D"),
         )
-
-    def _conversation(
-        self, channel: str, thread_ts: str | None, requester: str, *, open_thread: bool = False
-    ) -> SlackConversation:
-        return SlackConversation(self._api, channel, thread_ts, requester, open_thread)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run a command after its ack, kept referenced so it is neither lost nor orphaned."""

@@ -146,7 +146,7 @@ def _post(bot: RunningBot, body: str, content_type: str, secret: str = SIGNING_S
         return exc.code
 
 
-def _slash_payload(channel: str, text: str) -> dict[str, str]:
+def _slash_payload(channel: str, text: str, response_url: str = "") -> dict[str, str]:
     return {
         "token": "legacy-verification-token",
         "team_id": TEAM_ID,
@@ -158,13 +158,14 @@ def _slash_payload(channel: str, text: str) -> dict[str, str]:
         "command": "/mirror",
         "text": text,
         "api_app_id": "A0TEST",
-        "response_url": "https://hooks.slack.com/commands/T0TEAM001/1/x",
+        "response_url": response_url or "https://hooks.slack.com/commands/T0TEAM001/1/x",
         "trigger_id": "1.2.3",
     }
 
 
 def slash(bot: RunningBot, channel: str, text: str, secret: str = SIGNING_SECRET) -> int:
-    body = urllib.parse.urlencode(_slash_payload(channel, text))
+    response_url = f"{bot.slack.url}/hooks/commands/{TEAM_ID}/1/x"
+    body = urllib.parse.urlencode(_slash_payload(channel, text, response_url))
     return _post(bot, body, "application/x-www-form-urlencoded", secret)
 
 
@@ -315,6 +316,47 @@ def test_markup_in_a_command_is_escaped_and_cannot_ping(bots: dict[str, RunningB
     assert "&lt;!channel&gt;" in text
     assert "<!channel>" not in text and "<!here>" not in text
     assert answer.params["parse"] == "none" and answer.params["link_names"] is False
+
+
+def test_slash_command_where_the_bot_cannot_post_moves_to_the_dm(
+    lab: lab_module.Lab, bots: dict[str, RunningBot]
+) -> None:
+    bot, channel = bots["http"], "G0PRIVATE1"
+    bot.slack.closed_channels.add(channel)
+    image, pull = fresh_image(lab, "private")
+    assert slash(bot, channel, image) == 200
+    dm = "D" + USER[1:]
+    assert_live_then_final(bot.slack, dm, pull)
+    [note] = bot.slack.of("response_url")
+    assert note.params["response_type"] == "ephemeral" and "direct messages" in note.params["text"]
+    assert bot.slack.posts(channel) == []
+
+
+def test_settings_that_cannot_work_are_one_sentence(lab: lab_module.Lab, tmp_path: Path) -> None:
+    slack = FakeSlack("xoxb-the-real-token").start()
+    try:
+        base = bot_env(
+            lab, tmp_path / "m.db", SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=slack.api_url
+        )
+        no_mode = subprocess.run(
+            [MIRROR_BOT, "run"], env=base, capture_output=True, text=True, timeout=60, check=False
+        )
+        bad_token = subprocess.run(
+            [MIRROR_BOT, "run"],
+            env=base | {"SLACK_APP_TOKEN": APP_TOKEN},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        slack.stop()
+    assert no_mode.returncode == 1
+    assert "Set SLACK_APP_TOKEN for Socket Mode or SLACK_SIGNING_SECRET" in no_mode.stderr
+    assert bad_token.returncode == 1
+    assert "Slack refused SLACK_BOT_TOKEN (invalid_auth)" in bad_token.stderr
+    for done in (no_mode, bad_token):
+        assert "Traceback" not in done.stderr and BOT_TOKEN not in done.stderr
 
 
 # -- Socket Mode -------------------------------------------------------------------------------

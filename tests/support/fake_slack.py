@@ -47,6 +47,8 @@ class FakeSlack:
         self.update_429 = 0
         """How many of the next ``chat.update`` calls get a 429."""
         self.retry_after = 1
+        self.closed_channels: set[str] = set()
+        """Channels the bot is not a member of: posting there fails with ``not_in_channel``."""
         self._ts = itertools.count(1)
         self._cond = threading.Condition()
         self._loop = asyncio.new_event_loop()
@@ -66,6 +68,7 @@ class FakeSlack:
     async def _start(self) -> int:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
+        app.router.add_post("/hooks/{path:.*}", self._hook)
         app.router.add_get("/link", self._socket)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -98,6 +101,7 @@ class FakeSlack:
             params: dict[str, Any] = json.loads(raw or b"{}")
         else:
             params = dict(parse_qsl(raw.decode()))
+        params.update(request.query)  # some methods send their arguments in the query string
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         status, body, headers = self._answer(method, params, token)
         with self._cond:
@@ -128,6 +132,10 @@ class FakeSlack:
                 },
                 {},
             )
+        if method == "conversations.open":
+            return 200, {"ok": True, "channel": {"id": "D" + params["users"][1:]}}, {}
+        if method == "chat.postMessage" and params.get("channel") in self.closed_channels:
+            return 200, {"ok": False, "error": "not_in_channel"}, {}
         if method == "chat.postMessage":
             ts = f"1700000000.{next(self._ts):06d}"
             message = {"type": "message", "text": params.get("text"), "ts": ts, "bot_id": BOT_ID}
@@ -147,6 +155,14 @@ class FakeSlack:
             edited = {"channel": params["channel"], "ts": params["ts"], "text": params["text"]}
             return 200, {"ok": True, **edited}, {}
         return 200, {"ok": False, "error": "unknown_method"}, {}
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        """A slash command's ``response_url``."""
+        params = await request.json()
+        with self._cond:
+            self.calls.append(Call("response_url", params, "", 200, {}))
+            self._cond.notify_all()
+        return web.Response(text="ok")
 
     # -- Socket Mode -----------------------------------------------------------------------
 
@@ -206,7 +222,7 @@ class FakeSlack:
             ]
 
     def posts(self, channel: str) -> list[Call]:
-        return [c for c in self.of("chat.postMessage", channel) if c.status == 200]
+        return [c for c in self.of("chat.postMessage", channel) if c.result.get("ok")]
 
     def updates(self, channel: str, ts: str | None = None) -> list[Call]:
         return [c for c in self.of("chat.update", channel) if ts is None or c.params["ts"] == ts]
