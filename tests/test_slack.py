@@ -54,7 +54,6 @@ class RunningBot:
     log: Path
     port: int
     slow_source: str
-    """The lab's source registry behind a 1 MB/s relay: a copy lasts long enough to be seen."""
 
 
 def _wait_listening(bot: RunningBot) -> None:
@@ -68,58 +67,79 @@ def _wait_listening(bot: RunningBot) -> None:
             time.sleep(0.05)
 
 
+def start_bot(lab: lab_module.Lab, slack: FakeSlack, relay: str, db: Path, log: Path) -> RunningBot:
+    """``mirror-bot run`` with the lab's settings; Socket Mode when ``slack`` has an app token."""
+    port = _free_port()
+    extra = {"SLACK_APP_TOKEN": slack.app_token} if slack.app_token else {}
+    lab_env = lab.env()
+    env = bot_env(
+        lab,
+        db,
+        MIRROR_ENGINE="docker",
+        MIRROR_ALLOWED_SOURCES=f"{lab_env['MIRROR_ALLOWED_SOURCES']},{relay}",
+        MIRROR_INSECURE_REGISTRIES=f"{lab_env['MIRROR_INSECURE_REGISTRIES']},{relay}",
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_PORT=str(port),
+        SLACK_API_URL=slack.api_url,
+        **extra,
+    )
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [MIRROR_BOT, "run"], env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out
+        )
+    bot = RunningBot(slack, process, log, port, relay)
+    if slack.app_token:
+        slack.wait_for(slack.connected)
+    else:
+        _wait_listening(bot)
+    return bot
+
+
+def stop_bot(bot: RunningBot) -> None:
+    bot.process.terminate()
+    bot.process.wait(timeout=60)
+
+
+def assert_clean_log(log: Path) -> None:
+    text = log.read_text()
+    for secret in (BOT_TOKEN, APP_TOKEN, SIGNING_SECRET):
+        assert secret not in text
+    assert "Traceback" not in text, text
+
+
+@pytest.fixture(scope="module")
+def relay(lab: lab_module.Lab) -> Iterator[str]:
+    """The lab's source registry behind a 1 MB/s relay: a copy lasts long enough to be seen."""
+    relay = ThrottledRelay(lab.source, 1_000_000).start()
+    try:
+        yield relay.address
+    finally:
+        relay.stop()
+
+
 @pytest.fixture(scope="module")
 def bots(
-    lab: lab_module.Lab, tmp_path_factory: pytest.TempPathFactory
+    lab: lab_module.Lab, relay: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, RunningBot]]:
     """One bot in HTTP mode and one in Socket Mode, each with its own fake Slack and database."""
     root = tmp_path_factory.mktemp("slack")
+    fakes = {
+        "http": FakeSlack(BOT_TOKEN).start(),
+        "socket": FakeSlack(BOT_TOKEN, APP_TOKEN).start(),
+    }
     running: dict[str, RunningBot] = {}
-    relay = ThrottledRelay(lab.source, 1_000_000).start()
     try:
-        for mode in ("http", "socket"):
-            slack = FakeSlack(BOT_TOKEN, APP_TOKEN if mode == "socket" else None).start()
-            port = _free_port()
-            extra = {"SLACK_APP_TOKEN": APP_TOKEN} if mode == "socket" else {}
-            lab_env = lab.env()
-            env = bot_env(
-                lab,
-                root / f"{mode}.db",
-                MIRROR_ENGINE="docker",
-                MIRROR_ALLOWED_SOURCES=f"{lab_env['MIRROR_ALLOWED_SOURCES']},{relay.address}",
-                MIRROR_INSECURE_REGISTRIES=(
-                    f"{lab_env['MIRROR_INSECURE_REGISTRIES']},{relay.address}"
-                ),
-                SLACK_BOT_TOKEN=BOT_TOKEN,
-                SLACK_SIGNING_SECRET=SIGNING_SECRET,
-                SLACK_PORT=str(port),
-                SLACK_API_URL=slack.api_url,
-                **extra,
-            )
-            log = root / f"{mode}.log"
-            with log.open("wb") as out:
-                process = subprocess.Popen(
-                    [MIRROR_BOT, "run"],
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            running[mode] = RunningBot(slack, process, log, port, relay.address)
-        _wait_listening(running["http"])
-        running["socket"].slack.wait_for(running["socket"].slack.connected)
+        for mode, slack in fakes.items():
+            running[mode] = start_bot(lab, slack, relay, root / f"{mode}.db", root / f"{mode}.log")
         yield running
     finally:
         for bot in running.values():
-            bot.process.terminate()
-            bot.process.wait(timeout=60)
-            bot.slack.stop()
-        relay.stop()
-    for bot in running.values():
-        text = bot.log.read_text()
-        for secret in (BOT_TOKEN, APP_TOKEN, SIGNING_SECRET):
-            assert secret not in text
-        assert "Traceback" not in text, text
+            stop_bot(bot)
+        for slack in fakes.values():
+            slack.stop()
+    for mode in fakes:
+        assert_clean_log(root / f"{mode}.log")
 
 
 # -- what Slack sends --------------------------------------------------------------------------
@@ -357,6 +377,34 @@ def test_settings_that_cannot_work_are_one_sentence(lab: lab_module.Lab, tmp_pat
     assert "Slack refused SLACK_BOT_TOKEN (invalid_auth)" in bad_token.stderr
     for done in (no_mode, bad_token):
         assert "Traceback" not in done.stderr and BOT_TOKEN not in done.stderr
+
+
+def test_a_job_interrupted_by_a_restart_finishes_in_the_same_thread(
+    lab: lab_module.Lab, relay: str, tmp_path: Path
+) -> None:
+    slack, channel = FakeSlack(BOT_TOKEN).start(), "C0RESTART"
+    db, log = tmp_path / "mirror.db", tmp_path / "bot.log"
+    image, pull = fresh_image(lab, "restart", via=relay, size=6 << 20)
+    try:
+        bot = start_bot(lab, slack, relay, db, log)
+        assert slash(bot, channel, image) == 200
+        slack.wait_for(lambda: any(" MB / " in c.params["text"] for c in slack.updates(channel)))
+        stop_bot(bot)
+        [ack] = slack.posts(channel)
+        before = len(slack.updates(channel))
+        bot = start_bot(lab, slack, relay, db, log)
+        try:
+            [_, final] = finished(slack, channel)
+        finally:
+            stop_bot(bot)
+    finally:
+        slack.stop()
+    resumed = slack.updates(channel)[before:]
+    assert resumed and {c.params["ts"] for c in resumed} == {ts_of(ack)}
+    assert "done (1/1 mirrored)" in resumed[-1].params["text"]
+    assert final.params["thread_ts"] == ts_of(ack)
+    assert escape(pull) in final.params["text"]
+    assert_clean_log(log)
 
 
 # -- Socket Mode -------------------------------------------------------------------------------
