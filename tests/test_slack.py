@@ -252,7 +252,7 @@ def test_slash_command_is_acked_then_answered_in_a_thread(
     lab: lab_module.Lab, bots: dict[str, RunningBot]
 ) -> None:
     bot, channel = bots["http"], "C0SLASH01"
-    image, pull = fresh_image(lab, "slash", via=bot.slow_source, size=4 << 20)
+    image, pull = fresh_image(lab, "slash", via=bot.slow_source, size=3 << 20)
     assert slash(bot, channel, image) == 200
     ack, final = assert_live_then_final(bot.slack, channel, pull)
     edits = [c.params["text"] for c in bot.slack.updates(channel, ts_of(ack))]
@@ -328,6 +328,17 @@ def test_a_429_storm_on_edits_still_ends_with_the_final_message(
     assert len([c for c in bot.slack.updates(channel) if c.status == 429]) == 3
 
 
+def test_a_slack_outage_delays_the_answers_but_loses_nothing(
+    lab: lab_module.Lab, bots: dict[str, RunningBot]
+) -> None:
+    bot, channel = bots["http"], "C0OUTAGE1"
+    image, pull = fresh_image(lab, "outage")
+    bot.slack.outage = 3
+    assert slash(bot, channel, image) == 200
+    assert_live_then_final(bot.slack, channel, pull)
+    assert len([c for c in bot.slack.of("chat.postMessage", channel) if c.status == 503]) >= 3
+
+
 def test_markup_in_a_command_is_escaped_and_cannot_ping(bots: dict[str, RunningBot]) -> None:
     bot, channel = bots["http"], "C0INJECT1"
     assert slash(bot, channel, "&lt;!channel&gt; <!here>") == 200
@@ -384,7 +395,7 @@ def test_a_job_interrupted_by_a_restart_finishes_in_the_same_thread(
 ) -> None:
     slack, channel = FakeSlack(BOT_TOKEN).start(), "C0RESTART"
     db, log = tmp_path / "mirror.db", tmp_path / "bot.log"
-    image, pull = fresh_image(lab, "restart", via=relay, size=6 << 20)
+    image, pull = fresh_image(lab, "restart", via=relay, size=4 << 20)
     try:
         bot = start_bot(lab, slack, relay, db, log)
         assert slash(bot, channel, image) == 200

@@ -47,6 +47,8 @@ class FakeSlack:
         self.update_429 = 0
         """How many of the next ``chat.update`` calls get a 429."""
         self.retry_after = 1
+        self.outage = 0
+        """How many of the next ``chat.*`` calls get a 503 (Slack is down for a while)."""
         self.closed_channels: set[str] = set()
         """Channels the bot is not a member of: posting there fails with ``not_in_channel``."""
         self._ts = itertools.count(1)
@@ -132,6 +134,12 @@ class FakeSlack:
                 },
                 {},
             )
+        if method.startswith("chat."):
+            with self._cond:
+                down = self.outage > 0
+                self.outage -= 1 if down else 0
+            if down:
+                return 503, {"ok": False, "error": "service_unavailable"}, {}
         if method == "conversations.open":
             return 200, {"ok": True, "channel": {"id": "D" + params["users"][1:]}}, {}
         if method == "chat.postMessage" and params.get("channel") in self.closed_channels:
