@@ -25,7 +25,8 @@ import pytest
 from slack_sdk.signature import SignatureVerifier
 
 import lab as lab_module
-from adapters.slack import command_text, escape, parse_ref, slash_text, to_mrkdwn
+from adapters.slack import parse_ref
+from adapters.slack_text import command_text, escape, slash_text, to_mrkdwn
 from bot.view import Bar, MessageView, Row, Tone
 from tests.support.cli import MIRROR_BOT, bot_env
 from tests.support.fake_slack import BOT_USER_ID, TEAM_ID, Call, FakeSlack
