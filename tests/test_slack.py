@@ -147,6 +147,12 @@ def bots(
 
 
 def _post(bot: RunningBot, body: str, content_type: str, secret: str = SIGNING_SECRET) -> int:
+    return _request(bot, body, content_type, secret)[0]
+
+
+def _request(
+    bot: RunningBot, body: str, content_type: str, secret: str = SIGNING_SECRET
+) -> tuple[int, str]:
     timestamp = str(int(time.time()))
     signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body)
     assert signature is not None
@@ -161,10 +167,9 @@ def _post(bot: RunningBot, body: str, content_type: str, secret: str = SIGNING_S
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            status: int = response.status
-            return status
+            return int(response.status), response.read().decode()
     except urllib.error.HTTPError as exc:
-        return exc.code
+        return exc.code, exc.read().decode()
 
 
 def _slash_payload(channel: str, text: str, response_url: str = "") -> dict[str, str]:
@@ -275,6 +280,13 @@ def test_badly_signed_request_is_refused_and_nothing_runs(
     [answer] = finished(bot.slack, channel, posts=1)
     assert "hub-mirror-bot copies images" in answer.params["text"]
     assert len(bot.slack.posts(channel)) == 1
+
+
+def test_the_events_url_passes_slacks_verification(bots: dict[str, RunningBot]) -> None:
+    """What Slack sends when an admin enters the Request URL in the app's settings."""
+    body = json.dumps({"token": "t", "challenge": "c4allenge-123", "type": "url_verification"})
+    status, answer = _request(bots["http"], body, "application/json")
+    assert status == 200 and "c4allenge-123" in answer
 
 
 def test_mention_in_a_thread_is_answered_in_that_thread(
