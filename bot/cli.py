@@ -46,7 +46,11 @@ def run() -> None:
     from bot.serve import serve
 
     settings = _settings()
-    sys.exit(asyncio.run(serve(settings)))
+    try:
+        code = asyncio.run(serve(settings))
+    except MirrorError as exc:  # e.g. an adapter's settings cannot work: one sentence, no trace
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
 
 
 @main.command()

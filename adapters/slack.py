@@ -1,0 +1,420 @@
+"""The Slack adapter: ``/mirror`` slash commands, ``@bot mirror`` mentions and DMs.
+
+Built on slack-bolt's async app. Socket Mode when ``SLACK_APP_TOKEN`` is set (no public URL,
+the usual choice behind a firewall), else HTTP mode: Slack's signed requests at
+``/slack/events`` on ``SLACK_PORT``. Every request is acknowledged at once; the command then
+runs in a task of its own, so Slack never waits for a registry.
+
+Threading: a slash command has no thread, so its first answer is posted in the channel and
+everything after it goes into that message's thread; a mention is answered in its thread (or
+starts one); a DM is answered in the DM. The live message is one message edited with
+``chat.update``.
+
+Rate limits: posts go through slack_sdk's 429 retry handler (``Retry-After`` honoured).
+Edits do not: a 429 on ``chat.update`` is raised as :class:`bot.chat.RateLimited` so the
+live message waits it out and then sends the *newest* view instead of replaying a stale one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import ClientError, web
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.app.async_server import AsyncSlackAppServer
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from adapters.slack_text import command_text, slash_text, to_mrkdwn
+from bot.chat import Conversation, Handler, Incoming, RateLimited, Reply
+from bot.settings import Settings
+from bot.view import MessageView
+from mirror.errors import MirrorError
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+EDIT_INTERVAL = 1.5
+"""Slack allows about one ``chat.update`` per second per message; leave some room."""
+_FATAL_AUTH = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked"})
+_NOT_MEMBER = frozenset({"not_in_channel", "channel_not_found"})
+MOVED_TO_DM = (
+    "I cannot post in this channel, so I answer in our direct messages. "
+    "Invite me (/invite @hub-mirror) to get answers here."
+)
+
+
+class SlackSetupError(MirrorError):
+    """The Slack settings cannot work (missing secret, rejected token); one sentence."""
+
+
+class _QuietTokenWarning(logging.Filter):
+    """Bolt warns that ``SLACK_BOT_TOKEN`` from the environment is unused when it is given a
+    client; the client carries that very token (and the API root), so the warning misleads."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+# -- the chat port -----------------------------------------------------------------------------
+
+
+def _rate_limited(exc: SlackApiError) -> RateLimited | None:
+    if exc.response.status_code != 429:
+        return None
+    try:
+        retry_after = float(exc.response.headers.get("Retry-After", "1"))
+    except (TypeError, ValueError):
+        retry_after = 1.0
+    return RateLimited(retry_after)
+
+
+@dataclass
+class _Api:
+    """The two Web API calls the port needs; posts and edits use differently tuned clients."""
+
+    posts: AsyncWebClient
+    edits: AsyncWebClient
+
+    async def post(self, channel: str, thread_ts: str | None, text: str) -> str:
+        try:
+            response = await self.posts.chat_postMessage(
+                channel=channel,
+                thread_ts=thread_ts,
+                text=text,
+                mrkdwn=True,
+                parse="none",
+                link_names=False,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except SlackApiError as exc:
+            raise _rate_limited(exc) or exc from None
+        return str(response["ts"])
+
+    async def open_dm(self, user: str) -> str:
+        response = await self.posts.conversations_open(users=user)
+        return str(response["channel"]["id"])
+
+    async def ephemeral(self, response_url: str, text: str) -> None:
+        """A note only the requester sees, through the slash command's ``response_url``."""
+        webhook = AsyncWebhookClient(response_url, proxy=self.posts.proxy)
+        try:
+            await webhook.send(text=text, response_type="ephemeral")
+        except Exception as exc:  # a courtesy: the answer itself goes to the DM regardless
+            log.warning("could not reach the slash command's response_url (%s)", type(exc).__name__)
+
+    async def edit(self, channel: str, ts: str, text: str) -> None:
+        try:
+            await self.edits.chat_update(
+                channel=channel, ts=ts, text=text, parse="none", link_names=False
+            )
+        except SlackApiError as exc:
+            raise _rate_limited(exc) or exc from None
+
+
+@dataclass
+class SlackReply:
+    api: _Api
+    channel: str
+    thread_ts: str | None
+    ts: str
+    requester: str | None
+
+    @property
+    def ref(self) -> str:
+        """``channel:thread_ts:ts:requester``, enough to edit and thread after a restart."""
+        return ":".join((self.channel, self.thread_ts or "", self.ts, self.requester or ""))
+
+    async def edit(self, view: MessageView) -> None:
+        await self.api.edit(self.channel, self.ts, to_mrkdwn(view, self.requester))
+
+
+@dataclass
+class SlackConversation:
+    """One request's thread. ``open_thread``: the first post starts it (slash commands).
+
+    A slash command works in channels the bot cannot post to (a private channel it was not
+    invited to, a DM between two people); with ``response_url`` set, the conversation then
+    moves to the requester's DM with the bot and says so in a note only they see.
+    """
+
+    api: _Api
+    channel: str
+    thread_ts: str | None
+    requester: str | None
+    open_thread: bool = False
+    response_url: str | None = None
+
+    @property
+    def edit_interval(self) -> float:
+        return EDIT_INTERVAL
+
+    async def post(self, view: MessageView) -> Reply:
+        text = to_mrkdwn(view, self.requester)
+        try:
+            ts = await self.api.post(self.channel, self.thread_ts, text)
+        except SlackApiError as exc:
+            if not (self.response_url and self.requester) or exc.response.get("error") not in (
+                _NOT_MEMBER
+            ):
+                raise
+            await self._move_to_dm(self.requester, self.response_url)
+            ts = await self.api.post(self.channel, self.thread_ts, text)
+        if self.thread_ts is None and self.open_thread:
+            self.thread_ts = ts
+        return SlackReply(self.api, self.channel, self.thread_ts, ts, self.requester)
+
+    async def _move_to_dm(self, requester: str, response_url: str) -> None:
+        self.channel = await self.api.open_dm(requester)
+        self.thread_ts, self.open_thread, self.response_url = None, False, None
+        await self.api.ephemeral(response_url, MOVED_TO_DM)
+
+
+def parse_ref(ref: str) -> tuple[str, str | None, str, str | None] | None:
+    parts = ref.split(":")
+    if len(parts) != 4 or not parts[0] or not parts[2]:
+        return None
+    channel, thread_ts, ts, requester = parts
+    return channel, thread_ts or None, ts, requester or None
+
+
+# -- the adapter -------------------------------------------------------------------------------
+
+
+def _api_root(url: str) -> str:
+    """slack_sdk joins ROOT + method with urljoin, which drops a last segment without ``/``."""
+    return url if url.endswith("/") else url + "/"
+
+
+@dataclass
+class _Seen:
+    """Recent event ids: Slack re-sends an event it thinks was not acknowledged in time."""
+
+    size: int = 512
+    ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
+
+    def first_time(self, event_id: str | None) -> bool:
+        if not event_id:
+            return True
+        if event_id in self.ids:
+            return False
+        self.ids[event_id] = None
+        while len(self.ids) > self.size:
+            self.ids.popitem(last=False)
+        return True
+
+
+class SlackAdapter:
+    name = "slack"
+
+    def __init__(
+        self,
+        *,
+        bot_token: str,
+        app_token: str | None = None,
+        signing_secret: str | None = None,
+        port: int = 3000,
+        api_url: str = "https://slack.com/api/",
+        host: str = "0.0.0.0",
+    ) -> None:
+        if not app_token and not signing_secret:
+            raise SlackSetupError(
+                "Set SLACK_APP_TOKEN for Socket Mode or SLACK_SIGNING_SECRET for HTTP mode."
+            )
+        self._app_token = app_token
+        self._signing_secret = signing_secret
+        self._port = port
+        self._host = host
+        root = _api_root(api_url)
+        posts = AsyncWebClient(
+            token=bot_token,
+            base_url=root,
+            retry_handlers=[
+                AsyncConnectionErrorRetryHandler(max_retry_count=2),
+                AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+                AsyncServerErrorRetryHandler(max_retry_count=2),
+            ],
+        )
+        edits = AsyncWebClient(
+            token=bot_token,
+            base_url=root,
+            retry_handlers=[AsyncConnectionErrorRetryHandler(max_retry_count=2)],
+        )
+        self._api = _Api(posts, edits)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._seen = _Seen()
+        self.bot_user_id: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SlackAdapter:
+        def secret(value: Any) -> str | None:
+            return value.get_secret_value() if value is not None else None
+
+        token = secret(settings.slack_bot_token)
+        if not token:
+            raise SlackSetupError("SLACK_BOT_TOKEN is not set.")
+        return cls(
+            bot_token=token,
+            app_token=secret(settings.slack_app_token),
+            signing_secret=secret(settings.slack_signing_secret),
+            port=settings.slack_port,
+            api_url=settings.slack_api_url,
+        )
+
+    @property
+    def mode(self) -> str:
+        return "socket" if self._app_token else "http"
+
+    # -- serving ---------------------------------------------------------------------------
+
+    async def serve(self, handler: Handler) -> None:
+        await self._who_am_i()
+        app = self._build_app(handler)
+        try:
+            if self._app_token:
+                await self._serve_socket_mode(app, self._app_token)
+            else:
+                await self._serve_http(app)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _who_am_i(self) -> None:
+        """``auth.test``: the bot's user id (to strip its mentions), and a bad token fails fast."""
+        backoff = 1.0
+        while True:
+            try:
+                response = await self._api.posts.auth_test()
+                break
+            except SlackApiError as exc:
+                if exc.response.get("error") in _FATAL_AUTH:
+                    raise SlackSetupError(
+                        "Slack refused SLACK_BOT_TOKEN "
+                        f"({exc.response.get('error')}); check the bot token."
+                    ) from None
+                reason = str(exc.response.get("error"))
+            except (TimeoutError, OSError, ClientError) as exc:
+                reason = type(exc).__name__
+            log.warning("Slack is not reachable (%s); retrying in %.0fs", reason, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 60.0)
+        self.bot_user_id = str(response.get("user_id") or "") or None
+        log.info("connected to Slack as %s (%s mode)", response.get("user"), self.mode)
+
+    async def _serve_socket_mode(self, app: AsyncApp, app_token: str) -> None:
+        client = self._api.posts
+        socket = AsyncSocketModeHandler(app, app_token, web_client=client, proxy=client.proxy)
+        await socket.connect_async()  # type: ignore[no-untyped-call]
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await socket.close_async()  # type: ignore[no-untyped-call]
+
+    async def _serve_http(self, app: AsyncApp) -> None:
+        server = AsyncSlackAppServer(port=self._port, path=EVENTS_PATH, app=app, host=self._host)
+        runner = web.AppRunner(server.web_app, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self._host, self._port).start()
+            log.info("serving Slack requests on port %d at %s", self._port, EVENTS_PATH)
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    def _build_app(self, handler: Handler) -> AsyncApp:
+        bolt_logger = logging.getLogger("slack_bolt")
+        bolt_logger.addFilter(_QuietTokenWarning())
+        app = AsyncApp(
+            client=self._api.posts,
+            signing_secret=self._signing_secret or "",
+            request_verification_enabled=not self._app_token,
+            logger=bolt_logger,
+        )
+
+        async def on_command(ack: Callable[[], Awaitable[None]], command: dict[str, Any]) -> None:
+            await ack()
+            text = slash_text(str(command.get("command", "")), command_text(command["text"] or ""))
+            channel = str(command["channel_id"])
+            user = str(command["user_id"])
+            incoming = self._incoming(user, str(command.get("user_name") or user), channel, text)
+            conversation = SlackConversation(
+                self._api,
+                channel,
+                None,
+                user,
+                open_thread=True,
+                response_url=command.get("response_url") or None,
+            )
+            self._spawn(handler(incoming, conversation))
+
+        async def on_mention(body: dict[str, Any], event: dict[str, Any]) -> None:
+            if not self._seen.first_time(body.get("event_id")) or event.get("bot_id"):
+                return
+            self._dispatch(handler, event, str(event.get("thread_ts") or event["ts"]))
+
+        async def on_message(body: dict[str, Any], event: dict[str, Any]) -> None:
+            if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
+                return
+            if not self._seen.first_time(body.get("event_id")):
+                return
+            thread = event.get("thread_ts")
+            self._dispatch(handler, event, str(thread) if thread else None)
+
+        app.command(re.compile(r"^/.+"))(on_command)
+        app.event("app_mention")(on_mention)
+        app.event("message")(on_message)
+        return app
+
+    def _dispatch(self, handler: Handler, event: dict[str, Any], thread_ts: str | None) -> None:
+        user, channel = str(event.get("user", "")), str(event["channel"])
+        text = command_text(str(event.get("text") or ""), self.bot_user_id)
+        incoming = self._incoming(user, user, channel, text)
+        self._spawn(handler(incoming, SlackConversation(self._api, channel, thread_ts, user)))
+
+    @staticmethod
+    def _incoming(user: str, user_name: str, channel: str, text: str) -> Incoming:
+        return Incoming(
+            platform="slack",
+            user_id=user,
+            user_name=user_name,
+            chat_id=channel,
+            text=text,
+            is_group=not channel.startswith("D"),
+        )
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a command after its ack, kept referenced so it is neither lost nor orphaned."""
+        task = asyncio.create_task(work, name="slack-command")
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a Slack command failed: %s", type(task.exception()).__name__)
+
+    # -- restart recovery ------------------------------------------------------------------
+
+    async def reopen(self, ref: str) -> tuple[Conversation, Reply] | None:
+        parsed = parse_ref(ref)
+        if parsed is None:
+            return None
+        channel, thread_ts, ts, requester = parsed
+        conversation = SlackConversation(self._api, channel, thread_ts, requester)
+        return conversation, SlackReply(self._api, channel, thread_ts, ts, requester)
