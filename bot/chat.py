@@ -34,6 +34,10 @@ class Incoming:
     """Platforms where anyone can write to the bot: nobody may use it until allowed."""
 
 
+class ConfigurationError(Exception):
+    """An adapter cannot start with the settings given; ``str`` is one sentence for the operator."""
+
+
 class RateLimited(Exception):
     """Raised by an adapter when the chat API answered 429; the caller waits and retries."""
 

@@ -43,10 +43,15 @@ def main() -> None:
 @main.command()
 def run() -> None:
     """Run the bot: every configured chat adapter, or the console when none is."""
+    from bot.chat import ConfigurationError
     from bot.serve import serve
 
     settings = _settings()
-    sys.exit(asyncio.run(serve(settings)))
+    try:
+        code = asyncio.run(serve(settings))
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
+    sys.exit(code)
 
 
 @main.command()
