@@ -292,3 +292,36 @@ def test_webhook_without_a_secret_refuses_to_start(env: dict[str, str]) -> None:
     assert done.returncode == 2
     assert "TELEGRAM_WEBHOOK_SECRET is not" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_a_job_interrupted_by_a_restart_finishes_in_the_same_message(
+    lab: lab_module.Lab, env: dict[str, str], telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    with throttled(lab.source, 600_000) as relay:
+        env = env | {
+            "MIRROR_ALLOWED_SOURCES": relay.address,
+            "MIRROR_INSECURE_REGISTRIES": f"{relay.address},{lab.target}",
+        }
+        chat = Chat(ALICE)
+        async with running_bot(env, tmp_path / "first.log"):
+            await polling(telegram)
+            request = telegram.send(chat, ALICE, f"/mirror {relay.address}/library/multi:1.0")
+            [ack] = await telegram.wait_for(lambda: telegram.replies_to(request))
+            assert ack.message_id is not None
+            await telegram.wait_for(
+                lambda: [e for e in telegram.edits_of(ALICE, ack.message_id) if "%" in e.text]
+            )
+        stopped = len(telegram.calls)
+        async with running_bot(env, tmp_path / "second.log"):
+            final = await telegram.wait_for(lambda: final_answer(telegram, request))
+    later = telegram.calls[stopped:]
+    # The second process found the job in its database and went on in the same message,
+    # replying to the same command; it did not take the command a second time.
+    assert [c for c in later if c.method == "editMessageText"]
+    assert all(
+        int(c.params["message_id"]) == ack.message_id
+        for c in later
+        if c.method == "editMessageText"
+    )
+    assert "done" in telegram.edits_of(ALICE, ack.message_id)[-1].text
+    assert [c for c in later if c.method == "sendMessage"] == [final]

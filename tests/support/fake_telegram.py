@@ -2,10 +2,11 @@
 
 Calls arrive at ``ROOT/bot<token>/<method>`` as PTB sends them (form fields; nested objects
 JSON-encoded), answers are ``{"ok": true, "result": ...}``. It serves scripted updates to
-``getUpdates`` (long-poll waiting when there are none), keeps the text of every message so an
-identical edit gets Telegram's "message is not modified" error, records every call with its
-arrival time, and answers 429 with ``retry_after`` on demand. Nothing here is mocked inside
-the bot: the real PTB ``Application`` talks HTTP to this server.
+``getUpdates`` (long-poll waiting when there are none; an update is served until a later
+offset confirms it, to the next process too, as Telegram does), keeps the text of every
+message so an identical edit gets Telegram's "message is not modified" error, records every
+call with its arrival time, and answers 429 with ``retry_after`` on demand. Nothing inside
+the bot is mocked: the real PTB ``Application`` talks HTTP to this server.
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ class FakeTelegram:
     _new_update: asyncio.Event = field(default_factory=asyncio.Event)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
     _runner: web.AppRunner | None = None
+    _closed: bool = False
+    _confirmed: int = 0
+    """Updates below this id were confirmed (a later getUpdates offset): never served again."""
 
     async def start(self) -> FakeTelegram:
         app = web.Application()
@@ -104,6 +108,7 @@ class FakeTelegram:
         return self
 
     async def close(self) -> None:
+        self._closed = True
         self._new_update.set()  # release a waiting long poll
         if self._runner is not None:
             await self._runner.cleanup()
@@ -201,13 +206,14 @@ class FakeTelegram:
         }
 
     async def _api_getUpdates(self, call: Call) -> list[dict[str, Any]]:
-        offset = int(call.params.get("offset", "0"))
+        self._confirmed = max(self._confirmed, int(call.params.get("offset", "0")))
+        offset = self._confirmed
         timeout = float(call.params.get("timeout", "0"))
         deadline = time.monotonic() + timeout
         while True:
             pending = [u for u in self._updates if u["update_id"] >= offset]
             left = deadline - time.monotonic()
-            if pending or left <= 0:
+            if pending or left <= 0 or self._closed:
                 return pending
             self._new_update.clear()
             try:
