@@ -19,7 +19,6 @@ mode (PTB's tornado server) when ``TELEGRAM_WEBHOOK_URL`` is set, only with a se
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import warnings
@@ -341,5 +340,4 @@ class TelegramAdapter:
         """One line, no traceback: the bot's own errors were already answered in the chat."""
         error = context.error
         log.error("telegram: an update failed: %s", type(error).__name__)
-        with contextlib.suppress(Exception):
-            log.debug("telegram: update failure details", exc_info=error)
+        log.debug("telegram: update failure details", exc_info=error)

@@ -92,6 +92,15 @@ def gaps(calls: list[Call]) -> list[float]:
     return [b.at - a.at for a, b in itertools.pairwise(calls)]
 
 
+def fresh_image(lab: lab_module.Lab, cache: Path, name: str) -> str:
+    """A 6 MiB image no daemon has seen (random seeds), so its pull really crosses the relay."""
+    seed = uuid.uuid4().int % 10**9
+    layers = [lab_module.LayerSpec(size << 20, seed + size) for size in (1, 2, 3)]
+    repository = f"library/{name}-{seed}"
+    lab_module.push_image(lab.source, repository, "1.0", layers, cache_dir=cache)
+    return repository
+
+
 def expected_pull(target_base: str, source: str, repository: str, tag: str) -> str:
     name = f"{target_base}/{source.replace(':', '-')}.{repository.replace('/', '.')}:{tag}"
     return f"docker pull {name} && docker tag {name} {source}/{repository}:{tag}"
@@ -101,6 +110,7 @@ async def test_private_chat_progress_is_edited_under_the_flood_limit_then_answer
     lab: lab_module.Lab, env: dict[str, str], telegram: FakeTelegram, tmp_path: Path
 ) -> None:
     # A relay at 1 MB/s per connection makes the 6 MiB pull last a few seconds: several edits.
+    repository = fresh_image(lab, tmp_path / "layers", "progress")
     with throttled(lab.source, 1_000_000) as relay:
         env = env | {
             "MIRROR_ALLOWED_SOURCES": relay.address,
@@ -109,13 +119,13 @@ async def test_private_chat_progress_is_edited_under_the_flood_limit_then_answer
         chat = Chat(ALICE)
         async with running_bot(env, tmp_path / "bot.log"):
             await polling(telegram)
-            request = telegram.send(chat, ALICE, f"/mirror {relay.address}/library/multi:1.0")
+            request = telegram.send(chat, ALICE, f"/mirror {relay.address}/{repository}:1.0")
             final = await telegram.wait_for(lambda: final_answer(telegram, request))
             history = telegram.send(chat, ALICE, "/history")
             [listed] = await telegram.wait_for(lambda: telegram.replies_to(history))
 
     ack, *_ = telegram.replies_to(request)
-    assert ack.text.startswith("⏳") and "multi:1.0" in ack.text
+    assert ack.text.startswith("⏳") and f"{repository}:1.0" in ack.text
     assert ack.params["parse_mode"] == "HTML"
     assert ack.message_id is not None
     edits = telegram.edits_of(ALICE, ack.message_id)
@@ -125,16 +135,15 @@ async def test_private_chat_progress_is_edited_under_the_flood_limit_then_answer
     assert "done" in edits[-1].text
 
     [block] = pre_blocks(final.text)
-    pull = expected_pull(env["MIRROR_TARGET"], relay.address, "library/multi", "1.0")
+    pull = expected_pull(env["MIRROR_TARGET"], relay.address, repository, "1.0")
     assert block.splitlines()[0] == pull
     assert block.splitlines()[1].startswith("ctr -n k8s.io images pull --plain-http ")
     assert re.search(r"sha256:[0-9a-f]{64}", final.text)
     target = env["MIRROR_TARGET"].removeprefix(f"{lab.target}/")
-    raw, _ = lab_module.pull_manifest(
-        lab.target, f"{target}/{relay.address.replace(':', '-')}.library.multi", "1.0"
-    )
+    flat = f"{relay.address.replace(':', '-')}.{repository.replace('/', '.')}"
+    raw, _ = lab_module.pull_manifest(lab.target, f"{target}/{flat}", "1.0")
     assert raw
-    assert "multi" in listed.text
+    assert f"{target}/{flat}:1.0" in listed.text
 
 
 async def test_group_answers_its_own_commands_only_every_three_seconds(
@@ -297,6 +306,7 @@ def test_webhook_without_a_secret_refuses_to_start(env: dict[str, str]) -> None:
 async def test_a_job_interrupted_by_a_restart_finishes_in_the_same_message(
     lab: lab_module.Lab, env: dict[str, str], telegram: FakeTelegram, tmp_path: Path
 ) -> None:
+    repository = fresh_image(lab, tmp_path / "layers", "restart")
     with throttled(lab.source, 600_000) as relay:
         env = env | {
             "MIRROR_ALLOWED_SOURCES": relay.address,
@@ -305,7 +315,7 @@ async def test_a_job_interrupted_by_a_restart_finishes_in_the_same_message(
         chat = Chat(ALICE)
         async with running_bot(env, tmp_path / "first.log"):
             await polling(telegram)
-            request = telegram.send(chat, ALICE, f"/mirror {relay.address}/library/multi:1.0")
+            request = telegram.send(chat, ALICE, f"/mirror {relay.address}/{repository}:1.0")
             [ack] = await telegram.wait_for(lambda: telegram.replies_to(request))
             assert ack.message_id is not None
             await telegram.wait_for(

@@ -162,7 +162,8 @@ class FakeTelegram:
         deadline = time.monotonic() + timeout
         while (result := found()) is None or result == []:
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; calls so far: {[c.method for c in self.calls]}")
+                sent = [c.text for c in self.calls if c.method.endswith(("Message", "Text"))]
+                raise AssertionError(f"timed out; the bot sent: {sent}")
             await asyncio.sleep(0.05)
         return result
 
