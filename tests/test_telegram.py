@@ -149,6 +149,7 @@ async def test_private_chat_progress_is_edited_under_the_flood_limit_then_answer
 async def test_group_answers_its_own_commands_only_every_three_seconds(
     lab: lab_module.Lab, env: dict[str, str], telegram: FakeTelegram, tmp_path: Path
 ) -> None:
+    env = env | {"MIRROR_LONG_JOB_SECONDS": "0"}  # every job is "long": the answer mentions
     async with running_bot(env, tmp_path / "bot.log"):
         await polling(telegram)
         ignored = [
@@ -169,6 +170,7 @@ async def test_group_answers_its_own_commands_only_every_three_seconds(
     assert block.splitlines()[0] == expected_pull(
         env["MIRROR_TARGET"], lab.source, "library/hello", "1.0"
     )
+    assert final.text.startswith(f'<a href="tg://user?id={BOB}">user{BOB}</a> ✅')
 
 
 async def test_a_stranger_is_refused_with_their_id_and_nothing_is_pulled(
