@@ -45,6 +45,7 @@ from telegram.warnings import PTBDeprecationWarning
 from adapters import telegram_html
 from adapters.telegram_html import Mention
 from bot.chat import ConfigurationError, Conversation, Handler, Incoming, RateLimited, Reply
+from bot.live import deliver
 from bot.settings import Settings
 from bot.view import MessageView
 
@@ -148,12 +149,15 @@ class TelegramConversation:
         return GROUP_EDIT_INTERVAL if self._where.is_group else PRIVATE_EDIT_INTERVAL
 
     async def post(self, view: MessageView) -> Reply:
-        """A reply to the command; a long answer continues in further messages."""
-        first: Message | None = None
-        for page in telegram_html.pages(view, self._where.requester):
-            sent = await _call(partial(self._send, page))
-            first = first or sent
-        assert first is not None
+        """A reply to the command; a long answer continues in further messages.
+
+        Only the first message may raise :class:`RateLimited` (the caller retries the post);
+        the rest are delivered here, so a retry never sends the beginning twice.
+        """
+        head, *rest = telegram_html.pages(view, self._where.requester)
+        first = await _call(partial(self._send, head))
+        for page in rest:
+            await deliver(partial(_call, partial(self._send, page)), what="continued answer")
         return TelegramReply(self._bot, self._where, first.message_id)
 
     async def _send(self, text: str) -> Message:

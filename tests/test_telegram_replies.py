@@ -62,6 +62,23 @@ async def test_429_becomes_rate_limited_with_the_wait_telegram_asked_for(
     assert caught.value.retry_after == 7.0
 
 
+async def test_a_long_answer_hit_by_429_midway_is_sent_once_in_order(
+    adapter: TelegramAdapter, telegram: FakeTelegram
+) -> None:
+    opened = await adapter.reopen("42:0:7:42")
+    assert opened is not None
+    conversation, _ = opened
+    code = tuple(f"docker pull registry.example.com/team/image-{n}:{'v' * 150}" for n in range(60))
+    telegram.rate_limit("sendMessage", 1, retry_after=1, after=1)
+    reply = await conversation.post(MessageView("Job j done: 60 images ready", code=code))
+    sent = telegram.ok("sendMessage")
+    assert len(sent) > 2
+    assert reply.ref == f"42:{sent[0].message_id}:7:42"
+    assert [c.status for c in telegram.calls if c.method == "sendMessage"][:3] == [200, 429, 200]
+    pulls = [line for c in sent for line in c.text.split("\n") if "docker pull" in line]
+    assert [line.split(":")[0].rsplit("-", 1)[1] for line in pulls] == [str(n) for n in range(60)]
+
+
 async def test_other_bad_requests_are_errors(adapter: TelegramAdapter) -> None:
     opened = await adapter.reopen("42:999:7:42")  # a message that does not exist
     assert opened is not None

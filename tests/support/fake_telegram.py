@@ -89,6 +89,7 @@ class FakeTelegram:
     _texts: dict[tuple[int, int], str] = field(default_factory=dict)
     _limits: Counter[str] = field(default_factory=Counter)
     _retry_after: dict[str, int] = field(default_factory=dict)
+    _spared: Counter[str] = field(default_factory=Counter)
     _new_update: asyncio.Event = field(default_factory=asyncio.Event)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
     _runner: web.AppRunner | None = None
@@ -136,10 +137,12 @@ class FakeTelegram:
         self._new_update.set()
         return int(update["message"]["message_id"])
 
-    def rate_limit(self, method: str, times: int, retry_after: int = 1) -> None:
-        """Answer the next ``times`` calls of ``method`` with 429 and ``retry_after``."""
+    def rate_limit(self, method: str, times: int, retry_after: int = 1, after: int = 0) -> None:
+        """Answer ``times`` calls of ``method`` with 429 and ``retry_after``, once ``after``
+        more calls of it went through."""
         self._limits[method] += times
         self._retry_after[method] = retry_after
+        self._spared[method] = after
 
     # -- looking at what the bot did ----------------------------------------------------------
 
@@ -177,7 +180,9 @@ class FakeTelegram:
         if request.match_info["token"] != self.token:
             call.status = 401
             return _error(401, "Unauthorized")
-        if self._limits[method] > 0:
+        if self._limits[method] > 0 and self._spared[method] > 0:
+            self._spared[method] -= 1
+        elif self._limits[method] > 0:
             self._limits[method] -= 1
             retry = self._retry_after[method]
             call.status = 429
