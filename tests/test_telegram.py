@@ -337,3 +337,19 @@ async def test_a_job_interrupted_by_a_restart_finishes_in_the_same_message(
     )
     assert "done" in telegram.edits_of(ALICE, ack.message_id)[-1].text
     assert [c for c in later if c.method == "sendMessage"] == [final]
+
+
+async def test_a_rejected_token_stops_the_bot_with_one_sentence(
+    env: dict[str, str], telegram: FakeTelegram
+) -> None:
+    wrong = "999999:not-the-token-of-this-bot"
+    env = env | {"TELEGRAM_BOT_TOKEN": wrong}
+    proc = await asyncio.create_subprocess_exec(
+        MIRROR_BOT, "run", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    output = (out + err).decode()
+    assert proc.returncode == 2
+    assert f"The Bot API server at {telegram.url} rejected TELEGRAM_BOT_TOKEN" in output
+    assert "Traceback" not in output
+    assert wrong.split(":")[1] not in output
