@@ -40,10 +40,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack_text import command_text, slash_text, to_mrkdwn
-from bot.chat import Conversation, Handler, Incoming, RateLimited, Reply
+from bot.chat import ConfigurationError, Conversation, Handler, Incoming, RateLimited, Reply
 from bot.settings import Settings
 from bot.view import MessageView
-from mirror.errors import MirrorError
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ MOVED_TO_DM = (
 )
 
 
-class SlackSetupError(MirrorError):
+class SlackSetupError(ConfigurationError):
     """The Slack settings cannot work (missing secret, rejected token); one sentence."""
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot.view import MessageView
+from mirror.errors import MirrorError
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,10 @@ class Incoming:
     """The bot's own name, so ``/mirror@OtherBot`` in a group is left to the other bot."""
     closed_by_default: bool = False
     """Platforms where anyone can write to the bot: nobody may use it until allowed."""
+
+
+class ConfigurationError(MirrorError):
+    """An adapter cannot start with the settings given; ``str`` is one sentence for the operator."""
 
 
 class RateLimited(Exception):

@@ -43,12 +43,15 @@ def main() -> None:
 @main.command()
 def run() -> None:
     """Run the bot: every configured chat adapter, or the console when none is."""
+    from bot.chat import ConfigurationError
     from bot.serve import serve
 
     settings = _settings()
     try:
         code = asyncio.run(serve(settings))
-    except MirrorError as exc:  # e.g. an adapter's settings cannot work: one sentence, no trace
+    except ConfigurationError as exc:  # an adapter's settings cannot work: exit 2, no trace
+        raise click.UsageError(str(exc)) from None
+    except MirrorError as exc:
         raise click.ClickException(str(exc)) from None
     sys.exit(code)
 

@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     telegram_webhook_url: str | None = None
     telegram_webhook_secret: SecretStr | None = None
     telegram_webhook_port: int = 8443
+    telegram_webhook_listen: str = "0.0.0.0"
 
     @field_validator(
         "mirror_allowed_sources",

@@ -395,9 +395,9 @@ def test_settings_that_cannot_work_are_one_sentence(lab: lab_module.Lab, tmp_pat
         )
     finally:
         slack.stop()
-    assert no_mode.returncode == 1
+    assert no_mode.returncode == 2
     assert "Set SLACK_APP_TOKEN for Socket Mode or SLACK_SIGNING_SECRET" in no_mode.stderr
-    assert bad_token.returncode == 1
+    assert bad_token.returncode == 2
     assert "Slack refused SLACK_BOT_TOKEN (invalid_auth)" in bad_token.stderr
     for done in (no_mode, bad_token):
         assert "Traceback" not in done.stderr and BOT_TOKEN not in done.stderr

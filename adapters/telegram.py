@@ -1,0 +1,347 @@
+"""The Telegram adapter: python-telegram-bot (v22) inside our own asyncio loop.
+
+Telegram turns into the chat port like this: a command message becomes an :class:`Incoming`
+(closed by default: anybody can write to a bot), every answer is a reply to that message, the
+live message is edited with ``editMessageText``, and views are Telegram HTML
+(:mod:`adapters.telegram_html`). Updates are handled concurrently, so a long copy never
+holds up another user's command.
+
+Flood limits are handled in one place, ``bot.live``: PTB's optional ``AIORateLimiter`` is not
+installed, so a 429 reaches us as ``RetryAfter`` and becomes :class:`RateLimited`, which the
+live message waits out before the next edit (a second limiter would only stack its own waits
+on top, and would hide 429s from the code that knows which edit can be dropped).
+
+``TELEGRAM_API_URL`` replaces ``https://api.telegram.org`` (blocked where this bot is most
+needed): a self-hosted Bot API server or a reverse proxy. Long polling by default; webhook
+mode (PTB's tornado server) when ``TELEGRAM_WEBHOOK_URL`` is set, only with a secret token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import warnings
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from telegram import Bot as TelegramBot
+from telegram import (
+    BotCommand,
+    LinkPreviewOptions,
+    Message,
+    ReplyParameters,
+    Update,
+)
+from telegram.constants import ChatType, ParseMode
+from telegram.error import BadRequest, InvalidToken, RetryAfter, TelegramError
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
+from telegram.warnings import PTBDeprecationWarning
+
+from adapters import telegram_html
+from adapters.telegram_html import Mention
+from bot.chat import ConfigurationError, Conversation, Handler, Incoming, RateLimited, Reply
+from bot.live import deliver
+from bot.settings import Settings
+from bot.view import MessageView
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PRIVATE_EDIT_INTERVAL = 1.0
+GROUP_EDIT_INTERVAL = 3.0
+
+COMMANDS = ("mirror", "status", "history", "cancel", "help", "start")
+"""What the bot answers in a group; anything else there may belong to another bot."""
+
+MENU = {
+    None: (
+        ("mirror", "Copy images to our registry: /mirror IMAGE [IMAGE ...]"),
+        ("status", "Latest jobs in this chat, or one job"),
+        ("history", "What this chat mirrored"),
+        ("cancel", "Stop a running job: /cancel JOB"),
+        ("help", "Usage and examples"),
+    ),
+    # Chinese punctuation is full width on purpose.
+    "zh": (
+        ("mirror", "同步镜像到我们的仓库：/mirror 镜像 [镜像 ...]"),  # noqa: RUF001
+        ("status", "本聊天最近的任务，或某个任务的状态"),  # noqa: RUF001
+        ("history", "本聊天同步过的镜像"),
+        ("cancel", "停止正在运行的任务：/cancel 任务号"),  # noqa: RUF001
+        ("help", "用法和示例"),
+    ),
+}
+
+_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
+_NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+
+
+def _rate_limited(exc: RetryAfter) -> RateLimited:
+    with warnings.catch_warnings():  # v22 warns that the int form goes away; accept both
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = exc.retry_after
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    return RateLimited(seconds)
+
+
+async def _call(request: Callable[[], Awaitable[T]]) -> T:
+    """One Bot API call, with Telegram's 429 turned into the port's :class:`RateLimited`."""
+    try:
+        return await request()
+    except RetryAfter as exc:
+        raise _rate_limited(exc) from None
+
+
+@dataclass(frozen=True)
+class _Where:
+    """A chat, the message being answered, and who sent it: all a reply needs to know."""
+
+    chat_id: int
+    request_id: int
+    requester: Mention
+
+    @property
+    def is_group(self) -> bool:
+        return self.chat_id < 0  # Telegram's group, supergroup and channel ids are negative
+
+
+class TelegramReply:
+    def __init__(self, bot: TelegramBot, where: _Where, message_id: int) -> None:
+        self._bot = bot
+        self._where = where
+        self.message_id = message_id
+
+    @property
+    def ref(self) -> str:
+        w = self._where
+        return f"{w.chat_id}:{self.message_id}:{w.request_id}:{w.requester.user_id}"
+
+    async def edit(self, view: MessageView) -> None:
+        text = telegram_html.single(view, self._where.requester)
+        try:
+            await _call(
+                lambda: self._bot.edit_message_text(
+                    text,
+                    chat_id=self._where.chat_id,
+                    message_id=self.message_id,
+                    parse_mode=ParseMode.HTML,
+                    link_preview_options=_NO_PREVIEW,
+                )
+            )
+        except BadRequest as exc:
+            if "message is not modified" not in exc.message.lower():
+                raise
+            # The text is already there (an edit retried after a lost answer): nothing to do.
+
+
+class TelegramConversation:
+    def __init__(self, bot: TelegramBot, where: _Where) -> None:
+        self._bot = bot
+        self._where = where
+
+    @property
+    def edit_interval(self) -> float:
+        return GROUP_EDIT_INTERVAL if self._where.is_group else PRIVATE_EDIT_INTERVAL
+
+    async def post(self, view: MessageView) -> Reply:
+        """A reply to the command; a long answer continues in further messages.
+
+        Only the first message may raise :class:`RateLimited` (the caller retries the post);
+        the rest are delivered here, so a retry never sends the beginning twice.
+        """
+        head, *rest = telegram_html.pages(view, self._where.requester)
+        first = await _call(partial(self._send, head))
+        for page in rest:
+            await deliver(partial(_call, partial(self._send, page)), what="continued answer")
+        return TelegramReply(self._bot, self._where, first.message_id)
+
+    async def _send(self, text: str) -> Message:
+        return await self._bot.send_message(
+            self._where.chat_id,
+            text,
+            parse_mode=ParseMode.HTML,
+            link_preview_options=_NO_PREVIEW,
+            reply_parameters=ReplyParameters(
+                self._where.request_id, allow_sending_without_reply=True
+            ),
+        )
+
+
+def _is_ours(text: str, username: str | None) -> bool:
+    """In a group: one of our commands, bare or addressed to us (``/mirror@OurBot``)."""
+    head = text.split(maxsplit=1)[0].removeprefix("/") if text.strip() else ""
+    name, _, addressee = head.partition("@")
+    if addressee:
+        return username is not None and addressee.lower() == username.lower()
+    return name.lower() in COMMANDS
+
+
+class TelegramAdapter:
+    name = "telegram"
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        api_url: str = "https://api.telegram.org",
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        webhook_listen: str = "0.0.0.0",
+        webhook_port: int = 8443,
+    ) -> None:
+        if webhook_url and not webhook_secret:
+            raise ConfigurationError(
+                "TELEGRAM_WEBHOOK_URL is set but TELEGRAM_WEBHOOK_SECRET is not: set a secret "
+                "so that only Telegram can post updates to the bot."
+            )
+        if webhook_url and not _SECRET.fullmatch(webhook_secret or ""):
+            raise ConfigurationError(
+                "TELEGRAM_WEBHOOK_SECRET must be 1 to 256 characters of A-Z, a-z, 0-9, _ and -."
+            )
+        root = api_url.rstrip("/")
+        self._api_url = root
+        self._webhook_url = webhook_url
+        self._webhook_secret = webhook_secret
+        self._webhook_listen = webhook_listen
+        self._webhook_port = webhook_port
+        self._handler: Handler | None = None
+        self._app: Application[Any, Any, Any, Any, Any, Any] = (
+            ApplicationBuilder()
+            .token(token)
+            .base_url(f"{root}/bot")
+            .base_file_url(f"{root}/file/bot")
+            .concurrent_updates(True)
+            .build()
+        )
+        self._app.add_handler(
+            MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT, self._on_message)
+        )
+        self._app.add_error_handler(self._on_error)
+        # httpx logs every request at INFO, long polls included: noise, and URLs hold the token.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TelegramAdapter:
+        if settings.telegram_bot_token is None:
+            raise ConfigurationError("TELEGRAM_BOT_TOKEN is not set.")
+        secret = settings.telegram_webhook_secret
+        return cls(
+            settings.telegram_bot_token.get_secret_value(),
+            api_url=settings.telegram_api_url,
+            webhook_url=settings.telegram_webhook_url,
+            webhook_secret=secret.get_secret_value() if secret else None,
+            webhook_listen=settings.telegram_webhook_listen,
+            webhook_port=settings.telegram_webhook_port,
+        )
+
+    # -- the port -----------------------------------------------------------------------------
+
+    async def serve(self, handler: Handler) -> None:
+        """Receive updates until cancelled; each command is handed to ``handler``."""
+        self._handler = handler
+        await self._initialize()
+        async with self._app:
+            await self._register_commands()
+            await self._app.start()
+            updater = self._app.updater
+            assert updater is not None
+            try:
+                if self._webhook_url:
+                    await updater.start_webhook(
+                        listen=self._webhook_listen,
+                        port=self._webhook_port,
+                        url_path=urlsplit(self._webhook_url).path,
+                        webhook_url=self._webhook_url,
+                        secret_token=self._webhook_secret,
+                        bootstrap_retries=-1,
+                    )
+                    log.info("telegram: webhook on port %d", self._webhook_port)
+                else:
+                    await updater.start_polling(bootstrap_retries=-1)
+                    log.info("telegram: polling %s", self._api_url)
+                await asyncio.Event().wait()  # until cancelled
+            finally:
+                if updater.running:
+                    await updater.stop()
+                if self._app.running:
+                    await self._app.stop()
+
+    async def reopen(self, ref: str) -> tuple[Conversation, Reply] | None:
+        """The live message of a job that outlived a restart (``chat:message:request:user``)."""
+        try:
+            chat_id, message_id, request_id, user_id = (int(part) for part in ref.split(":"))
+        except ValueError:
+            return None
+        where = _Where(chat_id, request_id, Mention(user_id))
+        return TelegramConversation(self._app.bot, where), TelegramReply(
+            self._app.bot, where, message_id
+        )
+
+    # -- start-up -----------------------------------------------------------------------------
+
+    async def _initialize(self) -> None:
+        """``getMe`` until it answers: the Bot API may be unreachable for a while."""
+        backoff = 1.0
+        while True:
+            try:
+                await self._app.initialize()
+                return
+            except InvalidToken:
+                raise ConfigurationError(
+                    f"The Bot API server at {self._api_url} rejected TELEGRAM_BOT_TOKEN; check "
+                    "the token from @BotFather and TELEGRAM_API_URL."
+                ) from None
+            except TelegramError as exc:
+                log.warning(
+                    "telegram: the Bot API at %s does not answer (%s); retrying in %.0fs",
+                    self._api_url,
+                    type(exc).__name__,
+                    backoff,
+                )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 60.0)
+
+    async def _register_commands(self) -> None:
+        """The command menu, in English and for Chinese clients; a failure is not fatal."""
+        for language, entries in MENU.items():
+            commands = [BotCommand(name, text) for name, text in entries]
+            try:
+                await self._app.bot.set_my_commands(commands, language_code=language)
+            except TelegramError as exc:
+                log.warning("telegram: could not set the command menu (%s)", type(exc).__name__)
+
+    # -- updates ------------------------------------------------------------------------------
+
+    async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message, user, chat = update.message, update.effective_user, update.effective_chat
+        if message is None or message.text is None or user is None or chat is None:
+            return
+        is_group = chat.type != ChatType.PRIVATE
+        username = self._app.bot.username
+        if is_group and not (message.text.startswith("/") and _is_ours(message.text, username)):
+            return  # group chatter, or another bot's command
+        if self._handler is None:
+            return
+        incoming = Incoming(
+            platform="telegram",
+            user_id=str(user.id),
+            user_name=user.full_name,
+            chat_id=str(chat.id),
+            text=message.text,
+            is_group=is_group,
+            bot_username=username,
+            closed_by_default=True,
+        )
+        where = _Where(chat.id, message.message_id, Mention(user.id, user.first_name))
+        await self._handler(incoming, TelegramConversation(self._app.bot, where))
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """One line, no traceback: the bot's own errors were already answered in the chat."""
+        error = context.error
+        log.error("telegram: an update failed: %s", type(error).__name__)
+        log.debug("telegram: update failure details", exc_info=error)

@@ -1,0 +1,276 @@
+"""A local server that speaks enough of the Telegram Bot API for python-telegram-bot.
+
+Calls arrive at ``ROOT/bot<token>/<method>`` as PTB sends them (form fields; nested objects
+JSON-encoded), answers are ``{"ok": true, "result": ...}``. It serves scripted updates to
+``getUpdates`` (long-poll waiting when there are none; an update is served until a later
+offset confirms it, to the next process too, as Telegram does), keeps the text of every
+message so an identical edit gets Telegram's "message is not modified" error, records every
+call with its arrival time, and answers 429 with ``retry_after`` on demand. Nothing inside
+the bot is mocked: the real PTB ``Application`` talks HTTP to this server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+T = TypeVar("T")
+
+BOT_ID = 4242
+BOT_USERNAME = "MirrorTestBot"
+NOT_MODIFIED = (
+    "Bad Request: message is not modified: specified new message content and reply markup "
+    "are exactly the same as a current content and reply markup of the message"
+)
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, str]
+    at: float
+    """``time.monotonic()`` on arrival."""
+    status: int = 200
+    message_id: int | None = None
+    """For ``sendMessage``: the id this server gave the new message."""
+
+    def value(self, key: str) -> Any:
+        """A parameter as PTB meant it: JSON-decoded when it is JSON, else the string."""
+        raw = self.params[key]
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw
+
+    @property
+    def chat_id(self) -> int:
+        return int(self.params["chat_id"])
+
+    @property
+    def text(self) -> str:
+        return self.params.get("text", "")
+
+    @property
+    def reply_to(self) -> int | None:
+        if "reply_parameters" not in self.params:
+            return None
+        return int(self.value("reply_parameters")["message_id"])
+
+
+@dataclass
+class Chat:
+    id: int
+    type: str = "private"
+    title: str | None = None
+
+    def json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "type": self.type}
+        if self.title:
+            out["title"] = self.title
+        else:
+            out["first_name"] = f"user{self.id}"
+        return out
+
+
+@dataclass
+class FakeTelegram:
+    token: str
+    calls: list[Call] = field(default_factory=list)
+    url: str = ""
+    _updates: list[dict[str, Any]] = field(default_factory=list)
+    _texts: dict[tuple[int, int], str] = field(default_factory=dict)
+    _limits: Counter[str] = field(default_factory=Counter)
+    _retry_after: dict[str, int] = field(default_factory=dict)
+    _spared: Counter[str] = field(default_factory=Counter)
+    _new_update: asyncio.Event = field(default_factory=asyncio.Event)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
+    _runner: web.AppRunner | None = None
+    _closed: bool = False
+    _confirmed: int = 0
+    """Updates below this id were confirmed (a later getUpdates offset): never served again."""
+
+    async def start(self) -> FakeTelegram:
+        app = web.Application()
+        app.router.add_post("/bot{token}/{method}", self._dispatch)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def close(self) -> None:
+        self._closed = True
+        self._new_update.set()  # release a waiting long poll
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # -- scripting ----------------------------------------------------------------------------
+
+    def message(self, chat: Chat, user_id: int, text: str) -> dict[str, Any]:
+        """A user's text message as an update (a command gets its ``bot_command`` entity)."""
+        message: dict[str, Any] = {
+            "message_id": next(self._ids),
+            "date": int(time.time()),
+            "chat": chat.json(),
+            "from": {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"},
+            "text": text,
+        }
+        if text.startswith("/"):
+            command = text.split(maxsplit=1)[0]
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+        return {"update_id": len(self._updates) + 1, "message": message}
+
+    def send(self, chat: Chat, user_id: int, text: str) -> int:
+        """Queue a message for ``getUpdates``; returns its message id."""
+        update = self.message(chat, user_id, text)
+        self._updates.append(update)
+        self._new_update.set()
+        return int(update["message"]["message_id"])
+
+    def rate_limit(self, method: str, times: int, retry_after: int = 1, after: int = 0) -> None:
+        """Answer ``times`` calls of ``method`` with 429 and ``retry_after``, once ``after``
+        more calls of it went through."""
+        self._limits[method] += times
+        self._retry_after[method] = retry_after
+        self._spared[method] = after
+
+    # -- looking at what the bot did ----------------------------------------------------------
+
+    def ok(self, method: str, chat_id: int | None = None) -> list[Call]:
+        return [
+            c
+            for c in self.calls
+            if c.method == method and c.status == 200 and (chat_id is None or c.chat_id == chat_id)
+        ]
+
+    def replies_to(self, message_id: int) -> list[Call]:
+        return [c for c in self.ok("sendMessage") if c.reply_to == message_id]
+
+    def edits_of(self, chat_id: int, message_id: int) -> list[Call]:
+        edits = self.ok("editMessageText", chat_id)
+        return [c for c in edits if int(c.params["message_id"]) == message_id]
+
+    async def wait_for(self, found: Callable[[], T | None], timeout: float = 90.0) -> T:
+        """Poll ``found`` until it returns something (the bot works in another process)."""
+        deadline = time.monotonic() + timeout
+        while (result := found()) is None or result == []:
+            if time.monotonic() > deadline:
+                sent = [c.text for c in self.calls if c.method.endswith(("Message", "Text"))]
+                raise AssertionError(f"timed out; the bot sent: {sent}")
+            await asyncio.sleep(0.05)
+        return result
+
+    # -- the API ------------------------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        form = await request.post()
+        call = Call(method, {k: str(v) for k, v in form.items()}, time.monotonic())
+        self.calls.append(call)
+        if request.match_info["token"] != self.token:
+            call.status = 401
+            return _error(401, "Unauthorized")
+        if self._limits[method] > 0 and self._spared[method] > 0:
+            self._spared[method] -= 1
+        elif self._limits[method] > 0:
+            self._limits[method] -= 1
+            retry = self._retry_after[method]
+            call.status = 429
+            return _error(
+                429, f"Too Many Requests: retry after {retry}", parameters={"retry_after": retry}
+            )
+        handler = getattr(self, f"_api_{method}", None)
+        if handler is None:
+            call.status = 404
+            return _error(404, "Not Found")
+        try:
+            result = await handler(call)
+        except _ApiError as exc:
+            call.status = exc.code
+            return _error(exc.code, exc.description)
+        return web.json_response({"ok": True, "result": result})
+
+    async def _api_getMe(self, call: Call) -> dict[str, Any]:
+        return {
+            "id": BOT_ID,
+            "is_bot": True,
+            "first_name": "Mirror",
+            "username": BOT_USERNAME,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+        }
+
+    async def _api_getUpdates(self, call: Call) -> list[dict[str, Any]]:
+        self._confirmed = max(self._confirmed, int(call.params.get("offset", "0")))
+        offset = self._confirmed
+        timeout = float(call.params.get("timeout", "0"))
+        deadline = time.monotonic() + timeout
+        while True:
+            pending = [u for u in self._updates if u["update_id"] >= offset]
+            left = deadline - time.monotonic()
+            if pending or left <= 0 or self._closed:
+                return pending
+            self._new_update.clear()
+            try:
+                await asyncio.wait_for(self._new_update.wait(), left)
+            except TimeoutError:
+                return []
+
+    async def _api_sendMessage(self, call: Call) -> dict[str, Any]:
+        chat_id = call.chat_id
+        message_id = next(self._ids)
+        call.message_id = message_id
+        self._texts[(chat_id, message_id)] = call.text
+        return self._message(chat_id, message_id, call.text)
+
+    async def _api_editMessageText(self, call: Call) -> dict[str, Any]:
+        key = (call.chat_id, int(call.params["message_id"]))
+        if key not in self._texts:
+            raise _ApiError(400, "Bad Request: message to edit not found")
+        if self._texts[key] == call.text:
+            raise _ApiError(400, NOT_MODIFIED)
+        self._texts[key] = call.text
+        return self._message(*key, call.text)
+
+    async def _api_setMyCommands(self, call: Call) -> bool:
+        return True
+
+    async def _api_deleteWebhook(self, call: Call) -> bool:
+        return True
+
+    async def _api_setWebhook(self, call: Call) -> bool:
+        return True
+
+    def _message(self, chat_id: int, message_id: int, text: str) -> dict[str, Any]:
+        private = chat_id > 0
+        chat = Chat(chat_id, "private" if private else "supergroup", None if private else "group")
+        return {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": chat.json(),
+            "from": {"id": BOT_ID, "is_bot": True, "first_name": "Mirror"},
+            "text": text,
+        }
+
+
+class _ApiError(Exception):
+    def __init__(self, code: int, description: str) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+
+
+def _error(code: int, description: str, **extra: Any) -> web.Response:
+    body = {"ok": False, "error_code": code, "description": description, **extra}
+    return web.json_response(body, status=code)
