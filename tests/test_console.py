@@ -104,17 +104,23 @@ def test_daemon_down_is_explained_and_the_bot_keeps_answering(
         child.close(force=True)
 
 
+def start_slow_copy(env: dict[str, str], source: str) -> tuple[pexpect.spawn, str]:
+    """A console bot in the middle of copying ``source``'s multi-layer image; and the job id."""
+    child = start(env | {"MIRROR_ALLOWED_SOURCES": source})
+    child.sendline(f"/mirror {source}/library/multi:1.0")
+    child.expect(r"Job (\w{6}): mirroring 1 image")
+    job_id = str(child.match.group(1))
+    child.expect("copying")
+    return child, job_id
+
+
 def test_a_job_killed_mid_copy_is_resumed_after_a_restart(
     lab: lab_module.Lab, env: dict[str, str]
 ) -> None:
     with throttled(lab.source, rate=1024 * 1024) as slow:
-        env = env | {"MIRROR_ALLOWED_SOURCES": f"{slow.address},{lab.source}"}
-        first = start(env)
+        env = env | {"MIRROR_ALLOWED_SOURCES": slow.address}
+        first, job_id = start_slow_copy(env, slow.address)
         try:
-            first.sendline(f"/mirror {slow.address}/library/multi:1.0")
-            first.expect(r"Job (\w{6}): mirroring 1 image")
-            job_id = first.match.group(1)
-            first.expect("copying")
             first.kill(signal.SIGKILL)
             first.wait()
         finally:
@@ -146,13 +152,9 @@ def test_sigterm_stops_cleanly_and_the_job_resumes_later(
     lab: lab_module.Lab, env: dict[str, str]
 ) -> None:
     with throttled(lab.source, rate=1024 * 1024) as slow:
-        env = env | {"MIRROR_ALLOWED_SOURCES": f"{slow.address},{lab.source}"}
-        first = start(env)
+        env = env | {"MIRROR_ALLOWED_SOURCES": slow.address}
+        first, job_id = start_slow_copy(env, slow.address)
         try:
-            first.sendline(f"/mirror {slow.address}/library/multi:1.0")
-            first.expect(r"Job (\w{6}): mirroring 1 image")
-            job_id = first.match.group(1)
-            first.expect("copying")
             first.kill(signal.SIGTERM)
             first.expect(pexpect.EOF, timeout=20)
             first.close()

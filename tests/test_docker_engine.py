@@ -11,6 +11,7 @@ import pytest
 
 import lab as lab_module
 from tests.support.cli import bot_env, run_json, run_mirror
+from tests.support.docker_events import pulls_since
 
 
 def source_config(lab: lab_module.Lab, repository: str, tag: str) -> dict[str, object]:
@@ -59,19 +60,9 @@ def test_second_copy_is_answered_as_already_mirrored_without_pulling(
     image = f"{lab.source}/library/hello:1.0"
     code, [first], _ = run_json(env, image)
     assert code == 0 and first["status"] == "succeeded"
-    client = docker.APIClient(base_url=lab.docker_host)
-    try:
-        started = time.time_ns()
-        code, [second], _ = run_json(env, image)
-        events = client.events(
-            since=started // 10**9,
-            until=int(time.time()) + 1,
-            decode=True,
-            filters={"event": "pull"},
-        )
-        pulls = [e for e in events if e["timeNano"] > started]
-    finally:
-        client.close()
+    started = time.time_ns()
+    code, [second], _ = run_json(env, image)
+    pulls = pulls_since(lab.docker_host, started)
     assert code == 0
     assert second["status"] == "already_mirrored"
     assert second["target_digest"] == first["target_digest"]

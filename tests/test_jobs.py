@@ -7,7 +7,6 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import docker
 import pytest
 
 import lab as lab_module
@@ -18,6 +17,7 @@ from mirror.models import Item, ItemStatus, Job, new_job_id
 from mirror.naming import parse_image_spec, parse_target_base, target_for
 from mirror.platform import DEFAULT_PLATFORM
 from mirror.store import Store
+from tests.support.docker_events import pulls_since
 
 
 @pytest.fixture
@@ -44,20 +44,6 @@ def job_of(*items: Item, requester: str = "console:alice") -> Job:
     return Job(new_job_id(), requester, "console:local", list(items))
 
 
-def pulls_since(lab: lab_module.Lab, started_ns: int) -> list[dict[str, object]]:
-    client = docker.APIClient(base_url=lab.docker_host)
-    try:
-        events = client.events(
-            since=started_ns // 10**9,
-            until=int(time.time()) + 1,
-            decode=True,
-            filters={"event": "pull"},
-        )
-        return [e for e in events if e["timeNano"] > started_ns]
-    finally:
-        client.close()
-
-
 async def test_identical_requests_in_flight_share_one_copy(
     lab: lab_module.Lab, service: JobService
 ) -> None:
@@ -80,7 +66,7 @@ async def test_identical_requests_in_flight_share_one_copy(
     assert done_b.items[0].status is ItemStatus.SUCCEEDED
     assert done_a.items[0].target_digest == done_b.items[0].target_digest
     assert "copying" in seen[first.id] and "copying" in seen[second.id]  # both watched it
-    assert len(pulls_since(lab, started)) == 1
+    assert len(pulls_since(lab.docker_host, started)) == 1
     stored = await service.store.get_job(second.id)
     assert stored is not None and stored.items[0].status is ItemStatus.SUCCEEDED
 

@@ -19,11 +19,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
-import docker
 import pytest
 
 import lab as lab_module
 from tests.support.cli import MIRROR_BOT, bot_env
+from tests.support.docker_events import pulls_since
 from tests.support.fake_telegram import BOT_USERNAME, Call, Chat, FakeTelegram
 from tests.support.throttle import throttled
 
@@ -176,24 +176,12 @@ async def test_group_answers_its_own_commands_only_every_three_seconds(
 async def test_a_stranger_is_refused_with_their_id_and_nothing_is_pulled(
     lab: lab_module.Lab, env: dict[str, str], telegram: FakeTelegram, tmp_path: Path
 ) -> None:
-    client = docker.APIClient(base_url=lab.docker_host)
     started = time.time_ns()
-    try:
-        async with running_bot(env, tmp_path / "bot.log"):
-            await polling(telegram)
-            request = telegram.send(
-                Chat(STRANGER), STRANGER, f"/mirror {lab.source}/library/hello:1.0"
-            )
-            [refusal] = await telegram.wait_for(lambda: telegram.replies_to(request))
-        events = client.events(
-            since=started // 10**9,
-            until=int(time.time()) + 1,
-            decode=True,
-            filters={"event": "pull"},
-        )
-        pulls = [e for e in events if e["timeNano"] > started]
-    finally:
-        client.close()
+    async with running_bot(env, tmp_path / "bot.log"):
+        await polling(telegram)
+        request = telegram.send(Chat(STRANGER), STRANGER, f"/mirror {lab.source}/library/hello:1.0")
+        [refusal] = await telegram.wait_for(lambda: telegram.replies_to(request))
+    pulls = pulls_since(lab.docker_host, started)
     assert f"telegram:{STRANGER}" in refusal.text
     assert "not allowed" in refusal.text
     assert telegram.ok("editMessageText") == []
