@@ -105,6 +105,7 @@ class Proc:
     returncode: int
     seconds: float
     maxrss_kib: int
+    cpu_seconds: float  # user + system time of the process itself
     stdout: str
     stderr_lines: list[tuple[float, str]]  # (seconds since start, line), stamped on arrival
 
@@ -157,6 +158,7 @@ def run_measured(argv: Sequence[str], env: dict[str, str], timeout: float = 900)
             popen.returncode,
             seconds,
             usage.ru_maxrss,
+            usage.ru_utime + usage.ru_stime,
             out.read().decode("utf-8", "replace"),
             lines,
         )
@@ -184,6 +186,7 @@ class Run:
 
     seconds: float
     peak_rss_kib: int
+    cpu_seconds: float
     target: str  # REGISTRY/REPOSITORY:TAG that the copy wrote
     inner_seconds: float | None = None  # mirror-bot's own "seconds" (the job, no start-up)
     phases: dict[str, float] = field(default_factory=dict)  # where the wall time went
@@ -302,6 +305,7 @@ def _mirror_bot(*engine_args: str) -> Callable[[Bench, str, str], Run]:
         return Run(
             proc.seconds,
             proc.maxrss_kib,
+            proc.cpu_seconds,
             payload["target"],
             payload.get("seconds"),
             _stage_phases(proc),
@@ -346,7 +350,8 @@ def _docker_cli(bench: Bench, namespace: str, source: str) -> Run:
     if "Mounted from" in pushed or "already exists" in pushed:
         raise BenchError(f"docker push did not upload every layer:\n{pushed}")
     phases = {step[1]: round(proc.seconds, 3) for step, proc in zip(steps, procs, strict=True)}
-    return Run(seconds, max(p.maxrss_kib for p in procs), target, phases=phases)
+    cpu = sum(p.cpu_seconds for p in procs)
+    return Run(seconds, max(p.maxrss_kib for p in procs), cpu, target, phases=phases)
 
 
 def _skopeo(bench: Bench, namespace: str, source: str) -> Run:
@@ -366,7 +371,7 @@ def _skopeo(bench: Bench, namespace: str, source: str) -> Run:
     ).check()
     if "skipped" in proc.stdout:
         raise BenchError(f"skopeo reused blobs instead of copying them:\n{proc.stdout}")
-    return Run(proc.seconds, proc.maxrss_kib, target)
+    return Run(proc.seconds, proc.maxrss_kib, proc.cpu_seconds, target)
 
 
 CONTENDERS: dict[str, Contender] = {
@@ -463,13 +468,15 @@ def measure(
             if contender.uses_daemon:
                 bench.clear_daemon()
             namespace = f"{bench.lab.target}/bench/r{round_no}-{contender.name}"
+            os.sync()  # the last round's writes must not be flushed during this one
             run = contender.copy(bench, namespace, bench.source)
             bench.settle(run.target, bench.image.layers)
             result.runs.append(run)
             inner = f" (job {run.inner_seconds:.2f}s)" if run.inner_seconds is not None else ""
             _note(
                 f"round {round_no} {contender.name}: {run.seconds:.2f}s{inner}, "
-                f"peak RSS {run.peak_rss_kib / 1024:.0f} MiB"
+                f"peak RSS {run.peak_rss_kib / 1024:.0f} MiB, CPU {run.cpu_seconds:.2f}s, "
+                f"phases {run.phases}"
             )
     return results
 
@@ -492,6 +499,7 @@ def summarize(results: Sequence[Result], image: Image) -> list[dict[str, Any]]:
                 vs_docker_cli=_ratio(median, medians.get("docker-cli")),
                 vs_skopeo=_ratio(median, medians.get("skopeo")),
                 peak_rss_mib=round(max(run.peak_rss_kib for run in r.runs) / 1024, 1),
+                median_cpu_seconds=round(statistics.median(run.cpu_seconds for run in r.runs), 2),
             )
             inner = [run.inner_seconds for run in r.runs if run.inner_seconds is not None]
             if inner:
@@ -515,12 +523,12 @@ def table(rows: Sequence[dict[str, Any]], image: Image, rounds: int) -> str:
         f"image: {image.bytes / 2**20:.1f} MiB in {image.layers} layers; {rounds} rounds, "
         "empty target each round; median wall time",
         "",
-        "| contender | median s | MB/s | vs docker-cli | vs skopeo | peak RSS MiB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| contender | median s | MB/s | vs docker-cli | vs skopeo | peak RSS MiB | CPU s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         if row.get("skipped"):
-            lines.append(f"| {row['contender']} | skipped (see below) | | | | |")
+            lines.append(f"| {row['contender']} | skipped (see below) | | | | | |")
             continue
         cells = [
             row["contender"],
@@ -529,14 +537,15 @@ def table(rows: Sequence[dict[str, Any]], image: Image, rounds: int) -> str:
             _cell(row["vs_docker_cli"]),
             _cell(row["vs_skopeo"]),
             f"{row['peak_rss_mib']:.0f}",
+            f"{row['median_cpu_seconds']:.2f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         "MB/s = image bytes (config + compressed layers) / 10^6 / median wall time. Clean-up",
         "(`rmi` of source and target) is inside the time for both docker contenders. Peak RSS",
-        "is the copying process's own (mirror-bot, the docker client, skopeo); the daemon's",
-        "work is not counted for either docker contender.",
+        "and CPU s (user + system) are the copying process's own (mirror-bot, the docker",
+        "client, skopeo); the daemon's work is not counted for either docker contender.",
     ]
     for row in rows:
         if row.get("skipped"):
