@@ -483,6 +483,7 @@ def measure(
 
 def summarize(results: Sequence[Result], image: Image) -> list[dict[str, Any]]:
     medians = {r.contender.name: r.median for r in results if r.runs}
+    walls = {r.contender.name: [run.seconds for run in r.runs] for r in results if r.runs}
     rows = []
     for r in results:
         row: dict[str, Any] = {
@@ -498,6 +499,7 @@ def summarize(results: Sequence[Result], image: Image) -> list[dict[str, Any]]:
                 mb_per_s=round(image.bytes / 1e6 / median, 1),
                 vs_docker_cli=_ratio(median, medians.get("docker-cli")),
                 vs_skopeo=_ratio(median, medians.get("skopeo")),
+                paired_vs_docker_cli=_paired(walls[r.contender.name], walls.get("docker-cli")),
                 peak_rss_mib=round(max(run.peak_rss_kib for run in r.runs) / 1024, 1),
                 median_cpu_seconds=round(statistics.median(run.cpu_seconds for run in r.runs), 2),
             )
@@ -518,7 +520,51 @@ def _ratio(value: float, reference: float | None) -> float | None:
     return round(value / reference, 3) if reference else None
 
 
-def table(rows: Sequence[dict[str, Any]], image: Image, rounds: int) -> str:
+def _paired(walls: list[float], reference: list[float] | None) -> float | None:
+    """Median of the per-round ratios: each round's two runs were minutes apart at most, so a
+    slow drift in the machine's load (other jobs on a shared box) cancels out better."""
+    if not reference or len(reference) != len(walls):
+        return None
+    return round(statistics.median(w / ref for w, ref in zip(walls, reference, strict=True)), 3)
+
+
+class Conditions:
+    """How busy the machine was: load average and CPU pressure (PSI) over the measured part.
+
+    The docker contenders are CPU-bound in the daemon (it gunzips on pull and gzips on push),
+    so other work on the machine shows up directly in their times.
+    """
+
+    def __init__(self) -> None:
+        self.load_start = os.getloadavg()[0]
+        self.started = time.monotonic()
+        self.pressure_start = _cpu_pressure_us()
+
+    def finish(self) -> dict[str, Any]:
+        elapsed = time.monotonic() - self.started
+        pressure_end = _cpu_pressure_us()
+        share = None
+        if self.pressure_start is not None and pressure_end is not None and elapsed > 0:
+            share = round((pressure_end - self.pressure_start) / 1e6 / elapsed, 3)
+        return {
+            "cpus": os.cpu_count(),
+            "load_average_start": round(self.load_start, 2),
+            "load_average_end": round(os.getloadavg()[0], 2),
+            "cpu_pressure_some": share,
+        }
+
+
+def _cpu_pressure_us() -> int | None:
+    """Total microseconds some task waited for a CPU (``/proc/pressure/cpu``), if available."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        first = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+        return int(first.rsplit("total=", 1)[1])
+    return None
+
+
+def table(
+    rows: Sequence[dict[str, Any]], image: Image, rounds: int, conditions: dict[str, Any]
+) -> str:
     lines = [
         f"image: {image.bytes / 2**20:.1f} MiB in {image.layers} layers; {rounds} rounds, "
         "empty target each round; median wall time",
@@ -527,6 +573,11 @@ def table(rows: Sequence[dict[str, Any]], image: Image, rounds: int) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
+        if row.get("paired_vs_docker_cli") is not None and row["contender"] != "docker-cli":
+            lines.append(
+                f"{row['contender']}: median of per-round ratios vs docker-cli "
+                f"{row['paired_vs_docker_cli']:.2f}x"
+            )
         if row.get("skipped"):
             lines.append(f"| {row['contender']} | skipped (see below) | | | | | |")
             continue
@@ -548,11 +599,24 @@ def table(rows: Sequence[dict[str, Any]], image: Image, rounds: int) -> str:
         "client, skopeo); the daemon's work is not counted for either docker contender.",
     ]
     for row in rows:
+        if row.get("paired_vs_docker_cli") is not None and row["contender"] != "docker-cli":
+            lines.append(
+                f"{row['contender']}: median of per-round ratios vs docker-cli "
+                f"{row['paired_vs_docker_cli']:.2f}x"
+            )
         if row.get("skipped"):
             lines.append(f"{row['contender']} skipped: {row['skipped']}")
         if row.get("median_phases"):
             parts = ", ".join(f"{k} {v:.2f}" for k, v in row["median_phases"].items())
             lines.append(f"{row['contender']} phases (median s): {parts}")
+    pressure = conditions.get("cpu_pressure_some")
+    lines.append(
+        f"machine: {conditions['cpus']} CPUs, load average {conditions['load_average_start']} "
+        f"-> {conditions['load_average_end']}"
+        + (f", tasks waited for a CPU {pressure:.0%} of the time" if pressure is not None else "")
+    )
+    if pressure is not None and pressure > 0.10:
+        lines.append("warning: other work competed for the CPU during the run; ratios are noisy.")
     return "\n".join(lines)
 
 
@@ -613,7 +677,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             image = _push_test_image(the_lab, args.size_mib, args.layers)
             probe = _push_test_image_small(the_lab)
             bench = Bench(the_lab, image, workdir)
+            conditions = Conditions()
             results = measure(bench, args.contender_list, args.rounds, probe)
+            machine = conditions.finish()
             rows = summarize(results, image)
             if args.json:
                 payload = {
@@ -624,11 +690,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     },
                     "rounds": args.rounds,
                     "versions": versions(bench),
+                    "conditions": machine,
                     "contenders": rows,
                 }
                 print(json.dumps(payload, indent=2))
             else:
-                print(table(rows, image, args.rounds))
+                print(table(rows, image, args.rounds, machine))
         finally:
             the_lab.stop()
     except (BenchError, lab.LabError) as exc:
