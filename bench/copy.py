@@ -26,9 +26,10 @@ manifest and blob links are deleted, so no later round can cross-repository *mou
 instead of uploading it. Before each round of a daemon contender the daemon's images are
 removed, so every pull downloads every layer. The contenders' order rotates from round to round.
 
-Peak RSS is the copying process's own maximum resident set (``wait4`` rusage): ``mirror-bot``
-for our engines, the ``docker`` client (largest of its four commands) and ``skopeo``. The
-daemon's work is counted for neither docker contender.
+Peak RSS is the copying process's own high-water mark (``VmHWM``, sampled while it runs; see
+``run_measured`` for why not ``wait4``): ``mirror-bot`` for our engines, the ``docker`` client
+(largest of its four commands) and ``skopeo``. CPU time is the same processes' user + system
+time. The daemon's work is counted for neither docker contender.
 
 Usage::
 
@@ -121,13 +122,19 @@ class Proc:
 
 
 def run_measured(argv: Sequence[str], env: dict[str, str], timeout: float = 900) -> Proc:
-    """Run ``argv``; its wall time, its own peak RSS (``wait4``: KiB on Linux), and its stderr
-    lines stamped as they arrive (``mirror-bot`` writes a line per stage: the phases).
+    """Run ``argv``; its wall time, its own peak RSS and CPU time, and its stderr lines stamped
+    as they arrive (``mirror-bot`` writes a line per stage: the phases).
 
-    ``resource.getrusage(RUSAGE_CHILDREN)`` would only give the maximum over every child so
-    far, so each child is reaped with ``os.wait4`` to get its own rusage.
+    Peak RSS is sampled from ``/proc/PID/status`` (``VmHWM``, the high-water mark of the
+    process's memory since its ``exec``) every few milliseconds while it runs. Not ``wait4``'s
+    ``ru_maxrss``: Linux carries the pre-``exec`` memory of the forked child, a copy of *this*
+    process, into it, so a small client like ``docker`` would report this script's own ~30 MiB
+    (``/bin/true`` spawned from a 200 MiB Python reports 200 MiB). ``ru_maxrss`` is still the
+    right tool for CPU time (``ru_utime + ru_stime``), which is per process.
     """
     lines: list[tuple[float, str]] = []
+    peak = [0]
+    exited = threading.Event()
     with tempfile.TemporaryFile() as out:
         started = time.perf_counter()
         popen = subprocess.Popen(
@@ -140,16 +147,24 @@ def run_measured(argv: Sequence[str], env: dict[str, str], timeout: float = 900)
             for raw in errors:
                 lines.append((time.perf_counter() - started, raw.decode("utf-8", "replace")))
 
-        reader = threading.Thread(target=read_stderr, daemon=True)
-        reader.start()
+        def sample_rss() -> None:
+            while not exited.is_set():
+                peak[0] = max(peak[0], _high_water_kib(popen.pid))
+                exited.wait(0.005)
+
+        threads = [threading.Thread(target=t, daemon=True) for t in (read_stderr, sample_rss)]
+        for thread in threads:
+            thread.start()
         timer = threading.Timer(timeout, popen.kill)
         timer.start()
         try:
             _, status, usage = os.wait4(popen.pid, 0)
         finally:
+            exited.set()
             timer.cancel()
         seconds = time.perf_counter() - started
-        reader.join()
+        for thread in threads:
+            thread.join()
         errors.close()
         popen.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -157,11 +172,23 @@ def run_measured(argv: Sequence[str], env: dict[str, str], timeout: float = 900)
             list(argv),
             popen.returncode,
             seconds,
-            usage.ru_maxrss,
+            peak[0],
             usage.ru_utime + usage.ru_stime,
             out.read().decode("utf-8", "replace"),
             lines,
         )
+
+
+def _high_water_kib(pid: int) -> int:
+    """``VmHWM`` of a running process in KiB; 0 once it has exited (a zombie has no memory)."""
+    with (
+        contextlib.suppress(OSError, ValueError, IndexError),
+        open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status,
+    ):
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -573,11 +600,6 @@ def table(
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
-        if row.get("paired_vs_docker_cli") is not None and row["contender"] != "docker-cli":
-            lines.append(
-                f"{row['contender']}: median of per-round ratios vs docker-cli "
-                f"{row['paired_vs_docker_cli']:.2f}x"
-            )
         if row.get("skipped"):
             lines.append(f"| {row['contender']} | skipped (see below) | | | | | |")
             continue
