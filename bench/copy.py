@@ -502,8 +502,8 @@ def measure(
             inner = f" (job {run.inner_seconds:.2f}s)" if run.inner_seconds is not None else ""
             _note(
                 f"round {round_no} {contender.name}: {run.seconds:.2f}s{inner}, "
-                f"peak RSS {run.peak_rss_kib / 1024:.0f} MiB, CPU {run.cpu_seconds:.2f}s, "
-                f"phases {run.phases}"
+                f"peak RSS {run.peak_rss_kib / 1024:.0f} MiB, CPU {run.cpu_seconds:.2f}s"
+                + (f", phases {run.phases}" if run.phases else "")
             )
     return results
 
