@@ -50,4 +50,7 @@ def test_bench_copy_reports_both_contenders() -> None:
     assert rows["docker-cli"]["vs_docker_cli"] == 1.0
     assert rows["engine-docker"]["vs_docker_cli"] > 0
     # mirror-bot's own report of the job is part of its wall time, never more.
-    assert 0 < rows["engine-docker"]["median_job_seconds"] <= rows["engine-docker"]["median_seconds"]
+    engine = rows["engine-docker"]
+    assert 0 < engine["median_job_seconds"] <= engine["median_seconds"]
+    assert set(engine["median_phases"]) >= {"start-up", "resolving", "copying", "pushing", "exit"}
+    assert set(rows["docker-cli"]["median_phases"]) == {"pull", "tag", "push", "rmi"}
