@@ -1,0 +1,740 @@
+#!/usr/bin/env python3
+"""Benchmark: copy one image into an EMPTY target with each contender, in one run, same data.
+
+Issue 2's goal: our docker engine within 1.05x the wall time of the Docker CLI doing
+``docker pull && docker tag && docker push`` on the same image. DESIGN.md §3: benchmarks
+compare against peers in one run and report ratios, bytes/s and peak memory; timings never go
+into pass/fail tests.
+
+What one round of one contender is (all against a lab this script starts and stops):
+
+- ``engine-docker``  ``mirror-bot mirror SRC --engine docker --json`` as a subprocess, with
+  ``MIRROR_TARGET`` set to a fresh namespace and a throwaway ``MIRROR_DB``: start-up, settings,
+  SQLite, the job flow and the engine's own clean-up (``rmi`` of source and target) are all in
+  the time, as a user sees it.
+- ``docker-cli``     ``docker pull SRC; docker tag SRC DST; docker push DST; docker rmi SRC DST``
+  against the lab's daemon. The ``rmi`` is inside the time, so both docker contenders pay the
+  same clean-up.
+- ``skopeo``         ``skopeo copy --all --preserve-digests`` registry to registry (no daemon): the
+  peer of the registry engine.
+- ``engine-registry`` ``mirror-bot mirror SRC --engine registry --platform all --json``; skipped
+  with a note while ``mirror-bot`` says that engine is not set up.
+
+Every round copies to a new repository (``bench/rN-CONTENDER/...``) of the lab's target
+registry; afterwards the copy is checked (manifest present, same number of layers) and its
+manifest and blob links are deleted, so no later round can cross-repository *mount* a blob
+instead of uploading it. Before each round of a daemon contender the daemon's images are
+removed, so every pull downloads every layer. The contenders' order rotates from round to round.
+
+Peak RSS is the copying process's own high-water mark (``VmHWM``, sampled while it runs; see
+``run_measured`` for why not ``wait4``): ``mirror-bot`` for our engines, the ``docker`` client
+(largest of its four commands) and ``skopeo``. CPU time is the same processes' user + system
+time. The daemon's work is counted for neither docker contender.
+
+Usage::
+
+    .venv/bin/python bench/copy.py [--size-mib 256] [--layers 4] [--rounds 3]
+                                   [--contenders engine-docker,docker-cli,skopeo,engine-registry]
+                                   [--json]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Run as a script, this file's directory is sys.path[0] and its name would shadow the standard
+# library's `copy` module (dataclasses imports it): take the directory off the path first.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import hashlib  # noqa: E402
+import http.client  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+MIRROR_BOT = str(Path(sys.executable).parent / "mirror-bot")
+PROBE_LAYERS_SEED = 7001
+IMAGE_SEED = 9000  # layer i of the benchmark image is LayerSpec(size, IMAGE_SEED + i): cached
+DEFAULT_CONTENDERS = ("engine-docker", "docker-cli", "skopeo", "engine-registry")
+
+
+def _load_lab() -> None:
+    """Register ``scripts/lab.py`` as module ``lab``, as tests/conftest.py does."""
+    if "lab" in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location("lab", ROOT / "scripts" / "lab.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["lab"] = module  # before exec: dataclasses look their module up by name
+    spec.loader.exec_module(module)
+
+
+_load_lab()
+import lab  # noqa: E402  (registered just above)
+
+
+class BenchError(RuntimeError):
+    """A contender failed or the lab misbehaved: the numbers would be meaningless."""
+
+
+class Unavailable(Exception):
+    """A contender cannot run here (yet); it is skipped with this note."""
+
+
+# --------------------------------------------------------------------------------------------
+# Measuring one process
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Proc:
+    argv: list[str]
+    returncode: int
+    seconds: float
+    maxrss_kib: int
+    cpu_seconds: float  # user + system time of the process itself
+    stdout: str
+    stderr_lines: list[tuple[float, str]]  # (seconds since start, line), stamped on arrival
+
+    @property
+    def stderr(self) -> str:
+        return "".join(line for _, line in self.stderr_lines)
+
+    def check(self) -> Proc:
+        if self.returncode != 0:
+            tail = (self.stderr.strip() or self.stdout.strip())[-800:]
+            raise BenchError(f"`{' '.join(self.argv)}` exited {self.returncode}:\n{tail}")
+        return self
+
+
+def run_measured(argv: Sequence[str], env: dict[str, str], timeout: float = 900) -> Proc:
+    """Run ``argv``; its wall time, its own peak RSS and CPU time, and its stderr lines stamped
+    as they arrive (``mirror-bot`` writes a line per stage: the phases).
+
+    Peak RSS is sampled from ``/proc/PID/status`` (``VmHWM``, the high-water mark of the
+    process's memory since its ``exec``) every few milliseconds while it runs. Not ``wait4``'s
+    ``ru_maxrss``: Linux carries the pre-``exec`` memory of the forked child, a copy of *this*
+    process, into it, so a small client like ``docker`` would report this script's own ~30 MiB
+    (``/bin/true`` spawned from a 200 MiB Python reports 200 MiB). ``ru_maxrss`` is still the
+    right tool for CPU time (``ru_utime + ru_stime``), which is per process.
+    """
+    lines: list[tuple[float, str]] = []
+    peak = [0]
+    exited = threading.Event()
+    with tempfile.TemporaryFile() as out:
+        started = time.perf_counter()
+        popen = subprocess.Popen(
+            list(argv), env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE
+        )
+        assert popen.stderr is not None
+        errors = popen.stderr
+
+        def read_stderr() -> None:
+            for raw in errors:
+                lines.append((time.perf_counter() - started, raw.decode("utf-8", "replace")))
+
+        def sample_rss() -> None:
+            while not exited.is_set():
+                peak[0] = max(peak[0], _high_water_kib(popen.pid))
+                exited.wait(0.005)
+
+        threads = [threading.Thread(target=t, daemon=True) for t in (read_stderr, sample_rss)]
+        for thread in threads:
+            thread.start()
+        timer = threading.Timer(timeout, popen.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(popen.pid, 0)
+        finally:
+            exited.set()
+            timer.cancel()
+        seconds = time.perf_counter() - started
+        for thread in threads:
+            thread.join()
+        errors.close()
+        popen.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        return Proc(
+            list(argv),
+            popen.returncode,
+            seconds,
+            peak[0],
+            usage.ru_utime + usage.ru_stime,
+            out.read().decode("utf-8", "replace"),
+            lines,
+        )
+
+
+def _high_water_kib(pid: int) -> int:
+    """``VmHWM`` of a running process in KiB; 0 once it has exited (a zombie has no memory)."""
+    with (
+        contextlib.suppress(OSError, ValueError, IndexError),
+        open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status,
+    ):
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# The bench: lab, image, environments, per-round target hygiene
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Image:
+    repository: str
+    tag: str
+    bytes: int  # config + layer blobs: what crosses the wire each way
+    layers: int
+
+    def ref(self, registry: str) -> str:
+        return f"{registry}/{self.repository}:{self.tag}"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One timed copy."""
+
+    seconds: float
+    peak_rss_kib: int
+    cpu_seconds: float
+    target: str  # REGISTRY/REPOSITORY:TAG that the copy wrote
+    inner_seconds: float | None = None  # mirror-bot's own "seconds" (the job, no start-up)
+    phases: dict[str, float] = field(default_factory=dict)  # where the wall time went
+
+
+@dataclass
+class Bench:
+    lab: lab.Lab
+    image: Image
+    workdir: Path
+
+    @property
+    def source(self) -> str:
+        return self.image.ref(self.lab.source)
+
+    def docker_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+        env["DOCKER_HOST"] = self.lab.docker_host
+        env["DOCKER_CLI_HINTS"] = "false"
+        return env
+
+    def bot_env(self, namespace: str) -> dict[str, str]:
+        """The lab's settings, no chat credentials, a throwaway database per run."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("MIRROR_", "SLACK_", "TELEGRAM_", "DOCKER_"))
+        }
+        env.update(self.lab.env())
+        env["MIRROR_TARGET"] = namespace
+        fd, db = tempfile.mkstemp(prefix="mirror-", suffix=".db", dir=self.workdir)
+        os.close(fd)
+        os.unlink(db)
+        env["MIRROR_DB"] = db
+        return env
+
+    def clear_daemon(self) -> None:
+        """Remove every image the daemon holds, so the next pull downloads every layer."""
+        env = self.docker_env()
+        ids = run_measured(["docker", "image", "ls", "-aq"], env).check().stdout.split()
+        if ids:
+            run_measured(["docker", "rmi", "-f", *sorted(set(ids))], env).check()
+
+    def settle(self, target: str, expect_layers: int) -> None:
+        """Check the copy landed, then delete its manifest and blob links (no later mounts)."""
+        repository, tag = _split(target, self.lab.target)
+        raw, _ = lab.pull_manifest(self.lab.target, repository, tag)
+        manifest = json.loads(raw)
+        children = [manifest] if "layers" in manifest else []
+        for child in manifest.get("manifests", []):
+            data, _ = lab.pull_manifest(self.lab.target, repository, child["digest"])
+            children.append(json.loads(data))
+        layers = [layer["digest"] for child in children for layer in child["layers"]]
+        if len(layers) != expect_layers:
+            raise BenchError(f"{target} has {len(layers)} layers, the source {expect_layers}")
+        blobs = {*layers, *(child["config"]["digest"] for child in children)}
+        for digest in sorted(blobs):
+            _delete(self.lab.target, f"/v2/{repository}/blobs/{digest}")
+        digests = {str(child["digest"]) for child in manifest.get("manifests", [])}
+        digests.add(f"sha256:{hashlib.sha256(raw).hexdigest()}")
+        for digest in sorted(digests):
+            _delete(self.lab.target, f"/v2/{repository}/manifests/{digest}")
+
+
+def _split(target: str, registry: str) -> tuple[str, str]:
+    if not target.startswith(registry + "/"):
+        raise BenchError(f"{target} is not in the lab's target registry {registry}")
+    rest = target[len(registry) + 1 :]
+    repository, _, tag = rest.rpartition(":")
+    return repository, tag
+
+
+def _delete(registry: str, path: str) -> None:
+    conn = http.client.HTTPConnection(registry, timeout=30)
+    try:
+        conn.request("DELETE", path)
+        response = conn.getresponse()
+        response.read()
+        if response.status not in (202, 404):
+            raise BenchError(f"DELETE http://{registry}{path}: HTTP {response.status}")
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Contenders
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One way of copying. ``copy(bench, namespace, source)`` makes one timed copy."""
+
+    name: str
+    uses_daemon: bool
+    copy: Callable[[Bench, str, str], Run]
+    describe: str
+
+
+def _mirror_bot(*engine_args: str) -> Callable[[Bench, str, str], Run]:
+    def copy(bench: Bench, namespace: str, source: str) -> Run:
+        proc = run_measured(
+            [MIRROR_BOT, "mirror", source, *engine_args, "--json"], bench.bot_env(namespace)
+        )
+        try:
+            payload = json.loads(proc.stdout)[0]
+        except (ValueError, IndexError, KeyError) as exc:
+            raise BenchError(
+                f"mirror-bot gave no JSON (exit {proc.returncode}):\n{proc.stderr}"
+            ) from exc
+        if payload["status"] != "succeeded":
+            error = str(payload.get("error") or payload["status"])
+            if "not set up" in error:
+                raise Unavailable(error)
+            raise BenchError(f"mirror-bot {' '.join(engine_args)}: {error}")
+        return Run(
+            proc.seconds,
+            proc.maxrss_kib,
+            proc.cpu_seconds,
+            payload["target"],
+            payload.get("seconds"),
+            _stage_phases(proc),
+        )
+
+    return copy
+
+
+def _stage_phases(proc: Proc) -> dict[str, float]:
+    """Split a ``mirror-bot mirror`` run by its ``IMAGE: STAGE`` stderr lines.
+
+    ``start-up`` is until the first stage line (imports, settings, SQLite, job stored);
+    ``resolving`` is the engine check and source digest; ``copying`` the pull, tag and removal
+    of the source name; ``pushing`` the push, size lookup and removal of the target name;
+    ``exit`` is after the job finished (report, closing the store and the client).
+    """
+    phases: dict[str, float] = {}
+    last_name, last_at = "start-up", 0.0
+    for at, line in proc.stderr_lines:
+        word = line.rsplit(": ", 1)[-1].strip()
+        if not word or " " in word:
+            continue  # not a stage line (a warning, say)
+        phases[last_name] = phases.get(last_name, 0.0) + at - last_at
+        last_name, last_at = word, at
+    phases["exit" if last_name in ("succeeded", "failed") else last_name] = proc.seconds - last_at
+    return {name: round(seconds, 3) for name, seconds in phases.items()}
+
+
+def _docker_cli(bench: Bench, namespace: str, source: str) -> Run:
+    target = f"{namespace}/{source.split('/', 1)[1]}"
+    env = bench.docker_env()
+    steps = (
+        ["docker", "pull", "-q", source],
+        ["docker", "tag", source, target],
+        ["docker", "push", target],
+        ["docker", "rmi", source, target],
+    )
+    started = time.perf_counter()
+    procs = [run_measured(step, env).check() for step in steps]
+    seconds = time.perf_counter() - started
+    pushed = procs[2].stdout
+    if "Mounted from" in pushed or "already exists" in pushed:
+        raise BenchError(f"docker push did not upload every layer:\n{pushed}")
+    phases = {step[1]: round(proc.seconds, 3) for step, proc in zip(steps, procs, strict=True)}
+    cpu = sum(p.cpu_seconds for p in procs)
+    return Run(seconds, max(p.maxrss_kib for p in procs), cpu, target, phases=phases)
+
+
+def _skopeo(bench: Bench, namespace: str, source: str) -> Run:
+    target = f"{namespace}/{source.split('/', 1)[1]}"
+    proc = run_measured(
+        [
+            "skopeo",
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            f"docker://{source}",
+            f"docker://{target}",
+        ],
+        {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")},
+    ).check()
+    if "skipped" in proc.stdout:
+        raise BenchError(f"skopeo reused blobs instead of copying them:\n{proc.stdout}")
+    return Run(proc.seconds, proc.maxrss_kib, proc.cpu_seconds, target)
+
+
+CONTENDERS: dict[str, Contender] = {
+    c.name: c
+    for c in (
+        Contender(
+            "engine-docker",
+            True,
+            _mirror_bot("--engine", "docker"),
+            "mirror-bot mirror SRC --engine docker --json (subprocess, fresh DB)",
+        ),
+        Contender(
+            "docker-cli",
+            True,
+            _docker_cli,
+            "docker pull; docker tag; docker push; docker rmi",
+        ),
+        Contender(
+            "skopeo",
+            False,
+            _skopeo,
+            "skopeo copy --all --preserve-digests",
+        ),
+        Contender(
+            "engine-registry",
+            False,
+            _mirror_bot("--engine", "registry", "--platform", "all"),
+            "mirror-bot mirror SRC --engine registry --platform all --json",
+        ),
+    )
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Running and reporting
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    contender: Contender
+    runs: list[Run] = field(default_factory=list)
+    skipped: str | None = None
+
+    @property
+    def median(self) -> float:
+        return statistics.median(r.seconds for r in self.runs)
+
+
+def _note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _push_test_image(the_lab: lab.Lab, size_mib: int, layers: int) -> Image:
+    if size_mib < 1 or layers < 1:
+        raise BenchError("--size-mib and --layers must be at least 1")
+    total = size_mib << 20
+    sizes = [total // layers + (1 if i < total % layers else 0) for i in range(layers)]
+    specs = [lab.LayerSpec(size, IMAGE_SEED + i) for i, size in enumerate(sizes)]
+    repository, tag = "bench/image", f"{size_mib}m-{layers}l"
+    lab.push_image(the_lab.source, repository, tag, specs)
+    manifest = json.loads(lab.pull_manifest(the_lab.source, repository, tag)[0])
+    size = manifest["config"]["size"] + sum(layer["size"] for layer in manifest["layers"])
+    return Image(repository, tag, size, len(manifest["layers"]))
+
+
+def _probe(bench: Bench, contender: Contender, probe: Image) -> str | None:
+    """Copy a tiny image once (untimed): a warm-up, and the check that the contender works."""
+    if contender.uses_daemon:
+        bench.clear_daemon()
+    try:
+        run = contender.copy(
+            bench, f"{bench.lab.target}/bench/probe-{contender.name}", probe.ref(bench.lab.source)
+        )
+    except Unavailable as exc:
+        return str(exc)
+    bench.settle(run.target, probe.layers)
+    return None
+
+
+def measure(
+    bench: Bench, contenders: Sequence[Contender], rounds: int, probe: Image
+) -> list[Result]:
+    results = [Result(c) for c in contenders]
+    for result in results:
+        result.skipped = _probe(bench, result.contender, probe)
+        if result.skipped:
+            _note(f"skipping {result.contender.name}: {result.skipped}")
+    active = [r for r in results if not r.skipped]
+    for round_no in range(1, rounds + 1):
+        shift = (round_no - 1) % max(1, len(active))
+        for result in active[shift:] + active[:shift]:  # rotate the order round by round
+            contender = result.contender
+            if contender.uses_daemon:
+                bench.clear_daemon()
+            namespace = f"{bench.lab.target}/bench/r{round_no}-{contender.name}"
+            os.sync()  # the last round's writes must not be flushed during this one
+            run = contender.copy(bench, namespace, bench.source)
+            bench.settle(run.target, bench.image.layers)
+            result.runs.append(run)
+            inner = f" (job {run.inner_seconds:.2f}s)" if run.inner_seconds is not None else ""
+            _note(
+                f"round {round_no} {contender.name}: {run.seconds:.2f}s{inner}, "
+                f"peak RSS {run.peak_rss_kib / 1024:.0f} MiB, CPU {run.cpu_seconds:.2f}s"
+                + (f", phases {run.phases}" if run.phases else "")
+            )
+    return results
+
+
+def summarize(results: Sequence[Result], image: Image) -> list[dict[str, Any]]:
+    medians = {r.contender.name: r.median for r in results if r.runs}
+    walls = {r.contender.name: [run.seconds for run in r.runs] for r in results if r.runs}
+    rows = []
+    for r in results:
+        row: dict[str, Any] = {
+            "contender": r.contender.name,
+            "command": r.contender.describe,
+            "skipped": r.skipped,
+        }
+        if r.runs:
+            median = r.median
+            row.update(
+                seconds=[round(run.seconds, 3) for run in r.runs],
+                median_seconds=round(median, 3),
+                mb_per_s=round(image.bytes / 1e6 / median, 1),
+                vs_docker_cli=_ratio(median, medians.get("docker-cli")),
+                vs_skopeo=_ratio(median, medians.get("skopeo")),
+                paired_vs_docker_cli=_paired(walls[r.contender.name], walls.get("docker-cli")),
+                peak_rss_mib=round(max(run.peak_rss_kib for run in r.runs) / 1024, 1),
+                median_cpu_seconds=round(statistics.median(run.cpu_seconds for run in r.runs), 2),
+            )
+            inner = [run.inner_seconds for run in r.runs if run.inner_seconds is not None]
+            if inner:
+                row["median_job_seconds"] = round(statistics.median(inner), 3)
+            names = list(dict.fromkeys(name for run in r.runs for name in run.phases))
+            if names:
+                row["median_phases"] = {
+                    name: round(statistics.median(run.phases.get(name, 0.0) for run in r.runs), 3)
+                    for name in names
+                }
+        rows.append(row)
+    return rows
+
+
+def _ratio(value: float, reference: float | None) -> float | None:
+    return round(value / reference, 3) if reference else None
+
+
+def _paired(walls: list[float], reference: list[float] | None) -> float | None:
+    """Median of the per-round ratios: each round's two runs were minutes apart at most, so a
+    slow drift in the machine's load (other jobs on a shared box) cancels out better."""
+    if not reference or len(reference) != len(walls):
+        return None
+    return round(statistics.median(w / ref for w, ref in zip(walls, reference, strict=True)), 3)
+
+
+class Conditions:
+    """How busy the machine was: load average and CPU pressure (PSI) over the measured part.
+
+    The docker contenders are CPU-bound in the daemon (it gunzips on pull and gzips on push),
+    so other work on the machine shows up directly in their times.
+    """
+
+    def __init__(self) -> None:
+        self.load_start = os.getloadavg()[0]
+        self.started = time.monotonic()
+        self.pressure_start = _cpu_pressure_us()
+
+    def finish(self) -> dict[str, Any]:
+        elapsed = time.monotonic() - self.started
+        pressure_end = _cpu_pressure_us()
+        share = None
+        if self.pressure_start is not None and pressure_end is not None and elapsed > 0:
+            share = round((pressure_end - self.pressure_start) / 1e6 / elapsed, 3)
+        return {
+            "cpus": os.cpu_count(),
+            "load_average_start": round(self.load_start, 2),
+            "load_average_end": round(os.getloadavg()[0], 2),
+            "cpu_pressure_some": share,
+        }
+
+
+def _cpu_pressure_us() -> int | None:
+    """Total microseconds some task waited for a CPU (``/proc/pressure/cpu``), if available."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        first = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+        return int(first.rsplit("total=", 1)[1])
+    return None
+
+
+def table(
+    rows: Sequence[dict[str, Any]], image: Image, rounds: int, conditions: dict[str, Any]
+) -> str:
+    lines = [
+        f"image: {image.bytes / 2**20:.1f} MiB in {image.layers} layers; {rounds} rounds, "
+        "empty target each round; median wall time",
+        "",
+        "| contender | median s | MB/s | vs docker-cli | vs skopeo | peak RSS MiB | CPU s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        if row.get("skipped"):
+            lines.append(f"| {row['contender']} | skipped (see below) | | | | | |")
+            continue
+        cells = [
+            row["contender"],
+            f"{row['median_seconds']:.2f}",
+            f"{row['mb_per_s']:.1f}",
+            _cell(row["vs_docker_cli"]),
+            _cell(row["vs_skopeo"]),
+            f"{row['peak_rss_mib']:.0f}",
+            f"{row['median_cpu_seconds']:.2f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "MB/s = image bytes (config + compressed layers) / 10^6 / median wall time. Clean-up",
+        "(`rmi` of source and target) is inside the time for both docker contenders. Peak RSS",
+        "and CPU s (user + system) are the copying process's own (mirror-bot, the docker",
+        "client, skopeo); the daemon's work is not counted for either docker contender.",
+    ]
+    for row in rows:
+        if row.get("paired_vs_docker_cli") is not None and row["contender"] != "docker-cli":
+            lines.append(
+                f"{row['contender']}: median of per-round ratios vs docker-cli "
+                f"{row['paired_vs_docker_cli']:.2f}x"
+            )
+        if row.get("skipped"):
+            lines.append(f"{row['contender']} skipped: {row['skipped']}")
+        if row.get("median_phases"):
+            parts = ", ".join(f"{k} {v:.2f}" for k, v in row["median_phases"].items())
+            lines.append(f"{row['contender']} phases (median s): {parts}")
+    pressure = conditions.get("cpu_pressure_some")
+    lines.append(
+        f"machine: {conditions['cpus']} CPUs, load average {conditions['load_average_start']} "
+        f"-> {conditions['load_average_end']}"
+        + (f", tasks waited for a CPU {pressure:.0%} of the time" if pressure is not None else "")
+    )
+    if pressure is not None and pressure > 0.10:
+        lines.append("warning: other work competed for the CPU during the run; ratios are noisy.")
+    return "\n".join(lines)
+
+
+def _cell(value: float | None) -> str:
+    return f"{value:.2f}x" if value is not None else "-"
+
+
+def versions(bench: Bench) -> dict[str, str]:
+    def first_line(argv: Sequence[str], env: dict[str, str]) -> str:
+        with contextlib.suppress(OSError, BenchError):
+            return run_measured(argv, env).check().stdout.strip().splitlines()[0]
+        return "unknown"
+
+    env = bench.docker_env()
+    return {
+        "docker_client": first_line(["docker", "version", "-f", "{{.Client.Version}}"], env),
+        "docker_server": first_line(["docker", "version", "-f", "{{.Server.Version}}"], env),
+        "skopeo": first_line(["skopeo", "--version"], env),
+        "python": sys.version.split()[0],
+        "cpus": str(os.cpu_count()),
+    }
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench/copy.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--size-mib", type=int, default=256, help="image size (default 256)")
+    parser.add_argument("--layers", type=int, default=4, help="number of layers (default 4)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per contender (default 3)")
+    parser.add_argument(
+        "--contenders",
+        default=",".join(DEFAULT_CONTENDERS),
+        help=f"comma-separated, from: {', '.join(CONTENDERS)}",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.contenders.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CONTENDERS]
+    if unknown or not names:
+        parser.error(f"unknown contender {', '.join(unknown)}; choose from {', '.join(CONTENDERS)}")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    args.contender_list = [CONTENDERS[n] for n in dict.fromkeys(names)]
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    for contender in args.contender_list:
+        tool = {"docker-cli": "docker", "skopeo": "skopeo"}.get(contender.name)
+        if tool and not shutil.which(tool):
+            _note(f"bench: `{tool}` is not installed; run `bash scripts/dev.sh setup`")
+            return 2
+    workdir = Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp"))
+    try:
+        the_lab = lab.Lab.start(workdir / "lab")
+        try:
+            _note(f"pushing a {args.size_mib} MiB image in {args.layers} layers to the lab")
+            image = _push_test_image(the_lab, args.size_mib, args.layers)
+            probe = _push_test_image_small(the_lab)
+            bench = Bench(the_lab, image, workdir)
+            conditions = Conditions()
+            results = measure(bench, args.contender_list, args.rounds, probe)
+            machine = conditions.finish()
+            rows = summarize(results, image)
+            if args.json:
+                payload = {
+                    "image": {
+                        "bytes": image.bytes,
+                        "layers": image.layers,
+                        "size_mib": args.size_mib,
+                    },
+                    "rounds": args.rounds,
+                    "versions": versions(bench),
+                    "conditions": machine,
+                    "contenders": rows,
+                }
+                print(json.dumps(payload, indent=2))
+            else:
+                print(table(rows, image, args.rounds, machine))
+        finally:
+            the_lab.stop()
+    except (BenchError, lab.LabError) as exc:
+        _note(f"bench: {exc}")
+        return 1
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def _push_test_image_small(the_lab: lab.Lab) -> Image:
+    repository, tag = "bench/probe", "1"
+    lab.push_image(the_lab.source, repository, tag, [lab.LayerSpec(64 * 1024, PROBE_LAYERS_SEED)])
+    manifest = json.loads(lab.pull_manifest(the_lab.source, repository, tag)[0])
+    size = manifest["config"]["size"] + sum(layer["size"] for layer in manifest["layers"])
+    return Image(repository, tag, size, len(manifest["layers"]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
