@@ -32,6 +32,8 @@ class CopyResult:
     source_digest: str | None
     target_digest: str
     bytes: int
+    already_there: bool = False
+    """The target already held exactly this image: nothing was copied."""
 
     @property
     def digest_identical(self) -> bool:

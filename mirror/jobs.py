@@ -217,13 +217,12 @@ class JobService:
             engine: Engine | None = None
             try:
                 engine = await self.engines.choose(request)
-                source_digest = await engine.source_digest(request)
-                previous = await self._already_mirrored(engine, request, source_digest)
+                previous = await self._already_mirrored(engine, request)
                 if previous is not None:
                     return Outcome(
                         ItemStatus.ALREADY_MIRRORED,
                         engine=previous.engine,
-                        source_digest=source_digest,
+                        source_digest=previous.source_digest,
                         target_digest=previous.target_digest,
                         bytes=previous.bytes,
                         seconds=time.monotonic() - started,
@@ -239,9 +238,9 @@ class JobService:
                         result = await engine.copy(request, emit)
                 assert result is not None
                 return Outcome(
-                    ItemStatus.SUCCEEDED,
+                    ItemStatus.ALREADY_MIRRORED if result.already_there else ItemStatus.SUCCEEDED,
                     engine=result.engine,
-                    source_digest=result.source_digest or source_digest,
+                    source_digest=result.source_digest,
                     target_digest=result.target_digest,
                     bytes=result.bytes,
                     seconds=time.monotonic() - started,
@@ -264,17 +263,21 @@ class JobService:
                     error=INTERNAL_ERROR,
                 )
 
-    async def _already_mirrored(
-        self, engine: Engine, request: CopyRequest, source_digest: str
-    ) -> Item | None:
-        """The earlier copy still at the target, when it was of this very source digest."""
+    async def _already_mirrored(self, engine: Engine, request: CopyRequest) -> Item | None:
+        """The earlier copy still at the target, when it was of the source's current digest.
+
+        Only asks the registries when the store knows an earlier copy, so a first copy costs
+        no extra round trip before the transfer.
+        """
         previous = await self.store.last_success(str(request.target))
         if (
             previous is None
-            or previous.source_digest != source_digest
             or previous.platform != request.platform
             or previous.target_digest is None
+            or previous.source_digest is None
         ):
+            return None
+        if await engine.source_digest(request) != previous.source_digest:
             return None
         current = await engine.target_digest(request.target)
         return previous if current == previous.target_digest else None

@@ -192,7 +192,7 @@ class RegistryEngine:
             )
             if current == top.digest:
                 # Already there, byte for byte: a couple of requests and no blob traffic.
-                return CopyResult(self.name, top.digest, top.digest, plan.bytes)
+                return CopyResult(self.name, top.digest, top.digest, plan.bytes, already_there=True)
             progress(StageChanged(Stage.COPYING))
             await self._copy_blobs(src, dst, plan, progress)
             progress(StageChanged(Stage.PUSHING))
