@@ -6,8 +6,8 @@ from collections.abc import Iterable
 
 from bot.chat import Incoming
 from bot.settings import Settings
-from mirror.egress import is_internal_host
 from mirror.errors import MirrorError
+from mirror.hosts import is_internal_host
 from mirror.reference import ImageRef
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -11,12 +11,10 @@ from bot.policy import Policy
 from bot.render import RenderOptions
 from bot.settings import Settings
 from mirror.credentials import Credential
-from mirror.docker_engine import DockerEngine
 from mirror.engine import Engine
 from mirror.engines import EngineChooser, EngineMode
 from mirror.jobs import JobService
 from mirror.naming import parse_target_base
-from mirror.registry_engine import RegistryEngine
 from mirror.store import Store
 
 
@@ -59,17 +57,25 @@ def allowed_internal(settings: Settings) -> set[str]:
     return named
 
 
-def build_engines(settings: Settings) -> dict[str, Engine]:
-    creds = credentials(settings)
-    return {
-        "docker": DockerEngine(settings.docker_host, creds),
-        "registry": RegistryEngine(
-            creds,
+def build_engines(settings: Settings) -> dict[str, Callable[[], Engine]]:
+    """Engine factories; each imports its SDK (docker, aiohttp) only when first needed."""
+
+    def docker_engine() -> Engine:
+        from mirror.docker_engine import DockerEngine
+
+        return DockerEngine(settings.docker_host, credentials(settings))
+
+    def registry_engine() -> Engine:
+        from mirror.registry_engine import RegistryEngine
+
+        return RegistryEngine(
+            credentials(settings),
             insecure=settings.mirror_insecure_registries,
             max_bytes=settings.mirror_max_image_bytes,
             allowed_internal=allowed_internal(settings),
-        ),
-    }
+        )
+
+    return {"docker": docker_engine, "registry": registry_engine}
 
 
 @asynccontextmanager

@@ -8,7 +8,6 @@ guard: a resolver for names, and request hooks for IP literals and redirect targ
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from collections.abc import Iterable
 from types import SimpleNamespace
@@ -18,6 +17,8 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from mirror.hosts import is_internal_address, is_internal_host
+
 
 class EgressDenied(OSError):
     """A connection to an internal address that nobody allowed."""
@@ -25,28 +26,6 @@ class EgressDenied(OSError):
     def __init__(self, host: str) -> None:
         super().__init__(f"{host} is an internal address")
         self.host = host
-
-
-def is_internal_address(address: str) -> bool:
-    """Loopback, private, link-local, multicast, reserved or unspecified."""
-    try:
-        ip = ipaddress.ip_address(address.strip("[]").partition("%")[0])
-    except ValueError:
-        return False
-    return (
-        ip.is_loopback
-        or ip.is_private
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_unspecified
-        or ip.is_reserved
-    )
-
-
-def is_internal_host(host: str) -> bool:
-    """True for internal IP literals and ``localhost`` names (no DNS asked)."""
-    host = host.lower().rstrip(".")
-    return host == "localhost" or host.endswith(".localhost") or is_internal_address(host)
 
 
 class EgressGuard:

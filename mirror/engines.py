@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 from mirror.engine import CopyRequest, Engine
@@ -19,9 +19,19 @@ class EngineChooser:
     digest. Each falls back to the other when it cannot work right now.
     """
 
-    def __init__(self, mode: EngineMode, engines: Mapping[str, Engine]) -> None:
+    def __init__(self, mode: EngineMode, factories: Mapping[str, Callable[[], Engine]]) -> None:
         self.mode = mode
-        self.engines = dict(engines)
+        self._factories = dict(factories)
+        self._engines: dict[str, Engine] = {}
+
+    def _engine(self, name: str) -> Engine | None:
+        """Built on first use: a script that only needs one engine never imports the other."""
+        if name not in self._engines:
+            factory = self._factories.get(name)
+            if factory is None:
+                return None
+            self._engines[name] = factory()
+        return self._engines[name]
 
     def preference(self, request: CopyRequest) -> list[str]:
         if self.mode != "auto":
@@ -35,7 +45,7 @@ class EngineChooser:
     async def choose(self, request: CopyRequest) -> Engine:
         reasons: list[str] = []
         for name in self.preference(request):
-            engine = self.engines.get(name)
+            engine = self._engine(name)
             if engine is None:
                 continue
             try:
@@ -54,5 +64,5 @@ class EngineChooser:
         raise EngineUnavailable(f"The {self.mode} engine is not set up here.")
 
     async def aclose(self) -> None:
-        for engine in self.engines.values():
+        for engine in self._engines.values():
             await engine.aclose()
