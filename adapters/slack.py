@@ -40,7 +40,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack_text import command_text, slash_text, to_mrkdwn
-from bot.chat import ConfigurationError, Conversation, Handler, Incoming, RateLimited, Reply
+from bot.chat import (
+    ConfigurationError,
+    Conversation,
+    Handler,
+    Incoming,
+    RateLimited,
+    Reply,
+    Undeliverable,
+)
 from bot.settings import Settings
 from bot.view import MessageView
 
@@ -72,14 +80,24 @@ class _QuietTokenWarning(logging.Filter):
 # -- the chat port -----------------------------------------------------------------------------
 
 
-def _rate_limited(exc: SlackApiError) -> RateLimited | None:
-    if exc.response.status_code != 429:
-        return None
-    try:
-        retry_after = float(exc.response.headers.get("Retry-After", "1"))
-    except (TypeError, ValueError):
-        retry_after = 1.0
-    return RateLimited(retry_after)
+# Slack answers these with ok=false, but a later try may work; every other error is for good.
+_TRANSIENT_ERRORS = frozenset(
+    {"internal_error", "fatal_error", "service_unavailable", "request_timeout", "ratelimited"}
+)
+
+
+def _port_error(exc: SlackApiError) -> Exception:
+    """A Web API error as the port sees it: RateLimited, Undeliverable, or retry as is."""
+    if exc.response.status_code == 429:
+        try:
+            retry_after = float(exc.response.headers.get("Retry-After", "1"))
+        except (TypeError, ValueError):
+            retry_after = 1.0
+        return RateLimited(retry_after)
+    error = str(exc.response.get("error", "")) if exc.response.status_code < 500 else ""
+    if error and error not in _TRANSIENT_ERRORS:
+        return Undeliverable(f"Slack refused: {error}", code=error)
+    return exc
 
 
 @dataclass
@@ -102,7 +120,7 @@ class _Api:
                 unfurl_media=False,
             )
         except SlackApiError as exc:
-            raise _rate_limited(exc) or exc from None
+            raise _port_error(exc) from None
         return str(response["ts"])
 
     async def open_dm(self, user: str) -> str:
@@ -123,7 +141,7 @@ class _Api:
                 channel=channel, ts=ts, text=text, parse="none", link_names=False
             )
         except SlackApiError as exc:
-            raise _rate_limited(exc) or exc from None
+            raise _port_error(exc) from None
 
 
 @dataclass
@@ -167,10 +185,8 @@ class SlackConversation:
         text = to_mrkdwn(view, self.requester)
         try:
             ts = await self.api.post(self.channel, self.thread_ts, text)
-        except SlackApiError as exc:
-            if not (self.response_url and self.requester) or exc.response.get("error") not in (
-                _NOT_MEMBER
-            ):
+        except Undeliverable as exc:
+            if not (self.response_url and self.requester) or exc.code not in _NOT_MEMBER:
                 raise
             await self._move_to_dm(self.requester, self.response_url)
             ts = await self.api.post(self.channel, self.thread_ts, text)

@@ -19,6 +19,7 @@ mode (PTB's tornado server) when ``TELEGRAM_WEBHOOK_URL`` is set, only with a se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import warnings
@@ -38,13 +39,28 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatType, ParseMode
-from telegram.error import BadRequest, InvalidToken, RetryAfter, TelegramError
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    RetryAfter,
+    TelegramError,
+)
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
 from telegram.warnings import PTBDeprecationWarning
 
 from adapters import telegram_html
 from adapters.telegram_html import Mention
-from bot.chat import ConfigurationError, Conversation, Handler, Incoming, RateLimited, Reply
+from bot.chat import (
+    ConfigurationError,
+    Conversation,
+    Handler,
+    Incoming,
+    RateLimited,
+    Reply,
+    Undeliverable,
+)
 from bot.live import deliver
 from bot.settings import Settings
 from bot.view import MessageView
@@ -90,11 +106,19 @@ def _rate_limited(exc: RetryAfter) -> RateLimited:
 
 
 async def _call(request: Callable[[], Awaitable[T]]) -> T:
-    """One Bot API call, with Telegram's 429 turned into the port's :class:`RateLimited`."""
+    """One Bot API call, with Telegram's 429 turned into the port's :class:`RateLimited`, and
+    refusals that no retry can change (bot blocked or removed, chat gone) into
+    :class:`Undeliverable`; network faults stay as they are and are retried."""
     try:
         return await request()
     except RetryAfter as exc:
         raise _rate_limited(exc) from None
+    except (Forbidden, ChatMigrated) as exc:
+        raise Undeliverable(f"Telegram refused: {exc.message}") from None
+    except BadRequest as exc:
+        if "message is not modified" in exc.message.lower():
+            raise  # the edit's own business: the text is already there
+        raise Undeliverable(f"Telegram refused: {exc.message}", code=exc.message) from None
 
 
 @dataclass(frozen=True)
@@ -123,7 +147,9 @@ class TelegramReply:
 
     async def edit(self, view: MessageView) -> None:
         text = telegram_html.single(view, self._where.requester)
-        try:
+        # "Message is not modified", the one BadRequest _call lets through: the text is already
+        # there (an edit retried after a lost answer), so there is nothing to do.
+        with contextlib.suppress(BadRequest):
             await _call(
                 lambda: self._bot.edit_message_text(
                     text,
@@ -133,10 +159,6 @@ class TelegramReply:
                     link_preview_options=_NO_PREVIEW,
                 )
             )
-        except BadRequest as exc:
-            if "message is not modified" not in exc.message.lower():
-                raise
-            # The text is already there (an edit retried after a lost answer): nothing to do.
 
 
 class TelegramConversation:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from functools import partial
 
 from bot import render
-from bot.chat import ChatAdapter, Conversation, Incoming
+from bot.chat import ChatAdapter, Conversation, Incoming, Undeliverable
 from bot.commands import (
     CancelCommand,
     HelpCommand,
@@ -78,13 +78,19 @@ class MirrorBot:
             view = render.error(str(exc), usage=True)
         except MirrorError as exc:
             view = render.error(str(exc))
+        except (TimeoutError, Undeliverable) as exc:
+            log.error("could not answer a %s command: %s", incoming.platform, exc)
+            return
         except sqlite3.Error as exc:
             log.error("the store failed: %s", exc)
             view = render.error(STORE_DOWN)
         except Exception:
             log.exception("could not handle a %s command", incoming.platform)
             view = render.error("Something went wrong on my side; the bot's log has the details.")
-        await deliver(partial(conversation.post, view), what="answer")
+        try:
+            await deliver(partial(conversation.post, view), what="answer")
+        except (TimeoutError, Undeliverable) as exc:
+            log.error("could not answer a %s command: %s", incoming.platform, exc)
 
     async def _other(self, incoming: Incoming, command: object) -> MessageView:
         chat = f"{incoming.platform}:{incoming.chat_id}"
@@ -175,8 +181,8 @@ class MirrorBot:
             long_job = time.monotonic() - started >= self.settings.mirror_long_job_seconds
             final = render.answer(job, self.render_options, notify=long_job)
             await deliver(partial(conversation.post, final), what="final answer")
-        except TimeoutError:
-            log.error("job %s finished but its chat did not take the answer", job.id)
+        except (TimeoutError, Undeliverable) as exc:
+            log.error("job %s finished but its chat did not take the answer: %s", job.id, exc)
 
     # -- lifecycle ----------------------------------------------------------------------------
 

@@ -47,6 +47,16 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
+class Undeliverable(Exception):
+    """Raised by an adapter when the chat API refused for good (archived channel, bot removed
+    from the chat, message deleted): retrying cannot help, so the caller gives up at once.
+    ``code`` is the platform's own word for it (``is_archived``), for the adapter's use."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class Reply(Protocol):
     """A message the bot posted and may edit."""
 

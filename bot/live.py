@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TypeVar
 
-from bot.chat import RateLimited, Reply
+from bot.chat import RateLimited, Reply, Undeliverable
 from bot.view import MessageView
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,8 @@ async def deliver(
     give_up_after: float = 900.0,
     what: str = "message",
 ) -> T:
-    """Run a chat API call until it succeeds, honouring RateLimited and backing off on faults."""
+    """Run a chat API call until it succeeds, honouring RateLimited and backing off on faults;
+    an :class:`Undeliverable` answer ends it at once."""
     deadline = time.monotonic() + give_up_after
     backoff = 1.0
     while True:
@@ -39,7 +40,7 @@ async def deliver(
         except RateLimited as exc:
             wait = max(exc.retry_after, 0.05)
             log.info("chat API rate limit on %s; retrying in %.1fs", what, wait)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, Undeliverable):
             raise
         except Exception as exc:  # the chat API or network failed: retry, never crash the job
             wait = backoff
@@ -97,8 +98,8 @@ class LiveMessage:
             if view is not None and view != self._sent:
                 try:
                     await deliver(partial(self._reply.edit, view), what="progress edit")
-                except TimeoutError:
-                    log.error("could not deliver an edit of %s", self._reply.ref)
+                except (TimeoutError, Undeliverable) as exc:
+                    log.error("could not deliver an edit of %s: %s", self._reply.ref, exc)
                 self._sent = view
                 self._last_edit = time.monotonic()
                 self.edits += 1

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from bot.chat import RateLimited
-from bot.live import LiveMessage
+from bot.chat import RateLimited, Undeliverable
+from bot.live import LiveMessage, deliver
 from bot.view import MessageView
 
 
@@ -83,3 +83,22 @@ async def test_the_final_edit_respects_the_platform_gap() -> None:
     await live.finish(view(2))
     assert [t for _, t in reply.edits] == ["state 1", "state 2"]
     assert reply.rejected == 0
+
+
+class GoneReply(RecordingReply):
+    """A message in a chat the bot was removed from."""
+
+    async def edit(self, view: MessageView) -> None:
+        self.rejected += 1
+        raise Undeliverable("chat is gone", code="chat_not_found")
+
+
+@pytest.mark.timeout(10)
+async def test_a_refusal_for_good_is_not_retried() -> None:
+    reply = GoneReply()
+    live = LiveMessage(reply, interval=0.01, initial=view(0))
+    await live.finish(view(2))
+    assert reply.rejected == 1  # the final state was tried once, not for 15 minutes
+    with pytest.raises(Undeliverable):
+        await deliver(lambda: reply.edit(view(3)))
+    assert reply.rejected == 2

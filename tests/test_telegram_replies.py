@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from telegram.error import BadRequest
 
 from adapters.telegram import TelegramAdapter
-from bot.chat import RateLimited
+from bot.chat import RateLimited, Undeliverable
 from bot.view import MessageView, Tone
 from tests.support.fake_telegram import FakeTelegram
 
@@ -79,12 +78,13 @@ async def test_a_long_answer_hit_by_429_midway_is_sent_once_in_order(
     assert [line.split(":")[0].rsplit("-", 1)[1] for line in pulls] == [str(n) for n in range(60)]
 
 
-async def test_other_bad_requests_are_errors(adapter: TelegramAdapter) -> None:
-    opened = await adapter.reopen("42:999:7:42")  # a message that does not exist
+async def test_other_bad_requests_are_undeliverable(adapter: TelegramAdapter) -> None:
+    """A message that does not exist cannot be edited however often we try."""
+    opened = await adapter.reopen("42:999:7:42")
     assert opened is not None
     _, reply = opened
     assert reply.ref == "42:999:7:42"
-    with pytest.raises(BadRequest):
+    with pytest.raises(Undeliverable, match="Telegram refused"):
         await reply.edit(MessageView("Job j"))
 
 
