@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 
 from bot.planner import Planner
 from bot.policy import Policy
 from bot.render import RenderOptions
 from bot.settings import Settings
 from mirror.credentials import Credential
-from mirror.engine import Engine
+from mirror.engine import CopyRequest, Engine
 from mirror.engines import EngineChooser, EngineMode
 from mirror.jobs import JobService
 from mirror.naming import parse_target_base
@@ -71,11 +72,19 @@ def build_engines(settings: Settings) -> dict[str, Callable[[], Engine]]:
         return RegistryEngine(
             credentials(settings),
             insecure=settings.mirror_insecure_registries,
-            max_bytes=settings.mirror_max_image_bytes,
             allowed_internal=allowed_internal(settings),
         )
 
     return {"docker": docker_engine, "registry": registry_engine}
+
+
+async def image_bytes(chooser: EngineChooser, request: CopyRequest) -> int:
+    """Sizes come from the registry engine's manifest walk, whichever engine copies."""
+    from mirror.registry_engine import RegistryEngine
+
+    engine = chooser.get("registry")
+    assert isinstance(engine, RegistryEngine)
+    return await engine.image_bytes(request)
 
 
 @asynccontextmanager
@@ -84,7 +93,13 @@ async def open_runtime(
 ) -> AsyncIterator[Runtime]:
     store = await Store.open(settings.mirror_db)
     chooser = EngineChooser(engine or settings.mirror_engine, build_engines(settings))
-    service = JobService(store, chooser, concurrency=settings.mirror_concurrency)
+    service = JobService(
+        store,
+        chooser,
+        concurrency=settings.mirror_concurrency,
+        max_bytes=settings.mirror_max_image_bytes,
+        measure=partial(image_bytes, chooser),
+    )
     policy = Policy(settings)
     try:
         yield Runtime(

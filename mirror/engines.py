@@ -24,7 +24,7 @@ class EngineChooser:
         self._factories = dict(factories)
         self._engines: dict[str, Engine] = {}
 
-    def _engine(self, name: str) -> Engine | None:
+    def get(self, name: str) -> Engine | None:
         """Built on first use: a script that only needs one engine never imports the other."""
         if name not in self._engines:
             factory = self._factories.get(name)
@@ -45,7 +45,7 @@ class EngineChooser:
     async def choose(self, request: CopyRequest) -> Engine:
         reasons: list[str] = []
         for name in self.preference(request):
-            engine = self._engine(name)
+            engine = self.get(name)
             if engine is None:
                 continue
             try:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -24,6 +24,9 @@ from mirror.progress import ProgressEvent, ProgressTracker, Stage, StageChanged
 from mirror.store import Store
 
 log = logging.getLogger(__name__)
+
+Measure = Callable[[CopyRequest], Awaitable[int]]
+"""How many bytes a copy would move, from manifests alone (for the size limit)."""
 
 JobListener = Callable[[Job], None]
 """Called on the event loop after any change of a job (progress or status)."""
@@ -73,7 +76,11 @@ class JobService:
         concurrency: int = 2,
         attempts: int = 3,
         retry_wait: float = 1.0,
+        max_bytes: int | None = None,
+        measure: Measure | None = None,
     ) -> None:
+        self._max_bytes = max_bytes
+        self._measure = measure
         self.store = store
         self.engines = engines
         self._slots = asyncio.Semaphore(concurrency)
@@ -227,6 +234,7 @@ class JobService:
                         bytes=previous.bytes,
                         seconds=time.monotonic() - started,
                     )
+                await self._check_size(request)
                 result = None
                 async for attempt in AsyncRetrying(
                     stop=stop_after_attempt(self._attempts),
@@ -263,6 +271,17 @@ class JobService:
                     error=INTERNAL_ERROR,
                 )
 
+    async def _check_size(self, request: CopyRequest) -> None:
+        """MIRROR_MAX_IMAGE_BYTES, from the manifests, before any blob moves."""
+        if self._max_bytes is None or self._measure is None:
+            return
+        size = await self._measure(request)
+        if size > self._max_bytes:
+            raise CopyFailed(
+                f"`{request.source.familiar}` is too large: {_mib(size)} MiB, over the limit "
+                f"of {_mib(self._max_bytes)} MiB (MIRROR_MAX_IMAGE_BYTES)."
+            )
+
     async def _already_mirrored(self, engine: Engine, request: CopyRequest) -> Item | None:
         """The earlier copy still at the target, when it was of the source's current digest.
 
@@ -281,6 +300,10 @@ class JobService:
             return None
         current = await engine.target_digest(request.target)
         return previous if current == previous.target_digest else None
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f}"
 
 
 def _apply(item: Item, outcome: Outcome) -> None:

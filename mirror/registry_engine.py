@@ -107,10 +107,6 @@ def _platform_of(descriptor: dict[str, Any]) -> Platform | None:
         return None
 
 
-def _mib(size: int) -> str:
-    return f"{size / (1 << 20):.1f}"
-
-
 def _short(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
 
@@ -131,10 +127,8 @@ class RegistryEngine:
         retry_wait: float = 0.5,
         max_wait: float = 30.0,
         read_timeout: float = 120.0,
-        max_bytes: int | None = None,
         allowed_internal: Iterable[str] | None = None,
     ) -> None:
-        self._max_bytes = max_bytes
         # By default the registries we were told to speak plain HTTP to are the internal ones
         # we may reach; the bot passes its explicit source allowlist and target too.
         allowed = insecure if allowed_internal is None else allowed_internal
@@ -173,18 +167,29 @@ class RegistryEngine:
         except RegistryError as exc:
             raise _explain(exc, target, pushing=True) from exc
 
+    async def image_bytes(self, request: CopyRequest) -> int:
+        """What the copy would move (compressed layers and configs), from manifests alone.
+
+        The job service uses it to enforce MIRROR_MAX_IMAGE_BYTES before any blob moves,
+        whichever engine then copies.
+        """
+        try:
+            _, plan = await self._plan(request)
+        except RegistryError as exc:
+            raise _explain(exc, request.source, pushing=False) from exc
+        return plan.bytes
+
+    async def _plan(self, request: CopyRequest) -> tuple[Manifest, _Plan]:
+        top = await self._select(request, check_config=True)
+        plan = _Plan()
+        await self._collect(request.source, top, plan, whole=request.platform is None)
+        return top, plan
+
     async def copy(self, request: CopyRequest, progress: ProgressSink) -> CopyResult:
         src, dst = request.source, request.target
         pushing = False
         try:
-            top = await self._select(request, check_config=True)
-            plan = _Plan()
-            await self._collect(src, top, plan, whole=request.platform is None)
-            if self._max_bytes is not None and plan.bytes > self._max_bytes:
-                raise CopyFailed(
-                    f"`{src.familiar}` is too large: {_mib(plan.bytes)} MiB, over the limit of "
-                    f"{_mib(self._max_bytes)} MiB (MIRROR_MAX_IMAGE_BYTES)."
-                )
+            top, plan = await self._plan(request)
             reference = dst.tag or top.digest
             pushing = True
             current = await self._retry(

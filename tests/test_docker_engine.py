@@ -195,3 +195,18 @@ def test_a_digest_reference_copies_every_platform_unless_one_is_chosen(
         "linux/arm64",
         f"{flat}-linux-arm64:sha256-aaaaaaaaaaaa",
     )
+
+
+@pytest.mark.parametrize("engine", ["docker", "registry"])
+def test_an_image_over_the_size_limit_is_refused_before_any_blob_moves(
+    lab: lab_module.Lab, env: dict[str, str], engine: str
+) -> None:
+    env = env | {"MIRROR_MAX_IMAGE_BYTES": str(1 << 20), "MIRROR_ENGINE": engine}
+    started = time.time_ns()
+    code, [result], _ = run_json(env, f"{lab.source}/library/multi:1.0$too-big-{engine}")
+    assert code == 1
+    assert result["error"].startswith(f"`{lab.source}/library/multi:1.0` is too large: 6.0 MiB")
+    assert result["error"].endswith("over the limit of 1.0 MiB (MIRROR_MAX_IMAGE_BYTES).")
+    assert pulls_since(lab.docker_host, started) == []
+    with pytest.raises(lab_module.RegistryError):
+        lab_module.pull_manifest(lab.target, f"mirror/too-big-{engine}", "1.0")

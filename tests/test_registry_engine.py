@@ -244,19 +244,13 @@ async def test_unreachable_registry_is_transient(lab: lab_module.Lab) -> None:
     )
 
 
-async def test_an_image_over_the_size_limit_is_refused_before_any_blob(
-    lab: lab_module.Lab,
+async def test_image_bytes_counts_layers_and_config_from_manifests_alone(
+    lab: lab_module.Lab, engine: RegistryEngine
 ) -> None:
-    engine = RegistryEngine(insecure={lab.source, lab.target}, max_bytes=1 << 20)
     request = CopyRequest(
-        ref(lab.source, "library/multi", "1.0"), ref(lab.target, "m/big", "1.0"), None
+        ref(lab.source, "library/multi", "1.0"), ref(lab.target, "m/sized", "1.0"), None
     )
-    events = Events()
-    try:
-        with pytest.raises(CopyFailed) as caught:
-            await engine.copy(request, events)
-    finally:
-        await engine.aclose()
-    assert str(caught.value).startswith(f"`{lab.source}/library/multi:1.0` is too large: 6.0 MiB")
-    assert str(caught.value).endswith("over the limit of 1.0 MiB (MIRROR_MAX_IMAGE_BYTES).")
-    assert events == []
+    raw, _ = lab_module.pull_manifest(lab.source, "library/multi", "1.0")
+    manifest = json.loads(raw)
+    expected = manifest["config"]["size"] + sum(layer["size"] for layer in manifest["layers"])
+    assert await engine.image_bytes(request) == expected
