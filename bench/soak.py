@@ -21,7 +21,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import docker
 
@@ -29,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MIRROR_BOT = str(Path(sys.executable).parent / "mirror-bot")
 
 
-def load_lab():  # type: ignore[no-untyped-def]
+def load_lab() -> ModuleType:
     spec = importlib.util.spec_from_file_location("lab", ROOT / "scripts" / "lab.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -57,7 +59,7 @@ KINDS = {
 def requests_for(lab_source: str, count: int, rng: random.Random) -> list[str]:
     pool = [f"{lab_source}/library/soak{i}:1.0" for i in range(6)]
     pool += [f"{lab_source}/library/hello:1.0", f"{lab_source}/library/multi:1.0"]
-    makers = [
+    makers: list[tuple[int, Callable[[], str]]] = [
         (40, lambda: "/mirror " + " ".join(rng.sample(pool, rng.randint(1, 3)))),
         (12, lambda: f"/mirror {rng.choice(['Bad:Ref', 'a b@', 'UPPER/case', 'x' * 300])}"),
         (

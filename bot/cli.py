@@ -11,15 +11,16 @@ import getpass
 import json
 import logging
 import sys
-from typing import Any
+from typing import Any, cast
 
 import click
 from pydantic import ValidationError
 
 from bot import render
 from bot.settings import Settings
+from mirror.engines import EngineMode
 from mirror.errors import MirrorError
-from mirror.models import Item, ItemStatus, Job, new_job_id, platform_text
+from mirror.models import Item, Job, new_job_id, platform_text
 from mirror.naming import parse_image_spec
 from mirror.platform import parse_platform
 
@@ -89,7 +90,7 @@ async def _mirror(
 ) -> int:
     from bot.runtime import open_runtime
 
-    async with open_runtime(settings, engine=engine) as runtime:  # type: ignore[arg-type]
+    async with open_runtime(settings, engine=cast(EngineMode | None, engine)) as runtime:
         try:
             if len(images) > settings.mirror_max_images:
                 raise MirrorError(
@@ -157,7 +158,7 @@ def _report(
                 f"{item.source} -> {item.target.name}:{item.target.tag} "
                 f"({platform_text(item.platform)})"
             )
-        elif item.status is ItemStatus.FAILED or not item.status.ok:
+        elif not item.status.ok:
             click.echo(f"{item.source.familiar}: {item.status.value}: {item.error}")
         else:
             click.echo(
