@@ -13,7 +13,7 @@ from bot.settings import Settings
 from mirror.credentials import Credential
 from mirror.engine import Engine
 from mirror.engines import EngineChooser, EngineMode
-from mirror.jobs import JobService
+from mirror.jobs import JobService, OutcomeHook
 from mirror.naming import parse_target_base
 from mirror.store import Store
 
@@ -80,11 +80,16 @@ def build_engines(settings: Settings) -> dict[str, Callable[[], Engine]]:
 
 @asynccontextmanager
 async def open_runtime(
-    settings: Settings, *, engine: EngineMode | None = None
+    settings: Settings,
+    *,
+    engine: EngineMode | None = None,
+    on_outcome: OutcomeHook | None = None,
 ) -> AsyncIterator[Runtime]:
     store = await Store.open(settings.mirror_db)
     chooser = EngineChooser(engine or settings.mirror_engine, build_engines(settings))
-    service = JobService(store, chooser, concurrency=settings.mirror_concurrency)
+    service = JobService(
+        store, chooser, concurrency=settings.mirror_concurrency, on_outcome=on_outcome
+    )
     policy = Policy(settings)
     try:
         yield Runtime(
