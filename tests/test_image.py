@@ -147,6 +147,9 @@ def test_the_bot_runs_in_the_image_as_non_root_and_is_healthy(
             assert health in ("starting", "healthy"), docker(env, "logs", container)
             time.sleep(0.2)
 
+        lab_module.push_image(  # an image no other test copied, so the copy is real
+            lab.source, "team/in-container", "1.0", (lab_module.LayerSpec(48 * 1024, 7301),)
+        )
         copied = docker(
             env,
             "exec",
@@ -154,7 +157,7 @@ def test_the_bot_runs_in_the_image_as_non_root_and_is_healthy(
             "mirror-bot",
             "mirror",
             "--json",
-            f"{lab.source}/library/hello:1.0",
+            f"{lab.source}/team/in-container:1.0",
         )
         [result] = json.loads(copied)
         assert result["status"] == "succeeded", result
