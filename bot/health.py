@@ -8,12 +8,14 @@ cannot do its job and an operator sees why.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from bot.chat import ConfigurationError
 from bot.metrics import Metrics
 from mirror.engines import EngineChooser
 from mirror.store import Store
@@ -55,8 +57,17 @@ def make_app(metrics: Metrics, store: Store, engines: EngineChooser) -> web.Appl
 
 
 async def start_server(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Listen, or stop the bot with one sentence (a port in use is a configuration error)."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigurationError(
+            f"Cannot serve metrics on {host}:{port} "
+            f"({os.strerror(exc.errno) if exc.errno else exc}); choose another "
+            "MIRROR_METRICS_PORT or MIRROR_METRICS_LISTEN."
+        ) from None
     log.info("metrics and health on http://%s:%d/metrics and /healthz", host, port)
     return runner

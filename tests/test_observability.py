@@ -163,3 +163,30 @@ def test_healthz_fails_when_the_only_engine_cannot_work(
     assert report["engines"] == {
         "docker": f"The Docker daemon at `unix://{tmp_path}/no-daemon.sock` does not answer."
     }
+
+
+def test_a_metrics_port_in_use_stops_the_bot_with_one_sentence(
+    lab: lab_module.Lab, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = bot_env(
+            lab,
+            tmp_path / "port.db",
+            MIRROR_METRICS_PORT=str(port),
+            MIRROR_METRICS_LISTEN="127.0.0.1",
+        )
+        done = subprocess.run(
+            [MIRROR_BOT, "run"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 2
+    assert f"Cannot serve metrics on 127.0.0.1:{port} (Address already in use)" in done.stderr
+    assert "Traceback" not in done.stderr

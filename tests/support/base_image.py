@@ -99,6 +99,11 @@ def python_rootfs(root: Path) -> str:
         if not (root / target.relative_to("/")).exists():
             _copy(lib, root, target)
 
+    debian_wheels = Path("/usr/share/python-wheels")  # Debian's ensurepip takes pip from here
+    if debian_wheels.is_dir():
+        for wheel in debian_wheels.iterdir():
+            _copy(wheel, root)
+
     etc = root / "etc"
     etc.mkdir(exist_ok=True)
     (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
