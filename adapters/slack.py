@@ -310,6 +310,21 @@ class SlackAdapter:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    async def check(self) -> str:
+        """``auth.test`` once, for ``mirror-bot check``: who the token is, or why not."""
+        try:
+            response = await self._api.posts.auth_test()
+        except SlackApiError as exc:
+            raise SlackSetupError(
+                f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')}); check the bot token."
+            ) from None
+        except (TimeoutError, OSError, ClientError) as exc:
+            raise SlackSetupError(
+                f"Slack's Web API at {self._api.posts.base_url} did not answer "
+                f"({type(exc).__name__}); check SLACK_API_URL and HTTPS_PROXY."
+            ) from None
+        return f"bot {response.get('user')} in workspace {response.get('team')} ({self.mode} mode)"
+
     async def _who_am_i(self) -> None:
         """``auth.test``: the bot's user id (to strip its mentions), and a bad token fails fast."""
         backoff = 1.0

@@ -306,6 +306,25 @@ class TelegramAdapter:
 
     # -- start-up -----------------------------------------------------------------------------
 
+    async def check(self) -> str:
+        """``getMe`` once, for ``mirror-bot check``: the bot's name, or one sentence why not."""
+        bot = self._app.bot
+        try:
+            async with bot:  # initialize() is getMe
+                me = bot.bot
+        except InvalidToken:
+            raise ConfigurationError(
+                f"The Bot API server at {self._api_url} rejected TELEGRAM_BOT_TOKEN; check "
+                "the token from @BotFather."
+            ) from None
+        except TelegramError as exc:
+            raise ConfigurationError(
+                f"The Bot API server at {self._api_url} did not answer getMe ({exc.message}); "
+                "check TELEGRAM_API_URL and HTTPS_PROXY."
+            ) from None
+        mode = "webhook" if self._webhook_url else "long polling"
+        return f"bot @{me.username} ({mode})"
+
     async def _initialize(self) -> None:
         """``getMe`` until it answers: the Bot API may be unreachable for a while."""
         backoff = 1.0

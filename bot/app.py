@@ -32,6 +32,7 @@ from bot.settings import Settings
 from bot.view import MessageView
 from mirror.errors import MirrorError
 from mirror.jobs import JobListener, JobService
+from mirror.logcontext import job_context
 from mirror.models import Job, new_job_id
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,9 @@ class MirrorBot:
             log.exception("could not handle a %s command", incoming.platform)
             view = render.error("Something went wrong on my side; the bot's log has the details.")
         try:
-            await deliver(partial(conversation.post, view), what="answer")
+            await deliver(
+                partial(conversation.post, view), what="answer", adapter=incoming.platform
+            )
         except (TimeoutError, Undeliverable) as exc:
             log.error("could not answer a %s command: %s", incoming.platform, exc)
 
@@ -142,12 +145,17 @@ class MirrorBot:
             chat=f"{incoming.platform}:{incoming.chat_id}",
             items=items,
         )
-        ack = render.acknowledgement(job)
-        reply = await deliver(partial(conversation.post, ack), what="acknowledgement")
-        job.reply_ref = f"{incoming.platform}:{reply.ref}"
-        live = LiveMessage(reply, conversation.edit_interval, initial=ack)
-        task = await self.service.submit(job, _progress_to(live))
-        self._follow(job, task, conversation, live)
+        with job_context(job.id):  # the live message and the follower log with the job's id
+            ack = render.acknowledgement(job)
+            reply = await deliver(
+                partial(conversation.post, ack), what="acknowledgement", adapter=incoming.platform
+            )
+            job.reply_ref = f"{incoming.platform}:{reply.ref}"
+            live = LiveMessage(
+                reply, conversation.edit_interval, initial=ack, adapter=incoming.platform
+            )
+            task = await self.service.submit(job, _progress_to(live))
+            self._follow(job, task, conversation, live)
 
     def _follow(
         self,
@@ -180,7 +188,11 @@ class MirrorBot:
             await live.finish(render.progress(job))
             long_job = time.monotonic() - started >= self.settings.mirror_long_job_seconds
             final = render.answer(job, self.render_options, notify=long_job)
-            await deliver(partial(conversation.post, final), what="final answer")
+            await deliver(
+                partial(conversation.post, final),
+                what="final answer",
+                adapter=job.chat.partition(":")[0],
+            )
         except (TimeoutError, Undeliverable) as exc:
             log.error("job %s finished but its chat did not take the answer: %s", job.id, exc)
 
@@ -197,10 +209,11 @@ class MirrorBot:
                 await self.service.fail_interrupted(job, INTERRUPTED)
                 continue
             conversation, reply = reopened
-            live = LiveMessage(reply, conversation.edit_interval)
-            live.update(render.progress(job))
-            task = self.service.resume(job, _progress_to(live))
-            self._follow(job, task, conversation, live)
+            with job_context(job.id):
+                live = LiveMessage(reply, conversation.edit_interval, adapter=platform)
+                live.update(render.progress(job))
+                task = self.service.resume(job, _progress_to(live))
+                self._follow(job, task, conversation, live)
             resumed += 1
         return resumed
 

@@ -58,6 +58,26 @@ def run() -> None:
 
 
 @main.command()
+def check() -> None:
+    """Check the configuration and reach every configured service; exit 1 if any fails."""
+    from bot.check import CheckResult, run_checks
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]).upper()
+        click.echo(f"configuration: FAILED: {field}: {first['msg']}.")
+        sys.exit(EXIT_FAILED)
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    click.echo("configuration: ok")
+    results: list[CheckResult] = asyncio.run(run_checks(settings))
+    for result in results:
+        click.echo(result.line())
+    sys.exit(EXIT_OK if all(r.ok or not r.counts for r in results) else EXIT_FAILED)
+
+
+@main.command()
 @click.argument("images", nargs=-1, required=True)
 @click.option("--platform", "platform_text_", metavar="OS/ARCH|all", help="Platform to copy.")
 @click.option(
@@ -75,8 +95,14 @@ def mirror(
     as_json: bool,
 ) -> None:
     """Copy IMAGE... to MIRROR_TARGET."""
+    from bot.logs import configure_logging
+
     settings = _settings()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(
+        settings.secrets(),
+        level=settings.mirror_log_level or logging.WARNING,
+        fmt=settings.mirror_log_format,
+    )
     sys.exit(asyncio.run(_mirror(settings, images, platform_text_, engine, dry_run, as_json)))
 
 

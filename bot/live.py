@@ -14,9 +14,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from bot.chat import RateLimited, Reply, Undeliverable
+from bot.metrics import METRICS
 from bot.view import MessageView
 
 log = logging.getLogger(__name__)
@@ -29,22 +30,31 @@ async def deliver(
     *,
     give_up_after: float = 900.0,
     what: str = "message",
+    adapter: str = "chat",
 ) -> T:
     """Run a chat API call until it succeeds, honouring RateLimited and backing off on faults;
-    an :class:`Undeliverable` answer ends it at once."""
+    an :class:`Undeliverable` answer ends it at once.
+
+    Every failure is counted in the metrics under ``adapter`` (rate limited or failed), and
+    as a retry unless the deadline makes it the last.
+    """
     deadline = time.monotonic() + give_up_after
     backoff = 1.0
     while True:
+        kind: Literal["rate_limited", "failed"]
         try:
             return await call()
         except RateLimited as exc:
             wait = max(exc.retry_after, 0.05)
+            kind = "rate_limited"
             log.info("chat API rate limit on %s; retrying in %.1fs", what, wait)
-        except (asyncio.CancelledError, Undeliverable):
+        except Undeliverable:
+            METRICS.chat_trouble(adapter, "undeliverable", retrying=False)
             raise
         except Exception as exc:  # the chat API or network failed: retry, never crash the job
             wait = backoff
             backoff = min(backoff * 2, 60.0)
+            kind = "failed"
             log.warning(
                 "chat API call for %s failed (%s); retrying in %.0fs",
                 what,
@@ -52,13 +62,24 @@ async def deliver(
                 wait,
             )
         if time.monotonic() + wait > deadline:
+            METRICS.chat_trouble(adapter, kind, retrying=False)
+            METRICS.chat_trouble(adapter, "gave_up", retrying=False)
             raise TimeoutError(f"gave up delivering {what}")
+        METRICS.chat_trouble(adapter, kind, retrying=True)
         await asyncio.sleep(wait)
 
 
 class LiveMessage:
-    def __init__(self, reply: Reply, interval: float, initial: MessageView | None = None) -> None:
+    def __init__(
+        self,
+        reply: Reply,
+        interval: float,
+        initial: MessageView | None = None,
+        *,
+        adapter: str = "chat",
+    ) -> None:
         self._reply = reply
+        self._adapter = adapter
         self._interval = interval
         self._sent = initial
         self._latest: MessageView | None = initial
@@ -97,7 +118,9 @@ class LiveMessage:
             view = self._latest
             if view is not None and view != self._sent:
                 try:
-                    await deliver(partial(self._reply.edit, view), what="progress edit")
+                    await deliver(
+                        partial(self._reply.edit, view), what="progress edit", adapter=self._adapter
+                    )
                 except (TimeoutError, Undeliverable) as exc:
                     log.error("could not deliver an edit of %s: %s", self._reply.ref, exc)
                 self._sent = view

@@ -1,11 +1,23 @@
-"""Logging that never prints a secret, whatever a library puts in a message."""
+"""Logging that never prints a secret and names the job of every line written for one.
+
+Lines are ``key=value`` text by default (``ts=... level=INFO logger=mirror.jobs job=ab12cd
+msg="..."``) or one JSON object per line with ``MIRROR_LOG_FORMAT=json``, for log shippers.
+The job id comes from ``mirror.logcontext.JOB_ID``, which the job service sets for each job's
+tasks; lines outside a job carry ``job=-`` (text) or no ``job`` key (JSON).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
+from typing import Literal
+
+from mirror.logcontext import JOB_ID
 
 REDACTED = "***"
+
+LogFormat = Literal["text", "json"]
 
 
 class RedactSecrets(logging.Filter):
@@ -28,10 +40,49 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-def configure_logging(secrets: Iterable[str], *, level: int = logging.INFO) -> None:
+class JobIdFilter(logging.Filter):
+    """Stamps each record with the job the running task works for (``record.job_id``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.job_id = JOB_ID.get()
+        return True
+
+
+class KeyValueFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = (
+            f"ts={self.formatTime(record)} level={record.levelname} logger={record.name} "
+            f"job={getattr(record, 'job_id', None) or '-'} msg={json.dumps(record.getMessage())}"
+        )
+        if record.exc_text:
+            line += f" exc={json.dumps(record.exc_text)}"
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+        }
+        job_id = getattr(record, "job_id", None)
+        if job_id:
+            entry["job"] = job_id
+        entry["msg"] = record.getMessage()
+        if record.exc_text:
+            entry["exc"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(
+    secrets: Iterable[str], *, level: int | str = logging.INFO, fmt: LogFormat = "text"
+) -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
+    # Redaction first: it folds a traceback into exc_text, which the formatters print.
     handler.addFilter(RedactSecrets(secrets))
+    handler.addFilter(JobIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -14,7 +14,7 @@ from bot.settings import Settings
 from mirror.credentials import Credential
 from mirror.engine import CopyRequest, Engine
 from mirror.engines import EngineChooser, EngineMode
-from mirror.jobs import JobService
+from mirror.jobs import JobService, OutcomeHook
 from mirror.naming import parse_target_base
 from mirror.store import Store
 
@@ -89,7 +89,10 @@ async def image_bytes(chooser: EngineChooser, request: CopyRequest) -> int:
 
 @asynccontextmanager
 async def open_runtime(
-    settings: Settings, *, engine: EngineMode | None = None
+    settings: Settings,
+    *,
+    engine: EngineMode | None = None,
+    on_outcome: OutcomeHook | None = None,
 ) -> AsyncIterator[Runtime]:
     store = await Store.open(settings.mirror_db)
     chooser = EngineChooser(engine or settings.mirror_engine, build_engines(settings))
@@ -99,6 +102,7 @@ async def open_runtime(
         concurrency=settings.mirror_concurrency,
         max_bytes=settings.mirror_max_image_bytes,
         measure=partial(image_bytes, chooser),
+        on_outcome=on_outcome,
     )
     policy = Policy(settings)
     try:

@@ -8,7 +8,9 @@ import logging
 import signal
 
 from bot.app import MirrorBot
+from bot.health import make_app, start_server
 from bot.logs import configure_logging
+from bot.metrics import METRICS
 from bot.plugins import configured_adapters, load_adapter
 from bot.runtime import open_runtime
 from bot.settings import Settings
@@ -19,13 +21,25 @@ log = logging.getLogger(__name__)
 async def serve(settings: Settings) -> int:
     names = configured_adapters(settings)
     console_only = names == ["console"]
-    configure_logging(settings.secrets(), level=logging.WARNING if console_only else logging.INFO)
+    configure_logging(
+        settings.secrets(),
+        level=settings.mirror_log_level or (logging.WARNING if console_only else logging.INFO),
+        fmt=settings.mirror_log_format,
+    )
     adapters = {name: load_adapter(name, settings) for name in names}
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with open_runtime(settings) as runtime:
+    async with open_runtime(settings, on_outcome=METRICS.observe_outcome) as runtime:
+        METRICS.watch_queue(lambda: runtime.service.in_flight)
+        http = None
+        if settings.mirror_metrics_port is not None:
+            http = await start_server(
+                make_app(METRICS, runtime.store, runtime.service.engines),
+                settings.mirror_metrics_listen,
+                settings.mirror_metrics_port,
+            )
         bot = MirrorBot(
             settings, runtime.service, runtime.policy, runtime.planner, runtime.render_options
         )
@@ -49,4 +63,6 @@ async def serve(settings: Settings) -> int:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await bot.aclose()
+        if http is not None:
+            await http.cleanup()
     return 0

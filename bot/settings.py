@@ -78,7 +78,12 @@ class Settings(BaseSettings):
     mirror_user_rate: Rate | None = None
     """Images one person may mirror per period, written ``20/hour`` (also minute, day)."""
     mirror_db: Path = Field(default_factory=_default_db)
-    mirror_metrics_port: int | None = None
+    mirror_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """Serve ``/metrics`` and ``/healthz`` on this port (``mirror-bot run`` only)."""
+    mirror_metrics_listen: str = "0.0.0.0"
+    mirror_log_format: Literal["text", "json"] = "text"
+    mirror_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
+    """Default INFO, WARNING for the console (whose screen the log would clutter)."""
     mirror_long_job_seconds: float = 60.0
     docker_host: str | None = None
 
@@ -107,6 +112,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part for part in value.replace(",", " ").split() if part)
         return value
+
+    @field_validator("mirror_log_level", mode="before")
+    @classmethod
+    def _level(cls, value: object) -> object:
+        return value.strip().upper() or None if isinstance(value, str) else value
 
     @field_validator("mirror_user_rate", mode="before")
     @classmethod

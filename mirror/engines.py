@@ -63,6 +63,27 @@ class EngineChooser:
             )
         raise EngineUnavailable(f"The {self.mode} engine is not set up here.")
 
+    async def health(self) -> dict[str, str | None]:
+        """Each engine tried, with None when it can work or the reason it cannot.
+
+        Stops at the first that can work (the registry engine first in ``auto``: it needs no
+        daemon), so a health probe costs one cheap check when things are well.
+        """
+        names = ["registry", "docker"] if self.mode == "auto" else [self.mode]
+        found: dict[str, str | None] = {}
+        for name in names:
+            engine = self.get(name)
+            if engine is None:
+                continue
+            try:
+                await engine.ensure_available()
+            except EngineUnavailable as exc:
+                found[name] = str(exc)
+                continue
+            found[name] = None
+            break
+        return found
+
     async def aclose(self) -> None:
         for engine in self._engines.values():
             await engine.aclose()

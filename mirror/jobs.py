@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from mirror.engine import CopyRequest, Engine, ProgressSink
 from mirror.engines import EngineChooser
 from mirror.errors import CopyFailed, MirrorError, NameConflict
+from mirror.logcontext import JOB_ID
 from mirror.models import Item, ItemStatus, Job, platform_text
 from mirror.progress import ProgressEvent, ProgressTracker, Stage, StageChanged
 from mirror.store import Store
@@ -63,6 +65,10 @@ class _Flight:
             sink(event)
 
 
+OutcomeHook = Callable[[Outcome], None]
+"""Called once per copy when it ends (coalesced requesters share it); for metrics."""
+
+
 def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, CopyFailed) and exc.transient
 
@@ -78,6 +84,7 @@ class JobService:
         retry_wait: float = 1.0,
         max_bytes: int | None = None,
         measure: Measure | None = None,
+        on_outcome: OutcomeHook | None = None,
     ) -> None:
         self._max_bytes = max_bytes
         self._measure = measure
@@ -90,6 +97,7 @@ class JobService:
         self._tasks: dict[str, asyncio.Task[Job]] = {}
         self._jobs: dict[str, Job] = {}
         self._shutting_down = False
+        self._on_outcome = on_outcome
 
     # -- public -----------------------------------------------------------------------------
 
@@ -122,6 +130,11 @@ class JobService:
                 item.error = reason
                 await self.store.save_item(job, idx)
 
+    @property
+    def in_flight(self) -> int:
+        """Copies waiting for a slot or running (coalesced requests count once)."""
+        return len(self._flights)
+
     def active(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
 
@@ -148,7 +161,12 @@ class JobService:
 
     def _start(self, job: Job, listener: JobListener) -> asyncio.Task[Job]:
         self._jobs[job.id] = job
-        task = asyncio.create_task(self._run_job(job, listener), name=f"job-{job.id}")
+        # The job's task and every task it starts log with its id (mirror.logcontext).
+        context = contextvars.copy_context()
+        context.run(JOB_ID.set, job.id)
+        task = asyncio.create_task(
+            self._run_job(job, listener), name=f"job-{job.id}", context=context
+        )
         self._tasks[job.id] = task
 
         def forget(_: asyncio.Task[Job]) -> None:
@@ -196,7 +214,7 @@ class JobService:
             request = CopyRequest(item.source, item.target, item.platform)
             new = _Flight(task=asyncio.create_task(self._copy_once(request, key)))
             self._flights[key] = flight = new
-            new.task.add_done_callback(lambda _: self._flights.pop(key, None))
+            new.task.add_done_callback(lambda task: self._landed(key, task))
         else:
             log.info("job %s: %s coalesced with a copy in flight", job.id, item.target)
             if flight.stage is not None:
@@ -212,6 +230,28 @@ class JobService:
         await self.store.save_item(job, idx)
         listener(job)
 
+    def _landed(self, key: tuple[str, str, str], task: asyncio.Task[Outcome]) -> None:
+        self._flights.pop(key, None)
+        if task.cancelled():
+            if self._shutting_down:  # a restart resumes it: not an outcome yet
+                return
+            outcome = Outcome(ItemStatus.CANCELLED)
+        elif task.exception() is None:
+            outcome = task.result()
+        else:  # _copy_once turns every error into an outcome; nothing to count
+            return
+        log.info(
+            "copy to %s ended: %s (engine %s, %s bytes, %.2fs)%s",
+            key[1],
+            outcome.status.value,
+            outcome.engine or "-",
+            outcome.bytes if outcome.bytes is not None else "-",
+            outcome.seconds or 0.0,
+            f": {outcome.error}" if outcome.error else "",
+        )
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
+
     async def _copy_once(self, request: CopyRequest, key: tuple[str, str, str]) -> Outcome:
         def emit(event: ProgressEvent) -> None:
             flight = self._flights.get(key)
@@ -224,6 +264,13 @@ class JobService:
             engine: Engine | None = None
             try:
                 engine = await self.engines.choose(request)
+                log.info(
+                    "copy %s -> %s (%s) with the %s engine",
+                    request.source,
+                    request.target,
+                    platform_text(request.platform),
+                    engine.name,
+                )
                 previous = await self._already_mirrored(engine, request)
                 if previous is not None:
                     return Outcome(

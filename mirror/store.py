@@ -69,6 +69,11 @@ class Store:
         await db.commit()
         return cls(db)
 
+    async def ping(self) -> None:
+        """Raise sqlite3.Error unless the database answers (for the health check)."""
+        cursor = await self._db.execute("SELECT 1")
+        await cursor.fetchone()
+
     async def close(self) -> None:
         await self._db.close()
 

@@ -1,0 +1,131 @@
+"""``mirror-bot check``: is the configuration usable, and does every configured service answer?
+
+One line per part, ``ok`` or ``FAILED: <one sentence>``, so an operator setting the bot up (or
+a deployment pipeline) learns in seconds what is wrong, before any chat message is sent.
+Chat services are asked through their adapters' ``check`` (``bot`` knows no chat SDK).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.chat import Checkable
+from bot.plugins import load_adapter
+from bot.runtime import build_engines, credentials
+from bot.settings import Settings
+from mirror.errors import MirrorError
+from mirror.naming import parse_target_base
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    part: str
+    ok: bool
+    detail: str
+    counts: bool = True
+    """False for a note that does not make the check fail (an optional part is missing)."""
+
+    def line(self) -> str:
+        if self.ok:
+            return f"{self.part}: ok{f' ({self.detail})' if self.detail else ''}"
+        if not self.counts:
+            return f"{self.part}: not used: {self.detail}"
+        return f"{self.part}: FAILED: {self.detail}"
+
+
+async def check_target(settings: Settings) -> CheckResult:
+    from mirror.registry_client import (
+        AccessDenied,
+        Forbidden,
+        RegistryError,
+        TimedOut,
+        Unreachable,
+    )
+    from mirror.registry_engine import RegistryEngine
+
+    part = "target registry"
+    if not settings.mirror_target:
+        return CheckResult(part, False, "MIRROR_TARGET is not set; set it to REGISTRY/NAMESPACE.")
+    try:
+        registry = parse_target_base(settings.mirror_target).registry
+    except MirrorError as exc:
+        return CheckResult(part, False, str(exc))
+    engine = build_engines(settings)["registry"]()
+    assert isinstance(engine, RegistryEngine)
+    client = engine.client
+    user = credentials(settings).get(registry) or client.credential(registry)
+    try:
+        async with client.request("GET", registry, "/v2/", scope=""):
+            pass
+    except AccessDenied:
+        if user is None:
+            why = (
+                f"{registry} asks for a login and none is set: set MIRROR_TARGET_USERNAME and "
+                f"MIRROR_TARGET_PASSWORD, or run `docker login {registry}`."
+            )
+        else:
+            why = (
+                f"{registry} refused the login of {user.username}: check "
+                "MIRROR_TARGET_USERNAME and MIRROR_TARGET_PASSWORD (or `docker login`)."
+            )
+        return CheckResult(part, False, why)
+    except Forbidden:
+        return CheckResult(
+            part, False, f"{registry} resolves to an internal address the egress guard refuses."
+        )
+    except (Unreachable, TimedOut) as exc:
+        hint = (
+            ""
+            if registry in settings.mirror_insecure_registries
+            else ("; a plain-HTTP registry must be listed in MIRROR_INSECURE_REGISTRIES")
+        )
+        return CheckResult(
+            part,
+            False,
+            f"{registry} does not answer ({exc.detail or 'no answer'}): check the address, "
+            f"the network and HTTPS_PROXY{hint}.",
+        )
+    except RegistryError as exc:
+        return CheckResult(part, False, f"{registry} answered {exc.detail or 'with an error'}.")
+    finally:
+        await engine.aclose()
+    who = f"logged in as {user.username}" if user else "no credentials; anonymous access works"
+    return CheckResult(part, True, f"{registry}, {who}")
+
+
+async def check_docker(settings: Settings) -> CheckResult:
+    from mirror.errors import EngineUnavailable
+
+    part = "docker daemon"
+    if settings.mirror_engine == "registry":
+        return CheckResult(part, False, "MIRROR_ENGINE=registry.", counts=False)
+    engine = build_engines(settings)["docker"]()
+    try:
+        await engine.ensure_available()
+    except EngineUnavailable as exc:
+        # With auto and no DOCKER_HOST named, the registry engine does every copy: a note.
+        required = settings.mirror_engine == "docker" or settings.docker_host is not None
+        detail = str(exc) if required else f"{exc} The registry engine copies instead."
+        return CheckResult(part, False, detail, counts=required)
+    finally:
+        await engine.aclose()
+    return CheckResult(part, True, settings.docker_host or "the local socket")
+
+
+async def check_adapter(name: str, settings: Settings) -> CheckResult:
+    try:
+        adapter = load_adapter(name, settings)
+        if not isinstance(adapter, Checkable):
+            return CheckResult(name, True, "nothing to reach")
+        return CheckResult(name, True, await adapter.check())
+    except MirrorError as exc:  # ConfigurationError: one sentence from the adapter
+        return CheckResult(name, False, str(exc))
+
+
+async def run_checks(settings: Settings) -> list[CheckResult]:
+    results = [await check_target(settings), await check_docker(settings)]
+    if settings.slack_bot_token:
+        results.append(await check_adapter("slack", settings))
+    if settings.telegram_bot_token:
+        results.append(await check_adapter("telegram", settings))
+    return results
