@@ -42,20 +42,30 @@ class EngineChooser:
             return ["registry", "docker"]
         return ["docker", "registry"]
 
-    async def choose(self, request: CopyRequest) -> Engine:
-        reasons: list[str] = []
-        for name in self.preference(request):
+    async def _first_available(
+        self, names: list[str]
+    ) -> tuple[Engine | None, dict[str, str | None]]:
+        """The first of ``names`` that can work now, and each one tried: None or why not."""
+        tried: dict[str, str | None] = {}
+        for name in names:
             engine = self.get(name)
             if engine is None:
                 continue
             try:
                 await engine.ensure_available()
             except EngineUnavailable as exc:
-                reasons.append(str(exc))
+                tried[name] = str(exc)
                 continue
+            tried[name] = None
+            return engine, tried
+        return None, tried
+
+    async def choose(self, request: CopyRequest) -> Engine:
+        engine, tried = await self._first_available(self.preference(request))
+        if engine is not None:
             return engine
-        if reasons:
-            raise EngineUnavailable(" ".join(reasons))
+        if tried:
+            raise EngineUnavailable(" ".join(r for r in tried.values() if r))
         if request.platform is None:
             raise EngineUnavailable(
                 "Copying every platform needs the registry engine, which is not set up here; "
@@ -69,20 +79,9 @@ class EngineChooser:
         Stops at the first that can work (the registry engine first in ``auto``: it needs no
         daemon), so a health probe costs one cheap check when things are well.
         """
-        names = ["registry", "docker"] if self.mode == "auto" else [self.mode]
-        found: dict[str, str | None] = {}
-        for name in names:
-            engine = self.get(name)
-            if engine is None:
-                continue
-            try:
-                await engine.ensure_available()
-            except EngineUnavailable as exc:
-                found[name] = str(exc)
-                continue
-            found[name] = None
-            break
-        return found
+        names: list[str] = ["registry", "docker"] if self.mode == "auto" else [self.mode]
+        _, tried = await self._first_available(names)
+        return tried
 
     async def aclose(self) -> None:
         for engine in self._engines.values():
