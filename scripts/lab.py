@@ -669,7 +669,8 @@ def _unmount_under(path: Path) -> None:
             subprocess.run([umount, "-l", point], check=False, capture_output=True)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now (the lab's and the tests' servers)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -1000,7 +1001,7 @@ class Lab:
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
         last_error = ""
         for _attempt in range(5):
-            port = _free_port()
+            port = free_port()
             address = f"127.0.0.1:{port}"
             config = base / "config.yml"
             config.write_text(

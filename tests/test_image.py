@@ -22,7 +22,7 @@ import pytest
 
 import lab as lab_module
 from tests.support.base_image import import_base_image
-from tests.test_observability import free_port, get
+from tests.test_observability import get
 
 REPO = Path(__file__).resolve().parent.parent
 CONTEXT_FILES = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md")
@@ -93,7 +93,7 @@ def test_the_bot_runs_in_the_image_as_non_root_and_is_healthy(
     lab: lab_module.Lab, image: str
 ) -> None:
     env = lab.env() | {"PATH": "/usr/local/bin:/usr/bin:/bin"}
-    port = free_port()
+    port = lab_module.free_port()
     lab_env = lab.env()
     container = docker(
         env,

@@ -25,12 +25,6 @@ import lab as lab_module
 from tests.support.cli import MIRROR_BOT, bot_env
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def get(port: int, path: str) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as resp:
@@ -90,7 +84,7 @@ def scrape(port: int) -> dict[str, float]:
 def test_metrics_move_when_a_job_runs_and_its_log_lines_carry_its_id(
     lab: lab_module.Lab, tmp_path: Path
 ) -> None:
-    port = free_port()
+    port = lab_module.free_port()
     env = bot_env(
         lab,
         tmp_path / "metrics.db",
@@ -144,7 +138,7 @@ def test_metrics_move_when_a_job_runs_and_its_log_lines_carry_its_id(
 def test_healthz_fails_when_the_only_engine_cannot_work(
     lab: lab_module.Lab, tmp_path: Path
 ) -> None:
-    port = free_port()
+    port = lab_module.free_port()
     env = bot_env(
         lab,
         tmp_path / "health.db",

@@ -41,13 +41,6 @@ USER = "U0ALICE01"
 # -- the bot process ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass
 class RunningBot:
     slack: FakeSlack
@@ -70,7 +63,7 @@ def _wait_listening(bot: RunningBot) -> None:
 
 def start_bot(lab: lab_module.Lab, slack: FakeSlack, relay: str, db: Path, log: Path) -> RunningBot:
     """``mirror-bot run`` with the lab's settings; Socket Mode when ``slack`` has an app token."""
-    port = _free_port()
+    port = lab_module.free_port()
     extra = {"SLACK_APP_TOKEN": slack.app_token} if slack.app_token else {}
     lab_env = lab.env()
     env = bot_env(

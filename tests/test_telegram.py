@@ -10,7 +10,6 @@ import html
 import itertools
 import re
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -241,16 +240,10 @@ async def test_a_429_storm_is_waited_out_and_the_answer_still_arrives(
     assert pre_blocks(final.text)[0].startswith("docker pull ")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_webhook_mode_needs_the_secret_header(
     env: dict[str, str], telegram: FakeTelegram, tmp_path: Path
 ) -> None:
-    port = free_port()
+    port = lab_module.free_port()
     secret = "s3cret_Token-" + uuid.uuid4().hex
     env = env | {
         "TELEGRAM_WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram/hook",
