@@ -15,6 +15,7 @@ from aiohttp import web
 
 from mirror.egress import EgressGuard
 from mirror.registry_client import Forbidden, RegistryClient
+from tests.support.local_http import serve_locally
 
 MANIFEST = b'{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json"}'
 
@@ -48,11 +49,8 @@ async def hostile() -> AsyncIterator[int]:
     app = web.Application()
     app.router.add_get("/v2/", base)
     app.router.add_route("*", "/v2/r/manifests/{ref}", manifest)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port_box.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+    runner, port = await serve_locally(app)
+    port_box.append(port)
     try:
         yield port_box[0]
     finally:

@@ -24,6 +24,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
 
+from tests.support.local_http import serve_locally
+
 BOT_USER_ID = "UB0T00001"
 BOT_ID = "BB0T00001"
 TEAM_ID = "T0TEAM001"
@@ -72,11 +74,7 @@ class FakeSlack:
         app.router.add_post("/api/{method}", self._api)
         app.router.add_post("/hooks/{path:.*}", self._hook)
         app.router.add_get("/link", self._socket)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port: int = self._runner.addresses[0][1]
+        self._runner, port = await serve_locally(app, access_log=None)
         return port
 
     def stop(self) -> None:

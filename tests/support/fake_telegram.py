@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from tests.support.local_http import serve_locally
+
 T = TypeVar("T")
 
 BOT_ID = 4242
@@ -100,11 +102,7 @@ class FakeTelegram:
     async def start(self) -> FakeTelegram:
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self._dispatch)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
+        self._runner, port = await serve_locally(app, access_log=None)
         self.url = f"http://127.0.0.1:{port}"
         return self
 

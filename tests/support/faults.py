@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
+from tests.support.local_http import serve_locally
+
 _HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -84,13 +86,7 @@ class FaultProxy:
         self._session = aiohttp.ClientSession(auto_decompress=False)
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.Server)
-        port = server.sockets[0].getsockname()[1]
+        self._runner, port = await serve_locally(app, handle_signals=False, shutdown_timeout=0.5)
         self.address = f"127.0.0.1:{port}"
         return self
 

@@ -8,7 +8,6 @@ request is logged, so tests can tell anonymous from authenticated traffic and co
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime
 import secrets
@@ -22,6 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+
+from tests.support.local_http import serve_locally
 
 SERVICE = "lab-token-registry"
 ISSUER = "lab-token-issuer"
@@ -82,13 +83,8 @@ class TokenServer:
     async def start(self) -> TokenServer:
         app = web.Application()
         app.router.add_get("/token", self._token)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.Server)
-        self.realm = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/token"
+        self._runner, port = await serve_locally(app, handle_signals=False, shutdown_timeout=0.5)
+        self.realm = f"http://127.0.0.1:{port}/token"
         return self
 
     async def stop(self) -> None:
