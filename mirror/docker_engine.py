@@ -102,31 +102,29 @@ class DockerEngine:
         except docker.errors.APIError as exc:
             raise self._unavailable() from exc
 
-    async def source_digest(self, request: CopyRequest) -> str:
-        ref = request.source
-        try:
-            info = await self._run(
-                lambda: self._client().inspect_distribution(
-                    _pullable(ref), auth_config=self._auth(ref.registry)
-                )
+    async def _registry_digest(self, ref: ImageRef) -> str:
+        """The digest the registry holds for ``ref``, asked through the daemon (its auth)."""
+        info = await self._run(
+            lambda: self._client().inspect_distribution(
+                _pullable(ref), auth_config=self._auth(ref.registry)
             )
-        except docker.errors.APIError as exc:
-            raise _explain(str(exc.explanation or exc), ref, pushing=False) from exc
+        )
         return str(info["Descriptor"]["digest"])
+
+    async def source_digest(self, request: CopyRequest) -> str:
+        try:
+            return await self._registry_digest(request.source)
+        except docker.errors.APIError as exc:
+            raise _explain(str(exc.explanation or exc), request.source, pushing=False) from exc
 
     async def target_digest(self, target: ImageRef) -> str | None:
         try:
-            info = await self._run(
-                lambda: self._client().inspect_distribution(
-                    _pullable(target), auth_config=self._auth(target.registry)
-                )
-            )
+            return await self._registry_digest(target)
         except docker.errors.APIError as exc:
             text = str(exc.explanation or exc).lower()
             if "unknown" in text or "not found" in text:
                 return None
             raise _explain(text, target, pushing=True) from exc
-        return str(info["Descriptor"]["digest"])
 
     async def copy(self, request: CopyRequest, progress: ProgressSink) -> CopyResult:
         if request.platform is None:
