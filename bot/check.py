@@ -34,14 +34,14 @@ class CheckResult:
 
 
 async def check_target(settings: Settings) -> CheckResult:
-    from mirror.registry_client import (
+    from mirror.registry.engine import RegistryEngine
+    from mirror.registry.errors import (
         AccessDenied,
         Forbidden,
         RegistryError,
         TimedOut,
         Unreachable,
     )
-    from mirror.registry_engine import RegistryEngine
 
     part = "target registry"
     if not settings.mirror_target:

@@ -67,7 +67,7 @@ def build_engines(settings: Settings) -> dict[str, Callable[[], Engine]]:
         return DockerEngine(settings.docker_host, credentials(settings))
 
     def registry_engine() -> Engine:
-        from mirror.registry_engine import RegistryEngine
+        from mirror.registry.engine import RegistryEngine
 
         return RegistryEngine(
             credentials(settings),
@@ -80,7 +80,7 @@ def build_engines(settings: Settings) -> dict[str, Callable[[], Engine]]:
 
 async def image_bytes(chooser: EngineChooser, request: CopyRequest) -> int:
     """Sizes come from the registry engine's manifest walk, whichever engine copies."""
-    from mirror.registry_engine import RegistryEngine
+    from mirror.registry.engine import RegistryEngine
 
     engine = chooser.get("registry")
     assert isinstance(engine, RegistryEngine)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 
+import pytest
+
 from mirror.credentials import Credential
-from mirror.registry_client import (
-    RegistryClient,
-    canonical_host,
-    docker_config_credentials,
-    parse_challenge,
-)
+from mirror.registry.auth import canonical_host, docker_config_credential, parse_challenge
+from mirror.registry.client import RegistryClient
 
 
 def test_bearer_challenge_with_quoted_commas() -> None:
@@ -60,13 +59,44 @@ def test_docker_config_auths(tmp_path: Path) -> None:
             }
         )
     )
-    found = docker_config_credentials(config)
-    assert found == {
-        "docker.io": Credential("alice", "hub:pw"),
-        "registry.example:5000": Credential("bob", "pw2"),
-    }
-    assert "pw" not in repr(found["docker.io"])
-    assert docker_config_credentials(tmp_path / "missing.json") == {}
+    hub = docker_config_credential("docker.io", config)
+    assert hub == Credential("alice", "hub:pw")
+    assert "pw" not in repr(hub)
+    assert docker_config_credential("registry.example:5000", config) == Credential("bob", "pw2")
+    assert docker_config_credential("helper.example", config) is None
+    # a helper that is not installed means anonymous access, not a failure
+    assert docker_config_credential("gcr.io", config) is None
+    assert docker_config_credential("docker.io", tmp_path / "missing.json") is None
+
+
+HELPER = """#!/bin/sh
+# docker-credential-test: the credential-helper protocol (server URL on stdin, JSON out)
+read server
+echo "$server" >> "$(dirname "$0")/asked"
+case "$server" in
+  helped.example) echo '{"ServerURL":"helped.example","Username":"dana","Secret":"s3cret"}' ;;
+  *) echo "credentials not found in native keychain"; exit 1 ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("key", ["credHelpers", "credsStore"])
+def test_credential_helpers_run_as_docker_runs_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    helper = tmp_path / "docker-credential-test"
+    helper.write_text(HELPER)
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    config = tmp_path / "config.json"
+    value = {"helped.example": "test"} if key == "credHelpers" else "test"
+    config.write_text(json.dumps({key: value}))
+    client = RegistryClient(docker_config=config)
+    assert client.credential("helped.example") == Credential("dana", "s3cret")
+    assert client.credential("helped.example") == Credential("dana", "s3cret")
+    assert (tmp_path / "asked").read_text().splitlines() == ["helped.example"]  # cached
+    if key == "credsStore":
+        assert client.credential("other.example") is None
 
 
 def test_settings_win_over_docker_config(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from mirror.errors import CopyFailed
 from mirror.platform import Platform
 from mirror.progress import BlobDone, ProgressEvent, Stage, StageChanged
 from mirror.reference import ImageRef
-from mirror.registry_engine import RegistryEngine
+from mirror.registry.engine import RegistryEngine
 
 ARM64 = Platform("linux", "arm64")
 

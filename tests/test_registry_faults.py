@@ -17,7 +17,7 @@ from mirror.engine import CopyRequest
 from mirror.errors import CopyFailed
 from mirror.progress import ProgressEvent
 from mirror.reference import ImageRef
-from mirror.registry_engine import RegistryEngine
+from mirror.registry.engine import RegistryEngine
 from tests.support.faults import Fault, FaultProxy, fault_proxy
 
 MULTI = "library/multi"

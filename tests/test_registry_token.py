@@ -22,7 +22,7 @@ from mirror.engine import CopyRequest
 from mirror.errors import CopyFailed
 from mirror.progress import ProgressEvent
 from mirror.reference import ImageRef
-from mirror.registry_engine import RegistryEngine
+from mirror.registry.engine import RegistryEngine
 from tests.support.throttle import throttled
 from tests.support.token_server import TokenServer
 

@@ -30,16 +30,14 @@ from mirror.errors import CopyFailed, InvalidPlatform, MirrorError
 from mirror.platform import Platform, parse_platform
 from mirror.progress import BlobDone, BlobProgress, Stage, StageChanged
 from mirror.reference import ImageRef
-from mirror.registry_client import (
-    INDEX_TYPES,
+from mirror.registry.client import INDEX_TYPES, Manifest, RegistryClient
+from mirror.registry.errors import (
     AccessDenied,
     DigestMismatch,
     Forbidden,
-    Manifest,
     NotFound,
     RateLimited,
     Refused,
-    RegistryClient,
     RegistryError,
     ServerError,
     TimedOut,

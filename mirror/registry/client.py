@@ -1,0 +1,421 @@
+"""A small async client of the OCI distribution API (aiohttp), for the ``registry`` engine.
+
+It knows only what a copier needs: manifests, blobs, uploads and mounts, plain HTTP for
+insecure registries, and how registry answers become the typed errors of ``errors``. It never
+retries: the engine retries whole units (one manifest, one blob copy) in one loop. Every
+request to a host waits for that host's backoff (``hosts``), and every failure to get an
+answer is mapped to our errors in one place (``_errors``), for token fetches as for requests.
+Bodies are never buffered here: blobs go through as streams.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import ssl
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urljoin, urlsplit
+
+import aiohttp
+
+from mirror.credentials import Credential, Credentials
+from mirror.egress import EgressDenied, EgressGuard
+from mirror.registry.auth import (
+    DOCKER_HUB,
+    DOCKER_HUB_API,
+    RegistryAuth,
+    canonical_host,
+    pull_scope,
+    push_scope,
+)
+from mirror.registry.errors import (
+    AccessDenied,
+    DigestMismatch,
+    Forbidden,
+    NotFound,
+    PlainHttp,
+    Refused,
+    RegistryError,
+    ServerError,
+    TimedOut,
+    Unreachable,
+)
+from mirror.registry.hosts import HostState, PullLimit
+
+MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+INDEX_TYPES = frozenset({MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX})
+MANIFEST_TYPES = (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST, MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest as the registry holds it: exact bytes, media type, digest."""
+
+    data: bytes
+    media_type: str
+    digest: str
+
+
+def digest_of(data: bytes) -> str:
+    return f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+
+def _plain_http(exc: BaseException) -> bool:
+    """TLS spoken to a plain-HTTP server fails in the handshake with these words."""
+    text = f"{exc} {exc.__cause__ or ''}".lower()
+    return isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError) and any(
+        word in text for word in ("wrong_version_number", "wrong version number", "http request")
+    )
+
+
+class RegistryClient:
+    """One aiohttp session for every registry; auth and backoff kept per registry host."""
+
+    def __init__(
+        self,
+        credentials: Credentials | None = None,
+        *,
+        insecure: Iterable[str] = (),
+        docker_config: Path | None = None,
+        connect_timeout: float = 30.0,
+        read_timeout: float = 120.0,
+        guard: EgressGuard | None = None,
+    ) -> None:
+        self._guard = guard or EgressGuard(())
+        self._insecure = {canonical_host(h) for h in insecure}
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=connect_timeout,
+            sock_connect=connect_timeout,
+            sock_read=read_timeout,
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self.auth = RegistryAuth(self._fetch_token, credentials, docker_config=docker_config)
+        self._hosts: dict[str, HostState] = {}
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                trust_env=True,  # HTTPS_PROXY / NO_PROXY, as DESIGN.md asks
+                auto_decompress=False,  # blobs are hashed as stored, never re-encoded
+                connector=aiohttp.TCPConnector(limit=32, resolver=self._guard.resolver()),
+                trace_configs=[self._guard.trace_config()],
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def base_url(self, registry: str) -> str:
+        host = canonical_host(registry)
+        api = DOCKER_HUB_API if host == DOCKER_HUB else host
+        scheme = "http" if host in self._insecure else "https"
+        return f"{scheme}://{api}"
+
+    def credential(self, registry: str) -> Credential | None:
+        return self.auth.credential(registry)
+
+    def host(self, registry: str) -> HostState:
+        host = canonical_host(registry)
+        state = self._hosts.get(host)
+        if state is None:
+            state = self._hosts[host] = HostState(host)
+        return state
+
+    def pull_limit(self, registry: str) -> PullLimit | None:
+        """``RateLimit-Limit`` / ``RateLimit-Remaining`` as ``registry`` last sent them."""
+        state = self._hosts.get(canonical_host(registry))
+        return state.pull_limit if state else None
+
+    @contextlib.contextmanager
+    def _errors(self, host: str, what: str = "") -> Iterator[None]:
+        """Failures to get an answer from ``host`` (or its token service), as our errors."""
+        prefix = f"{what}: " if what else ""
+        try:
+            yield
+        except EgressDenied as exc:
+            raise Forbidden(host, f"{prefix}{exc.host}" if what else exc.host) from exc
+        except aiohttp.ClientError as exc:
+            cause = getattr(exc, "os_error", None)
+            if isinstance(cause, EgressDenied):  # the guard's refusal, from the resolver
+                raise Forbidden(host, cause.host) from exc
+            if _plain_http(exc):
+                raise PlainHttp(host, "it answers plain HTTP") from exc
+            raise Unreachable(host, f"{prefix}{type(exc).__name__}") from exc
+        except TimeoutError as exc:
+            raise TimedOut(host, what) from exc
+
+    async def _fetch_token(self, host: str, url: str, headers: Mapping[str, str]) -> Any:
+        state = self.host(host)
+        await state.wait()
+        registry_host = urlsplit(self.base_url(host)).hostname
+        with self._errors(host, "token service"):
+            async with self._http().get(
+                url, headers=headers, trace_request_ctx={"same_host_as": registry_host}
+            ) as resp:
+                state.observe(resp.headers)
+                if resp.status in (401, 403):
+                    raise AccessDenied(host, "the token service refused the credentials")
+                if resp.status == 429:
+                    raise state.limited(resp.headers.get("Retry-After"))
+                if resp.status >= 500:
+                    raise ServerError(host, resp.status)
+                if resp.status != 200:
+                    raise Refused(host, resp.status, "from the token service")
+                try:
+                    return await resp.json(content_type=None)
+                except ValueError as exc:
+                    raise Refused(
+                        host, 200, "the token service answered something not JSON"
+                    ) from exc
+
+    @contextlib.asynccontextmanager
+    async def request(
+        self,
+        method: str,
+        registry: str,
+        url: str,
+        *,
+        scope: str,
+        headers: Mapping[str, str] | None = None,
+        data: bytes | AsyncIterable[bytes] | None = None,
+        ok: Iterable[int] = (200,),
+        allow_redirects: bool = True,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send with auth (the ``RegistryAuth`` flow), yield the response if its status is in
+        ``ok``, else raise the typed error. ``url`` may be a path below the registry."""
+        host = canonical_host(registry)
+        if url.startswith("/"):
+            url = self.base_url(host) + url
+        statuses = set(ok)
+        state = self.host(host)
+        flow = self.auth.flow(host, scope, replayable=not isinstance(data, AsyncIterable))
+        try:
+            auth = await anext(flow)
+            while True:
+                await state.wait()
+                all_headers = dict(headers or {})
+                if auth:
+                    all_headers["Authorization"] = auth
+                with self._errors(host):
+                    resp = await self._http().request(
+                        method, url, headers=all_headers, data=data, allow_redirects=allow_redirects
+                    )
+                try:
+                    state.observe(resp.headers)
+                    if resp.status == 401:
+                        challenge = resp.headers.get("WWW-Authenticate", "")
+                        try:
+                            auth = await flow.asend((401, challenge))
+                            continue
+                        except StopAsyncIteration:
+                            pass
+                    if resp.status in statuses:
+                        yield resp
+                        return
+                    await _raise_for(state, resp, had_auth=auth is not None)
+                finally:
+                    resp.release()
+        finally:
+            await flow.aclose()
+
+    # -- manifests ------------------------------------------------------------------------------
+
+    async def get_manifest(
+        self, registry: str, repository: str, reference: str, *, extra_types: Iterable[str] = ()
+    ) -> Manifest:
+        """The exact bytes; a digest reference is verified against them."""
+        accept = ", ".join(dict.fromkeys([*MANIFEST_TYPES, *extra_types]))
+        url = f"/v2/{repository}/manifests/{reference}"
+        async with self.request(
+            "GET", registry, url, scope=pull_scope(repository), headers={"Accept": accept}
+        ) as resp:
+            data = await resp.read()
+            media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
+            header_digest = resp.headers.get("Docker-Content-Digest")
+        if not media_type or media_type in ("application/json", "text/plain"):
+            with contextlib.suppress(ValueError, AttributeError):
+                media_type = str(json.loads(data).get("mediaType") or media_type)
+        digest = digest_of(data)
+        expected = reference if reference.startswith("sha256:") else header_digest
+        if expected and expected.startswith("sha256:") and expected != digest:
+            raise DigestMismatch(registry, f"manifest {expected} arrived as {digest}")
+        return Manifest(data, media_type, digest)
+
+    async def head_manifest(self, registry: str, repository: str, reference: str) -> str | None:
+        """The digest ``reference`` resolves to, or None when there is none.
+
+        HEAD, which Docker Hub does not count against its pull limit; a GET only for a
+        registry that does not say the digest in its answer.
+        """
+        url = f"/v2/{repository}/manifests/{reference}"
+        try:
+            async with self.request(
+                "HEAD",
+                registry,
+                url,
+                scope=pull_scope(repository),
+                headers={"Accept": ", ".join(MANIFEST_TYPES)},
+            ) as resp:
+                digest = resp.headers.get("Docker-Content-Digest")
+        except NotFound:
+            return None
+        if digest:
+            return digest
+        return (await self.get_manifest(registry, repository, reference)).digest
+
+    async def put_manifest(
+        self, registry: str, repository: str, reference: str, manifest: Manifest
+    ) -> str | None:
+        """Push the exact bytes; the digest the registry says it stored, if it said."""
+        async with self.request(
+            "PUT",
+            registry,
+            f"/v2/{repository}/manifests/{reference}",
+            scope=push_scope(repository),
+            headers={"Content-Type": manifest.media_type},
+            data=manifest.data,
+            ok=(201, 200),
+        ) as resp:
+            return resp.headers.get("Docker-Content-Digest")
+
+    # -- blobs ----------------------------------------------------------------------------------
+
+    async def blob_exists(self, registry: str, repository: str, digest: str) -> bool:
+        try:
+            async with self.request(
+                "HEAD",
+                registry,
+                f"/v2/{repository}/blobs/{digest}",
+                scope=push_scope(repository),
+            ):
+                return True
+        except NotFound:
+            return False
+
+    @contextlib.asynccontextmanager
+    async def open_blob(
+        self, registry: str, repository: str, digest: str
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The blob's response, to be read as a stream (redirects to a CDN are followed,
+        without our Authorization header, which aiohttp drops across origins)."""
+        async with self.request(
+            "GET", registry, f"/v2/{repository}/blobs/{digest}", scope=pull_scope(repository)
+        ) as resp:
+            yield resp
+
+    async def mount_blob(
+        self, registry: str, repository: str, digest: str, from_repository: str
+    ) -> str | None:
+        """Cross-repository mount; None when mounted, else the upload URL the registry opened
+        instead (it does that when it cannot mount, e.g. the token lacks pull on the source)."""
+        query = urlencode({"mount": digest, "from": from_repository})
+        scope = f"{push_scope(repository)} {pull_scope(from_repository)}"
+        async with self.request(
+            "POST",
+            registry,
+            f"/v2/{repository}/blobs/uploads/?{query}",
+            scope=scope,
+            ok=(201, 202),
+        ) as resp:
+            if resp.status == 201:
+                return None
+            return self._location(registry, resp)
+
+    async def start_upload(self, registry: str, repository: str) -> str:
+        async with self.request(
+            "POST",
+            registry,
+            f"/v2/{repository}/blobs/uploads/",
+            scope=push_scope(repository),
+            ok=(202,),
+        ) as resp:
+            return self._location(registry, resp)
+
+    async def upload_blob(
+        self,
+        registry: str,
+        repository: str,
+        location: str,
+        digest: str,
+        size: int | None,
+        body: AsyncIterable[bytes],
+    ) -> None:
+        """Stream ``body`` in one PATCH, then commit with a body-less PUT ``?digest=``.
+
+        PATCH-then-PUT is what every registry accepts (containers/image does the same); the
+        registry checks the digest on the PUT, and ``body`` checks it before the PUT is sent.
+        """
+        headers = {"Content-Type": "application/octet-stream"}
+        if size is not None:
+            headers["Content-Length"] = str(size)
+        async with self.request(
+            "PATCH",
+            registry,
+            location,
+            scope=push_scope(repository),
+            headers=headers,
+            data=body,
+            ok=(202, 204),
+        ) as resp:
+            location = self._location(registry, resp, default=location)
+        sep = "&" if "?" in location else "?"
+        async with self.request(
+            "PUT",
+            registry,
+            f"{location}{sep}{urlencode({'digest': digest})}",
+            scope=push_scope(repository),
+            ok=(201, 204),
+        ):
+            pass
+
+    async def cancel_upload(self, registry: str, repository: str, location: str) -> None:
+        with contextlib.suppress(RegistryError):
+            async with self.request(
+                "DELETE", registry, location, scope=push_scope(repository), ok=(204, 200, 404)
+            ):
+                pass
+
+    def _location(
+        self, registry: str, resp: aiohttp.ClientResponse, default: str | None = None
+    ) -> str:
+        location = resp.headers.get("Location") or default
+        if not location:
+            raise Refused(registry, resp.status, "an upload began without a Location")
+        return urljoin(str(resp.url), location)
+
+
+async def _raise_for(state: HostState, resp: aiohttp.ClientResponse, *, had_auth: bool) -> None:
+    host, status = state.host, resp.status
+    if status == 429:
+        raise state.limited(resp.headers.get("Retry-After"))
+    if status >= 500:
+        raise ServerError(host, status)
+    codes: list[str] = []
+    message = ""
+    if resp.method != "HEAD":
+        with contextlib.suppress(Exception):
+            body = json.loads(await resp.content.read(64 * 1024))
+            errors = body.get("errors") or []
+            codes = [str(e.get("code", "")) for e in errors if isinstance(e, dict)]
+            if errors and isinstance(errors[0], dict):
+                message = str(errors[0].get("message", ""))[:200]
+    if "TOOMANYREQUESTS" in codes:
+        raise state.limited(resp.headers.get("Retry-After"))
+    if status == 404 or {"MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN"} & set(codes):
+        raise NotFound(host, message or "not found")
+    if status in (401, 403) or {"DENIED", "UNAUTHORIZED"} & set(codes):
+        raise AccessDenied(host, message or ("refused" if had_auth else "login needed"))
+    raise Refused(host, status, " ".join(codes) or message)
