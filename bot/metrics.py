@@ -13,8 +13,7 @@ from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from mirror.jobs import Outcome
-from mirror.models import ItemStatus
+from mirror.models import ItemStatus, Outcome
 
 ChatTrouble = Literal["rate_limited", "failed", "gave_up", "undeliverable"]
 

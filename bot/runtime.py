@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from functools import partial
 
 from bot.planner import Planner
 from bot.policy import Policy
 from bot.render import RenderOptions
 from bot.settings import Settings
 from mirror.credentials import Credential
-from mirror.engine import CopyRequest, Engine
+from mirror.engine import Engine
 from mirror.engines import EngineChooser, EngineMode
 from mirror.jobs import JobService, OutcomeHook
 from mirror.naming import parse_target_base
@@ -64,7 +63,12 @@ def build_engines(settings: Settings) -> dict[str, Callable[[], Engine]]:
     def docker_engine() -> Engine:
         from mirror.docker_engine import DockerEngine
 
-        return DockerEngine(settings.docker_host, credentials(settings))
+        return DockerEngine(
+            settings.docker_host,
+            credentials(settings),
+            insecure=settings.mirror_insecure_registries,
+            allowed_internal=allowed_internal(settings),
+        )
 
     def registry_engine() -> Engine:
         from mirror.registry.engine import RegistryEngine
@@ -76,15 +80,6 @@ def build_engines(settings: Settings) -> dict[str, Callable[[], Engine]]:
         )
 
     return {"docker": docker_engine, "registry": registry_engine}
-
-
-async def image_bytes(chooser: EngineChooser, request: CopyRequest) -> int:
-    """Sizes come from the registry engine's manifest walk, whichever engine copies."""
-    from mirror.registry.engine import RegistryEngine
-
-    engine = chooser.get("registry")
-    assert isinstance(engine, RegistryEngine)
-    return await engine.image_bytes(request)
 
 
 @asynccontextmanager
@@ -101,7 +96,6 @@ async def open_runtime(
         chooser,
         concurrency=settings.mirror_concurrency,
         max_bytes=settings.mirror_max_image_bytes,
-        measure=partial(image_bytes, chooser),
         on_outcome=on_outcome,
     )
     policy = Policy(settings)

@@ -3,6 +3,13 @@
 The SDK is synchronous and streams JSON events, so each copy runs in a worker thread with its
 own client (docker-py clients are not thread-safe) and hands events to the event loop. The
 daemon reports many failures *inside* a 200 stream, so every event is checked for ``error``.
+
+Sizes are compressed blob bytes, as for the registry engine. The daemon cannot tell them
+before a pull (its distribution inspect gives the manifest's descriptor and platforms, not
+layer sizes), so ``measure`` says None and MIRROR_MAX_IMAGE_BYTES is enforced *during* the
+pull, from the layer totals in the progress stream: the pull stops as soon as they add up to
+more than the limit. The bytes reported after a copy are read from the manifest the daemon
+pushed, at the target registry.
 """
 
 from __future__ import annotations
@@ -12,8 +19,8 @@ import contextlib
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
@@ -21,10 +28,14 @@ import requests.exceptions
 import urllib3.exceptions
 
 from mirror.credentials import Credentials
-from mirror.engine import CopyRequest, CopyResult, ProgressSink
-from mirror.errors import Cancelled, CopyFailed, EngineUnavailable, MirrorError
+from mirror.engine import CopyRequest, ProgressSink
+from mirror.errors import Cancelled, CopyFailed, EngineUnavailable, MirrorError, too_large
+from mirror.models import ItemStatus, Outcome
 from mirror.progress import BlobDone, BlobProgress, ProgressEvent, Stage, StageChanged
 from mirror.reference import ImageRef
+
+if TYPE_CHECKING:
+    from mirror.registry.client import RegistryClient
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +55,22 @@ class DockerEngine:
         *,
         timeout: int = 600,
         remove_after: bool = True,
+        insecure: Iterable[str] = (),
+        allowed_internal: Iterable[str] | None = None,
     ) -> None:
         self._docker_host = docker_host
         self._credentials = dict(credentials or {})
         self._timeout = timeout
         self._remove_after = remove_after
         self._local = threading.local()
+        self._clients: list[docker.APIClient] = []
+        self._clients_lock = threading.Lock()
         self._source_locks: dict[str, asyncio.Lock] = {}
+        self._insecure = tuple(insecure)
+        self._allowed_internal = tuple(
+            self._insecure if allowed_internal is None else allowed_internal
+        )
+        self._registry: RegistryClient | None = None
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -68,6 +88,8 @@ class DockerEngine:
             except docker.errors.DockerException as exc:
                 raise self._unavailable() from exc
             self._local.client = client
+            with self._clients_lock:
+                self._clients.append(client)
         return client
 
     def _unavailable(self) -> EngineUnavailable:
@@ -126,7 +148,11 @@ class DockerEngine:
                 return None
             raise _explain(text, target, pushing=True) from exc
 
-    async def copy(self, request: CopyRequest, progress: ProgressSink) -> CopyResult:
+    async def measure(self, request: CopyRequest) -> None:
+        """Not before the pull: the daemon does not tell layer sizes (see the module)."""
+        return None
+
+    async def copy(self, request: CopyRequest, progress: ProgressSink) -> Outcome:
         if request.platform is None:
             raise CopyFailed(
                 "The docker engine copies one platform at a time; use the registry engine "
@@ -154,7 +180,6 @@ class DockerEngine:
                         await self._cleanup(_pullable(request.source))
             emit(StageChanged(Stage.PUSHING))
             target_digest = await self._run(lambda: self._push(request.target, emit, stop))
-            size = await self._run(lambda: int(self._client().inspect_image(image_id)["Size"]))
         except asyncio.CancelledError:
             stop.set()
             raise
@@ -163,17 +188,50 @@ class DockerEngine:
         finally:
             if self._remove_after:
                 await self._cleanup(_pullable(request.target))
-        return CopyResult(
+        return Outcome(
+            ItemStatus.SUCCEEDED,
             engine=self.name,
             source_digest=source_digest,
             target_digest=target_digest,
-            bytes=size,
+            bytes=await self._pushed_bytes(request.target, target_digest),
         )
 
+    async def _pushed_bytes(self, target: ImageRef, digest: str) -> int | None:
+        """Compressed bytes of what was pushed, from its manifest at the target registry;
+        None (unknown, logged) when the bot cannot read it, e.g. the daemon is elsewhere."""
+        from mirror.registry.errors import RegistryError
+
+        try:
+            manifest = await self._registry_client().get_manifest(
+                target.registry, target.repository, digest
+            )
+        except RegistryError as exc:
+            log.warning("could not read the size of %s@%s: %s", target, digest, exc)
+            return None
+        return sum(size or 0 for size in manifest.blobs().values())
+
+    def _registry_client(self) -> RegistryClient:
+        if self._registry is None:
+            from mirror.egress import EgressGuard
+            from mirror.registry.client import RegistryClient
+
+            self._registry = RegistryClient(
+                self._credentials,
+                insecure=self._insecure,
+                guard=EgressGuard(self._allowed_internal),
+            )
+        return self._registry
+
     async def aclose(self) -> None:
-        client: docker.APIClient | None = getattr(self._local, "client", None)
-        if client is not None:
+        """Close the client of every worker thread that made one, and the registry client."""
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
             client.close()
+        self._local = threading.local()
+        if self._registry is not None:
+            await self._registry.aclose()
+            self._registry = None
 
     # -- blocking steps (worker threads) --------------------------------------------------------
 
@@ -190,12 +248,20 @@ class DockerEngine:
             auth_config=self._auth(src.registry),
         )
         digest: str | None = None
+        totals: dict[str, int] = {}
         for event in _checked(stream, stop, src, pushing=False):
             status = str(event.get("status", ""))
             found = _DIGEST_LINE.search(status)
             if found:
                 digest = found.group(1)
             _forward(event, emit, progress_status="Downloading")
+            if request.max_bytes is not None and status == "Downloading":
+                total = (event.get("progressDetail") or {}).get("total")
+                if isinstance(total, int) and isinstance(event.get("id"), str):
+                    totals[event["id"]] = total
+                    if sum(totals.values()) > request.max_bytes:
+                        # leaving the stream closes it, and the daemon stops the pull
+                        raise too_large(src, sum(totals.values()), request.max_bytes, at_least=True)
         image = self._client().inspect_image(_pullable(src))
         _check_platform(image, request)
         return digest, str(image["Id"])
@@ -303,12 +369,17 @@ def _explain(message: str, ref: ImageRef, *, pushing: bool) -> MirrorError:
         )
     if "manifest unknown" in text or "not found" in text:
         return CopyFailed(f"`{ref.familiar}` was not found in `{where}`: check the name and tag.")
+    if "server gave http response to https client" in text:
+        return CopyFailed(
+            f"The registry `{where}` answers plain HTTP, not HTTPS: list it in "
+            "MIRROR_INSECURE_REGISTRIES (and in the Docker daemon's insecure-registries) "
+            "if that is intended."
+        )
     if (
         "connection refused" in text
         or "no such host" in text
         or "i/o timeout" in text
         or "dial tcp" in text
-        or "server gave http response to https client" in text
     ):
         return CopyFailed(f"The registry `{where}` could not be reached.", transient=True)
     if "toomanyrequests" in text or "rate limit" in text:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from mirror.models import Outcome
 from mirror.platform import Platform
 from mirror.progress import ProgressEvent
 from mirror.reference import ImageRef
@@ -19,25 +20,17 @@ ProgressSink = Callable[[ProgressEvent], None]
 
 @dataclass(frozen=True)
 class CopyRequest:
-    """One image to copy. ``platform`` None means every platform (the whole index)."""
+    """One image to copy. ``platform`` None means every platform (the whole index).
+
+    ``max_bytes`` (MIRROR_MAX_IMAGE_BYTES, compressed blob bytes): the job service refuses
+    what ``Engine.measure`` finds too large; an engine that cannot measure before copying
+    enforces it during the copy.
+    """
 
     source: ImageRef
     target: ImageRef
     platform: Platform | None
-
-
-@dataclass(frozen=True)
-class CopyResult:
-    engine: str
-    source_digest: str | None
-    target_digest: str
-    bytes: int
-    already_there: bool = False
-    """The target already held exactly this image: nothing was copied."""
-
-    @property
-    def digest_identical(self) -> bool:
-        return self.source_digest is not None and self.source_digest == self.target_digest
+    max_bytes: int | None = None
 
 
 class Engine(Protocol):
@@ -57,8 +50,15 @@ class Engine(Protocol):
         """The digest the target tag holds now, or None when it does not exist."""
         ...
 
-    async def copy(self, request: CopyRequest, progress: ProgressSink) -> CopyResult:
-        """Copy; raises MirrorError with a user-readable sentence on failure."""
+    async def measure(self, request: CopyRequest) -> int | None:
+        """Compressed blob bytes the copy would move, asked from where this engine copies
+        from; None when that cannot be known before copying (then ``copy`` enforces
+        ``max_bytes`` while it moves the bytes)."""
+        ...
+
+    async def copy(self, request: CopyRequest, progress: ProgressSink) -> Outcome:
+        """Copy; a ``SUCCEEDED`` or ``ALREADY_MIRRORED`` outcome, else raises MirrorError with
+        a user-readable sentence (``transient`` only for a whole copy worth redoing)."""
         ...
 
     async def aclose(self) -> None: ...

@@ -4,6 +4,14 @@ Every failure that reaches a person goes through these classes, so adapters and 
 show ``str(error)`` verbatim without ever leaking a traceback or a credential.
 """
 
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mirror.reference import ImageRef
+
 
 class MirrorError(Exception):
     """Base class: ``str(self)`` is a complete, human sentence."""
@@ -34,6 +42,24 @@ class CopyFailed(MirrorError):
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+class PullLimitReached(CopyFailed):
+    """The source's pull limit is used up until ``lifts_at`` (UTC); retrying sooner is useless."""
+
+    def __init__(self, message: str, lifts_at: datetime) -> None:
+        super().__init__(message)
+        self.lifts_at = lifts_at
+
+
+def too_large(source: ImageRef, size: int, limit: int, *, at_least: bool = False) -> CopyFailed:
+    """MIRROR_MAX_IMAGE_BYTES refused ``source`` (``size``: compressed blob bytes)."""
+    mib = 1 << 20
+    what = f"at least {size / mib:.1f}" if at_least else f"{size / mib:.1f}"
+    return CopyFailed(
+        f"`{source.familiar}` is too large: {what} MiB, over the limit of {limit / mib:.1f} MiB "
+        "(MIRROR_MAX_IMAGE_BYTES)."
+    )
 
 
 class Cancelled(MirrorError):

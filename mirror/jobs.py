@@ -10,43 +10,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from mirror.engine import CopyRequest, Engine, ProgressSink
 from mirror.engines import EngineChooser
-from mirror.errors import CopyFailed, MirrorError, NameConflict
+from mirror.errors import CopyFailed, MirrorError, NameConflict, too_large
 from mirror.logcontext import JOB_ID
-from mirror.models import Item, ItemStatus, Job, platform_text
+from mirror.models import Item, ItemStatus, Job, Outcome, platform_text
 from mirror.progress import ProgressEvent, ProgressTracker, Stage, StageChanged
 from mirror.store import Store
 
 log = logging.getLogger(__name__)
 
-Measure = Callable[[CopyRequest], Awaitable[int]]
-"""How many bytes a copy would move, from manifests alone (for the size limit)."""
-
 JobListener = Callable[[Job], None]
 """Called on the event loop after any change of a job (progress or status)."""
 
 INTERNAL_ERROR = "An internal error stopped this copy; the bot's log has the details."
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one copy came to; shared by every job that coalesced onto it."""
-
-    status: ItemStatus
-    engine: str | None = None
-    source_digest: str | None = None
-    target_digest: str | None = None
-    bytes: int | None = None
-    seconds: float | None = None
-    error: str | None = None
 
 
 @dataclass
@@ -70,6 +55,8 @@ OutcomeHook = Callable[[Outcome], None]
 
 
 def _is_transient(exc: BaseException) -> bool:
+    """Only what an engine marks as worth redoing whole (the docker daemon's faults): the
+    registry engine retries its own faults and never marks them, so retries do not multiply."""
     return isinstance(exc, CopyFailed) and exc.transient
 
 
@@ -83,11 +70,9 @@ class JobService:
         attempts: int = 3,
         retry_wait: float = 1.0,
         max_bytes: int | None = None,
-        measure: Measure | None = None,
         on_outcome: OutcomeHook | None = None,
     ) -> None:
         self._max_bytes = max_bytes
-        self._measure = measure
         self.store = store
         self.engines = engines
         self._slots = asyncio.Semaphore(concurrency)
@@ -211,7 +196,7 @@ class JobService:
         key = (str(item.source), str(item.target), platform_text(item.platform))
         flight = self._flights.get(key)
         if flight is None:
-            request = CopyRequest(item.source, item.target, item.platform)
+            request = CopyRequest(item.source, item.target, item.platform, self._max_bytes)
             new = _Flight(task=asyncio.create_task(self._copy_once(request, key)))
             self._flights[key] = flight = new
             new.task.add_done_callback(lambda task: self._landed(key, task))
@@ -226,7 +211,7 @@ class JobService:
             flight.sinks.remove(sink)
             if not flight.sinks and not flight.task.done():
                 flight.task.cancel()  # the last watcher left: nobody wants this copy any more
-        _apply(item, outcome)
+        item.apply(outcome)
         await self.store.save_item(job, idx)
         listener(job)
 
@@ -281,7 +266,7 @@ class JobService:
                         bytes=previous.bytes,
                         seconds=time.monotonic() - started,
                     )
-                await self._check_size(request)
+                await self._check_size(engine, request)
                 result = None
                 async for attempt in AsyncRetrying(
                     stop=stop_after_attempt(self._attempts),
@@ -292,14 +277,7 @@ class JobService:
                     with attempt:
                         result = await engine.copy(request, emit)
                 assert result is not None
-                return Outcome(
-                    ItemStatus.ALREADY_MIRRORED if result.already_there else ItemStatus.SUCCEEDED,
-                    engine=result.engine,
-                    source_digest=result.source_digest,
-                    target_digest=result.target_digest,
-                    bytes=result.bytes,
-                    seconds=time.monotonic() - started,
-                )
+                return dataclasses.replace(result, seconds=time.monotonic() - started)
             except MirrorError as exc:
                 return Outcome(
                     ItemStatus.FAILED,
@@ -318,16 +296,14 @@ class JobService:
                     error=INTERNAL_ERROR,
                 )
 
-    async def _check_size(self, request: CopyRequest) -> None:
-        """MIRROR_MAX_IMAGE_BYTES, from the manifests, before any blob moves."""
-        if self._max_bytes is None or self._measure is None:
+    async def _check_size(self, engine: Engine, request: CopyRequest) -> None:
+        """MIRROR_MAX_IMAGE_BYTES, measured by the engine that copies, before any blob moves
+        when it can tell (else the engine stops its copy once it is over)."""
+        if request.max_bytes is None:
             return
-        size = await self._measure(request)
-        if size > self._max_bytes:
-            raise CopyFailed(
-                f"`{request.source.familiar}` is too large: {_mib(size)} MiB, over the limit "
-                f"of {_mib(self._max_bytes)} MiB (MIRROR_MAX_IMAGE_BYTES)."
-            )
+        size = await engine.measure(request)
+        if size is not None and size > request.max_bytes:
+            raise too_large(request.source, size, request.max_bytes)
 
     async def _already_mirrored(self, engine: Engine, request: CopyRequest) -> Item | None:
         """The earlier copy still at the target, when it was of the source's current digest.
@@ -347,18 +323,3 @@ class JobService:
             return None
         current = await engine.target_digest(request.target)
         return previous if current == previous.target_digest else None
-
-
-def _mib(size: int) -> str:
-    return f"{size / (1 << 20):.1f}"
-
-
-def _apply(item: Item, outcome: Outcome) -> None:
-    item.status = outcome.status
-    item.engine = outcome.engine
-    item.source_digest = outcome.source_digest
-    item.target_digest = outcome.target_digest
-    item.bytes = outcome.bytes
-    item.seconds = outcome.seconds
-    item.error = outcome.error
-    item.progress = None

@@ -34,9 +34,37 @@ def platform_text(platform: Platform | None) -> str:
     return "all" if platform is None else str(platform)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What one copy came to: the one result type of a copy.
+
+    An engine returns it (``SUCCEEDED``, or ``ALREADY_MIRRORED`` when the target held exactly
+    this image); the job service adds ``seconds`` and turns errors into ``FAILED`` ones, and
+    every job that coalesced onto the copy applies the same outcome to its item.
+    """
+
+    status: ItemStatus
+    engine: str | None = None
+    source_digest: str | None = None
+    target_digest: str | None = None
+    bytes: int | None = None
+    """Compressed blob bytes (layers and configs), for every engine."""
+    seconds: float | None = None
+    error: str | None = None
+
+    @property
+    def digest_identical(self) -> bool:
+        return self.source_digest is not None and self.source_digest == self.target_digest
+
+
 @dataclass
 class Item:
-    """One image of a job. ``progress`` is live-only and never stored."""
+    """One image of a job. ``progress`` is live-only and never stored.
+
+    The outcome's fields are kept flat here rather than as an ``Outcome`` field: an item is
+    stored as one row and rendered field by field, and a queued item has no outcome yet.
+    ``apply`` is the one place they are copied.
+    """
 
     spec: str
     source: ImageRef
@@ -54,6 +82,16 @@ class Item:
     @property
     def digest_identical(self) -> bool:
         return self.source_digest is not None and self.source_digest == self.target_digest
+
+    def apply(self, outcome: Outcome) -> None:
+        self.status = outcome.status
+        self.engine = outcome.engine
+        self.source_digest = outcome.source_digest
+        self.target_digest = outcome.target_digest
+        self.bytes = outcome.bytes
+        self.seconds = outcome.seconds
+        self.error = outcome.error
+        self.progress = None
 
 
 def new_job_id() -> str:

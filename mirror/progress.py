@@ -18,8 +18,6 @@ class Stage(StrEnum):
     RESOLVING = "resolving"
     COPYING = "copying"
     PUSHING = "pushing"
-    DONE = "done"
-    FAILED = "failed"
 
 
 @dataclass(frozen=True)

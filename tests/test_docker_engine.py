@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -197,16 +201,80 @@ def test_a_digest_reference_copies_every_platform_unless_one_is_chosen(
     )
 
 
-@pytest.mark.parametrize("engine", ["docker", "registry"])
-def test_an_image_over_the_size_limit_is_refused_before_any_blob_moves(
-    lab: lab_module.Lab, env: dict[str, str], engine: str
+@pytest.mark.parametrize(("engine", "measured"), [("docker", "at least "), ("registry", "6.0 MiB")])
+def test_an_image_over_the_size_limit_is_refused_by_the_engine_that_copies(
+    lab: lab_module.Lab, env: dict[str, str], engine: str, measured: str
 ) -> None:
+    """The registry engine measures from manifests before any blob moves; the daemon cannot
+    tell sizes before a pull, so the docker engine stops its pull once the layer totals are
+    over the limit (and never pushes)."""
     env = env | {"MIRROR_MAX_IMAGE_BYTES": str(1 << 20), "MIRROR_ENGINE": engine}
     started = time.time_ns()
     code, [result], _ = run_json(env, f"{lab.source}/library/multi:1.0$too-big-{engine}")
     assert code == 1
-    assert result["error"].startswith(f"`{lab.source}/library/multi:1.0` is too large: 6.0 MiB")
+    assert result["error"].startswith(f"`{lab.source}/library/multi:1.0` is too large: {measured}")
     assert result["error"].endswith("over the limit of 1.0 MiB (MIRROR_MAX_IMAGE_BYTES).")
-    assert pulls_since(lab.docker_host, started) == []
+    assert pulls_since(lab.docker_host, started) == []  # no pull completed
     with pytest.raises(lab_module.RegistryError):
         lab_module.pull_manifest(lab.target, f"mirror/too-big-{engine}", "1.0")
+
+
+def test_both_engines_report_the_compressed_bytes_the_target_holds(
+    lab: lab_module.Lab, env: dict[str, str]
+) -> None:
+    """``bytes`` is compressed blob bytes (config and layers) for both engines, not the
+    daemon's uncompressed ``Size``. The registry engine's copy is the source byte for byte;
+    the daemon (graph-driver store) re-compresses layers it pushes to a new registry, so its
+    copy can differ by a few bytes: each engine reports what the target then holds."""
+
+    def compressed(registry: str, repository: str) -> int:
+        raw, _ = lab_module.pull_manifest(registry, repository, "1.0")
+        manifest = json.loads(raw)
+        return int(manifest["config"]["size"]) + sum(
+            int(layer["size"]) for layer in manifest["layers"]
+        )
+
+    image = f"{lab.source}/library/multi:1.0"
+    source_bytes = compressed(lab.source, "library/multi")
+    found = {}
+    for engine in ("docker", "registry"):
+        code, [result], _ = run_json(
+            env | {"MIRROR_ENGINE": engine},
+            f"{image}$bytes-{engine}:1.0",
+            "--platform",
+            "linux/amd64",
+        )
+        assert code == 0, result
+        found[engine] = result["bytes"]
+        assert found[engine] == compressed(lab.target, f"mirror/bytes-{engine}")
+    assert found["registry"] == source_bytes
+    assert abs(found["docker"] - source_bytes) < source_bytes // 100  # the same image
+
+
+def _sockets() -> set[str]:
+    """The sockets this process holds open (``socket:[inode]``)."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            link = os.readlink(f"/proc/self/fd/{fd}")
+            if link.startswith("socket:"):
+                found.add(link)
+    return found
+
+
+async def test_aclose_closes_the_client_of_every_worker_thread(lab: lab_module.Lab) -> None:
+    from mirror.docker_engine import DockerEngine
+
+    before = _sockets()
+    engine = DockerEngine(lab.docker_host)
+    barrier = threading.Barrier(3)
+
+    def in_a_thread() -> None:
+        engine._client().ping()
+        barrier.wait(timeout=30)  # three threads at once: three clients
+
+    await asyncio.gather(*(asyncio.to_thread(in_a_thread) for _ in range(3)))
+    opened = _sockets() - before
+    assert len(opened) >= 3  # one connection to the daemon per thread's client
+    await engine.aclose()
+    assert opened & _sockets() == set()

@@ -23,7 +23,9 @@ from tests.support.docker_events import pulls_since
 @pytest.fixture
 async def service(lab: lab_module.Lab, tmp_path: Path) -> AsyncIterator[JobService]:
     store = await Store.open(tmp_path / "jobs.db")
-    chooser = EngineChooser("docker", {"docker": lambda: DockerEngine(lab.docker_host)})
+    chooser = EngineChooser(
+        "docker", {"docker": lambda: DockerEngine(lab.docker_host, insecure={lab.target})}
+    )
     jobs = JobService(store, chooser, concurrency=2)
     try:
         yield jobs

@@ -16,6 +16,7 @@ import pytest
 import lab as lab_module
 from mirror.engine import CopyRequest
 from mirror.errors import CopyFailed
+from mirror.models import ItemStatus
 from mirror.platform import Platform
 from mirror.progress import BlobDone, ProgressEvent, Stage, StageChanged
 from mirror.reference import ImageRef
@@ -195,7 +196,8 @@ async def test_second_copy_moves_no_blobs(lab: lab_module.Lab, engine: RegistryE
     first = await engine.copy(request, Events())
     events = Events()
     second = await engine.copy(request, events)
-    assert not first.already_there and second.already_there
+    assert first.status is ItemStatus.SUCCEEDED
+    assert second.status is ItemStatus.ALREADY_MIRRORED
     assert (second.target_digest, second.bytes) == (first.target_digest, first.bytes)
     assert events == []  # answered from the manifests alone
 
@@ -228,7 +230,9 @@ async def test_failures_are_one_sentence(
     assert await engine.target_digest(ref(lab.target, "m/fail", "1.0")) is None
 
 
-async def test_unreachable_registry_is_transient(lab: lab_module.Lab) -> None:
+async def test_unreachable_registry_is_final_after_the_engine_retried(
+    lab: lab_module.Lab,
+) -> None:
     engine = RegistryEngine(insecure={"127.0.0.1:9"}, attempts=2, retry_wait=0.01)
     try:
         request = CopyRequest(
@@ -238,13 +242,13 @@ async def test_unreachable_registry_is_transient(lab: lab_module.Lab) -> None:
             await engine.copy(request, Events())
     finally:
         await engine.aclose()
-    assert caught.value.transient
+    assert not caught.value.transient  # retried here; the job service must not retry again
     assert str(caught.value) == (
         "The registry `127.0.0.1:9` could not be reached or dropped the connection."
     )
 
 
-async def test_image_bytes_counts_layers_and_config_from_manifests_alone(
+async def test_measure_counts_layers_and_config_from_manifests_alone(
     lab: lab_module.Lab, engine: RegistryEngine
 ) -> None:
     request = CopyRequest(
@@ -253,4 +257,4 @@ async def test_image_bytes_counts_layers_and_config_from_manifests_alone(
     raw, _ = lab_module.pull_manifest(lab.source, "library/multi", "1.0")
     manifest = json.loads(raw)
     expected = manifest["config"]["size"] + sum(layer["size"] for layer in manifest["layers"])
-    assert await engine.image_bytes(request) == expected
+    assert await engine.measure(request) == expected

@@ -62,6 +62,34 @@ class Manifest:
     media_type: str
     digest: str
 
+    def document(self) -> dict[str, Any]:
+        with contextlib.suppress(ValueError):
+            doc = json.loads(self.data)
+            if isinstance(doc, dict):
+                return doc
+        return {}
+
+    def blobs(self) -> dict[str, int | None]:
+        """Digest -> size of the blobs it names (config, layers); foreign layers (with
+        ``urls``, Windows base images) stay where they are and are not ours to copy."""
+        found: dict[str, int | None] = {}
+        doc = self.document()
+        for key in ("config", "layers", "blobs"):
+            for entry in descriptors(doc.get(key)):
+                if not entry.get("urls"):
+                    size = entry.get("size")
+                    found.setdefault(entry["digest"], size if isinstance(size, int) else None)
+        return found
+
+
+def descriptors(value: Any) -> list[dict[str, Any]]:
+    """The well-formed descriptors of a manifest field (one or a list)."""
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        return []
+    return [d for d in value if isinstance(d, dict) and isinstance(d.get("digest"), str)]
+
 
 def digest_of(data: bytes) -> str:
     return f"sha256:{hashlib.sha256(data).hexdigest()}"
@@ -255,7 +283,14 @@ class RegistryClient:
         return Manifest(data, media_type, digest)
 
     async def head_manifest(self, registry: str, repository: str, reference: str) -> str | None:
-        """The digest ``reference`` resolves to, or None when there is none.
+        """The digest ``reference`` resolves to, or None when there is none."""
+        found = await self.resolve(registry, repository, reference)
+        return found[0] if found else None
+
+    async def resolve(
+        self, registry: str, repository: str, reference: str
+    ) -> tuple[str, str] | None:
+        """(digest, media type) of ``reference``, or None when there is none.
 
         HEAD, which Docker Hub does not count against its pull limit; a GET only for a
         registry that does not say the digest in its answer.
@@ -270,11 +305,13 @@ class RegistryClient:
                 headers={"Accept": ", ".join(MANIFEST_TYPES)},
             ) as resp:
                 digest = resp.headers.get("Docker-Content-Digest")
+                media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
         except NotFound:
             return None
-        if digest:
-            return digest
-        return (await self.get_manifest(registry, repository, reference)).digest
+        if digest and media_type:
+            return digest, media_type
+        manifest = await self.get_manifest(registry, repository, reference)
+        return manifest.digest, manifest.media_type
 
     async def put_manifest(
         self, registry: str, repository: str, reference: str, manifest: Manifest

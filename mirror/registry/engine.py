@@ -20,30 +20,35 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential
 
 from mirror.credentials import Credentials
 from mirror.egress import EgressGuard
-from mirror.engine import CopyRequest, CopyResult, ProgressSink
-from mirror.errors import CopyFailed, InvalidPlatform, MirrorError
+from mirror.engine import CopyRequest, ProgressSink
+from mirror.errors import CopyFailed, InvalidPlatform, MirrorError, PullLimitReached
+from mirror.models import ItemStatus, Outcome
 from mirror.platform import Platform, parse_platform
 from mirror.progress import BlobDone, BlobProgress, Stage, StageChanged
 from mirror.reference import ImageRef
-from mirror.registry.client import INDEX_TYPES, Manifest, RegistryClient
+from mirror.registry.client import INDEX_TYPES, Manifest, RegistryClient, descriptors
 from mirror.registry.errors import (
     AccessDenied,
     DigestMismatch,
     Forbidden,
     NotFound,
+    PlainHttp,
+    PullLimited,
     RateLimited,
     Refused,
     RegistryError,
     ServerError,
     TimedOut,
     TokenRejected,
+    Transient,
     Unreachable,
 )
+from mirror.registry.hosts import PullLimit
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +66,12 @@ class _Blob:
 
 
 @dataclass
+class _BlobFlight:
+    task: asyncio.Task[None]
+    watchers: int = 0
+
+
+@dataclass
 class _Plan:
     """What one copy moves: blobs first (any order), then manifests in this order."""
 
@@ -74,22 +85,6 @@ class _Plan:
     @property
     def bytes(self) -> int:
         return sum(b.size or 0 for b in self.blobs.values())
-
-
-def _document(manifest: Manifest) -> dict[str, Any]:
-    with contextlib.suppress(ValueError):
-        doc = json.loads(manifest.data)
-        if isinstance(doc, dict):
-            return doc
-    return {}
-
-
-def _descriptors(value: Any) -> list[dict[str, Any]]:
-    if isinstance(value, dict):
-        value = [value]
-    if not isinstance(value, list):
-        return []
-    return [d for d in value if isinstance(d, dict) and isinstance(d.get("digest"), str)]
 
 
 def _platform_of(descriptor: dict[str, Any]) -> Platform | None:
@@ -110,7 +105,14 @@ def _short(digest: str) -> str:
 
 
 class RegistryEngine:
-    """Copies images registry to registry; every platform (``platform=None``) or one."""
+    """Copies images registry to registry; every platform (``platform=None``) or one.
+
+    The one owner of retries for registry faults (go-containerregistry's ``uploadOne``): each
+    unit (one manifest read, one existence check, one blob copy HEAD -> mount -> POST -> PATCH
+    -> PUT, one manifest push) is retried in one loop, and the client under it never retries.
+    ``Retry-After`` is honoured by the host's shared backoff (``hosts.HostState``). What this
+    engine raises is final for the job service: it already tried.
+    """
 
     name = "registry"
 
@@ -140,9 +142,10 @@ class RegistryEngine:
         self._blob_slots = asyncio.Semaphore(blob_concurrency)
         self._attempts = attempts
         self._backoff = wait_exponential(multiplier=retry_wait, max=max_wait)
-        self._max_wait = max_wait
         self._known: dict[tuple[str, str], str] = {}
         """(registry, blob digest) -> a repository of that registry known to hold the blob."""
+        self._blob_flights: dict[tuple[str, str, str], _BlobFlight] = {}
+        """(registry, repository, digest) -> the one copy of that blob in progress."""
 
     # -- protocol -------------------------------------------------------------------------------
 
@@ -150,10 +153,23 @@ class RegistryEngine:
         """Always available: it needs nothing but the network, which each copy checks itself."""
 
     async def source_digest(self, request: CopyRequest) -> str:
+        """A HEAD (not counted by Docker Hub's pull limit) unless one platform of an index is
+        wanted: then the index must be read to find that platform's digest."""
+        src = request.source
         try:
+            found = await self._retry(
+                lambda: self.client.resolve(
+                    src.registry, src.repository, src.digest or src.tag or "latest"
+                )
+            )
+            if found is None:
+                raise NotFound(src.registry, "manifest unknown")
+            digest, media_type = found
+            if request.platform is None or media_type not in INDEX_TYPES:
+                return digest
             return (await self._select(request, check_config=False)).digest
         except RegistryError as exc:
-            raise _explain(exc, request.source, pushing=False) from exc
+            raise _explain(exc, src, pushing=False) from exc
 
     async def target_digest(self, target: ImageRef) -> str | None:
         try:
@@ -165,17 +181,18 @@ class RegistryEngine:
         except RegistryError as exc:
             raise _explain(exc, target, pushing=True) from exc
 
-    async def image_bytes(self, request: CopyRequest) -> int:
-        """What the copy would move (compressed layers and configs), from manifests alone.
-
-        The job service uses it to enforce MIRROR_MAX_IMAGE_BYTES before any blob moves,
-        whichever engine then copies.
-        """
+    async def measure(self, request: CopyRequest) -> int:
+        """What the copy would move (compressed layers and configs), from manifests alone,
+        so MIRROR_MAX_IMAGE_BYTES refuses an image before any blob moves."""
         try:
             _, plan = await self._plan(request)
         except RegistryError as exc:
             raise _explain(exc, request.source, pushing=False) from exc
         return plan.bytes
+
+    def pull_limit(self, registry: str) -> PullLimit | None:
+        """The pull-limit counters ``registry`` last sent (read-only; for ``/status``)."""
+        return self.client.pull_limit(registry)
 
     async def _plan(self, request: CopyRequest) -> tuple[Manifest, _Plan]:
         top = await self._select(request, check_config=True)
@@ -183,7 +200,7 @@ class RegistryEngine:
         await self._collect(request.source, top, plan, whole=request.platform is None)
         return top, plan
 
-    async def copy(self, request: CopyRequest, progress: ProgressSink) -> CopyResult:
+    async def copy(self, request: CopyRequest, progress: ProgressSink) -> Outcome:
         src, dst = request.source, request.target
         pushing = False
         try:
@@ -195,7 +212,9 @@ class RegistryEngine:
             )
             if current == top.digest:
                 # Already there, byte for byte: a couple of requests and no blob traffic.
-                return CopyResult(self.name, top.digest, top.digest, plan.bytes, already_there=True)
+                return Outcome(
+                    ItemStatus.ALREADY_MIRRORED, self.name, top.digest, top.digest, plan.bytes
+                )
             progress(StageChanged(Stage.COPYING))
             await self._copy_blobs(src, dst, plan, progress)
             progress(StageChanged(Stage.PUSHING))
@@ -208,25 +227,20 @@ class RegistryEngine:
             if src.registry != dst.registry:
                 pushing = exc.registry == dst.registry  # which side failed, when we can tell
             raise _explain(exc, dst if pushing else src, pushing=pushing) from exc
-        return CopyResult(self.name, top.digest, stored, plan.bytes)
+        return Outcome(ItemStatus.SUCCEEDED, self.name, top.digest, stored, plan.bytes)
 
     async def aclose(self) -> None:
         await self.client.aclose()
 
     # -- retries --------------------------------------------------------------------------------
 
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            return min(exc.retry_after, self._max_wait)
-        return float(self._backoff(state))
-
     async def _retry(self, step: Callable[[], Awaitable[T]]) -> T:
-        """Run one step (a request, or a whole blob) again on transient faults, with backoff."""
+        """Run one unit again on transient faults, with backoff; a ``Retry-After`` is waited
+        out by the host's not-before time, which every request to that host honours."""
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(self._attempts),
-            wait=self._wait,
-            retry=retry_if_exception(lambda e: isinstance(e, RegistryError) and e.transient),
+            wait=self._backoff,
+            retry=retry_if_exception_type(Transient),
             reraise=True,
         ):
             with attempt:
@@ -251,7 +265,7 @@ class RegistryEngine:
         if wanted is None:
             return top
         if top.media_type in INDEX_TYPES:
-            entries = _descriptors(_document(top).get("manifests"))
+            entries = descriptors(top.document().get("manifests"))
             for entry in entries:
                 if _platform_of(entry) == wanted:
                     return await self._get(src, entry["digest"], str(entry.get("mediaType", "")))
@@ -266,7 +280,7 @@ class RegistryEngine:
 
     async def _check_platform(self, src: ImageRef, manifest: Manifest, wanted: Platform) -> None:
         """A single-platform image copied for another platform would not run: refuse it."""
-        config = _descriptors(_document(manifest).get("config"))
+        config = descriptors(manifest.document().get("config"))
         if not config or (config[0].get("size") or 0) > _CONFIG_MAX:
             return
         digest = config[0]["digest"]
@@ -291,19 +305,12 @@ class RegistryEngine:
         """Add ``manifest``, after its children and blobs, to ``plan`` (depth first)."""
         if any(m.digest == manifest.digest for m in plan.manifests):
             return
-        doc = _document(manifest)
         if whole:
-            for entry in _descriptors(doc.get("manifests")):
+            for entry in descriptors(manifest.document().get("manifests")):
                 child = await self._get(src, entry["digest"], str(entry.get("mediaType", "")))
                 await self._collect(src, child, plan, whole=True)
-        for key in ("config", "layers", "blobs"):
-            for entry in _descriptors(doc.get(key)):
-                if entry.get("urls"):
-                    continue  # foreign layers (Windows base images) stay where they are
-                size = entry.get("size")
-                plan.blobs.setdefault(
-                    entry["digest"], _Blob(entry["digest"], size if isinstance(size, int) else None)
-                )
+        for digest, size in manifest.blobs().items():
+            plan.blobs.setdefault(digest, _Blob(digest, size))
         plan.manifests.append(manifest)
 
     # -- writing the target ---------------------------------------------------------------------
@@ -330,16 +337,40 @@ class RegistryEngine:
             for digest in plan.blobs:
                 self._known.setdefault((dst.registry, digest), src.repository)
 
-        def copier(blob: _Blob) -> Callable[[], Awaitable[None]]:
-            return lambda: self._copy_blob(src, dst, blob, progress)
-
-        tasks = [asyncio.create_task(self._retry(copier(blob))) for blob in plan.blobs.values()]
+        tasks = [
+            asyncio.create_task(self._copy_blob_once(src, dst, blob, progress))
+            for blob in plan.blobs.values()
+        ]
         try:
             await asyncio.gather(*tasks)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _copy_blob_once(
+        self, src: ImageRef, dst: ImageRef, blob: _Blob, progress: ProgressSink
+    ) -> None:
+        """One copy of a blob per (registry, repository, digest), however many copies need
+        it at once; a failure is forgotten so the next caller tries again (pusher.go)."""
+        key = (dst.registry, dst.repository, blob.digest)
+        flight = self._blob_flights.get(key)
+        joined = flight is not None
+        if flight is None:
+            task = asyncio.create_task(
+                self._retry(lambda: self._copy_blob(src, dst, blob, progress))
+            )
+            flight = self._blob_flights[key] = _BlobFlight(task)
+            task.add_done_callback(lambda _: self._blob_flights.pop(key, None))
+        flight.watchers += 1
+        try:
+            await asyncio.shield(flight.task)
+        finally:
+            flight.watchers -= 1
+            if flight.watchers == 0 and not flight.task.done():
+                flight.task.cancel()  # every copy that needed it has stopped
+        if joined:
+            progress(BlobDone(_short(blob.digest), blob.size))
 
     async def _copy_blob(
         self, src: ImageRef, dst: ImageRef, blob: _Blob, progress: ProgressSink
@@ -425,29 +456,31 @@ class RegistryEngine:
 
 
 def _explain(exc: RegistryError, ref: ImageRef, *, pushing: bool) -> MirrorError:
-    """One sentence for a person; transient faults are marked for the job service's retries."""
+    """One sentence for a person. Never ``transient``: this engine already retried, and the
+    job service must not multiply its attempts."""
     where = f"`{exc.registry}`"
+    if isinstance(exc, PullLimited):
+        return PullLimitReached(exc.sentence(), exc.lifts_at)
+    if isinstance(exc, PlainHttp):
+        return CopyFailed(
+            f"The registry {where} answers plain HTTP, not HTTPS: list it in "
+            "MIRROR_INSECURE_REGISTRIES if that is intended."
+        )
     if isinstance(exc, DigestMismatch):
         return CopyFailed(
             f"Content of `{ref.familiar}` arrived corrupted from {where} (its sha256 did not "
             "match); nothing was tagged at the target."
         )
     if isinstance(exc, RateLimited):
-        return CopyFailed(
-            f"The registry {where} is rate-limiting us; try again later.", transient=True
-        )
+        return CopyFailed(f"The registry {where} is rate-limiting us; try again later.")
     if isinstance(exc, ServerError):
         return CopyFailed(
-            f"The registry {where} kept failing (HTTP {exc.status}); try again later.",
-            transient=True,
+            f"The registry {where} kept failing (HTTP {exc.status}); try again later."
         )
     if isinstance(exc, TimedOut):
-        return CopyFailed(f"The registry {where} stopped answering in time.", transient=True)
+        return CopyFailed(f"The registry {where} stopped answering in time.")
     if isinstance(exc, Unreachable | TokenRejected):
-        return CopyFailed(
-            f"The registry {where} could not be reached or dropped the connection.",
-            transient=True,
-        )
+        return CopyFailed(f"The registry {where} could not be reached or dropped the connection.")
     if isinstance(exc, AccessDenied):
         if pushing:
             return CopyFailed(
