@@ -382,6 +382,12 @@ def _explain(message: str, ref: ImageRef, *, pushing: bool) -> MirrorError:
         or "dial tcp" in text
     ):
         return CopyFailed(f"The registry `{where}` could not be reached.", transient=True)
+    if "pull rate limit" in text:
+        # Docker Hub's limit lifts hours later: redoing the copy now only spends attempts.
+        return CopyFailed(
+            f"{where}'s pull limit is used up (the daemon does not say when it lifts); "
+            "try again later, or give the daemon credentials for it."
+        )
     if "toomanyrequests" in text or "rate limit" in text:
         return CopyFailed(
             f"The registry `{where}` is rate-limiting us; try again later.", transient=True

@@ -203,3 +203,17 @@ def test_the_daemons_plain_http_answer_is_a_configuration_error() -> None:
     error = _explain(daemon_said, target, pushing=True)
     assert isinstance(error, CopyFailed) and not error.transient
     assert "MIRROR_INSECURE_REGISTRIES" in str(error)
+
+
+def test_the_daemons_pull_limit_is_not_retried() -> None:
+    from mirror.docker_engine import _explain
+
+    source = ImageRef("docker.io", "library/nginx", "1", None)
+    error = _explain(
+        "toomanyrequests: You have reached your pull rate limit. You may increase the limit "
+        "by authenticating and upgrading: https://www.docker.com/increase-rate-limit",
+        source,
+        pushing=False,
+    )
+    assert isinstance(error, CopyFailed) and not error.transient
+    assert str(error).startswith("docker.io's pull limit is used up")
