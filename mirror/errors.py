@@ -36,7 +36,9 @@ class EngineUnavailable(MirrorError):
 class CopyFailed(MirrorError):
     """A copy started but did not finish; the sentence says why.
 
-    ``transient`` marks faults worth retrying (network, rate limits), as skopeo does.
+    ``transient`` marks a fault worth redoing the *whole* copy for (the docker daemon's network
+    faults); the job service retries only those. The registry engine retries its own faults
+    per request unit and never sets it, so attempts do not multiply.
     """
 
     def __init__(self, message: str, *, transient: bool = False) -> None:
