@@ -2,7 +2,7 @@
 
 One registry of our own (not prometheus_client's global one), so what ``/metrics`` shows is
 exactly this bot's series. The core feeds it through ``JobService(on_outcome=...)`` and
-``JobService.in_flight``; ``bot.live.deliver`` reports chat API errors and retries, the one
+``JobService.in_flight``; ``bot.delivery.deliver`` reports chat API errors and retries, the one
 place chat calls are retried.
 """
 
