@@ -233,11 +233,11 @@ class FakeTelegram:
             self._outages[method] -= 1
             call.status = self._outage_status[method]
             return _error(call.status, "Bad Gateway")
-        if self.enforce and method in PACED and (retry := self._over_limit(call)) is not None:
+        if self.enforce and method in PACED and (wait := self._over_limit(call)) is not None:
             self.refused += 1
             call.status = 429
             return _error(
-                429, f"Too Many Requests: retry after {retry}", parameters={"retry_after": retry}
+                429, f"Too Many Requests: retry after {wait}", parameters={"retry_after": wait}
             )
         handler = getattr(self, f"_api_{method}", None)
         if handler is None:
