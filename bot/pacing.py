@@ -10,8 +10,9 @@ then progress edits. A progress edit goes only when the chat keeps enough budget
 answers of the jobs still open in it; otherwise it waits, and since the live message sends its
 newest view when its turn comes, intermediate states are skipped, never queued.
 
-The pacer knows no platform: a conversation tells its budget (:class:`Paced`); one that does
-not gets one call per ``edit_interval``, for that conversation alone.
+The pacer knows no platform: a conversation tells its budget (:class:`Paced`). One that does
+not (the console) has no known limit: its calls go one at a time, by priority, and the live
+message still leaves ``edit_interval`` between two edits of a message.
 
 A chat's budget is spent when a call *ends*, not when it starts: the next call that would
 exceed the budget starts a whole window after an earlier one's answer came back, so the
@@ -79,10 +80,14 @@ class Paced(Protocol):
     def pace(self) -> Pace: ...
 
 
+UNLIMITED = Budget(1, 0.0)
+"""No flood limit known: one call at a time."""
+
+
 def pace_of(conversation: Conversation) -> Pace:
     if isinstance(conversation, Paced):
         return conversation.pace
-    return Pace(f"conversation-{id(conversation)}", Budget(1, conversation.edit_interval))
+    return Pace(f"conversation-{id(conversation)}", UNLIMITED)
 
 
 class _Window:
@@ -112,11 +117,11 @@ class _Window:
         return self.ended[0] + self.budget.seconds if self.ended else math.inf
 
     def room_after_one(self, now: float, within: float) -> int:
-        """Calls that could still start in the next ``within`` seconds if one started now."""
+        """Calls that could still start in the next ``within`` seconds if one started now
+        (for a window longer than ``within``: a call now holds its slot past it)."""
         self._expire(now)
         horizon = now + within
-        short = self.budget.seconds <= within  # a call now frees its slot within the horizon
-        held = (self.busy + 1) * (not short)
+        held = self.busy + 1
         held += sum(1 for ended in self.ended if ended + self.budget.seconds > horizon)
         return self.budget.calls - held
 
@@ -191,6 +196,14 @@ class _Lane:
         return max(w.free_at(now) for w in self._windows())
 
     def _may_progress(self, now: float) -> bool:
+        """A progress edit must leave room for the answers of the jobs open in the chat.
+
+        Where the budget's window is short (a second), an answer waits at most that long
+        behind an edit, so priority is enough; where it is long (a group's minute), an edit
+        spent now is missing for a minute, and only spare room may be spent on progress.
+        """
+        if self.window.budget.seconds <= self.patience:
+            return True
         spare = self.window.budget.calls // 4  # room for newcomers' acknowledgements
         return self.window.room_after_one(now, self.patience) >= self.open + spare
 

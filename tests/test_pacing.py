@@ -119,29 +119,56 @@ async def test_an_answer_survives_a_429_storm_and_a_cancelled_wait_is_dropped() 
     await pacer.aclose()
 
 
-async def test_a_conversation_without_a_pace_gets_one_call_per_edit_interval() -> None:
+async def test_a_conversation_without_a_pace_has_its_calls_one_at_a_time_by_priority() -> None:
     class Plain:
+        """A conversation of an adapter that knows no flood limit (the console)."""
+
         edit_interval = 0.2
 
         def __init__(self, chat: RecordingChat) -> None:
             self.chat = chat
+            self.in_flight = 0
+            self.most = 0
 
         async def post(self, view: MessageView) -> Reply:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+            await asyncio.sleep(0.05)
+            self.in_flight -= 1
             return await self.chat.post(view)
 
-    chat = RecordingChat(Budget(1, 0.2))
+    chat = RecordingChat()
     plain, pacer = Plain(chat), Pacer()
-    await asyncio.gather(
-        *(
-            pacer.send(
-                plain,
-                Priority.ANSWER,
-                partial(plain.post, MessageView(str(n))),
-                what="x",
-                adapter="test",
-            )
-            for n in range(3)
+    sends = [
+        pacer.send(
+            plain, priority, partial(plain.post, MessageView(title)), what=title, adapter="test"
         )
-    )
-    assert chat.titles() == ["0", "1", "2"]
+        for priority, title in [
+            (Priority.ACK, "ack"),
+            (Priority.PROGRESS, "edit"),
+            (Priority.ANSWER, "answer"),
+        ]
+    ]
+    await asyncio.gather(*sends)
+    assert chat.titles() == ["answer", "ack", "edit"]
+    assert plain.most == 1
+
+
+async def test_a_private_chat_with_several_jobs_still_gets_progress() -> None:
+    chat = RecordingChat(Budget(1, 0.1), edit_interval=0.1)
+    pacer = Pacer(patience=0.5)
+    lives = []
+    for n in range(3):
+        reply: Reply = await post(pacer, chat, Priority.ACK, f"ack {n}")
+        lives.append(
+            LiveMessage(pacer, chat, reply, initial=MessageView(f"ack {n}"), adapter="test")
+        )
+    for step in range(6):
+        for n, live in enumerate(lives):
+            live.update(MessageView(f"job {n} at {step}"))
+        await asyncio.sleep(0.15)
+    edits_while_running = len(chat.titles("edit"))
+    for live in lives:
+        await live.close()
+    assert edits_while_running >= 3
     assert chat.refused == 0
