@@ -40,7 +40,7 @@ T = TypeVar("T")
 
 PATIENCE = 3.0
 """Seconds a final answer may wait for the budget because progress edits spent it."""
-IDLE_POLL = 1.0
+IDLE_POLL = 0.25
 """Longest sleep of a chat's queue while something waits: shared budgets free up unseen."""
 
 
@@ -208,13 +208,16 @@ class _Lane:
         return self.window.room_after_one(now, self.patience) >= self.open + spare
 
     def _choose(self, now: float) -> _Request | None:
+        """The most urgent call that may go now; progress a busy chat has no room for is
+        marked held (so a job's end need not wait for its last view)."""
         for request in sorted(self.pending):
-            if request.future.done() or request.not_before > now:
+            if request.future.done():
                 continue
             if request.priority is Priority.PROGRESS and not self._may_progress(now):
                 request.held.set()
                 continue
-            return request
+            if request.not_before <= now:
+                return request
         return None
 
     def _next_wake(self, now: float) -> float:
@@ -230,8 +233,8 @@ class _Lane:
                     return
                 now = time.monotonic()
                 start = self._free_at(now)
-                request = self._choose(now) if start <= now else None
-                if request is None:
+                request = self._choose(now)
+                if request is None or start > now:
                     wake = min(start, self._next_wake(now))
                     self.wake.clear()
                     with contextlib.suppress(TimeoutError):
