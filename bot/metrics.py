@@ -51,7 +51,8 @@ class Metrics:
         )
         self.chat_errors = Counter(
             "mirror_chat_api_errors",
-            "Chat API calls that failed: rate_limited (429), failed (any other error), "
+            "Chat API calls that failed: rate_limited (429), failed (unreachable, timed out, "
+            "server error; or a bug, not retried), undeliverable (refused for good), "
             "gave_up (no more retries).",
             ["adapter", "kind"],
             registry=self.registry,
