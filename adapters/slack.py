@@ -10,9 +10,12 @@ everything after it goes into that message's thread; a mention is answered in it
 starts one); a DM is answered in the DM. The live message is one message edited with
 ``chat.update``.
 
-Rate limits: posts go through slack_sdk's 429 retry handler (``Retry-After`` honoured).
-Edits do not: a 429 on ``chat.update`` is raised as :class:`bot.chat.RateLimited` so the
-live message waits it out and then sends the *newest* view instead of replaying a stale one.
+Rate limits: each conversation tells its channel's budget (:class:`bot.pacing.Pace`, about
+one message a second), and ``bot.pacing`` sends every post and edit in a channel under it,
+answers first. Retries have one owner, ``bot.delivery``: the Web API client has no retry
+handlers of its own; a 429 is raised as :class:`bot.chat.RateLimited` (so an edit retried
+later sends the *newest* view instead of replaying a stale one), a 5xx, ``internal_error``
+or an unreachable API as :class:`bot.chat.ChatUnavailable`.
 """
 
 from __future__ import annotations
@@ -31,16 +34,13 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.app.async_server import AsyncSlackAppServer
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
-)
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack_text import command_text, slash_text, to_mrkdwn
 from bot.chat import (
+    ChatUnavailable,
     ConfigurationError,
     Conversation,
     Handler,
@@ -49,6 +49,8 @@ from bot.chat import (
     Reply,
     Undeliverable,
 )
+from bot.delivery import reconnecting
+from bot.pacing import Budget, Pace
 from bot.settings import Settings
 from bot.view import MessageView
 
@@ -57,6 +59,8 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 EDIT_INTERVAL = 1.5
 """Slack allows about one ``chat.update`` per second per message; leave some room."""
+CHANNEL_BUDGET = Budget(1, 1.0)
+"""Slack: about one message a second per channel, short bursts tolerated."""
 _FATAL_AUTH = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked"})
 _NOT_MEMBER = frozenset({"not_in_channel", "channel_not_found"})
 MOVED_TO_DM = (
@@ -86,8 +90,13 @@ _TRANSIENT_ERRORS = frozenset(
 )
 
 
-def _port_error(exc: SlackApiError) -> Exception:
-    """A Web API error as the port sees it: RateLimited, Undeliverable, or retry as is."""
+def _port_error(exc: Exception) -> Exception:
+    """A Web API failure as the port sees it: RateLimited, ChatUnavailable or Undeliverable;
+    anything else (a bug) as it is."""
+    if isinstance(exc, TimeoutError | OSError | ClientError):
+        return ChatUnavailable(f"Slack did not answer ({type(exc).__name__})")
+    if not isinstance(exc, SlackApiError):
+        return exc
     if exc.response.status_code == 429:
         try:
             retry_after = float(exc.response.headers.get("Retry-After", "1"))
@@ -97,19 +106,21 @@ def _port_error(exc: SlackApiError) -> Exception:
     error = str(exc.response.get("error", "")) if exc.response.status_code < 500 else ""
     if error and error not in _TRANSIENT_ERRORS:
         return Undeliverable(f"Slack refused: {error}", code=error)
-    return exc
+    return ChatUnavailable(f"Slack did not answer ({error or exc.response.status_code})")
+
+
+_FAILURES = (SlackApiError, TimeoutError, OSError, ClientError)
 
 
 @dataclass
 class _Api:
-    """The two Web API calls the port needs; posts and edits use differently tuned clients."""
+    """The Web API calls the port needs, their failures in the port's terms."""
 
-    posts: AsyncWebClient
-    edits: AsyncWebClient
+    client: AsyncWebClient
 
     async def post(self, channel: str, thread_ts: str | None, text: str) -> str:
         try:
-            response = await self.posts.chat_postMessage(
+            response = await self.client.chat_postMessage(
                 channel=channel,
                 thread_ts=thread_ts,
                 text=text,
@@ -119,17 +130,20 @@ class _Api:
                 unfurl_links=False,
                 unfurl_media=False,
             )
-        except SlackApiError as exc:
+        except _FAILURES as exc:
             raise _port_error(exc) from None
         return str(response["ts"])
 
     async def open_dm(self, user: str) -> str:
-        response = await self.posts.conversations_open(users=user)
+        try:
+            response = await self.client.conversations_open(users=user)
+        except _FAILURES as exc:
+            raise _port_error(exc) from None
         return str(response["channel"]["id"])
 
     async def ephemeral(self, response_url: str, text: str) -> None:
         """A note only the requester sees, through the slash command's ``response_url``."""
-        webhook = AsyncWebhookClient(response_url, proxy=self.posts.proxy)
+        webhook = AsyncWebhookClient(response_url, proxy=self.client.proxy)
         try:
             await webhook.send(text=text, response_type="ephemeral")
         except Exception as exc:  # a courtesy: the answer itself goes to the DM regardless
@@ -137,10 +151,10 @@ class _Api:
 
     async def edit(self, channel: str, ts: str, text: str) -> None:
         try:
-            await self.edits.chat_update(
+            await self.client.chat_update(
                 channel=channel, ts=ts, text=text, parse="none", link_names=False
             )
-        except SlackApiError as exc:
+        except _FAILURES as exc:
             raise _port_error(exc) from None
 
 
@@ -181,6 +195,10 @@ class SlackConversation:
     def edit_interval(self) -> float:
         return EDIT_INTERVAL
 
+    @property
+    def pace(self) -> Pace:
+        return Pace(self.channel, CHANNEL_BUDGET)
+
     async def post(self, view: MessageView) -> Reply:
         text = to_mrkdwn(view, self.requester)
         try:
@@ -209,6 +227,17 @@ def parse_ref(ref: str) -> tuple[str, str | None, str, str | None] | None:
 
 
 # -- the adapter -------------------------------------------------------------------------------
+
+
+def _may_pass(exc: BaseException) -> bool:
+    """At start-up: Slack unreachable or in trouble, not a token it refuses."""
+    if isinstance(exc, SlackApiError):
+        return exc.response.get("error") not in _FATAL_AUTH
+    return isinstance(exc, TimeoutError | OSError | ClientError)
+
+
+_RECONNECTING = reconnecting(_may_pass, "Slack")
+"""Start-up retries: ``auth.test`` until Slack answers, unless it refuses the token."""
 
 
 def _api_root(url: str) -> str:
@@ -255,22 +284,9 @@ class SlackAdapter:
         self._signing_secret = signing_secret
         self._port = port
         self._host = host
-        root = _api_root(api_url)
-        posts = AsyncWebClient(
-            token=bot_token,
-            base_url=root,
-            retry_handlers=[
-                AsyncConnectionErrorRetryHandler(max_retry_count=2),
-                AsyncRateLimitErrorRetryHandler(max_retry_count=3),
-                AsyncServerErrorRetryHandler(max_retry_count=2),
-            ],
-        )
-        edits = AsyncWebClient(
-            token=bot_token,
-            base_url=root,
-            retry_handlers=[AsyncConnectionErrorRetryHandler(max_retry_count=2)],
-        )
-        self._api = _Api(posts, edits)
+        # No retry handlers: bot.delivery retries chat calls, _who_am_i the start-up.
+        client = AsyncWebClient(token=bot_token, base_url=_api_root(api_url), retry_handlers=[])
+        self._api = _Api(client)
         self._tasks: set[asyncio.Task[None]] = set()
         self._seen = _Seen()
         self.bot_user_id: str | None = None
@@ -313,42 +329,31 @@ class SlackAdapter:
     async def check(self) -> str:
         """``auth.test`` once, for ``mirror-bot check``: who the token is, or why not."""
         try:
-            response = await self._api.posts.auth_test()
+            response = await self._api.client.auth_test()
         except SlackApiError as exc:
             raise SlackSetupError(
                 f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')}); check the bot token."
             ) from None
         except (TimeoutError, OSError, ClientError) as exc:
             raise SlackSetupError(
-                f"Slack's Web API at {self._api.posts.base_url} did not answer "
+                f"Slack's Web API at {self._api.client.base_url} did not answer "
                 f"({type(exc).__name__}); check SLACK_API_URL and HTTPS_PROXY."
             ) from None
         return f"bot {response.get('user')} in workspace {response.get('team')} ({self.mode} mode)"
 
     async def _who_am_i(self) -> None:
         """``auth.test``: the bot's user id (to strip its mentions), and a bad token fails fast."""
-        backoff = 1.0
-        while True:
-            try:
-                response = await self._api.posts.auth_test()
-                break
-            except SlackApiError as exc:
-                if exc.response.get("error") in _FATAL_AUTH:
-                    raise SlackSetupError(
-                        "Slack refused SLACK_BOT_TOKEN "
-                        f"({exc.response.get('error')}); check the bot token."
-                    ) from None
-                reason = str(exc.response.get("error"))
-            except (TimeoutError, OSError, ClientError) as exc:
-                reason = type(exc).__name__
-            log.warning("Slack is not reachable (%s); retrying in %.0fs", reason, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 60.0)
+        try:
+            response: AsyncSlackResponse = await _RECONNECTING.copy()(self._api.client.auth_test)
+        except SlackApiError as exc:
+            raise SlackSetupError(
+                f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')}); check the bot token."
+            ) from None
         self.bot_user_id = str(response.get("user_id") or "") or None
         log.info("connected to Slack as %s (%s mode)", response.get("user"), self.mode)
 
     async def _serve_socket_mode(self, app: AsyncApp, app_token: str) -> None:
-        client = self._api.posts
+        client = self._api.client
         socket = AsyncSocketModeHandler(app, app_token, web_client=client, proxy=client.proxy)
         await socket.connect_async()  # type: ignore[no-untyped-call]
         try:
@@ -371,7 +376,7 @@ class SlackAdapter:
         bolt_logger = logging.getLogger("slack_bolt")
         bolt_logger.addFilter(_QuietTokenWarning())
         app = AsyncApp(
-            client=self._api.posts,
+            client=self._api.client,
             signing_secret=self._signing_secret or "",
             request_verification_enabled=not self._app_token,
             logger=bolt_logger,

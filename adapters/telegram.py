@@ -6,10 +6,13 @@ live message is edited with ``editMessageText``, and views are Telegram HTML
 (:mod:`adapters.telegram_html`). Updates are handled concurrently, so a long copy never
 holds up another user's command.
 
-Flood limits are handled in one place, ``bot.live``: PTB's optional ``AIORateLimiter`` is not
-installed, so a 429 reaches us as ``RetryAfter`` and becomes :class:`RateLimited`, which the
-live message waits out before the next edit (a second limiter would only stack its own waits
-on top, and would hide 429s from the code that knows which edit can be dropped).
+Flood limits are handled in one place, ``bot``: each conversation tells its chat's budget
+(:class:`bot.pacing.Pace`: 20 messages a minute in a group, one a second in a private chat,
+30 a second for the bot), and ``bot.pacing`` sends every post and edit of a chat under it,
+answers first. PTB's optional ``AIORateLimiter`` is not installed, so a 429 reaches us as
+``RetryAfter`` and becomes :class:`RateLimited`, which ``bot.delivery`` waits out (a second
+limiter would only stack its own waits on top, and would hide 429s from the code that knows
+which edit can be dropped).
 
 ``TELEGRAM_API_URL`` replaces ``https://api.telegram.org`` (blocked where this bot is most
 needed): a self-hosted Bot API server or a reverse proxy. Long polling by default; webhook
@@ -41,18 +44,19 @@ from telegram import (
 from telegram.constants import ChatType, ParseMode
 from telegram.error import (
     BadRequest,
-    ChatMigrated,
-    Forbidden,
     InvalidToken,
+    NetworkError,
     RetryAfter,
     TelegramError,
 )
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
 from telegram.warnings import PTBDeprecationWarning
+from tenacity import AsyncRetrying
 
 from adapters import telegram_html
 from adapters.telegram_html import Mention
 from bot.chat import (
+    ChatUnavailable,
     ConfigurationError,
     Conversation,
     Handler,
@@ -61,7 +65,8 @@ from bot.chat import (
     Reply,
     Undeliverable,
 )
-from bot.live import deliver
+from bot.delivery import deliver, reconnecting
+from bot.pacing import Budget, Pace
 from bot.settings import Settings
 from bot.view import MessageView
 
@@ -71,6 +76,10 @@ T = TypeVar("T")
 
 PRIVATE_EDIT_INTERVAL = 1.0
 GROUP_EDIT_INTERVAL = 3.0
+PRIVATE_BUDGET = Budget(1, 1.0)
+GROUP_BUDGET = Budget(20, 60.0)
+BOT_BUDGET = Budget(30, 1.0)
+"""Telegram's flood limits: per private chat, per group, and for all chats of the bot."""
 
 COMMANDS = ("mirror", "status", "history", "cancel", "help", "start")
 """What the bot answers in a group; anything else there may belong to another bot."""
@@ -106,19 +115,22 @@ def _rate_limited(exc: RetryAfter) -> RateLimited:
 
 
 async def _call(request: Callable[[], Awaitable[T]]) -> T:
-    """One Bot API call, with Telegram's 429 turned into the port's :class:`RateLimited`, and
-    refusals that no retry can change (bot blocked or removed, chat gone) into
-    :class:`Undeliverable`; network faults stay as they are and are retried."""
+    """One Bot API call, its failures as the port names them: a 429 is :class:`RateLimited`;
+    network faults, timeouts and server errors (PTB's ``NetworkError``) are
+    :class:`ChatUnavailable`; every other refusal (bot blocked or removed, chat gone, token
+    revoked) is :class:`Undeliverable`, as no retry can change it."""
     try:
         return await request()
     except RetryAfter as exc:
         raise _rate_limited(exc) from None
-    except (Forbidden, ChatMigrated) as exc:
-        raise Undeliverable(f"Telegram refused: {exc.message}") from None
-    except BadRequest as exc:
+    except BadRequest as exc:  # before NetworkError, which PTB makes its base class
         if "message is not modified" in exc.message.lower():
             raise  # the edit's own business: the text is already there
         raise Undeliverable(f"Telegram refused: {exc.message}", code=exc.message) from None
+    except NetworkError as exc:
+        raise ChatUnavailable(f"Telegram did not answer: {exc.message}") from None
+    except TelegramError as exc:
+        raise Undeliverable(f"Telegram refused: {exc.message}") from None
 
 
 @dataclass(frozen=True)
@@ -170,6 +182,11 @@ class TelegramConversation:
     def edit_interval(self) -> float:
         return GROUP_EDIT_INTERVAL if self._where.is_group else PRIVATE_EDIT_INTERVAL
 
+    @property
+    def pace(self) -> Pace:
+        budget = GROUP_BUDGET if self._where.is_group else PRIVATE_BUDGET
+        return Pace(str(self._where.chat_id), budget, shared=BOT_BUDGET)
+
     async def post(self, view: MessageView) -> Reply:
         """A reply to the command; a long answer continues in further messages.
 
@@ -192,6 +209,14 @@ class TelegramConversation:
                 self._where.request_id, allow_sending_without_reply=True
             ),
         )
+
+
+def _reconnecting(api_url: str) -> AsyncRetrying:
+    """Start-up retries: any Bot API error but a rejected token may pass."""
+    return reconnecting(
+        lambda exc: isinstance(exc, TelegramError) and not isinstance(exc, InvalidToken),
+        f"telegram: the Bot API at {api_url}",
+    )
 
 
 def _is_ours(text: str, username: str | None) -> bool:
@@ -232,6 +257,7 @@ class TelegramAdapter:
         self._webhook_listen = webhook_listen
         self._webhook_port = webhook_port
         self._handler: Handler | None = None
+        self._reconnecting = _reconnecting(root)
         self._app: Application[Any, Any, Any, Any, Any, Any] = (
             ApplicationBuilder()
             .token(token)
@@ -327,25 +353,13 @@ class TelegramAdapter:
 
     async def _initialize(self) -> None:
         """``getMe`` until it answers: the Bot API may be unreachable for a while."""
-        backoff = 1.0
-        while True:
-            try:
-                await self._app.initialize()
-                return
-            except InvalidToken:
-                raise ConfigurationError(
-                    f"The Bot API server at {self._api_url} rejected TELEGRAM_BOT_TOKEN; check "
-                    "the token from @BotFather and TELEGRAM_API_URL."
-                ) from None
-            except TelegramError as exc:
-                log.warning(
-                    "telegram: the Bot API at %s does not answer (%s); retrying in %.0fs",
-                    self._api_url,
-                    type(exc).__name__,
-                    backoff,
-                )
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 60.0)
+        try:
+            await self._reconnecting.copy()(self._app.initialize)
+        except InvalidToken:
+            raise ConfigurationError(
+                f"The Bot API server at {self._api_url} rejected TELEGRAM_BOT_TOKEN; check "
+                "the token from @BotFather and TELEGRAM_API_URL."
+            ) from None
 
     async def _register_commands(self) -> None:
         """The command menu, in English and for Chinese clients; a failure is not fatal."""

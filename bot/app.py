@@ -25,7 +25,8 @@ from bot.commands import (
     UsageError,
     parse_command,
 )
-from bot.live import LiveMessage, deliver
+from bot.live import LiveMessage
+from bot.pacing import Pacer, Priority
 from bot.planner import Planner
 from bot.policy import Policy
 from bot.settings import Settings
@@ -56,6 +57,8 @@ class MirrorBot:
         self.planner = planner
         self.render_options = render_options
         self._followers: set[asyncio.Task[None]] = set()
+        self.pacer = Pacer()
+        """Every post and edit of every job, per chat, by priority (:mod:`bot.pacing`)."""
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -89,8 +92,12 @@ class MirrorBot:
             log.exception("could not handle a %s command", incoming.platform)
             view = render.error("Something went wrong on my side; the bot's log has the details.")
         try:
-            await deliver(
-                partial(conversation.post, view), what="answer", adapter=incoming.platform
+            await self.pacer.send(
+                conversation,
+                Priority.ANSWER,
+                partial(conversation.post, view),
+                what="answer",
+                adapter=incoming.platform,
             )
         except (TimeoutError, Undeliverable) as exc:
             log.error("could not answer a %s command: %s", incoming.platform, exc)
@@ -147,14 +154,22 @@ class MirrorBot:
         )
         with job_context(job.id):  # the live message and the follower log with the job's id
             ack = render.acknowledgement(job)
-            reply = await deliver(
-                partial(conversation.post, ack), what="acknowledgement", adapter=incoming.platform
+            reply = await self.pacer.send(
+                conversation,
+                Priority.ACK,
+                partial(conversation.post, ack),
+                what="acknowledgement",
+                adapter=incoming.platform,
             )
             job.reply_ref = f"{incoming.platform}:{reply.ref}"
             live = LiveMessage(
-                reply, conversation.edit_interval, initial=ack, adapter=incoming.platform
+                self.pacer, conversation, reply, initial=ack, adapter=incoming.platform
             )
-            task = await self.service.submit(job, _progress_to(live))
+            try:
+                task = await self.service.submit(job, _progress_to(live))
+            except BaseException:
+                await live.close()
+                raise
             self._follow(job, task, conversation, live)
 
     def _follow(
@@ -184,17 +199,9 @@ class MirrorBot:
                 raise
         except Exception:  # e.g. the store failed: still tell the thread what happened
             log.exception("job %s could not record its result", job.id)
-        try:
-            await live.finish(render.progress(job))
-            long_job = time.monotonic() - started >= self.settings.mirror_long_job_seconds
-            final = render.answer(job, self.render_options, notify=long_job)
-            await deliver(
-                partial(conversation.post, final),
-                what="final answer",
-                adapter=job.chat.partition(":")[0],
-            )
-        except (TimeoutError, Undeliverable) as exc:
-            log.error("job %s finished but its chat did not take the answer: %s", job.id, exc)
+        long_job = time.monotonic() - started >= self.settings.mirror_long_job_seconds
+        final = render.answer(job, self.render_options, notify=long_job)
+        await live.finish(render.progress(job), final)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -210,7 +217,7 @@ class MirrorBot:
                 continue
             conversation, reply = reopened
             with job_context(job.id):
-                live = LiveMessage(reply, conversation.edit_interval, adapter=platform)
+                live = LiveMessage(self.pacer, conversation, reply, adapter=platform)
                 live.update(render.progress(job))
                 task = self.service.resume(job, _progress_to(live))
                 self._follow(job, task, conversation, live)
@@ -230,6 +237,7 @@ class MirrorBot:
         for follower in followers:
             follower.cancel()
         await asyncio.gather(*followers, return_exceptions=True)
+        await self.pacer.aclose()
 
 
 def _progress_to(live: LiveMessage) -> JobListener:

@@ -56,6 +56,11 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
+class ChatUnavailable(Exception):
+    """Raised by an adapter when the chat API could not be reached, timed out or answered with
+    a server error (5xx): the platform's trouble, not the message's, so a later try may work."""
+
+
 class Undeliverable(Exception):
     """Raised by an adapter when the chat API refused for good (archived channel, bot removed
     from the chat, message deleted): retrying cannot help, so the caller gives up at once.
@@ -75,7 +80,8 @@ class Reply(Protocol):
         ...
 
     async def edit(self, view: MessageView) -> None:
-        """Replace the message's content; may raise :class:`RateLimited`."""
+        """Replace the message's content; may raise :class:`RateLimited`,
+        :class:`ChatUnavailable` or :class:`Undeliverable`."""
         ...
 
 
@@ -88,7 +94,8 @@ class Conversation(Protocol):
         ...
 
     async def post(self, view: MessageView) -> Reply:
-        """Post a new message in the request's thread; may raise :class:`RateLimited`."""
+        """Post a new message in the request's thread; may raise :class:`RateLimited`,
+        :class:`ChatUnavailable` or :class:`Undeliverable`."""
         ...
 
 

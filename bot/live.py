@@ -1,130 +1,137 @@
-"""The throttled live message: a stream of progress becomes a few edits of one message.
+"""The live message: a job's stream of progress becomes a few edits of one message, then the
+final answer.
 
 Chat APIs punish frequent edits (Slack ~1 per 1.5 s per message, Telegram 1/s per chat and
-~1 per 3 s in groups), so edits are coalesced to the newest view, unchanged text is never
-sent, 429 answers are waited out, and the final view is delivered however long that takes
-(bounded by ``give_up_after``; the result stays readable with /status).
+~1 per 3 s in groups), so an edit waits ``edit_interval`` after the previous one, unchanged
+text is never sent, and at most one edit per message waits in the chat's queue
+(:mod:`bot.pacing`): when its turn comes it sends the *newest* view, so states a busy chat
+had no room for are skipped. The end of a job is the last view and the final answer: in a
+quiet chat in that order, in a busy one the answer first and the last view when there is
+room. The answer is never dropped (retried by :func:`bot.delivery.deliver`; the result stays
+readable with /status if the chat never takes it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from functools import partial
-from typing import Literal, TypeVar
+from typing import Any
 
-from bot.chat import RateLimited, Reply, Undeliverable
-from bot.metrics import METRICS
+from bot.chat import Conversation, Reply, Undeliverable
+from bot.pacing import Pacer, Priority, Ticket
 from bot.view import MessageView
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-
-async def deliver(
-    call: Callable[[], Awaitable[T]],
-    *,
-    give_up_after: float = 900.0,
-    what: str = "message",
-    adapter: str = "chat",
-) -> T:
-    """Run a chat API call until it succeeds, honouring RateLimited and backing off on faults;
-    an :class:`Undeliverable` answer ends it at once.
-
-    Every failure is counted in the metrics under ``adapter`` (rate limited or failed), and
-    as a retry unless the deadline makes it the last.
-    """
-    deadline = time.monotonic() + give_up_after
-    backoff = 1.0
-    while True:
-        kind: Literal["rate_limited", "failed"]
-        try:
-            return await call()
-        except RateLimited as exc:
-            wait = max(exc.retry_after, 0.05)
-            kind = "rate_limited"
-            log.info("chat API rate limit on %s; retrying in %.1fs", what, wait)
-        except Undeliverable:
-            METRICS.chat_trouble(adapter, "undeliverable", retrying=False)
-            raise
-        except Exception as exc:  # the chat API or network failed: retry, never crash the job
-            wait = backoff
-            backoff = min(backoff * 2, 60.0)
-            kind = "failed"
-            log.warning(
-                "chat API call for %s failed (%s); retrying in %.0fs",
-                what,
-                type(exc).__name__,
-                wait,
-            )
-        if time.monotonic() + wait > deadline:
-            METRICS.chat_trouble(adapter, kind, retrying=False)
-            METRICS.chat_trouble(adapter, "gave_up", retrying=False)
-            raise TimeoutError(f"gave up delivering {what}")
-        METRICS.chat_trouble(adapter, kind, retrying=True)
-        await asyncio.sleep(wait)
 
 
 class LiveMessage:
     def __init__(
         self,
+        pacer: Pacer,
+        conversation: Conversation,
         reply: Reply,
-        interval: float,
         initial: MessageView | None = None,
         *,
         adapter: str = "chat",
     ) -> None:
+        self._pacer = pacer
+        self._conversation = conversation
         self._reply = reply
         self._adapter = adapter
-        self._interval = interval
+        self._interval = conversation.edit_interval
         self._sent = initial
         self._latest: MessageView | None = initial
         self._last_edit = time.monotonic() if initial is not None else 0.0
-        self._wake = asyncio.Event()
+        self._trying: MessageView | None = None
+        self._queued: Ticket | None = None
         self._final = False
-        self._task = asyncio.create_task(self._loop(), name="live-message")
+        self._open = True
+        pacer.opened(conversation, adapter)
         self.edits = 0
 
     def update(self, view: MessageView) -> None:
-        """Remember the newest view; it is sent when the interval allows. Never blocks."""
+        """Remember the newest view; it is sent when the chat allows. Never blocks."""
         if self._final:
             return
         self._latest = view
-        self._wake.set()
+        self._queue()
 
-    async def finish(self, view: MessageView) -> None:
-        """Deliver ``view`` as the last state of the message, then stop."""
+    async def finish(self, view: MessageView, answer: MessageView | None = None) -> None:
+        """End the message with ``view`` and post ``answer`` in the thread.
+
+        The last edit goes first unless the chat is busy; then the answer goes first and the
+        edit follows when the chat has room. Returns when both were delivered (or refused).
+        """
         self._latest = view
         self._final = True
-        self._wake.set()
-        await self._task
+        ticket = self._queue()
+        try:
+            if ticket is not None:
+                await ticket.sent_or_held()
+            if answer is not None:
+                await self._answer(answer)
+        finally:
+            self._close_job()
+        while (ticket := self._queued) is not None:
+            await asyncio.wait({ticket.future})
 
     async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        """Stop without a last word (the bot is shutting down; the job resumes later)."""
+        self._final = True
+        if self._queued is not None:
+            self._queued.cancel()
+        self._close_job()
 
-    async def _loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            delay = self._last_edit + self._interval - time.monotonic()
-            if delay > 0:  # the final edit too respects the flood limit
-                await asyncio.sleep(delay)
-            view = self._latest
-            if view is not None and view != self._sent:
-                try:
-                    await deliver(
-                        partial(self._reply.edit, view), what="progress edit", adapter=self._adapter
-                    )
-                except (TimeoutError, Undeliverable) as exc:
-                    log.error("could not deliver an edit of %s: %s", self._reply.ref, exc)
-                self._sent = view
-                self._last_edit = time.monotonic()
-                self.edits += 1
-            if self._final and self._latest == self._sent:
-                return
+    def _close_job(self) -> None:
+        if self._open:
+            self._open = False
+            self._pacer.closed(self._conversation, self._adapter)
+
+    async def _answer(self, answer: MessageView) -> None:
+        try:
+            await self._pacer.send(
+                self._conversation,
+                Priority.ANSWER,
+                lambda: self._conversation.post(answer),
+                what="final answer",
+                adapter=self._adapter,
+            )
+        except (TimeoutError, Undeliverable) as exc:
+            log.error("the chat did not take the final answer of %s: %s", self._reply.ref, exc)
+
+    def _queue(self) -> Ticket | None:
+        """Make sure one edit waits in the chat's queue while the newest view is unsent."""
+        if self._queued is None and self._latest is not None and self._latest != self._sent:
+            ticket = self._pacer.submit(
+                self._conversation,
+                Priority.PROGRESS,
+                self._edit,
+                what="progress edit",
+                adapter=self._adapter,
+                not_before=self._last_edit + self._interval,
+            )
+            ticket.future.add_done_callback(self._edited)
+            self._queued = ticket
+        return self._queued
+
+    async def _edit(self) -> None:
+        """One try: the newest view, so a retry after a 429 never replays a stale one."""
+        view = self._trying = self._latest
+        if view is None or view == self._sent:
+            return
+        try:
+            await self._reply.edit(view)
+        finally:
+            self._last_edit = time.monotonic()
+        self._sent = view
+        self.edits += 1
+
+    def _edited(self, future: asyncio.Future[Any]) -> None:
+        self._queued = None
+        if future.cancelled():
+            return
+        if (exc := future.exception()) is not None:
+            log.error("could not deliver an edit of %s: %s", self._reply.ref, exc)
+            self._sent = self._trying  # given up on: not tried again, a newer view may be
+        self._queue()

@@ -2,7 +2,7 @@
 
 One registry of our own (not prometheus_client's global one), so what ``/metrics`` shows is
 exactly this bot's series. The core feeds it through ``JobService(on_outcome=...)`` and
-``JobService.in_flight``; ``bot.live.deliver`` reports chat API errors and retries, the one
+``JobService.in_flight``; ``bot.delivery.deliver`` reports chat API errors and retries, the one
 place chat calls are retried.
 """
 
@@ -50,7 +50,8 @@ class Metrics:
         )
         self.chat_errors = Counter(
             "mirror_chat_api_errors",
-            "Chat API calls that failed: rate_limited (429), failed (any other error), "
+            "Chat API calls that failed: rate_limited (429), failed (unreachable, timed out, "
+            "server error; or a bug, not retried), undeliverable (refused for good), "
             "gave_up (no more retries).",
             ["adapter", "kind"],
             registry=self.registry,

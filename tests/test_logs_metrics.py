@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from bot.chat import RateLimited
-from bot.live import deliver
+from bot.delivery import deliver
 from bot.logs import configure_logging
 from bot.metrics import METRICS
 from mirror.logcontext import job_context

@@ -3,7 +3,10 @@
 Like slack-bolt's own ``tests/mock_web_api_server``: the real slack_sdk client talks HTTP to
 it (``SLACK_API_URL``). It records every call, answers ``chat.update`` with 429 and
 ``Retry-After`` when asked to, and for Socket Mode hands out a ``ws://`` URL to its own
-websocket endpoint, where a test pushes envelopes and reads the acknowledgements.
+websocket endpoint, where a test pushes envelopes and reads the acknowledgements. With
+``enforce=True`` it holds the bot to Slack's limit of about one message a second per channel
+(``chat.postMessage`` and ``chat.update``): a call over it gets 429 and is counted in
+``refused``.
 
 It runs its own event loop in a thread, so tests stay synchronous while a bot subprocess
 calls it, and waiting is done with a condition variable, not sleeps.
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import threading
 import time
 import uuid
@@ -26,6 +30,8 @@ from aiohttp import WSMsgType, web
 
 from tests.support.local_http import serve_locally
 
+CHANNEL_GAP = 1.0
+"""Slack: about one message a second per channel."""
 BOT_USER_ID = "UB0T00001"
 BOT_ID = "BB0T00001"
 TEAM_ID = "T0TEAM001"
@@ -41,9 +47,16 @@ class Call:
 
 
 class FakeSlack:
-    def __init__(self, bot_token: str, app_token: str | None = None) -> None:
+    def __init__(
+        self, bot_token: str, app_token: str | None = None, *, enforce: bool = False
+    ) -> None:
         self.bot_token = bot_token
         self.app_token = app_token
+        self.enforce = enforce
+        """Hold the bot to one message a second per channel (posts and edits)."""
+        self.refused = 0
+        """Calls answered 429 because they went over the per-channel limit."""
+        self._last_in: dict[str, float] = {}
         self.calls: list[Call] = []
         self.acks: list[dict[str, Any]] = []
         self.update_429 = 0
@@ -138,6 +151,15 @@ class FakeSlack:
                 self.outage -= 1 if down else 0
             if down:
                 return 503, {"ok": False, "error": "service_unavailable"}, {}
+        if self.enforce and method in ("chat.postMessage", "chat.update"):
+            with self._cond:
+                channel, now = str(params.get("channel")), time.monotonic()
+                last = self._last_in.get(channel)
+                if last is not None and now - last < CHANNEL_GAP:
+                    self.refused += 1
+                    wait = max(1, math.ceil(last + CHANNEL_GAP - now))
+                    return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(wait)}
+                self._last_in[channel] = now
         if method == "conversations.open":
             return 200, {"ok": True, "channel": {"id": "D" + params["users"][1:]}}, {}
         if method == "chat.postMessage" and params.get("channel") in self.closed_channels:

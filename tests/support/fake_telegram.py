@@ -5,8 +5,13 @@ JSON-encoded), answers are ``{"ok": true, "result": ...}``. It serves scripted u
 ``getUpdates`` (long-poll waiting when there are none; an update is served until a later
 offset confirms it, to the next process too, as Telegram does), keeps the text of every
 message so an identical edit gets Telegram's "message is not modified" error, records every
-call with its arrival time, and answers 429 with ``retry_after`` on demand. Nothing inside
-the bot is mocked: the real PTB ``Application`` talks HTTP to this server.
+call with its arrival time, and answers 429 with ``retry_after`` or a server error on demand.
+
+With ``enforce=True`` it also holds the bot to Telegram's flood limits, as Telegram does:
+sends and edits (arrivals, in any window) at most 20 a minute per group, 1 a second per
+private chat and 30 a second overall; a call over a limit is answered 429 with the
+``retry_after`` that makes room, and counted in ``refused``. Nothing inside the bot is
+mocked: the real PTB ``Application`` talks HTTP to this server.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -25,6 +31,10 @@ from aiohttp import web
 from tests.support.local_http import serve_locally
 
 T = TypeVar("T")
+
+FLOOD_LIMITS = {"group": (20, 60.0), "private": (1, 1.0), "bot": (30, 1.0)}
+"""Telegram's limits on sends and edits: (calls, seconds) per group, private chat, overall."""
+PACED = frozenset({"sendMessage", "editMessageText"})
 
 BOT_ID = 4242
 BOT_USERNAME = "MirrorTestBot"
@@ -87,6 +97,13 @@ class FakeTelegram:
     token: str
     calls: list[Call] = field(default_factory=list)
     url: str = ""
+    enforce: bool = False
+    """Hold the bot to Telegram's flood limits (``FLOOD_LIMITS``)."""
+    refused: int = 0
+    """Calls answered 429 because they went over a flood limit (not the scripted ones)."""
+    _arrivals: dict[int | str, deque[float]] = field(default_factory=dict)
+    _outages: Counter[str] = field(default_factory=Counter)
+    _outage_status: dict[str, int] = field(default_factory=dict)
     _updates: list[dict[str, Any]] = field(default_factory=list)
     _texts: dict[tuple[int, int], str] = field(default_factory=dict)
     _limits: Counter[str] = field(default_factory=Counter)
@@ -142,6 +159,31 @@ class FakeTelegram:
         self._retry_after[method] = retry_after
         self._spared[method] = after
 
+    def outage(self, method: str, times: int, status: int = 502) -> None:
+        """Answer the next ``times`` calls of ``method`` with a server error."""
+        self._outages[method] += times
+        self._outage_status[method] = status
+
+    def _over_limit(self, call: Call) -> int | None:
+        """Seconds until ``call`` fits Telegram's flood limits, or None (and it is counted)."""
+        chat = call.chat_id
+        keys: list[tuple[int | str, tuple[int, float]]] = [
+            (chat, FLOOD_LIMITS["group" if chat < 0 else "private"]),
+            ("bot", FLOOD_LIMITS["bot"]),
+        ]
+        wait = 0.0
+        for key, (calls, seconds) in keys:
+            arrivals = self._arrivals.setdefault(key, deque())
+            while arrivals and arrivals[0] + seconds <= call.at:
+                arrivals.popleft()
+            if len(arrivals) >= calls:
+                wait = max(wait, arrivals[0] + seconds - call.at)
+        if wait > 0:
+            return max(1, math.ceil(wait))
+        for key, _ in keys:
+            self._arrivals[key].append(call.at)
+        return None
+
     # -- looking at what the bot did ----------------------------------------------------------
 
     def ok(self, method: str, chat_id: int | None = None) -> list[Call]:
@@ -186,6 +228,16 @@ class FakeTelegram:
             call.status = 429
             return _error(
                 429, f"Too Many Requests: retry after {retry}", parameters={"retry_after": retry}
+            )
+        if self._outages[method] > 0:
+            self._outages[method] -= 1
+            call.status = self._outage_status[method]
+            return _error(call.status, "Bad Gateway")
+        if self.enforce and method in PACED and (wait := self._over_limit(call)) is not None:
+            self.refused += 1
+            call.status = 429
+            return _error(
+                429, f"Too Many Requests: retry after {wait}", parameters={"retry_after": wait}
             )
         handler = getattr(self, f"_api_{method}", None)
         if handler is None:
