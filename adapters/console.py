@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from bot.chat import Conversation, Handler, Incoming, Reply
-from bot.plugins import AdapterSettings, SettingsPlugin
+from bot.plugins import AdapterPlugin, AdapterSettings, SettingsPlugin
 from bot.view import MessageView, to_plain_text
 
 PROMPT = "mirror> "
@@ -125,5 +125,5 @@ class ConsoleSettings(AdapterSettings, env_prefix="CONSOLE_"):
         return ConsoleAdapter()
 
 
-plugin = SettingsPlugin(ConsoleSettings, fallback=True)
+plugin: AdapterPlugin = SettingsPlugin(ConsoleSettings, fallback=True)
 """The ``hub_mirror_bot.adapters`` entry point; ``fallback``: only when no chat is configured."""

@@ -50,7 +50,7 @@ from bot.chat import (
     Reply,
     Undeliverable,
 )
-from bot.plugins import AdapterSettings, SettingsPlugin
+from bot.plugins import AdapterPlugin, AdapterSettings, SettingsPlugin
 from bot.view import MessageView
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class SlackSettings(AdapterSettings, env_prefix="SLACK_"):
         return await self.build().check()
 
 
-plugin = SettingsPlugin(SlackSettings)
+plugin: AdapterPlugin = SettingsPlugin(SlackSettings)
 """The ``hub_mirror_bot.adapters`` entry point."""
 
 

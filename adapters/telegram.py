@@ -63,7 +63,7 @@ from bot.chat import (
     Undeliverable,
 )
 from bot.live import deliver
-from bot.plugins import AdapterSettings, SettingsPlugin
+from bot.plugins import AdapterPlugin, AdapterSettings, SettingsPlugin
 from bot.view import MessageView
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ class TelegramSettings(AdapterSettings, env_prefix="TELEGRAM_"):
         return await self.build().check()
 
 
-plugin = SettingsPlugin(TelegramSettings)
+plugin: AdapterPlugin = SettingsPlugin(TelegramSettings)
 """The ``hub_mirror_bot.adapters`` entry point."""
 
 

@@ -1,8 +1,9 @@
 """The chat port: the few things ``bot`` needs from a chat platform, and nothing more.
 
 Adapters implement these protocols; ``bot`` never imports an adapter or a chat SDK. A new
-platform is one file in ``adapters/`` that turns its events into :class:`Incoming` and gives
-back :class:`Conversation` / :class:`Reply` handles.
+platform is one module that turns its events into :class:`Incoming` and gives back
+:class:`Conversation` / :class:`Reply` handles, plus an entry point (:mod:`bot.plugins`);
+``docs/adapters.md`` walks through one.
 """
 
 from __future__ import annotations

@@ -49,8 +49,10 @@ class AdapterPlugin(Protocol):
     :class:`bot.chat.Incoming` the adapter makes, and the prefix in ``MIRROR_ALLOWED_USERS``.
     """
 
-    fallback: bool
-    """Run only when no other adapter is configured (the terminal console)."""
+    @property
+    def fallback(self) -> bool:
+        """Run only when no other adapter is configured (the terminal console)."""
+        ...
 
     def configure(self) -> AdapterSetup | None:
         """Read this adapter's settings from the environment (and ``.env``).

@@ -257,3 +257,18 @@ def test_its_check_is_a_line_of_mirror_bot_check(distribution: Path, tmp_path: P
     assert present.stdout.splitlines()[-1] == "filechat: ok (reading inbox)"
     unset = bot("check", environment(distribution, tmp_path), tmp_path)
     assert "filechat" not in unset.stdout
+
+
+def test_an_entry_point_that_is_no_plugin_is_one_sentence(
+    distribution: Path, tmp_path: Path
+) -> None:
+    """An adapter written for the old contract (the entry point names its class) is refused."""
+    points = distribution / "filechat-0.1.dist-info" / "entry_points.txt"
+    points.write_text("[hub_mirror_bot.adapters]\nfilechat = filechat:FileChat\n")
+    done = bot("run", environment(distribution, tmp_path), tmp_path)
+    assert done.returncode == 2
+    assert (
+        "The chat adapter 'filechat' (filechat:FileChat) is not an adapter plugin: it has no "
+        "`fallback` and `configure()`." in done.stderr
+    )
+    assert "Traceback" not in done.stderr
