@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from bot.chat import Conversation, Handler, Incoming, Reply
-from bot.settings import Settings
+from bot.plugins import AdapterPlugin, AdapterSettings, SettingsPlugin
 from bot.view import MessageView, to_plain_text
 
 PROMPT = "mirror> "
@@ -87,10 +87,6 @@ class ConsoleAdapter:
         self._conversation = ConsoleConversation(self._screen)
         self._user = getpass.getuser()
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ConsoleAdapter:
-        return cls()
-
     async def serve(self, handler: Handler) -> None:
         """Read commands until end of input (or ``quit``); each runs concurrently."""
         loop = asyncio.get_running_loop()
@@ -116,3 +112,18 @@ class ConsoleAdapter:
         if not ref.isdigit():
             return None
         return self._conversation, ConsoleReply(self._screen, int(ref))
+
+
+class ConsoleSettings(AdapterSettings, env_prefix="CONSOLE_"):
+    """Nothing to set: the console is what runs when no chat is configured."""
+
+    @property
+    def configured(self) -> bool:
+        return True
+
+    def build(self) -> ConsoleAdapter:
+        return ConsoleAdapter()
+
+
+plugin: AdapterPlugin = SettingsPlugin(ConsoleSettings, fallback=True)
+"""The ``hub_mirror_bot.adapters`` entry point; ``fallback``: only when no chat is configured."""

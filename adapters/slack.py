@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import ClientError, web
+from pydantic import Field, SecretStr
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.app.async_server import AsyncSlackAppServer
@@ -51,7 +52,7 @@ from bot.chat import (
 )
 from bot.delivery import reconnecting
 from bot.pacing import Budget, Pace
-from bot.settings import Settings
+from bot.plugins import AdapterPlugin, AdapterSettings, SettingsPlugin
 from bot.view import MessageView
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,32 @@ class _QuietTokenWarning(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+class SlackSettings(AdapterSettings, env_prefix="SLACK_"):
+    """``SLACK_*``: the adapter runs when ``SLACK_BOT_TOKEN`` is set."""
+
+    bot_token: SecretStr | None = None
+    app_token: SecretStr | None = None
+    """Socket Mode (no public URL); without it, HTTP mode with the signing secret."""
+    signing_secret: SecretStr | None = None
+    port: int = Field(default=3000, ge=1, le=65535)
+    """HTTP mode listens here, at ``/slack/events``."""
+    api_url: str = "https://slack.com/api/"
+
+    @property
+    def configured(self) -> bool:
+        return self.bot_token is not None
+
+    def build(self) -> SlackAdapter:
+        return SlackAdapter.from_settings(self)
+
+    async def check(self) -> str:
+        return await self.build().check()
+
+
+plugin: AdapterPlugin = SettingsPlugin(SlackSettings)
+"""The ``hub_mirror_bot.adapters`` entry point."""
 
 
 # -- the chat port -----------------------------------------------------------------------------
@@ -292,19 +319,19 @@ class SlackAdapter:
         self.bot_user_id: str | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SlackAdapter:
-        def secret(value: Any) -> str | None:
+    def from_settings(cls, settings: SlackSettings) -> SlackAdapter:
+        def secret(value: SecretStr | None) -> str | None:
             return value.get_secret_value() if value is not None else None
 
-        token = secret(settings.slack_bot_token)
+        token = secret(settings.bot_token)
         if not token:
             raise SlackSetupError("SLACK_BOT_TOKEN is not set.")
         return cls(
             bot_token=token,
-            app_token=secret(settings.slack_app_token),
-            signing_secret=secret(settings.slack_signing_secret),
-            port=settings.slack_port,
-            api_url=settings.slack_api_url,
+            app_token=secret(settings.app_token),
+            signing_secret=secret(settings.signing_secret),
+            port=settings.port,
+            api_url=settings.api_url,
         )
 
     @property

@@ -33,6 +33,7 @@ from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from pydantic import Field, SecretStr
 from telegram import Bot as TelegramBot
 from telegram import (
     BotCommand,
@@ -67,7 +68,7 @@ from bot.chat import (
 )
 from bot.delivery import deliver, reconnecting
 from bot.pacing import Budget, Pace
-from bot.settings import Settings
+from bot.plugins import AdapterPlugin, AdapterSettings, SettingsPlugin
 from bot.view import MessageView
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,33 @@ def _reconnecting(api_url: str) -> AsyncRetrying:
     )
 
 
+class TelegramSettings(AdapterSettings, env_prefix="TELEGRAM_"):
+    """``TELEGRAM_*``: the adapter runs when ``TELEGRAM_BOT_TOKEN`` is set."""
+
+    bot_token: SecretStr | None = None
+    api_url: str = "https://api.telegram.org"
+    """A self-hosted Bot API server or a reverse proxy where api.telegram.org is blocked."""
+    webhook_url: str | None = None
+    """Webhook mode (only with a secret) instead of long polling."""
+    webhook_secret: SecretStr | None = None
+    webhook_port: int = Field(default=8443, ge=1, le=65535)
+    webhook_listen: str = "0.0.0.0"
+
+    @property
+    def configured(self) -> bool:
+        return self.bot_token is not None
+
+    def build(self) -> TelegramAdapter:
+        return TelegramAdapter.from_settings(self)
+
+    async def check(self) -> str:
+        return await self.build().check()
+
+
+plugin: AdapterPlugin = SettingsPlugin(TelegramSettings)
+"""The ``hub_mirror_bot.adapters`` entry point."""
+
+
 def _is_ours(text: str, username: str | None) -> bool:
     """In a group: one of our commands, bare or addressed to us (``/mirror@OurBot``)."""
     head = text.split(maxsplit=1)[0].removeprefix("/") if text.strip() else ""
@@ -274,17 +302,17 @@ class TelegramAdapter:
         logging.getLogger("httpx").setLevel(logging.WARNING)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> TelegramAdapter:
-        if settings.telegram_bot_token is None:
+    def from_settings(cls, settings: TelegramSettings) -> TelegramAdapter:
+        if settings.bot_token is None:
             raise ConfigurationError("TELEGRAM_BOT_TOKEN is not set.")
-        secret = settings.telegram_webhook_secret
+        secret = settings.webhook_secret
         return cls(
-            settings.telegram_bot_token.get_secret_value(),
-            api_url=settings.telegram_api_url,
-            webhook_url=settings.telegram_webhook_url,
+            settings.bot_token.get_secret_value(),
+            api_url=settings.api_url,
+            webhook_url=settings.webhook_url,
             webhook_secret=secret.get_secret_value() if secret else None,
-            webhook_listen=settings.telegram_webhook_listen,
-            webhook_port=settings.telegram_webhook_port,
+            webhook_listen=settings.webhook_listen,
+            webhook_port=settings.webhook_port,
         )
 
     # -- the port -----------------------------------------------------------------------------

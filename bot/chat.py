@@ -1,15 +1,16 @@
 """The chat port: the few things ``bot`` needs from a chat platform, and nothing more.
 
 Adapters implement these protocols; ``bot`` never imports an adapter or a chat SDK. A new
-platform is one file in ``adapters/`` that turns its events into :class:`Incoming` and gives
-back :class:`Conversation` / :class:`Reply` handles.
+platform is one module that turns its events into :class:`Incoming` and gives back
+:class:`Conversation` / :class:`Reply` handles, plus an entry point (:mod:`bot.plugins`);
+``docs/adapters.md`` walks through one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from bot.view import MessageView
 from mirror.errors import MirrorError
@@ -33,15 +34,6 @@ class Incoming:
     """The bot's own name, so ``/mirror@OtherBot`` in a group is left to the other bot."""
     closed_by_default: bool = False
     """Platforms where anyone can write to the bot: nobody may use it until allowed."""
-
-
-@runtime_checkable
-class Checkable(Protocol):
-    """An adapter that can test its credentials and API once, for ``mirror-bot check``."""
-
-    async def check(self) -> str:
-        """A short description of who the bot is there; raises ConfigurationError if not."""
-        ...
 
 
 class ConfigurationError(MirrorError):

@@ -2,15 +2,14 @@
 
 One line per part, ``ok`` or ``FAILED: <one sentence>``, so an operator setting the bot up (or
 a deployment pipeline) learns in seconds what is wrong, before any chat message is sent.
-Chat services are asked through their adapters' ``check`` (``bot`` knows no chat SDK).
+Chat services are asked by their adapters' plugins (``bot`` knows no chat platform).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.chat import Checkable
-from bot.plugins import load_adapter
+from bot.plugins import AdapterPlugin, installed
 from bot.runtime import build_engines, credentials
 from bot.settings import Settings
 from mirror.errors import MirrorError
@@ -112,20 +111,28 @@ async def check_docker(settings: Settings) -> CheckResult:
     return CheckResult(part, True, settings.docker_host or "the local socket")
 
 
-async def check_adapter(name: str, settings: Settings) -> CheckResult:
+async def check_adapter(name: str, plugin: AdapterPlugin) -> CheckResult | None:
+    """The adapter's own check, or ``None`` when the environment does not ask for it."""
     try:
-        adapter = load_adapter(name, settings)
-        if not isinstance(adapter, Checkable):
-            return CheckResult(name, True, "nothing to reach")
-        return CheckResult(name, True, await adapter.check())
+        setup = plugin.configure()
+        if setup is None:
+            return None
+        return CheckResult(name, True, await setup.check())
     except MirrorError as exc:  # ConfigurationError: one sentence from the adapter
         return CheckResult(name, False, str(exc))
 
 
+async def check_adapters() -> list[CheckResult]:
+    """Every configured chat adapter; the fallback (the console) has nothing to reach."""
+    try:
+        plugins = installed()
+    except MirrorError as exc:  # an adapter that cannot even be loaded
+        return [CheckResult("chat adapters", False, str(exc))]
+    results = [
+        await check_adapter(name, plugin) for name, plugin in plugins.items() if not plugin.fallback
+    ]
+    return [result for result in results if result is not None]
+
+
 async def run_checks(settings: Settings) -> list[CheckResult]:
-    results = [await check_target(settings), await check_docker(settings)]
-    if settings.slack_bot_token:
-        results.append(await check_adapter("slack", settings))
-    if settings.telegram_bot_token:
-        results.append(await check_adapter("telegram", settings))
-    return results
+    return [await check_target(settings), await check_docker(settings), *await check_adapters()]

@@ -1,38 +1,172 @@
-"""Finding chat adapters by name through entry points, loading only the configured ones.
+"""Chat adapters are plugins: each is found through its entry point and brings everything else.
 
-``bot`` never imports an adapter: like pytest plugins, adapters declare themselves in
-``pyproject.toml`` under ``hub_mirror_bot.adapters``, and a chat SDK is imported only when its
-adapter runs (``mirror-bot mirror`` starts without any).
+``bot`` never imports an adapter and names no chat platform. Like pytest plugins, an adapter
+declares itself in its distribution's metadata under ``hub_mirror_bot.adapters``; the object
+the entry point names is an :class:`AdapterPlugin`. It reads the adapter's own settings (its
+own environment prefix), says whether the environment asks for it, builds it, checks it for
+``mirror-bot check`` and lists its secrets for log redaction. A new platform is one module
+and one entry point; ``docs/adapters.md`` shows how.
 """
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
-from typing import Protocol
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
-from bot.chat import ChatAdapter
-from bot.settings import Settings
+from pydantic import SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.chat import ChatAdapter, ConfigurationError
 
 GROUP = "hub_mirror_bot.adapters"
 
 
-class AdapterFactory(Protocol):
-    def from_settings(self, settings: Settings) -> ChatAdapter: ...
+class AdapterSetup(Protocol):
+    """An adapter's settings, read and validated: enough to build, check and redact."""
+
+    def secrets(self) -> Iterable[str]:
+        """Every secret value set (tokens, signing secrets), kept out of the logs."""
+        ...
+
+    def build(self) -> ChatAdapter:
+        """The adapter, not yet serving; raises ConfigurationError if the settings cannot work."""
+        ...
+
+    async def check(self) -> str:
+        """Reach the chat service once, for ``mirror-bot check``: a short note of who the bot
+        is there, or ConfigurationError with one sentence saying what to fix."""
+        ...
 
 
-def configured_adapters(settings: Settings) -> list[str]:
-    """Every adapter whose credentials are set; the console when none is."""
-    names = []
-    if settings.slack_bot_token:
-        names.append("slack")
-    if settings.telegram_bot_token:
-        names.append("telegram")
-    return names or ["console"]
+@runtime_checkable
+class AdapterPlugin(Protocol):
+    """What an entry point in ``hub_mirror_bot.adapters`` names: one chat platform, whole.
+
+    The entry point's name is the platform's name: the ``platform`` of every
+    :class:`bot.chat.Incoming` the adapter makes, and the prefix in ``MIRROR_ALLOWED_USERS``.
+    """
+
+    @property
+    def fallback(self) -> bool:
+        """Run only when no other adapter is configured (the terminal console)."""
+        ...
+
+    def configure(self) -> AdapterSetup | None:
+        """Read this adapter's settings from the environment (and ``.env``).
+
+        ``None`` when the environment does not ask for the adapter (its token is unset).
+        Raises :class:`ConfigurationError`, one sentence naming the variable, when a
+        setting is wrong, so ``mirror-bot run`` stops at start instead of at first use.
+        """
+        ...
 
 
-def load_adapter(name: str, settings: Settings) -> ChatAdapter:
-    found = entry_points(group=GROUP, name=name)
-    if not found:
-        raise LookupError(f"No chat adapter named {name!r} is installed.")
-    factory: AdapterFactory = next(iter(found)).load()
-    return factory.from_settings(settings)
+class AdapterSettings(BaseSettings, ABC):
+    """The usual way to be an :class:`AdapterSetup`: settings that build their adapter.
+
+    Subclass it with the adapter's own prefix (``class S(AdapterSettings, env_prefix="X_")``);
+    it reads the bot's ``.env`` file too, and finds secrets by type (``SecretStr``).
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    @property
+    def configured(self) -> bool:
+        """Whether the environment asks for this adapter: by default, any of its variables set."""
+        return bool(self.model_fields_set)
+
+    def secrets(self) -> list[str]:
+        values = (getattr(self, name) for name in type(self).model_fields)
+        return [v.get_secret_value() for v in values if isinstance(v, SecretStr)]
+
+    @abstractmethod
+    def build(self) -> ChatAdapter: ...
+
+    async def check(self) -> str:
+        return "nothing to reach"
+
+
+S = TypeVar("S", bound=BaseSettings)
+A = TypeVar("A", bound=AdapterSettings)
+
+
+@dataclass(frozen=True)
+class SettingsPlugin(Generic[A]):
+    """The usual entry point object: ``plugin = SettingsPlugin(SlackSettings)``."""
+
+    settings_type: type[A]
+    fallback: bool = False
+
+    def configure(self) -> A | None:
+        settings = read_settings(self.settings_type)
+        return settings if settings.configured else None
+
+
+def read_settings(settings_type: type[S]) -> S:
+    """``settings_type()`` from the environment, its first error one sentence naming the
+    variable (``SLACK_PORT``, not ``port``), as :class:`ConfigurationError`."""
+    try:
+        return settings_type()
+    except ValidationError as exc:
+        raise ConfigurationError(_sentence(settings_type, exc)) from None
+
+
+def _sentence(settings_type: type[BaseSettings], exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    message = str(first["msg"]).removeprefix("Value error, ").rstrip(".")
+    if not first["loc"]:  # a rule over several variables names them itself
+        return f"{message}."
+    prefix = str(settings_type.model_config.get("env_prefix") or "")
+    variable = (prefix + "_".join(str(part) for part in first["loc"])).upper()
+    return f"Configuration error in {variable}: {message}."
+
+
+# -- finding the adapters ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Configured:
+    """One adapter the environment asks for: its name (the platform) and its settings."""
+
+    name: str
+    setup: AdapterSetup
+    fallback: bool
+
+
+def installed() -> dict[str, AdapterPlugin]:
+    """Every adapter installed, by name; importing one imports its chat SDK."""
+    return {entry.name: _load(entry) for entry in entry_points(group=GROUP)}
+
+
+def _load(entry: EntryPoint) -> AdapterPlugin:
+    try:
+        plugin = entry.load()
+    except Exception as exc:  # a third party's broken install: one sentence, not a traceback
+        raise ConfigurationError(
+            f"The chat adapter {entry.name!r} ({entry.value}) cannot be loaded: {exc}"
+        ) from None
+    if not isinstance(plugin, AdapterPlugin):
+        raise ConfigurationError(
+            f"The chat adapter {entry.name!r} ({entry.value}) is not an adapter plugin: it has "
+            "no `fallback` and `configure()`."
+        )
+    return plugin
+
+
+def configured_adapters(plugins: dict[str, AdapterPlugin] | None = None) -> list[Configured]:
+    """Every adapter whose settings are set; the fallback adapters (the console) when none is.
+
+    Every installed adapter's settings are read, so a wrong one stops the start.
+    """
+    plugins = installed() if plugins is None else plugins
+    chosen: list[Configured] = []
+    fallbacks: list[Configured] = []
+    for name, plugin in plugins.items():
+        setup = plugin.configure()
+        if setup is not None:
+            entry = Configured(name, setup, plugin.fallback)
+            (fallbacks if plugin.fallback else chosen).append(entry)
+    return chosen or fallbacks

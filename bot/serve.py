@@ -11,7 +11,7 @@ from bot.app import MirrorBot
 from bot.health import make_app, start_server
 from bot.logs import configure_logging
 from bot.metrics import METRICS
-from bot.plugins import configured_adapters, load_adapter
+from bot.plugins import configured_adapters
 from bot.runtime import open_runtime
 from bot.settings import Settings
 
@@ -19,14 +19,16 @@ log = logging.getLogger(__name__)
 
 
 async def serve(settings: Settings) -> int:
-    names = configured_adapters(settings)
-    console_only = names == ["console"]
+    configured = configured_adapters()
+    # Only the fallback (the console) runs: its screen would be cluttered by INFO lines.
+    quiet = all(entry.fallback for entry in configured)
+    secrets = [s for entry in configured for s in entry.setup.secrets()]
     configure_logging(
-        settings.secrets(),
-        level=settings.mirror_log_level or (logging.WARNING if console_only else logging.INFO),
+        [*settings.secrets(), *secrets],
+        level=settings.mirror_log_level or (logging.WARNING if quiet else logging.INFO),
         fmt=settings.mirror_log_format,
     )
-    adapters = {name: load_adapter(name, settings) for name in names}
+    adapters = {entry.name: entry.setup.build() for entry in configured}
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -87,19 +87,6 @@ class Settings(BaseSettings):
     mirror_long_job_seconds: float = 60.0
     docker_host: str | None = None
 
-    slack_bot_token: SecretStr | None = None
-    slack_app_token: SecretStr | None = None
-    slack_signing_secret: SecretStr | None = None
-    slack_port: int = 3000
-    slack_api_url: str = "https://slack.com/api/"
-
-    telegram_bot_token: SecretStr | None = None
-    telegram_api_url: str = "https://api.telegram.org"
-    telegram_webhook_url: str | None = None
-    telegram_webhook_secret: SecretStr | None = None
-    telegram_webhook_port: int = 8443
-    telegram_webhook_listen: str = "0.0.0.0"
-
     @field_validator(
         "mirror_allowed_sources",
         "mirror_insecure_registries",
@@ -124,13 +111,7 @@ class Settings(BaseSettings):
         return parse_rate(value) if value not in ("", None) else None
 
     def secrets(self) -> list[str]:
-        """Every secret value set, so logs and tests can make sure none leaks."""
-        values = [
-            self.mirror_target_password,
-            self.slack_bot_token,
-            self.slack_app_token,
-            self.slack_signing_secret,
-            self.telegram_bot_token,
-            self.telegram_webhook_secret,
-        ]
+        """Every secret value set, so logs and tests can make sure none leaks (each chat
+        adapter lists its own: ``bot.plugins.AdapterSetup.secrets``)."""
+        values = [self.mirror_target_password]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]

@@ -119,3 +119,27 @@ async def test_chat_services_are_reached_through_their_adapters(
     finally:
         slack.stop()
         await telegram.close()
+
+
+async def test_an_adapters_wrong_setting_is_its_own_failed_line(
+    lab: lab_module.Lab, tmp_path: Path
+) -> None:
+    """Each adapter reads and checks its own settings; a wrong one names its variable."""
+    env = bot_env(
+        lab,
+        tmp_path / "check.db",
+        MIRROR_ENGINE="registry",
+        SLACK_BOT_TOKEN=SLACK_TOKEN,
+        SLACK_PORT="0",
+        TELEGRAM_BOT_TOKEN=TELEGRAM_TOKEN,
+        TELEGRAM_WEBHOOK_URL="https://bot.example.com/hook",
+    )
+    code, lines, err = await check(env)
+    assert code == 1
+    assert lines[3:] == [
+        "slack: FAILED: Configuration error in SLACK_PORT: Input should be greater than or "
+        "equal to 1.",
+        "telegram: FAILED: TELEGRAM_WEBHOOK_URL is set but TELEGRAM_WEBHOOK_SECRET is not: set "
+        "a secret so that only Telegram can post updates to the bot.",
+    ], err
+    assert SLACK_TOKEN not in err and "Traceback" not in err

@@ -4,10 +4,15 @@ The bot is the real program (slack-bolt, slack_sdk, the job service, the Docker 
 Slack is replaced, by ``tests/support/fake_slack.py``, which speaks the Web API and Socket
 Mode on 127.0.0.1. HTTP-mode requests are signed with the signing secret exactly as Slack
 signs them.
+
+The adapter's own rules (which events it answers, once, in which thread) are tested first, in
+process: the adapter's real slack-bolt app gets each event through ``async_dispatch`` and
+answers through the real Web API client, against the same local Slack, in milliseconds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import socket
@@ -16,17 +21,21 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
 import lab as lab_module
-from adapters.slack import parse_ref
+from adapters.slack import SlackAdapter, SlackSettings, parse_ref
 from adapters.slack_text import command_text, escape, slash_text, to_mrkdwn
+from bot.chat import Conversation, Incoming
 from bot.view import Bar, MessageView, Row, Tone
 from tests.support.cli import MIRROR_BOT, bot_env
 from tests.support.fake_slack import BOT_USER_ID, TEAM_ID, Call, FakeSlack
@@ -36,6 +45,157 @@ BOT_TOKEN = "xoxb-1234-test-bot-token-4711"
 APP_TOKEN = "xapp-1-A0TEST-test-app-token-4711"
 SIGNING_SECRET = "f00dfeed8e8e8e8e-test-signing-secret"
 USER = "U0ALICE01"
+
+
+# -- the adapter's rules, in process ----------------------------------------------------------
+
+
+@dataclass
+class Recorder:
+    """The bot's side of the port: what it was handed, answered with one post each."""
+
+    seen: list[Incoming]
+
+    async def __call__(self, incoming: Incoming, conversation: Conversation) -> None:
+        self.seen.append(incoming)
+        await conversation.post(MessageView(f"answer {len(self.seen)}"))
+
+
+@pytest.fixture(scope="module")
+def local_slack() -> Iterator[FakeSlack]:
+    slack = FakeSlack(BOT_TOKEN, APP_TOKEN).start()
+    yield slack
+    slack.stop()
+
+
+@pytest.fixture
+async def adapter(local_slack: FakeSlack) -> AsyncIterator[SlackAdapter]:
+    """The adapter in Socket Mode (bolt checks no signatures there), on the local Slack."""
+    settings = SlackSettings(
+        bot_token=SecretStr(BOT_TOKEN),
+        app_token=SecretStr(APP_TOKEN),
+        api_url=local_slack.api_url,
+    )
+    adapter = settings.build()
+    adapter.bot_user_id = BOT_USER_ID  # what serving learns from auth.test
+    local_slack.calls.clear()
+    yield adapter
+
+
+@pytest.fixture
+def app(adapter: SlackAdapter) -> tuple[AsyncApp, Recorder]:
+    """The adapter's real bolt app, handing commands to a recorder."""
+    recorder = Recorder([])
+    return adapter._build_app(recorder), recorder
+
+
+async def dispatch(app: AsyncApp, *bodies: dict[str, Any]) -> None:
+    """Hand Slack's envelopes to the app one by one, then wait for everything they started:
+    bolt runs each listener in a task of its own, and the adapter each command in another."""
+    before = asyncio.all_tasks()
+    for body in bodies:
+        response = await app.async_dispatch(AsyncBoltRequest(body=body, mode="socket_mode"))
+        assert response.status == 200
+    while started := asyncio.all_tasks() - before:
+        await asyncio.gather(*started)
+
+
+def callback(payload: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
+    return {
+        "team_id": TEAM_ID,
+        "api_app_id": "A0TEST",
+        "type": "event_callback",
+        "event_id": event_id or f"Ev{random.randrange(10**9):09d}",
+        "event_time": 1690000000,
+        "authorizations": [{"team_id": TEAM_ID, "user_id": BOT_USER_ID, "is_bot": True}],
+        "event": payload,
+    }
+
+
+def mention_of(text: str, channel: str = "C0RULES01", **extra: str) -> dict[str, Any]:
+    ts = f"1690000000.{random.randrange(10**6):06d}"
+    return {"type": "app_mention", "user": USER, "text": text, "ts": ts, "channel": channel} | (
+        extra
+    )
+
+
+def dm_of(text: str, channel: str = "D0RULES01", **extra: str) -> dict[str, Any]:
+    ts = f"1690000001.{random.randrange(10**6):06d}"
+    message = {"type": "message", "channel_type": "im", "user": USER, "text": text, "ts": ts}
+    return message | {"channel": channel} | extra
+
+
+async def test_a_resent_event_runs_once(
+    app: tuple[AsyncApp, Recorder], local_slack: FakeSlack
+) -> None:
+    """Slack sends an event again when it thinks the first was not acknowledged in time."""
+    bolt, recorder = app
+    mention = callback(mention_of(f"<@{BOT_USER_ID}> status"), event_id="Ev0RESENT1")
+    dm = callback(dm_of("history"), event_id="Ev0RESENT2")
+    await dispatch(bolt, mention, mention, dm, dm)
+    assert [i.text for i in recorder.seen] == ["status", "history"]
+    assert len(local_slack.of("chat.postMessage")) == 2
+
+
+async def test_the_bots_own_messages_and_other_chatter_are_ignored(
+    app: tuple[AsyncApp, Recorder], local_slack: FakeSlack
+) -> None:
+    bolt, recorder = app
+    await dispatch(
+        bolt,
+        callback(mention_of(f"<@{BOT_USER_ID}> help", bot_id="BB0T00001")),
+        callback(dm_of("help", bot_id="BB0T00001")),  # our own answer, echoed as an event
+        callback(mention_of(f"<@{BOT_USER_ID}> help", bot_id="B0THER001")),  # another bot
+        callback(dm_of("help", bot_id="B0THER001")),
+        callback(dm_of("help", subtype="message_changed")),  # an edit, not a new message
+        callback(dm_of("help", channel="C0RULES01", channel_type="channel")),  # channel talk
+        callback(dm_of("status")),  # the one to answer
+    )
+    assert [(i.text, i.chat_id, i.is_group) for i in recorder.seen] == [
+        ("status", "D0RULES01", False)
+    ]
+    [answer] = local_slack.of("chat.postMessage")
+    assert answer.params["channel"] == "D0RULES01" and "answer 1" in answer.params["text"]
+
+
+async def test_each_kind_of_request_is_answered_in_its_own_thread(
+    app: tuple[AsyncApp, Recorder], local_slack: FakeSlack
+) -> None:
+    bolt, recorder = app
+    top = mention_of(f"<@{BOT_USER_ID}> help", channel="C0TOP0001")
+    threaded = mention_of(f"<@{BOT_USER_ID}> help", channel="C0THR0001", thread_ts="1.000001")
+    dm_top = dm_of("help", channel="D0TOP0001")
+    dm_threaded = dm_of("help", channel="D0THR0001", thread_ts="1.000002")
+    await dispatch(bolt, *(callback(e) for e in (top, threaded, dm_top, dm_threaded)))
+    assert len(recorder.seen) == 4
+
+    def thread_of(channel: str) -> str | None:
+        [post] = local_slack.of("chat.postMessage", channel)
+        return post.params.get("thread_ts")
+
+    assert thread_of("C0TOP0001") == top["ts"]  # a mention starts a thread under itself
+    assert thread_of("C0THR0001") == "1.000001"  # ... or answers in the one it is in
+    assert thread_of("D0TOP0001") is None  # a DM is answered in the DM
+    assert thread_of("D0THR0001") == "1.000002"  # ... or in its thread there
+
+
+async def test_a_slash_command_opens_a_thread_with_its_first_answer(
+    adapter: SlackAdapter, local_slack: FakeSlack
+) -> None:
+    conversations: list[Conversation] = []
+
+    async def keep(incoming: Incoming, conversation: Conversation) -> None:
+        conversations.append(conversation)
+
+    await dispatch(adapter._build_app(keep), _slash_payload("C0SLASH02", "status"))
+    [conversation] = conversations
+    first = await conversation.post(MessageView("Job j: mirroring 1 image"))
+    await conversation.post(MessageView("Job j: done"))
+    ack, final = local_slack.of("chat.postMessage", "C0SLASH02")
+    assert ack.params.get("thread_ts") is None  # the acknowledgement opens the thread ...
+    assert final.params["thread_ts"] == ts_of(ack)  # ... and what follows goes into it
+    # After a restart, the acknowledgement is edited and answers go to its thread.
+    assert first.ref == f"C0SLASH02:{ts_of(ack)}:{ts_of(ack)}:{USER}"
 
 
 # -- the bot process ---------------------------------------------------------------------------

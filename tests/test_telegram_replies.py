@@ -1,16 +1,18 @@
-"""The adapter's reply handles, in-process, against the local Bot API server: how Telegram's
-answers to an edit become what ``bot.live`` expects (RateLimited, nothing, an error)."""
+"""The adapter in process, against the local Bot API server: which messages reach the bot,
+and how Telegram's answers to an edit become what ``bot.live`` expects (RateLimited, nothing,
+an error)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
 import pytest
+from telegram import Update
 
 from adapters.telegram import TelegramAdapter
-from bot.chat import RateLimited, Undeliverable
+from bot.chat import Conversation, Incoming, RateLimited, Undeliverable
 from bot.view import MessageView, Tone
-from tests.support.fake_telegram import FakeTelegram
+from tests.support.fake_telegram import BOT_USERNAME, Chat, FakeTelegram
 
 TOKEN = "654321:in-process-token"
 
@@ -91,3 +93,34 @@ async def test_other_bad_requests_are_undeliverable(adapter: TelegramAdapter) ->
 @pytest.mark.parametrize("ref", ["", "42", "42:1:2", "a:b:c:d", "42:1:2:3:4"])
 async def test_a_ref_from_elsewhere_is_not_reopened(adapter: TelegramAdapter, ref: str) -> None:
     assert await adapter.reopen(ref) is None
+
+
+async def test_in_a_group_only_our_commands_reach_the_bot(telegram: FakeTelegram) -> None:
+    """Group chatter and other bots' commands are left alone; a private chat is all ours."""
+    adapter = TelegramAdapter(TOKEN, api_url=telegram.url)
+    seen: list[Incoming] = []
+
+    async def record(incoming: Incoming, conversation: Conversation) -> None:
+        seen.append(incoming)
+
+    adapter._handler = record  # what serve() sets before the first update
+    group, private = Chat(-100321, "supergroup", "team"), Chat(42)
+    messages = [
+        (group, "good morning"),
+        (group, "/mirror@OtherBot nginx"),
+        (group, "/weather"),
+        (group, f"/status@{BOT_USERNAME}"),
+        (group, "/history"),
+        (private, "hello"),
+    ]
+    async with adapter._app:  # getMe: the bot learns its own name
+        for chat, text in messages:
+            update = Update.de_json(telegram.message(chat, 7, text), adapter._app.bot)
+            await adapter._app.process_update(update)
+    assert [(i.chat_id, i.text, i.is_group) for i in seen] == [
+        ("-100321", f"/status@{BOT_USERNAME}", True),
+        ("-100321", "/history", True),
+        ("42", "hello", False),
+    ]
+    assert all(i.platform == "telegram" and i.closed_by_default for i in seen)
+    assert {i.bot_username for i in seen} == {BOT_USERNAME}
