@@ -138,7 +138,10 @@ class MirrorBot:
         self, incoming: Incoming, conversation: Conversation, command: MirrorCommand
     ) -> None:
         items = self.planner.plan(
-            command.images, command.platform, explicit=command.platform_explicit
+            command.images,
+            command.platform,
+            explicit=command.platform_explicit,
+            readings=command.readings,
         )
         requester = f"{incoming.platform}:{incoming.user_id}"
         if self.policy.rate is not None:

@@ -11,17 +11,17 @@ import getpass
 import json
 import logging
 import sys
-from typing import Any, cast
+from typing import Any, TextIO, cast
 
 import click
 from pydantic import ValidationError
 
 from bot import render
+from bot.paste import read_references
 from bot.settings import Settings
 from mirror.engines import EngineMode
 from mirror.errors import MirrorError
 from mirror.models import Item, Job, new_job_id, platform_text
-from mirror.naming import parse_image_spec
 from mirror.platform import parse_platform
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -78,7 +78,13 @@ def check() -> None:
 
 
 @main.command()
-@click.argument("images", nargs=-1, required=True)
+@click.argument("images", nargs=-1)
+@click.option(
+    "--from",
+    "from_file",
+    type=click.File("r", encoding="utf-8"),
+    help="Read references from FILE (`-`: stdin): names, pull lines, manifests, compose files.",
+)
 @click.option("--platform", "platform_text_", metavar="OS/ARCH|all", help="Platform to copy.")
 @click.option(
     "--engine",
@@ -89,13 +95,18 @@ def check() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array, an object per image.")
 def mirror(
     images: tuple[str, ...],
+    from_file: TextIO | None,
     platform_text_: str | None,
     engine: str | None,
     dry_run: bool,
     as_json: bool,
 ) -> None:
-    """Copy IMAGE... to MIRROR_TARGET."""
+    """Copy IMAGE... (or those read --from a file) to MIRROR_TARGET."""
     from bot.logs import configure_logging
+
+    pasted = "\n".join(images) + ("\n" + from_file.read() if from_file is not None else "")
+    if not pasted.strip():
+        raise click.UsageError("Name at least one image, or read them --from a file.")
 
     settings = _settings()
     configure_logging(
@@ -103,12 +114,12 @@ def mirror(
         level=settings.mirror_log_level or logging.WARNING,
         fmt=settings.mirror_log_format,
     )
-    sys.exit(asyncio.run(_mirror(settings, images, platform_text_, engine, dry_run, as_json)))
+    sys.exit(asyncio.run(_mirror(settings, pasted, platform_text_, engine, dry_run, as_json)))
 
 
 async def _mirror(
     settings: Settings,
-    images: tuple[str, ...],
+    pasted: str,
     platform_choice: str | None,
     engine: str | None,
     dry_run: bool,
@@ -118,9 +129,11 @@ async def _mirror(
 
     async with open_runtime(settings, engine=cast(EngineMode | None, engine)) as runtime:
         try:
-            if len(images) > settings.mirror_max_images:
+            found = read_references(pasted)
+            readings = [reading for _, reading in found]
+            if len(readings) > settings.mirror_max_images:
                 raise MirrorError(
-                    f"You asked for {len(images)} images; the limit is "
+                    f"You asked for {len(readings)} images; the limit is "
                     f"{settings.mirror_max_images} per command."
                 )
             platform = (
@@ -128,8 +141,10 @@ async def _mirror(
                 if platform_choice is not None
                 else runtime.planner.default_platform
             )
-            specs = list(dict.fromkeys(parse_image_spec(text) for text in images))
-            items = runtime.planner.plan(specs, platform, explicit=platform_choice is not None)
+            specs = [spec for spec, _ in found]
+            items = runtime.planner.plan(
+                specs, platform, explicit=platform_choice is not None, readings=readings
+            )
             if not dry_run:
                 await runtime.service.check_targets(items)
         except MirrorError as exc:
@@ -169,6 +184,8 @@ def _as_dict(item: Item, options: render.RenderOptions, *, planned: bool) -> dic
         "seconds": round(item.seconds, 3) if item.seconds is not None else None,
         "pull": render.commands(item, options)[0] if ok else None,
         "error": item.error,
+        "corrected_from": item.corrected_from,
+        "suggestions": [],
     }
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.paste import Ambiguous, Reading, looks_like_yaml, read_pasted, references
 from mirror.errors import MirrorError
-from mirror.naming import ImageSpec, parse_image_spec
+from mirror.naming import ImageSpec
 from mirror.platform import Platform, parse_platform
 
 USAGE = (
@@ -29,6 +30,8 @@ class MirrorCommand:
     """The platform to copy; None means every platform (``--platform all``)."""
     platform_explicit: bool = False
     """Whether ``--platform`` was given (else ``platform`` is the configured default)."""
+    readings: tuple[Reading, ...] = ()
+    """How each image was read, in the order of ``images`` (empty: all typed as is)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,9 @@ class HelpCommand:
 Command = MirrorCommand | StatusCommand | HistoryCommand | CancelCommand | HelpCommand
 
 _MAX_TEXT = 8000
+_MAX_PASTE = 256_000
+"""A pasted manifest or ``helm template`` output is longer than any typed command."""
+_COMMAND_WORDS = ("status", "history", "cancel", "help")
 
 
 def _echo(text: str) -> str:
@@ -68,12 +74,13 @@ def parse_command(
     bot_username: str | None = None,
 ) -> Command | None:
     """Parse one message; None when it is addressed to another bot (``/cmd@OtherBot``)."""
-    if len(text) > _MAX_TEXT:
+    if len(text) > (_MAX_PASTE if looks_like_yaml(text) else _MAX_TEXT):
         raise UsageError(f"That message is too long ({len(text)} characters).")
     words = text.split()
     if not words:
         return HelpCommand()
     head, args = words[0], words[1:]
+    rest = text.lstrip()[len(head) :]
     name = head.removeprefix("/")
     if "@" in name:
         name, _, addressee = name.partition("@")
@@ -81,7 +88,7 @@ def parse_command(
             return None
     name = name.lower()
     if name == "mirror":
-        return _mirror(args, default_platform=default_platform, max_images=max_images)
+        return _mirror(rest, default_platform=default_platform, max_images=max_images)
     if name in ("help", "start"):
         return HelpCommand()
     if name == "status":
@@ -108,40 +115,45 @@ def _no_options(args: list[str]) -> None:
             raise UsageError(f"`{_echo(arg)}` is not an option of this command.")
 
 
-def _mirror(
-    args: list[str], *, default_platform: Platform | None, max_images: int
-) -> MirrorCommand:
+def _mirror(text: str, *, default_platform: Platform | None, max_images: int) -> MirrorCommand:
+    """Images from whatever was pasted after ``/mirror`` (bot/paste.py), and its options."""
+    _command_word(text)
+    pasted = read_pasted(text, value_options=frozenset({"--platform"}))
     platform: Platform | None = default_platform
     explicit = False
-    images: list[ImageSpec] = []
-    seen: set[str] = set()
-    raw_count = 0
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--platform" or arg.startswith("--platform="):
-            if "=" in arg:
-                value = arg.partition("=")[2]
-            elif i + 1 < len(args):
-                i += 1
-                value = args[i]
-            else:
-                raise UsageError("`--platform` needs a value such as linux/arm64 or all.")
-            platform = parse_platform(value)
-            explicit = True
-        elif arg.startswith("-"):
-            raise UsageError(f"`{_echo(arg)}` is not an option of /mirror; only --platform is.")
-        else:
-            raw_count += 1
-            if raw_count > max_images:
-                count = raw_count + sum(1 for a in args[i + 1 :] if not a.startswith("-"))
-                raise UsageError(
-                    f"You asked for {count} images; the limit is {max_images} per command."
-                )
-            if arg not in seen:
-                seen.add(arg)
-                images.append(parse_image_spec(arg))
-        i += 1
-    if not images:
+    for name, value in pasted.options:
+        if name != "--platform":
+            raise UsageError(f"`{_echo(name)}` is not an option of /mirror; only --platform is.")
+        if not value:
+            raise UsageError("`--platform` needs a value such as linux/arm64 or all.")
+        platform = parse_platform(value)
+        explicit = True
+    found = references(pasted)
+    readings = tuple(reading for _, reading in found)
+    if len(readings) > max_images:
+        raise UsageError(
+            f"You asked for {len(readings)} images; the limit is {max_images} per command."
+        )
+    if not readings:
+        if pasted.source:
+            raise UsageError(f"I found no images in that {pasted.source}.")
         raise UsageError("Name at least one image, e.g. `/mirror nginx:1.25`.")
-    return MirrorCommand(tuple(images), platform, explicit)
+    for reading in readings:
+        if reading.platform is not None:
+            parse_platform(reading.platform)  # a bad platform in a pull line is refused now
+    images = tuple(spec for spec, _ in found)
+    return MirrorCommand(images, platform, explicit, readings)
+
+
+def _command_word(text: str) -> None:
+    """``/mirror status`` is the command in Slack's spelling, or the image ``status``: ask."""
+    words = text.split()
+    if words and words[0].lower() in _COMMAND_WORDS:
+        word = words[0].lower()
+        rest = " ".join(words[1:])
+        command = f"/{word} {rest}".strip()
+        images = f"library/{word} {rest}".strip()
+        raise Ambiguous(
+            f"Did you mean the command `{_echo(command)}`, or to mirror the image "
+            f"`{word}` (send `/mirror {_echo(images)}` for that)?"
+        )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import textwrap
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -19,8 +20,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
-from mirror.errors import InvalidReference
+from mirror.errors import InvalidReference, MirrorError
+from mirror.naming import ImageSpec, parse_image_spec
 from mirror.reference import DEFAULT_TAG, is_valid_tag, quote
+
+
+class Ambiguous(MirrorError):
+    """The text reads two ways; the sentence is a question offering both, nothing is started."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,7 @@ def _option_text(option: tuple[str, ...]) -> str:
     if len(option) == 1:
         return quote(option[0])
     names = [quote(ref) for ref in option]
-    return f"the {len(option)} images " + ", ".join(names[:-1]) + " and " + names[-1]
+    return "the images " + ", ".join(names[:-1]) + " and " + names[-1]
 
 
 @dataclass(frozen=True)
@@ -481,8 +487,9 @@ def read_yaml(text: str) -> Pasted:
                 if isinstance(service, dict) and isinstance(service.get("image"), str):
                     images.append(service["image"])
             continue
-        for workload in _workloads(document):
+        if isinstance(document, dict | list):
             kinds.add("Kubernetes YAML")
+        for workload in _workloads(document):
             images.extend(_container_images(workload))
     readings = [Reading(image.strip()) for image in images if image.strip()]
     return Pasted(tuple(dedupe(readings)), source=" and ".join(sorted(kinds)) or None)
@@ -524,14 +531,46 @@ def _container_images(node: Any) -> Iterator[str]:
 def read_pasted(text: str, *, value_options: frozenset[str] = frozenset()) -> Pasted:
     """Read whatever was pasted: YAML when it looks like a manifest, else plain text.
 
-    Options typed before a manifest (``/mirror --platform all`` and then the YAML on the next
-    lines) are read from the first line.
+    Text typed on the command's own line is read as options (``/mirror --platform all`` and
+    the YAML on the next lines) or as the YAML's first line; a snippet pasted indented is
+    read as if it were not.
     """
     if not looks_like_yaml(text):
         return read_text(text, value_options=value_options)
     first, _, rest = text.partition("\n")
-    if first.strip() and not looks_like_yaml(first) and first.lstrip().startswith("--"):
+    if not first.strip():
+        return read_yaml(textwrap.dedent(rest))
+    if first.lstrip().startswith("--"):
         head = read_text(first, value_options=value_options)
-        body = read_yaml(rest)
+        body = read_yaml(textwrap.dedent(rest))
         return Pasted(body.readings, head.ambiguities, head.options, body.source)
-    return read_yaml(text)
+    return read_yaml(first.lstrip() + "\n" + rest)
+
+
+def references(pasted: Pasted) -> list[tuple[ImageSpec, Reading]]:
+    """Each image once (``nginx`` and ``docker.io/library/nginx`` are one), first reading kept.
+
+    Raises :class:`Ambiguous` with the question when any text read two ways, so nothing
+    starts on a guess.
+    """
+    if pasted.ambiguities:
+        raise Ambiguous(pasted.ambiguities[0].question)
+    specs: dict[str, tuple[ImageSpec, Reading]] = {}
+    for reading in pasted.readings:
+        spec = parse_image_spec(reading.text)
+        specs.setdefault(str(spec), (spec, reading))
+    return list(specs.values())
+
+
+def read_references(text: str) -> list[tuple[ImageSpec, Reading]]:
+    """References in a file or on a command line, where no option may hide among them."""
+    pasted = read_pasted(text)
+    if pasted.options:
+        raise InvalidReference(
+            f"{quote(pasted.options[0][0])} is an option, not an image; "
+            "put options on the command line."
+        )
+    found = references(pasted)
+    if not found and pasted.source:
+        raise InvalidReference(f"I found no images in that {pasted.source}.")
+    return found

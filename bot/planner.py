@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bot.paste import Reading
 from bot.policy import Policy
 from bot.settings import Settings
 from mirror.errors import MirrorError
@@ -31,19 +32,40 @@ class Planner:
         return parse_target_base(self._target)
 
     def plan(
-        self, images: Sequence[ImageSpec], platform: Platform | None, *, explicit: bool
+        self,
+        images: Sequence[ImageSpec],
+        platform: Platform | None,
+        *,
+        explicit: bool,
+        readings: Sequence[Reading] = (),
     ) -> list[Item]:
         """Items for a job; raises a MirrorError sentence for the first refused image.
 
         ``explicit`` says the user chose the platform. A digest reference without one copies
         every platform: the pinned digest (often an index) must exist at the mirror.
+        ``readings`` (in the order of ``images``, or empty) say how each was read; a pasted
+        pull line's own ``--platform`` is that image's choice.
         """
+        if readings and len(readings) != len(images):
+            raise ValueError("readings must match images one to one")
         base = self._base()
         items = []
-        for spec in images:
+        for i, spec in enumerate(images):
+            reading = readings[i] if readings else Reading(spec.text)
             self._policy.check_source(spec.source)
-            chosen = None if spec.source.digest and not explicit else platform
+            if reading.platform is not None:
+                chosen = parse_platform(reading.platform)
+            else:
+                chosen = None if spec.source.digest and not explicit else platform
             target = target_for(spec, base, chosen, self.default_platform)
-            items.append(Item(spec=spec.text, source=spec.source, target=target, platform=chosen))
+            items.append(
+                Item(
+                    spec=spec.text,
+                    source=spec.source,
+                    target=target,
+                    platform=chosen,
+                    corrected_from=reading.typed,
+                )
+            )
         check_unique_targets((i.source, i.platform, i.target) for i in items)
         return items

@@ -13,7 +13,7 @@ from bot.commands import USAGE
 from bot.view import Bar, MessageView, Row, Tone, human_bytes, human_seconds
 from mirror.models import Item, ItemStatus, Job, platform_text
 from mirror.progress import Stage
-from mirror.reference import ImageRef
+from mirror.reference import ImageRef, quote
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,17 @@ def progress(job: Job) -> MessageView:
         tone = Tone.SUCCESS if job.state == "done" else Tone.FAILURE
     else:
         title, tone = _title(job), Tone.WORKING
-    return MessageView(title=title, tone=tone, rows=tuple(_progress_row(i) for i in job.items))
+    rows = tuple(_progress_row(i) for i in job.items)
+    return MessageView(title=title, tone=tone, rows=rows, lines=_readings(job))
+
+
+def _readings(job: Job) -> tuple[str, ...]:
+    """How pasted text was read (``read `https://hub.docker.com/_/nginx` as `nginx:latest```)."""
+    return tuple(
+        f"read {quote(i.corrected_from)} as {quote(i.spec)}"
+        for i in job.items
+        if i.corrected_from is not None
+    )
 
 
 def _result_detail(item: Item) -> str:
@@ -180,6 +190,8 @@ def help_text() -> MessageView:
         lines=(
             "/mirror IMAGE [IMAGE ...] [--platform os/arch|all] — copy up to the limit of "
             "images; add $NAME[:TAG] to an image to choose the target name.",
+            "/mirror also reads what you paste: docker/ctr/podman pull lines, image page "
+            "addresses, kubeadm config images list output, Kubernetes YAML, compose files.",
             "/status [JOB] — the latest jobs of this chat, or one job.",
             "/history — what this chat mirrored.",
             "/cancel JOB — stop a running job.",

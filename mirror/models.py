@@ -77,6 +77,8 @@ class Item:
     bytes: int | None = None
     seconds: float | None = None
     error: str | None = None
+    corrected_from: str | None = None
+    """The text as typed when it was read as something else (a URL, a pull line); not stored."""
     progress: Snapshot | None = field(default=None, compare=False)
 
     @property

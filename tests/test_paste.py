@@ -492,7 +492,7 @@ volumes:
             ["nginx:1.25"],
             "Kubernetes YAML",
         ),
-        ("apiVersion: v1\nkind: ConfigMap\ndata:\n  image: nginx\n", [], None),
+        ("apiVersion: v1\nkind: ConfigMap\ndata:\n  image: nginx\n", [], "Kubernetes YAML"),
     ],
 )  # fmt: skip
 def test_yaml(text: str, images: list[str], source: str | None) -> None:
