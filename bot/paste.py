@@ -13,6 +13,7 @@ import re
 import shlex
 import textwrap
 import unicodedata
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -147,8 +148,11 @@ def _read_address(text: str) -> str:
         return rest
     if scheme not in ("http", "https"):
         raise InvalidReference(f"{quote(text)} is not an image reference nor an image's page.")
-    url = urlsplit(f"{scheme}://{rest}")
-    host = (url.hostname or "").removeprefix("www.")
+    try:
+        url = urlsplit(f"{scheme}://{rest}")
+        host = (url.hostname or "").removeprefix("www.")
+    except ValueError:  # an unclosed `[` of an IPv6 host
+        raise InvalidReference(f"{quote(text)} is not a web address I can read.") from None
     path = [unquote(p) for p in url.path.split("/") if p]
     query = parse_qs(url.query)
     if host == "hub.docker.com":
@@ -472,7 +476,7 @@ def read_yaml(text: str) -> Pasted:
     are ignored."""
     try:
         documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise InvalidReference(
@@ -497,32 +501,44 @@ def read_yaml(text: str) -> Pasted:
 
 def _workloads(document: Any) -> Iterator[Any]:
     """Documents worth reading: workload kinds, the items of a ``List``, a kind-less snippet."""
-    if isinstance(document, list):
-        for entry in document:
-            yield from _workloads(entry)
-        return
-    if not isinstance(document, dict):
-        return
-    kind = document.get("kind")
-    if isinstance(kind, str) and kind.endswith("List"):
-        yield from _workloads(document.get("items") or [])
-    elif kind in WORKLOAD_KINDS or kind is None:
-        yield document
+    pending = deque([document])
+    while pending:
+        node = pending.popleft()
+        if isinstance(node, list):
+            pending.extendleft(reversed(node))
+            continue
+        if not isinstance(node, dict):
+            continue
+        kind = node.get("kind")
+        if isinstance(kind, str) and kind.endswith("List") and isinstance(node.get("items"), list):
+            pending.extendleft(reversed(node["items"]))
+        elif kind in WORKLOAD_KINDS or kind is None:
+            yield node
 
 
-def _container_images(node: Any) -> Iterator[str]:
-    """Every ``image`` of a container list anywhere below (pod templates nest at any depth)."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in _CONTAINER_LISTS and isinstance(value, list):
-                for container in value:
-                    if isinstance(container, dict) and isinstance(container.get("image"), str):
-                        yield container["image"]
-            else:
-                yield from _container_images(value)
-    elif isinstance(node, list):
-        for entry in node:
-            yield from _container_images(entry)
+def _container_images(root: Any) -> Iterator[str]:
+    """Every ``image`` of a container list anywhere below (pod templates nest at any depth).
+
+    Iterative, and each YAML node once: anchors and aliases can make a small text a huge tree.
+    """
+    stack, seen = [root], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, list):
+            stack.extend(reversed(node))
+        elif isinstance(node, dict):
+            children = []
+            for key, value in node.items():
+                if key in _CONTAINER_LISTS and isinstance(value, list):
+                    for container in value:
+                        if isinstance(container, dict) and isinstance(container.get("image"), str):
+                            yield container["image"]
+                else:
+                    children.append(value)
+            stack.extend(reversed(children))
 
 
 # -- everything ------------------------------------------------------------------------------

@@ -1,8 +1,11 @@
 """Reading what people paste (bot/paste.py): one table per kind of text, no network."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from bot.paste import Ambiguity, Pasted, Reading, read_pasted
+from bot.paste import Ambiguity, Pasted, Reading, read_pasted, references
+from mirror.errors import MirrorError
 from mirror.errors import InvalidReference
 from mirror.naming import parse_image_spec
 from mirror.reference import quote
@@ -515,3 +518,41 @@ def test_unrendered_template_is_one_sentence() -> None:
     )
     with pytest.raises(InvalidReference, match=r"cannot be read at line \d+"):
         read(template)
+
+
+def test_anchors_and_aliases_are_read_once() -> None:
+    """Nine aliases per level, eleven levels: 9**11 containers if each alias were walked."""
+    levels = ["a0: &a0 {containers: [{image: 'nginx:1.25'}]}"]
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 12)]
+    pasted = read("kind: Pod\nspec:\n" + "\n".join("  " + line for line in levels))
+    assert [r.text for r in pasted.readings] == ["nginx:1.25"]
+
+
+def test_compose_merge_keys() -> None:
+    compose = (
+        "x-base: &base\n  image: busybox:1.36\n  restart: always\n"
+        "services:\n  a:\n    <<: *base\n  b:\n    <<: *base\n    image: alpine:3.19\n"
+    )
+    assert [r.text for r in read(compose).readings] == ["busybox:1.36", "alpine:3.19"]
+
+
+PIECES = st.sampled_from(
+    ["https://", "http://[", "oci://", "hub.docker.com/", "_/", "r/", "layers/", "github.com/",
+     "quay.io/repository/", "/pkgs/container/", "?tag=", "&name=", "%2F", "docker pull ",
+     "ctr -n x images pull ", "helm pull ", "--version ", "--platform ", "\n", " ", "\t",
+     "apiVersion: v1\n", "kind: List\n", "items:\n", "  - ", "containers:\n", "image: ",
+     "services:\n", "---\n", "# Source: x\n", ":", "@", "\uff0c", "\u200b", "'", '"', "`",
+     "nginx", "1.25", "v2/", "/manifests/", DIGEST, "$ kubeadm config images list\n", "&&",
+     "{", "[", "*", "&a ", "!!python/object:os.system ", "%", "\\"]
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(PIECES, st.text(max_size=5)), max_size=25).map("".join))
+def test_any_paste_is_read_or_refused_with_one_sentence(text: str) -> None:
+    try:
+        found = references(read(text))
+    except MirrorError as exc:
+        assert str(exc) and "\n" not in str(exc)
+    else:
+        assert all(reading.text for _, reading in found)
