@@ -5,8 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.paste import Ambiguity, Pasted, Reading, read_pasted, references
-from mirror.errors import MirrorError
-from mirror.errors import InvalidReference
+from mirror.errors import InvalidReference, MirrorError
 from mirror.naming import parse_image_spec
 from mirror.reference import quote
 
