@@ -27,6 +27,7 @@ from bot.commands import (
 )
 from bot.live import LiveMessage
 from bot.pacing import Pacer, Priority
+from bot.paste import Ambiguous
 from bot.planner import Planner
 from bot.policy import Policy
 from bot.settings import Settings
@@ -78,6 +79,8 @@ class MirrorBot:
                 await self._mirror(incoming, conversation, command)
                 return
             view = await self._other(incoming, command)
+        except Ambiguous as exc:  # a question, not a failure
+            view = render.info(str(exc))
         except UsageError as exc:
             view = render.error(str(exc), usage=True)
         except MirrorError as exc:

@@ -11,8 +11,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pexpect
 import pytest
 
+import lab as lab_module
 from bot import render
 from bot.commands import MirrorCommand, UsageError, parse_command
 from bot.paste import Ambiguous
@@ -20,7 +22,7 @@ from bot.view import to_plain_text
 from mirror.models import Item, Job
 from mirror.platform import Platform
 from mirror.reference import parse_reference
-from tests.support.cli import MIRROR_BOT
+from tests.support.cli import MIRROR_BOT, bot_env
 
 AMD64 = Platform("linux", "amd64")
 ARM64 = Platform("linux", "arm64")
@@ -255,3 +257,27 @@ def test_bad_input_exits_2_with_one_sentence(
     assert payload is None
     assert words in stderr
     assert "Traceback" not in stderr
+
+
+# -- the bot, driven at its console ----------------------------------------------------------
+
+
+def test_console_asks_and_acknowledges_how_it_read(lab: lab_module.Lab, tmp_path: Path) -> None:
+    child = pexpect.spawn(
+        MIRROR_BOT, ["run"], env=bot_env(lab, tmp_path / "console.db"), encoding="utf-8",
+        timeout=120,
+    )  # fmt: skip
+    try:
+        child.expect_exact("mirror> ")
+        child.sendline("/mirror nginx 1.25")
+        child.expect_exact("did you mean `nginx:1.25`, or the images `nginx:latest` and `1.25`?")
+        child.expect_exact("mirror> ")
+        assert "Job " not in child.before  # nothing started on a guess
+
+        typed = f"http://{lab.source}/library/multi:1.0"
+        child.sendline(f"/mirror {typed}")
+        child.expect(r"Job (\w{6}): mirroring 1 image")
+        child.expect_exact(f"read `{typed}` as `{lab.source}/library/multi:1.0`")
+        child.expect(r"Job \w{6} done: 1 image ready")
+    finally:
+        child.close(force=True)
