@@ -221,9 +221,10 @@ def _github(text: str, path: list[str], query: dict[str, list[str]]) -> str:
     elif len(path) >= 6 and path[0] in ("users", "orgs") and path[2:5] == _PACKAGE_PAGE:
         owner, name = path[1], path[5]
     if owner is None or name is None:
+        likely = f" (its image, if any, is often `ghcr.io/{'/'.join(path[:2])}`)".lower()
         raise InvalidReference(
             f"{quote(text)} is a GitHub page, but not a container package page "
-            "(…/pkgs/container/NAME)."
+            f"(…/pkgs/container/NAME){likely if len(path) == 2 else ''}."
         )
     return _with_tag(f"ghcr.io/{owner}/{name}".lower(), _first(query, "tag"))
 
