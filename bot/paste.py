@@ -257,6 +257,7 @@ _SKIPPED = frozenset({"tag", "config", "login", "logout"})
 
 def _command_words(segment: str) -> list[str] | None:
     """The words of a tool's command line, without a prompt or ``sudo``; None if not one."""
+    segment = segment.replace("\u3000", " ")  # a full-width space between words
     try:
         words = shlex.split(segment)
     except ValueError:
@@ -375,9 +376,9 @@ def _segments(text: str) -> Iterator[str]:
         line = raw.strip()
         if not line or _KLOG_RE.match(line) or _FENCE_RE.match(line):
             continue
-        inner = line.strip("`").strip()
-        if line.startswith("`") and _command_words(inner) is not None:
-            line = inner  # a command line in a code span
+        inner = line.strip("`\"'").strip()
+        if line[0] in "`\"'" and _command_words(inner) is not None:
+            line = inner  # a command line in a code span or quotes
         if line.startswith("#") and _command_words(line) is None:
             continue  # a comment; ``# docker pull …`` (a root prompt) is read
         if _command_words(line) is not None:

@@ -198,6 +198,8 @@ def test_pages_that_name_no_image(typed: str, words: str) -> None:
         ("crictl pull registry.k8s.io/pause:3.9", "registry.k8s.io/pause:3.9", None),
         ("docker pull 'nginx\uff1a1.25'", "nginx:1.25", None),
         ("`docker pull nginx:1.25`", "nginx:1.25", None),
+        ('"docker pull nginx:1.25"', "nginx:1.25", None),
+        ("docker\u3000pull\u3000nginx:1.25", "nginx:1.25", None),
         (
             "helm pull oci://registry-1.docker.io/bitnamicharts/redis --version 18.0.0",
             "registry-1.docker.io/bitnamicharts/redis:18.0.0",
