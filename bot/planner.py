@@ -46,12 +46,10 @@ class Planner:
         ``readings`` (in the order of ``images``, or empty) say how each was read; a pasted
         pull line's own ``--platform`` is that image's choice.
         """
-        if readings and len(readings) != len(images):
-            raise ValueError("readings must match images one to one")
         base = self._base()
         items = []
-        for i, spec in enumerate(images):
-            reading = readings[i] if readings else Reading(spec.text)
+        as_typed = [Reading(spec.text) for spec in images]
+        for spec, reading in zip(images, readings or as_typed, strict=True):
             self._policy.check_source(spec.source)
             if reading.platform is not None:
                 chosen = parse_platform(reading.platform)

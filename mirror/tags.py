@@ -80,13 +80,16 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 def _one_per_version(versions: Iterable[TagVersion], variant: str) -> list[TagVersion]:
     """One tag per version: the asked variant itself if present, else the newest spelling."""
     chosen: dict[tuple[tuple[int, ...], str | None], TagVersion] = {}
+
+    def preference(version: TagVersion) -> tuple[bool, str]:
+        return (version.variant == variant, version.variant)
+
     for version in versions:
         slot = (version.numbers, version.pre)
         held = chosen.get(slot)
-        if held is None or (held.variant != variant and
-                            (version.variant == variant or version.variant > held.variant)):
+        if held is None or preference(version) > preference(held):
             chosen[slot] = version
-    return list(chosen.values())  # fmt: skip
+    return list(chosen.values())
 
 
 def nearest(tags: Iterable[str], asked: str, limit: int = MAX_SUGGESTIONS) -> list[str]:
