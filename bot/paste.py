@@ -87,7 +87,7 @@ class Pasted:
 # -- characters ------------------------------------------------------------------------------
 
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
-_QUOTES = "\"'`\u201c\u201d\u2018\u2019「」『』«»()[]{}<>*"
+_QUOTES = "\"'`\u201c\u201d\u2018\u2019「」『』«»()[]{}*"
 _TRAILING = ".,;:!?。、"
 _SEPARATORS_RE = re.compile("[,;\uff0c\uff1b、]+")  # full-width comma and semicolon too
 _DIGEST_RE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-fA-F0-9]{32,}")
@@ -111,6 +111,8 @@ def read_word(word: str) -> list[Reading]:
     readings = []
     for part in _SEPARATORS_RE.split(word):
         text = _clean(part)
+        if text.startswith("<") and text.endswith(">") and _looks_like_address(text[1:-1]):
+            text = text[1:-1]  # a Markdown autolink; a `<` elsewhere is echoed back as typed
         if not text:
             continue
         text = _read_address(text) if _looks_like_address(text) else _at_tag(text)
