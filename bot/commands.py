@@ -146,7 +146,7 @@ def _mirror(text: str, *, default_platform: Platform | None, max_images: int) ->
 
 
 def _command_word(text: str) -> None:
-    """``/mirror status`` is the command in Slack's spelling, or the image ``status``: ask."""
+    """``/mirror status`` is the command as some chats spell it, or the image ``status``: ask."""
     words = text.split()
     if words and words[0].lower() in _COMMAND_WORDS:
         word = words[0].lower()
