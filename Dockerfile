@@ -4,10 +4,14 @@
 #   docker build -t hub-mirror-bot .
 #   docker build --build-arg BASE_IMAGE=registry.example.com/library/python:3.11-slim .
 #
-# BASE_IMAGE is any Debian-like Python 3.11+ image with `python -m venv` (the official slim one
-# by default; a mirror of it where Docker Hub is slow). PIP_INSTALL_OPTIONS passes options to
-# pip, e.g. `--index-url https://mirrors.example.com/pypi/simple` or, for an offline build,
-# `--no-index --find-links /src/wheels` with the wheels in ./wheels of the build context.
+# BASE_IMAGE is any Debian-like Python 3.11 image with `python -m venv` (the official slim one by
+# default; a mirror of it where Docker Hub is slow). The dependencies are the exact versions of
+# requirements.lock, each checked against its sha256 (`--require-hashes`), so a build next month
+# installs what the tests ran with; regenerate the lock with `bash scripts/dev.sh lock`.
+# PIP_INSTALL_OPTIONS passes options to that pip, e.g. `--index-url
+# https://mirrors.example.com/pypi/simple` (a mirror serves the same files, so the hashes hold) or,
+# for an offline build, `--no-index --find-links /src/wheels` with the locked wheels in ./wheels
+# of the build context (`pip download --no-deps --require-hashes -r requirements.lock -d wheels`).
 
 ARG BASE_IMAGE=python:3.11-slim
 
@@ -16,8 +20,12 @@ FROM ${BASE_IMAGE} AS build
 ARG PIP_INSTALL_OPTIONS=""
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 COPY . /src
+# The lock holds every dependency and the build backend (setuptools), so the project itself
+# installs with no index and no unhashed download: --no-deps, --no-build-isolation.
 RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install ${PIP_INSTALL_OPTIONS} /src
+ && /opt/venv/bin/pip install ${PIP_INSTALL_OPTIONS} --require-hashes --no-deps \
+      -r /src/requirements.lock \
+ && /opt/venv/bin/pip install --no-index --no-deps --no-build-isolation /src
 
 # -- run ---------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE}

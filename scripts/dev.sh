@@ -5,6 +5,7 @@
 #   bash scripts/dev.sh test [ARGS]    setup, ruff, mypy, pytest ARGS (pytest starts its own lab)
 #   bash scripts/dev.sh demo           setup, start and seed the lab in .lab, run the bot
 #   bash scripts/dev.sh lab CMD        scripts/lab.py CMD (up|seed|env|down) with the venv python
+#   bash scripts/dev.sh lock           regenerate requirements.lock (hashed pins the image installs)
 #
 # Every step is idempotent: a second run only checks.
 set -euo pipefail
@@ -108,8 +109,17 @@ EOF
     [[ -x $PY ]] || setup
     exec "$PY" scripts/lab.py "$@"
     ;;
+  lock)
+    # From PyPI alone, whatever pip.conf this machine has, so the hashes are PyPI's files'.
+    setup
+    env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null \
+      CUSTOM_COMPILE_COMMAND="bash scripts/dev.sh lock" \
+      "$VENV/bin/pip-compile" --quiet --generate-hashes --allow-unsafe --all-build-deps \
+      --strip-extras --no-emit-index-url --no-emit-find-links --output-file requirements.lock \
+      "$@" pyproject.toml
+    ;;
   *)
-    sed -n '2,8s/^# \{0,1\}//p' "$0" >&2
+    sed -n '2,9s/^# \{0,1\}//p' "$0" >&2
     exit 2
     ;;
 esac
