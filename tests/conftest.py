@@ -1,4 +1,4 @@
-"""Shared pytest fixtures.
+"""Shared pytest fixtures, and the ``lab`` marker.
 
 ``scripts/lab.py`` is loaded here and registered as the module ``lab`` (``import lab`` in a
 test), because it is a script, not a package: it must keep working as ``python scripts/lab.py``
@@ -30,6 +30,18 @@ if "lab" not in sys.modules:
     _load_lab_module()
 
 import lab as lab_module  # noqa: E402  (registered just above)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs the lab, directly or through another fixture, as ``lab``.
+
+    ``fixturenames`` is the whole closure of a test's fixtures, so a fixture built on ``lab``
+    counts too, and nobody has to remember a decorator: ``pytest -m "not lab"`` is the fast
+    run, with no daemon and no registry started.
+    """
+    for item in items:
+        if "lab" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.lab)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
-"""The benchmark still runs: a tiny image, one round, our docker engine and the Docker CLI.
+"""The benchmarks still run: the copy benchmark on a tiny image, one round, our docker engine
+and the Docker CLI; the start-up benchmark for one round.
 
-No timing is asserted (DESIGN.md §3): only that both contenders copied and the numbers the
-report is built from are present and sane.
+No timing is asserted: only that the contenders ran and the numbers the reports are built
+from are present and sane.
 """
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "copy.py"
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "copy_bench.py"
+STARTUP = BENCH.with_name("startup.py")
 
 
+@pytest.mark.lab  # the benchmark starts a lab of its own, not the fixture: marked by hand
 def test_bench_copy_reports_both_contenders() -> None:
     done = subprocess.run(
         [
@@ -54,3 +59,23 @@ def test_bench_copy_reports_both_contenders() -> None:
     assert 0 < engine["median_job_seconds"] <= engine["median_seconds"]
     assert set(engine["median_phases"]) >= {"start-up", "resolving", "copying", "pushing", "exit"}
     assert set(rows["docker-cli"]["median_phases"]) == {"pull", "tag", "push", "rmi"}
+
+
+def test_bench_startup_compares_the_dry_run_with_skopeo() -> None:
+    done = subprocess.run(
+        [sys.executable, str(STARTUP), "--rounds", "1", "--imports", "5", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    rows = {row["contender"]: row for row in report["contenders"]}
+    assert set(rows) == {"mirror-bot dry run", "skopeo --version", "skopeo inspect --help"}
+    assert rows["skopeo --version"]["ratio"] == 1.0
+    assert rows["mirror-bot dry run"]["median_ms"] > 0
+    assert rows["mirror-bot dry run"]["ratio"] > 0
+    assert len(report["imports"]) == 5
+    assert all(float(ms) > 0 for ms, _, _ in report["imports"])
+    assert any(name.startswith("bot.") for _, _, name in report["imports"])  # ours, not python's

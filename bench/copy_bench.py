@@ -33,37 +33,31 @@ time. The daemon's work is counted for neither docker contender.
 
 Usage::
 
-    .venv/bin/python bench/copy.py [--size-mib 256] [--layers 4] [--rounds 3]
+    .venv/bin/python bench/copy_bench.py [--size-mib 256] [--layers 4] [--rounds 3]
                                    [--contenders engine-docker,docker-cli,skopeo,engine-registry]
                                    [--json]
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import hashlib
+import http.client
+import importlib.util
+import json
 import os
+import shutil
+import statistics
+import subprocess
 import sys
-
-# Run as a script, this file's directory is sys.path[0] and its name would shadow the standard
-# library's `copy` module (dataclasses imports it): take the directory off the path first.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import hashlib  # noqa: E402
-import http.client  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 MIRROR_BOT = str(Path(sys.executable).parent / "mirror-bot")
@@ -663,7 +657,7 @@ def versions(bench: Bench) -> dict[str, str]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bench/copy.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="bench/copy_bench.py", description=__doc__.split("\n")[0])
     parser.add_argument("--size-mib", type=int, default=256, help="image size (default 256)")
     parser.add_argument("--layers", type=int, default=4, help="number of layers (default 4)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per contender (default 3)")
