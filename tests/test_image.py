@@ -3,8 +3,12 @@ answers ``/healthz`` (and Docker's HEALTHCHECK agrees), and copies an image from
 
 Built on the lab's daemon with no network: the public base cannot be pulled here, so the base
 is made from this machine's Python (``tests/support/base_image.py``) and passed as
-``BASE_IMAGE``; the dependencies come from a wheelhouse built on the host and installed with
-``PIP_INSTALL_OPTIONS=--no-index --find-links`` — the same Dockerfile a real build runs.
+``BASE_IMAGE``; the dependencies come from a wheelhouse and are installed with
+``PIP_INSTALL_OPTIONS=--no-index --find-links`` — the same Dockerfile a real build runs, hash
+checks included. The wheelhouse holds the very files requirements.lock names, fetched on the
+host by ``pip download --require-hashes`` from the package index (PyPI, or the mirror pip is
+configured with; pip's cache makes later runs local): wheels built here would not match the
+lock's hashes, and the build would rightly refuse them.
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 import lab as lab_module
 from tests.support.base_image import import_base_image
+from tests.test_lock import parse_lock
 from tests.test_observability import get
 
 REPO = Path(__file__).resolve().parent.parent
-CONTEXT_FILES = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md")
+CONTEXT_FILES = ("Dockerfile", ".dockerignore", "pyproject.toml", "requirements.lock", "README.md")
 PACKAGES = ("mirror", "bot", "adapters")
 
 
@@ -55,11 +62,13 @@ def image(lab: lab_module.Lab, tmp_path_factory: pytest.TempPathFactory) -> Iter
             sys.executable,
             "-m",
             "pip",
-            "wheel",
+            "download",
             "-q",
-            str(REPO),
-            "setuptools>=68",
-            "-w",
+            "--no-deps",
+            "--require-hashes",
+            "--requirement",
+            str(REPO / "requirements.lock"),
+            "--dest",
             str(context / "wheels"),
         ],
         check=True,
@@ -140,6 +149,23 @@ def test_the_bot_runs_in_the_image_as_non_root_and_is_healthy(
         assert "/data" in config["Volumes"]
         assert "MIRROR_DB=/data/mirror.db" in config["Env"]
         assert config["Healthcheck"]["Test"][:2] == ["CMD", "python"]
+
+        # Exactly the locked versions, and the project itself.
+        listed = docker(
+            env,
+            "exec",
+            container,
+            "python",
+            "-c",
+            "import importlib.metadata as m, json;"
+            " print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))",
+        )
+        installed = {canonicalize_name(name): v for name, v in json.loads(listed).items()}
+        locked = parse_lock((REPO / "requirements.lock").read_text())
+        assert {name: str(pin.version) for name, pin in locked.items()}.items() <= {
+            name: str(Version(version)) for name, version in installed.items()
+        }.items()
+        assert installed["hub-mirror-bot"] == "0.1.0"
 
         health = ""
         while health != "healthy":  # Docker's own HEALTHCHECK, every second here
