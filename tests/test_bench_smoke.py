@@ -61,6 +61,7 @@ def test_bench_copy_reports_both_contenders() -> None:
     assert set(rows["docker-cli"]["median_phases"]) == {"pull", "tag", "push", "rmi"}
 
 
+@pytest.mark.slow  # a few dozen mirror-bot processes
 def test_bench_startup_compares_the_dry_run_with_skopeo() -> None:
     done = subprocess.run(
         [sys.executable, str(STARTUP), "--rounds", "1", "--imports", "5", "--json"],

@@ -59,6 +59,7 @@ async def test_telegram_unreachable_is_unavailable() -> None:
         await conversation.post(VIEW)
 
 
+@pytest.mark.slow  # waits out the API's outage in real time
 async def test_telegram_start_up_waits_for_the_api(telegram: FakeTelegram) -> None:
     telegram.outage("getMe", 2, status=502)
     adapter = TelegramAdapter(TOKEN, api_url=telegram.url)

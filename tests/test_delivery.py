@@ -44,6 +44,7 @@ async def test_a_429_is_waited_out_for_as_long_as_the_chat_asks() -> None:
     ],
     ids=["server error", "network error", "timeout"],
 )
+@pytest.mark.slow  # real backoff waits
 async def test_io_trouble_is_retried_with_backoff(fault: Exception) -> None:
     call, calls = answering(fault, "sent")
     assert await deliver(call) == "sent"

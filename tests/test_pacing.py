@@ -10,11 +10,15 @@ import asyncio
 from functools import partial
 from typing import Any
 
+import pytest
+
 from bot.chat import Reply
 from bot.live import LiveMessage
 from bot.pacing import Budget, Pace, Pacer, Priority
 from bot.view import MessageView
 from tests.support.recording_chat import RecordingChat
+
+pytestmark = pytest.mark.slow  # budgets are spent and refilled in real time: ~7 s in all
 
 
 def post(pacer: Pacer, chat: RecordingChat, priority: Priority, title: str) -> Any:

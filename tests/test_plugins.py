@@ -181,6 +181,7 @@ def answers(outbox: Path) -> dict[str, list[dict[str, Any]]]:
     return by_chat
 
 
+@pytest.mark.slow  # mirror-bot subprocesses
 def test_an_adapter_installed_from_elsewhere_serves_the_bot(
     distribution: Path, tmp_path: Path
 ) -> None:
@@ -221,6 +222,7 @@ def test_an_adapter_installed_from_elsewhere_serves_the_bot(
     assert "console" not in done.stdout
 
 
+@pytest.mark.slow  # mirror-bot subprocesses
 def test_its_settings_errors_stop_the_start_with_one_sentence(
     distribution: Path, tmp_path: Path
 ) -> None:
@@ -242,6 +244,7 @@ def test_its_settings_errors_stop_the_start_with_one_sentence(
         assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow  # mirror-bot subprocesses
 def test_its_check_is_a_line_of_mirror_bot_check(distribution: Path, tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     env = environment(
@@ -259,6 +262,7 @@ def test_its_check_is_a_line_of_mirror_bot_check(distribution: Path, tmp_path: P
     assert "filechat" not in unset.stdout
 
 
+@pytest.mark.slow  # mirror-bot subprocesses
 def test_an_entry_point_that_is_no_plugin_is_one_sentence(
     distribution: Path, tmp_path: Path
 ) -> None:

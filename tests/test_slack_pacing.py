@@ -39,6 +39,7 @@ async def job(pacer: Pacer, conversation: SlackConversation, n: int) -> None:
     await live.finish(MessageView(f"Job {n}: done"), MessageView(f"Job {n} done: ready"))
 
 
+@pytest.mark.slow  # paces thirty answers through a one-a-second channel in real time
 @pytest.mark.timeout(60)
 async def test_a_busy_channel_gets_every_answer_and_no_429(slack: FakeSlack) -> None:
     adapter = SlackAdapter(bot_token=TOKEN, signing_secret="s", api_url=slack.api_url)
