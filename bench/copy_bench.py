@@ -2,9 +2,9 @@
 """Benchmark: copy one image into an EMPTY target with each contender, in one run, same data.
 
 Issue 2's goal: our docker engine within 1.05x the wall time of the Docker CLI doing
-``docker pull && docker tag && docker push`` on the same image. DESIGN.md §3: benchmarks
-compare against peers in one run and report ratios, bytes/s and peak memory; timings never go
-into pass/fail tests.
+``docker pull && docker tag && docker push`` on the same image. Benchmarks compare against
+peers in one run and report ratios, bytes/s and peak memory; timings never go into pass/fail
+tests (docs/architecture.md, testing with real parts).
 
 What one round of one contender is (all against a lab this script starts and stops):
 
