@@ -2,6 +2,9 @@
 
 Type ``/mirror IMAGE`` at the prompt; the live message is redrawn in place on a terminal (ANSI
 cursor movement) and printed anew on a pipe, so scripts and tests can read every state.
+Commands may also come from a pipe or a file; at their end the bot finishes its jobs and stops.
+With no input at all (stdin closed or ``/dev/null``, as under systemd or ``docker run``
+without ``-i``) the console refuses to start: a bot nobody can talk to should not run.
 """
 
 from __future__ import annotations
@@ -9,13 +12,17 @@ from __future__ import annotations
 import asyncio
 import getpass
 import itertools
+import os
+import stat
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TextIO
 
-from bot.chat import Conversation, Handler, Incoming, Reply
+from bot.chat import ConfigurationError, Conversation, Handler, Incoming, Reply
 from bot.plugins import AdapterPlugin, AdapterSettings, SettingsPlugin
 from bot.view import MessageView, to_plain_text
+from mirror.tasks import TaskSet
 
 PROMPT = "mirror> "
 
@@ -81,31 +88,41 @@ class ConsoleConversation:
 class ConsoleAdapter:
     name = "console"
 
-    def __init__(self, stdin: TextIO | None = None, stdout: TextIO | None = None) -> None:
-        self._stdin = stdin or sys.stdin
+    def __init__(self, stdin: TextIO, stdout: TextIO | None = None) -> None:
+        self._stdin = stdin
         self._screen = _Screen(stdout or sys.stdout)
         self._conversation = ConsoleConversation(self._screen)
         self._user = getpass.getuser()
 
     async def serve(self, handler: Handler) -> None:
         """Read commands until end of input (or ``quit``); each runs concurrently."""
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), self._stdin)
         self._screen.show(0, "hub-mirror-bot console. Type /help, or /mirror IMAGE.", replace=False)
-        pending: set[asyncio.Task[None]] = set()
-        while line := await reader.readline():
-            text = line.decode(errors="replace").strip()
-            if text in ("quit", "exit"):
-                break
-            if not text:
-                self._screen.prompt()
-                continue
-            incoming = Incoming("console", self._user, self._user, "local", text)
-            task = asyncio.create_task(handler(incoming, self._conversation))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-        await asyncio.gather(*pending)
+        commands = TaskSet("console")
+        try:
+            async for line in self._lines():
+                text = line.strip()
+                if text in ("quit", "exit"):
+                    break
+                if not text:
+                    self._screen.prompt()
+                    continue
+                incoming = Incoming("console", self._user, self._user, "local", text)
+                commands.spawn(handler(incoming, self._conversation), name="console-command")
+            await commands.wait()
+        finally:
+            await commands.aclose()
+
+    async def _lines(self) -> AsyncIterator[str]:
+        if stat.S_ISREG(os.fstat(self._stdin.fileno()).st_mode):
+            # A file cannot be watched for input (it is always ready): read it in a thread.
+            while line := await asyncio.to_thread(self._stdin.readline):
+                yield line
+            return
+        reader = asyncio.StreamReader()
+        loop = asyncio.get_running_loop()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), self._stdin)
+        while data := await reader.readline():
+            yield data.decode(errors="replace")
 
     async def reopen(self, ref: str) -> tuple[Conversation, Reply] | None:
         """After a restart the old lines are gone: keep the id, draw the message anew."""
@@ -122,8 +139,26 @@ class ConsoleSettings(AdapterSettings, env_prefix="CONSOLE_"):
         return True
 
     def build(self) -> ConsoleAdapter:
-        return ConsoleAdapter()
+        return ConsoleAdapter(_usable_stdin())
 
 
 plugin: AdapterPlugin = SettingsPlugin(ConsoleSettings, fallback=True)
 """The ``hub_mirror_bot.adapters`` entry point; ``fallback``: only when no chat is configured."""
+
+NO_INPUT = (
+    "No chat adapter is configured and standard input is {what}, so nobody could talk to the "
+    "bot: set a chat adapter's token, or run it with a terminal (docker run -it)."
+)
+
+
+def _usable_stdin() -> TextIO:
+    """Standard input if commands can come from it; else the reason, as a configuration error."""
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode if sys.stdin is not None else None
+    except (OSError, ValueError):
+        mode = None
+    if mode is None:
+        raise ConfigurationError(NO_INPUT.format(what="closed"))
+    if stat.S_ISCHR(mode) and not sys.stdin.isatty():
+        raise ConfigurationError(NO_INPUT.format(what="not a terminal but /dev/null"))
+    return sys.stdin

@@ -3,16 +3,23 @@
 Adapters call :meth:`MirrorBot.handle` with who/where/what and a conversation to answer in.
 It answers at once (before any registry traffic), then follows the job in the background:
 a live message edited under the adapter's flood limit, and a final answer in the thread.
+
+A job is stored before anyone is told it exists, in this order: store the job, post the
+acknowledgement, store where it was posted (``reply_ref``), start it. A store that fails gets
+one sentence and no acknowledgement. A job left without a ``reply_ref`` (the bot stopped, or the
+store or chat failed, between the first and third step) was never started, so nothing was
+copied: it is failed with :data:`NOT_ACKNOWLEDGED` at once, or on the next start by
+:meth:`MirrorBot.recover`, and ``/status JOB`` says so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import Mapping
 from functools import partial
+from types import TracebackType
 
 from bot import render
 from bot.chat import ChatAdapter, Conversation, Incoming, Undeliverable
@@ -36,11 +43,13 @@ from mirror.errors import MirrorError
 from mirror.jobs import JobListener, JobService
 from mirror.logcontext import job_context
 from mirror.models import Job, new_job_id
+from mirror.store import StoreError
+from mirror.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
-STORE_DOWN = "The bot's database is busy or unavailable (locked or full); try again shortly."
 INTERRUPTED = "The bot restarted during this job and could not reach its chat to resume it."
+NOT_ACKNOWLEDGED = "The bot could not tell the chat about this job, so it never started; ask again."
 
 
 class MirrorBot:
@@ -57,7 +66,7 @@ class MirrorBot:
         self.policy = policy
         self.planner = planner
         self.render_options = render_options
-        self._followers: set[asyncio.Task[None]] = set()
+        self._followers = TaskSet("bot")
         self.pacer = Pacer()
         """Every post and edit of every job, per chat, by priority (:mod:`bot.pacing`)."""
 
@@ -78,19 +87,19 @@ class MirrorBot:
             if isinstance(command, MirrorCommand):
                 await self._mirror(incoming, conversation, command)
                 return
-            view = await self._other(incoming, command)
+            view = await self._answer_at_once(incoming, command)
         except Ambiguous as exc:  # a question, not a failure
             view = render.info(str(exc))
         except UsageError as exc:
             view = render.error(str(exc), usage=True)
+        except StoreError as exc:
+            log.error("the store failed: %s", exc.__cause__ or exc)
+            view = render.error(str(exc))
         except MirrorError as exc:
             view = render.error(str(exc))
         except (TimeoutError, Undeliverable) as exc:
             log.error("could not answer a %s command: %s", incoming.platform, exc)
             return
-        except sqlite3.Error as exc:
-            log.error("the store failed: %s", exc)
-            view = render.error(STORE_DOWN)
         except Exception:
             log.exception("could not handle a %s command", incoming.platform)
             view = render.error("Something went wrong on my side; the bot's log has the details.")
@@ -105,7 +114,12 @@ class MirrorBot:
         except (TimeoutError, Undeliverable) as exc:
             log.error("could not answer a %s command: %s", incoming.platform, exc)
 
-    async def _other(self, incoming: Incoming, command: object) -> MessageView:
+    async def _answer_at_once(
+        self,
+        incoming: Incoming,
+        command: HelpCommand | HistoryCommand | StatusCommand | CancelCommand,
+    ) -> MessageView:
+        """The commands answered with one message and no job to follow."""
         chat = f"{incoming.platform}:{incoming.chat_id}"
         store = self.service.store
         if isinstance(command, HelpCommand):
@@ -121,9 +135,7 @@ class MirrorBot:
             if job.finished:
                 return render.answer(job, self.render_options)
             return render.progress(job)
-        if isinstance(command, CancelCommand):
-            return await self._cancel(incoming, command.job_id)
-        raise AssertionError(f"unhandled command {command!r}")
+        return await self._cancel(incoming, command.job_id)
 
     async def _cancel(self, incoming: Incoming, job_id: str) -> MessageView:
         job = self.service.active(job_id)
@@ -158,25 +170,47 @@ class MirrorBot:
             chat=f"{incoming.platform}:{incoming.chat_id}",
             items=items,
         )
+        store = self.service.store
+        await store.add_job(job)  # failing here, nobody was told and nothing runs
         with job_context(job.id):  # the live message and the follower log with the job's id
             ack = render.acknowledgement(job)
-            reply = await self.pacer.send(
-                conversation,
-                Priority.ACK,
-                partial(conversation.post, ack),
-                what="acknowledgement",
-                adapter=incoming.platform,
-            )
+            try:
+                reply = await self.pacer.send(
+                    conversation,
+                    Priority.ACK,
+                    partial(conversation.post, ack),
+                    what="acknowledgement",
+                    adapter=incoming.platform,
+                )
+            except (TimeoutError, Undeliverable):
+                await self._never_started(job)
+                raise
             job.reply_ref = f"{incoming.platform}:{reply.ref}"
+            try:
+                await store.set_reply_ref(job)
+            except StoreError as exc:  # told, but a restart could not find the thread again
+                log.error("job %s: the store failed: %s", job.id, exc.__cause__ or exc)
+                await self._never_started(job)
+                await self.pacer.send(
+                    conversation,
+                    Priority.ANSWER,
+                    partial(reply.edit, render.error(str(exc))),
+                    what="error",
+                    adapter=incoming.platform,
+                )
+                return
             live = LiveMessage(
                 self.pacer, conversation, reply, initial=ack, adapter=incoming.platform
             )
-            try:
-                task = await self.service.submit(job, _progress_to(live))
-            except BaseException:
-                await live.close()
-                raise
+            task = self.service.start(job, _progress_to(live))
             self._follow(job, task, conversation, live)
+
+    async def _never_started(self, job: Job) -> None:
+        """Fail a stored job that will not run; if the store fails too, recovery does it."""
+        try:
+            await self.service.fail_interrupted(job, NOT_ACKNOWLEDGED)
+        except StoreError as exc:
+            log.error("job %s stays unfinished until the next start: %s", job.id, exc)
 
     def _follow(
         self,
@@ -185,9 +219,7 @@ class MirrorBot:
         conversation: Conversation,
         live: LiveMessage,
     ) -> None:
-        follower = asyncio.create_task(self._finish(job, task, conversation, live))
-        self._followers.add(follower)
-        follower.add_done_callback(self._followers.discard)
+        self._followers.spawn(self._finish(job, task, conversation, live), name=f"follow-{job.id}")
 
     async def _finish(
         self,
@@ -203,8 +235,8 @@ class MirrorBot:
             if not job.finished:  # the bot is shutting down: the job resumes after a restart
                 await live.close()
                 raise
-        except Exception:  # e.g. the store failed: still tell the thread what happened
-            log.exception("job %s could not record its result", job.id)
+        except Exception as exc:  # e.g. the store failed: still tell the thread what happened
+            log.error("job %s could not record its result: %s", job.id, exc)
         long_job = time.monotonic() - started >= self.settings.mirror_long_job_seconds
         final = render.answer(job, self.render_options, notify=long_job)
         await live.finish(render.progress(job), final)
@@ -215,7 +247,10 @@ class MirrorBot:
         """Resume jobs a restart interrupted, in the thread that asked; fail the orphans."""
         resumed = 0
         for job in await self.service.store.unfinished_jobs():
-            platform, _, ref = (job.reply_ref or "").partition(":")
+            if job.reply_ref is None:  # stored, never acknowledged: it never started
+                await self.service.fail_interrupted(job, NOT_ACKNOWLEDGED)
+                continue
+            platform, _, ref = job.reply_ref.partition(":")
             adapter = adapters.get(platform)
             reopened = await adapter.reopen(ref) if adapter is not None and ref else None
             if reopened is None:
@@ -225,25 +260,31 @@ class MirrorBot:
             with job_context(job.id):
                 live = LiveMessage(self.pacer, conversation, reply, adapter=platform)
                 live.update(render.progress(job))
-                task = self.service.resume(job, _progress_to(live))
+                task = self.service.start(job, _progress_to(live))
                 self._follow(job, task, conversation, live)
             resumed += 1
         return resumed
 
     async def drain(self, stop: asyncio.Event) -> None:
         """Wait for running jobs to deliver their answers, unless asked to stop first."""
-        stopping = asyncio.create_task(stop.wait())
-        while self._followers and not stop.is_set():
-            await asyncio.wait([*self._followers, stopping], return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
+        await self._followers.wait(stop)
 
     async def aclose(self) -> None:
+        """Stop the jobs first (they stay resumable), then the followers waiting on them."""
         await self.service.aclose()
-        followers = list(self._followers)
-        for follower in followers:
-            follower.cancel()
-        await asyncio.gather(*followers, return_exceptions=True)
+        await self._followers.aclose()
         await self.pacer.aclose()
+
+    async def __aenter__(self) -> MirrorBot:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
 
 def _progress_to(live: LiveMessage) -> JobListener:

@@ -1,7 +1,12 @@
 """``mirror-bot``: run the bot, or mirror images from a script (DESIGN.md §1, Command line).
 
-Exit codes of ``mirror``: 0 all done, 1 any failed, 2 bad input. Chat SDKs are imported only
-by ``run``, and only for the adapters that are configured, so scripts start fast.
+Exit codes, alike for every command: 0 all done; 1 something failed (an image, a service
+``check`` reaches, the database busy); 2 the configuration or the input is wrong (a setting,
+``MIRROR_DB`` that cannot be this bot's database, no chat adapter and no terminal for the
+console, a bad image name). Every setting is validated once, at start; a failure there is one
+sentence naming the variable, on stderr (``check`` prints it as its ``configuration`` line).
+Chat SDKs are imported only by ``run``, and only for the adapters that are configured, so
+scripts start fast.
 """
 
 from __future__ import annotations
@@ -11,29 +16,47 @@ import getpass
 import json
 import logging
 import sys
-from typing import Any, TextIO, cast
+from collections.abc import Coroutine
+from typing import Any, NoReturn, TextIO, cast
 
 import click
-from pydantic import ValidationError
 
 from bot import render
+from bot.chat import ConfigurationError
 from bot.paste import read_references
-from bot.settings import Settings
+from bot.settings import Settings, load_settings
 from mirror.engines import EngineMode
 from mirror.errors import MirrorError
 from mirror.models import Item, Job, new_job_id, platform_text
 from mirror.platform import parse_platform
+from mirror.store import StoreError, StoreUnusable, open_store
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+def _fail(sentence: str, code: int) -> NoReturn:
+    """One sentence and an exit: no usage text, no traceback."""
+    click.echo(sentence, err=True)
+    sys.exit(code)
+
+
 def _settings() -> Settings:
     try:
-        return Settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]).upper()
-        raise click.UsageError(f"Configuration error in {field}: {first['msg']}.") from None
+        return load_settings()
+    except ConfigurationError as exc:
+        _fail(str(exc), EXIT_USAGE)
+
+
+def _exit_code(error: MirrorError) -> int:
+    return EXIT_USAGE if isinstance(error, ConfigurationError | StoreUnusable) else EXIT_FAILED
+
+
+def _run(main: Coroutine[Any, Any, int]) -> int:
+    """Run ``main``; a failure to start (a part that cannot open) is one sentence and an exit."""
+    try:
+        return asyncio.run(main)
+    except MirrorError as exc:
+        _fail(str(exc), _exit_code(exc))
 
 
 @click.group()
@@ -44,31 +67,26 @@ def main() -> None:
 @main.command()
 def run() -> None:
     """Run the bot: every configured chat adapter, or the console when none is."""
-    from bot.chat import ConfigurationError
     from bot.serve import serve
 
-    settings = _settings()
-    try:
-        code = asyncio.run(serve(settings))
-    except ConfigurationError as exc:  # an adapter's settings cannot work: exit 2, no trace
-        raise click.UsageError(str(exc)) from None
-    except MirrorError as exc:
-        raise click.ClickException(str(exc)) from None
-    sys.exit(code)
+    sys.exit(_run(serve(_settings())))
 
 
 @main.command()
 def check() -> None:
-    """Check the configuration and reach every configured service; exit 1 if any fails."""
+    """Check the configuration and reach every configured service.
+
+    Exit 2 if the configuration is wrong (settings, or a MIRROR_DB that cannot open), 1 if a
+    service fails, else 0.
+    """
     from bot.check import CheckResult, run_checks
 
     try:
-        settings = Settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]).upper()
-        click.echo(f"configuration: FAILED: {field}: {first['msg']}.")
-        sys.exit(EXIT_FAILED)
+        settings = load_settings()
+        asyncio.run(_open_store(settings))
+    except (ConfigurationError, StoreError) as exc:
+        click.echo(f"configuration: FAILED: {exc}")
+        sys.exit(_exit_code(exc))
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     click.echo("configuration: ok")
     results: list[CheckResult] = asyncio.run(run_checks(settings))
@@ -114,7 +132,13 @@ def mirror(
         level=settings.mirror_log_level or logging.WARNING,
         fmt=settings.mirror_log_format,
     )
-    sys.exit(asyncio.run(_mirror(settings, pasted, platform_text_, engine, dry_run, as_json)))
+    sys.exit(_run(_mirror(settings, pasted, platform_text_, engine, dry_run, as_json)))
+
+
+async def _open_store(settings: Settings) -> None:
+    """Open the database as ``run`` would (creating or upgrading it), then close it."""
+    store = await open_store(settings.mirror_db)
+    await store.close()
 
 
 async def _mirror(

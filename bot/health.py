@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 from typing import Any
 
 from aiohttp import web
@@ -18,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from bot.chat import ConfigurationError
 from bot.metrics import Metrics
 from mirror.engines import EngineChooser
-from mirror.store import Store
+from mirror.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +28,8 @@ async def health(store: Store, engines: EngineChooser) -> tuple[bool, dict[str, 
     try:
         await store.ping()
         report["store"] = "ok"
-    except (sqlite3.Error, ValueError) as exc:  # aiosqlite raises ValueError once closed
-        report["store"] = f"failed: {exc}"
+    except StoreError as exc:
+        report["store"] = f"failed: {exc.__cause__ or exc}"
     tried = await engines.health()
     report["engines"] = {name: reason or "ok" for name, reason in tried.items()}
     healthy = report["store"] == "ok" and any(reason is None for reason in tried.values())

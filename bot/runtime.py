@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from bot.planner import Planner
@@ -15,7 +15,7 @@ from mirror.engine import Engine
 from mirror.engines import EngineChooser, EngineMode
 from mirror.jobs import JobService, OutcomeHook
 from mirror.naming import parse_target_base
-from mirror.store import Store
+from mirror.store import Store, open_store
 
 
 @dataclass
@@ -89,21 +89,21 @@ async def open_runtime(
     engine: EngineMode | None = None,
     on_outcome: OutcomeHook | None = None,
 ) -> AsyncIterator[Runtime]:
-    store = await Store.open(settings.mirror_db)
-    chooser = EngineChooser(engine or settings.mirror_engine, build_engines(settings))
-    service = JobService(
-        store,
-        chooser,
-        concurrency=settings.mirror_concurrency,
-        max_bytes=settings.mirror_max_image_bytes,
-        on_outcome=on_outcome,
-    )
-    policy = Policy(settings)
-    try:
+    """Open the parts in order and close them in reverse, also when opening fails half-way."""
+    async with AsyncExitStack() as stack:
+        store = await open_store(settings.mirror_db)
+        stack.push_async_callback(store.close)
+        chooser = EngineChooser(engine or settings.mirror_engine, build_engines(settings))
+        stack.push_async_callback(chooser.aclose)
+        service = JobService(
+            store,
+            chooser,
+            concurrency=settings.mirror_concurrency,
+            max_bytes=settings.mirror_max_image_bytes,
+            on_outcome=on_outcome,
+        )
+        stack.push_async_callback(service.aclose)
+        policy = Policy(settings)
         yield Runtime(
             settings, store, service, policy, Planner(settings, policy), render_options(settings)
         )
-    finally:
-        await service.aclose()
-        await chooser.aclose()
-        await store.close()

@@ -1,18 +1,25 @@
-"""``mirror-bot run``: adapters, recovery of interrupted jobs, and a clean stop on SIGTERM."""
+"""``mirror-bot run``: adapters, recovery of interrupted jobs, and a clean stop on SIGTERM.
+
+Every part is opened in an ``async with`` so it is closed in reverse order however ``run``
+ends: SIGTERM, the console's end of input, an adapter failing, or start-up failing half-way
+(a port in use, a chat token refused).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 
 from bot.app import MirrorBot
+from bot.chat import ChatAdapter
 from bot.health import make_app, start_server
 from bot.logs import configure_logging
 from bot.metrics import METRICS
 from bot.plugins import configured_adapters
-from bot.runtime import open_runtime
+from bot.runtime import Runtime, open_runtime
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,43 +35,65 @@ async def serve(settings: Settings) -> int:
         level=settings.mirror_log_level or (logging.WARNING if quiet else logging.INFO),
         fmt=settings.mirror_log_format,
     )
-    adapters = {entry.name: entry.setup.build() for entry in configured}
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with open_runtime(settings, on_outcome=METRICS.observe_outcome) as runtime:
-        METRICS.watch_queue(lambda: runtime.service.in_flight)
-        http = None
-        if settings.mirror_metrics_port is not None:
-            http = await start_server(
-                make_app(METRICS, runtime.store, runtime.service.engines),
-                settings.mirror_metrics_listen,
-                settings.mirror_metrics_port,
-            )
-        bot = MirrorBot(
+    async with (
+        open_runtime(settings, on_outcome=METRICS.observe_outcome) as runtime,
+        _metrics_server(runtime),
+    ):
+        # Built once the store and the port are open, so those are named before a missing chat.
+        adapters = {entry.name: entry.setup.build() for entry in configured}
+        async with MirrorBot(
             settings, runtime.service, runtime.policy, runtime.planner, runtime.render_options
-        )
-        resumed = await bot.recover(adapters)
-        if resumed:
-            log.warning("resumed %d job(s) interrupted by a restart", resumed)
-        serving = [
-            asyncio.create_task(adapter.serve(bot.handle), name=f"adapter-{name}")
-            for name, adapter in adapters.items()
-        ]
-        stopping = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([*serving, stopping], return_when=asyncio.FIRST_COMPLETED)
-        if stopping not in done:
-            # An adapter ended on its own (the console at end of input): finish what runs.
-            for task in done:
-                task.result()
-            await bot.drain(stop)
-        for task in [*serving, stopping]:
-            task.cancel()
-        for task in serving:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await bot.aclose()
-        if http is not None:
-            await http.cleanup()
+        ) as bot:
+            resumed = await bot.recover(adapters)
+            if resumed:
+                log.warning("resumed %d job(s) interrupted by a restart", resumed)
+            await _serve_until_stopped(bot, adapters, stop)
     return 0
+
+
+async def _serve_until_stopped(
+    bot: MirrorBot, adapters: Mapping[str, ChatAdapter], stop: asyncio.Event
+) -> None:
+    """Serve until a signal, or until an adapter ends (the console at end of input).
+
+    An adapter that fails ends the others (the TaskGroup cancels them) and its error reaches
+    the caller as itself, not as a group; one that ends on its own lets running jobs finish.
+    """
+    try:
+        async with asyncio.TaskGroup() as group:
+            serving = [
+                group.create_task(adapter.serve(bot.handle), name=f"adapter-{name}")
+                for name, adapter in adapters.items()
+            ]
+            stopping = group.create_task(stop.wait(), name="stop")
+            await asyncio.wait([*serving, stopping], return_when=asyncio.FIRST_COMPLETED)
+            if not stopping.done():
+                await bot.drain(stop)
+            for task in [*serving, stopping]:
+                task.cancel()
+    except BaseExceptionGroup as failed:
+        if len(failed.exceptions) == 1:
+            raise failed.exceptions[0] from None
+        raise
+
+
+@asynccontextmanager
+async def _metrics_server(runtime: Runtime) -> AsyncIterator[None]:
+    settings = runtime.settings
+    METRICS.watch_queue(lambda: runtime.service.in_flight)
+    if settings.mirror_metrics_port is None:
+        yield
+        return
+    http = await start_server(
+        make_app(METRICS, runtime.store, runtime.service.engines),
+        settings.mirror_metrics_listen,
+        settings.mirror_metrics_port,
+    )
+    try:
+        yield
+    finally:
+        await http.cleanup()

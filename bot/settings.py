@@ -6,13 +6,22 @@ operators write them in compose files, not JSON.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.chat import ConfigurationError
+from mirror.errors import MirrorError
+from mirror.naming import parse_target_base
+from mirror.platform import parse_platform
+from mirror.reference import is_valid_host, quote
 
 PUBLIC_SOURCES = (
     "docker.io",
@@ -54,6 +63,26 @@ def parse_rate(value: object) -> object:
     if not count.strip().isdigit() or period not in _PERIODS or int(count) < 1:
         raise ValueError("write it as COUNT/PERIOD, e.g. 20/hour (second, minute, hour, day)")
     return Rate(int(count), period)
+
+
+_PLATFORM_WORD = re.compile(r"[a-z][a-z0-9_-]*")
+
+T = TypeVar("T")
+
+
+def _sentence(parse: Callable[[str], T], text: str) -> T:
+    """A parser's one-sentence MirrorError as the ValueError pydantic reports."""
+    try:
+        return parse(text)
+    except MirrorError as exc:
+        raise ValueError(str(exc).rstrip(".")) from None
+
+
+def _installed_platforms() -> str:
+    from bot.plugins import GROUP  # at call time: bot.plugins imports this module
+
+    names = sorted({ep.name for ep in entry_points(group=GROUP)})
+    return f" (installed platforms: {', '.join(names)})" if names else ""
 
 
 def _default_db() -> Path:
@@ -100,6 +129,57 @@ class Settings(BaseSettings):
             return tuple(part for part in value.replace(",", " ").split() if part)
         return value
 
+    @field_validator("mirror_target", mode="before")
+    @classmethod
+    def _target(cls, value: object) -> object:
+        if not isinstance(value, str) or not value.strip():
+            return value or None
+        _sentence(parse_target_base, value)
+        return value.strip()
+
+    @field_validator("mirror_default_platform")
+    @classmethod
+    def _platform(cls, value: str) -> str:
+        platform = _sentence(parse_platform, value.strip())
+        return str(platform) if platform is not None else "all"
+
+    @field_validator("mirror_allowed_sources")
+    @classmethod
+    def _sources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for source in value:
+            if not is_valid_host(source.removeprefix("*.")):
+                raise ValueError(
+                    f"{quote(source)} is not a registry host; write it as quay.io, "
+                    "registry.example.com:5000 or *.example.com (no scheme or path)"
+                )
+        return tuple(s.lower() for s in value)
+
+    @field_validator("mirror_insecure_registries")
+    @classmethod
+    def _insecure(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for registry in value:
+            if not is_valid_host(registry):
+                raise ValueError(
+                    f"{quote(registry)} is not a registry host; write it as host or host:port "
+                    "(no scheme or path)"
+                )
+        return value
+
+    @field_validator("mirror_allowed_users", "mirror_admins")
+    @classmethod
+    def _platform_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Ids are matched as ``platform:id``; one without a prefix would match nobody."""
+        ids = []
+        for text in value:
+            prefix, colon, rest = text.partition(":")
+            if not (colon and rest and _PLATFORM_WORD.fullmatch(prefix.lower())):
+                raise ValueError(
+                    f"{quote(text)} needs a platform prefix, written PLATFORM:ID"
+                    f"{_installed_platforms()}"
+                )
+            ids.append(f"{prefix.lower()}:{rest}")
+        return tuple(ids)
+
     @field_validator("mirror_log_level", mode="before")
     @classmethod
     def _level(cls, value: object) -> object:
@@ -115,3 +195,19 @@ class Settings(BaseSettings):
         adapter lists its own: ``bot.plugins.AdapterSetup.secrets``)."""
         values = [self.mirror_target_password]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+
+def load_settings() -> Settings:
+    """The settings from the environment, validated once; a bad one is one sentence naming it."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigurationError(describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    """``MIRROR_CONCURRENCY: Input should be greater than or equal to 1.`` (the first error)."""
+    first = exc.errors()[0]
+    variable = ".".join(str(part) for part in first["loc"]).upper()
+    message = str(first["msg"]).removeprefix("Value error, ").rstrip(".")
+    return f"{variable}: {message}."

@@ -25,6 +25,7 @@ from mirror.logcontext import JOB_ID
 from mirror.models import Item, ItemStatus, Job, Outcome, platform_text
 from mirror.progress import ProgressEvent, ProgressTracker, Stage, StageChanged
 from mirror.store import Store
+from mirror.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class JobService:
         self._attempts = attempts
         self._retry_wait = retry_wait
         self._flights: dict[tuple[str, str, str], _Flight] = {}
-        self._tasks: dict[str, asyncio.Task[Job]] = {}
+        self._tasks = TaskSet("job service")
         self._jobs: dict[str, Job] = {}
         self._shutting_down = False
         self._on_outcome = on_outcome
@@ -99,10 +100,10 @@ class JobService:
     async def submit(self, job: Job, listener: JobListener) -> asyncio.Task[Job]:
         """Store the job, then start it; the task's result is the finished job."""
         await self.store.add_job(job)
-        return self._start(job, listener)
+        return self.start(job, listener)
 
-    def resume(self, job: Job, listener: JobListener) -> asyncio.Task[Job]:
-        """Start again a stored job that a restart interrupted."""
+    def start(self, job: Job, listener: JobListener) -> asyncio.Task[Job]:
+        """Start a stored job: a new one once its chat was told, or one a restart interrupted."""
         for item in job.items:
             if not item.status.finished:
                 item.status = ItemStatus.QUEUED
@@ -124,7 +125,7 @@ class JobService:
         return self._jobs.get(job_id)
 
     async def cancel(self, job_id: str) -> bool:
-        task = self._tasks.get(job_id)
+        task = self._tasks.get(f"job-{job_id}")
         if task is None or task.done():
             return False
         task.cancel()
@@ -135,10 +136,7 @@ class JobService:
     async def aclose(self) -> None:
         """Stop running jobs without marking them: a restart resumes them from the store."""
         self._shutting_down = True
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.aclose()
         for flight in list(self._flights.values()):
             flight.task.cancel()
 
@@ -149,13 +147,11 @@ class JobService:
         # The job's task and every task it starts log with its id (mirror.logcontext).
         context = contextvars.copy_context()
         context.run(JOB_ID.set, job.id)
-        task = asyncio.create_task(
+        task = self._tasks.spawn(
             self._run_job(job, listener), name=f"job-{job.id}", context=context
         )
-        self._tasks[job.id] = task
 
         def forget(_: asyncio.Task[Job]) -> None:
-            self._tasks.pop(job.id, None)
             self._jobs.pop(job.id, None)
 
         task.add_done_callback(forget)

@@ -1,100 +1,232 @@
-"""The SQLite store: jobs, per-image results and history, surviving restarts.
+"""The job store: jobs, per-image results and history, surviving restarts.
 
-Every state change of an item is written before it is announced, so a crash never loses a job:
-on start the service finds the unfinished ones here and resumes or fails them.
+Every state change of an item is written before it is announced, and a job is written before
+anyone is told it exists, so a crash never loses a job: on start the bot finds the unfinished
+ones here and resumes or fails them.
+
+:class:`Store` is the interface the rest of the bot uses; :class:`SQLiteStore` implements it
+on one file. Nothing outside this module sees a database type: every database failure is a
+:class:`StoreError` whose text is one sentence, so another store (PostgreSQL, issue 16) can
+take its place behind :func:`open_store`.
+
+The SQLite schema is versioned with ``PRAGMA user_version``: ``_MIGRATIONS[n]`` takes a
+database from version ``n`` to ``n + 1``. Version 0 is a new file *or* one written before
+versioning, which is why the first migration creates only what does not exist yet. Append
+migrations; never edit one that has shipped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import sqlite3
 import time
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import aiosqlite
 
+from mirror.errors import MirrorError
 from mirror.models import Item, ItemStatus, Job, platform_text
 from mirror.platform import parse_platform
 from mirror.reference import parse_reference
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    requester TEXT NOT NULL,
-    chat TEXT NOT NULL,
-    created REAL NOT NULL,
-    reply_ref TEXT
-);
-CREATE INDEX IF NOT EXISTS jobs_chat ON jobs (chat, created);
-CREATE TABLE IF NOT EXISTS items (
-    job_id TEXT NOT NULL REFERENCES jobs (id),
-    idx INTEGER NOT NULL,
-    spec TEXT NOT NULL,
-    source TEXT NOT NULL,
-    target TEXT NOT NULL,
-    platform TEXT NOT NULL,
-    status TEXT NOT NULL,
-    engine TEXT,
-    source_digest TEXT,
-    target_digest TEXT,
-    bytes INTEGER,
-    seconds REAL,
-    error TEXT,
-    updated REAL NOT NULL,
-    PRIMARY KEY (job_id, idx)
-);
-CREATE INDEX IF NOT EXISTS items_target ON items (target, status);
-CREATE INDEX IF NOT EXISTS items_status ON items (status);
-"""
-
 BUSY_TIMEOUT_SECONDS = 3.0
+
+STORE_DOWN = "The bot's database is busy or unavailable (locked or full); try again shortly."
+
+
+class StoreError(MirrorError):
+    """The store could not read or write right now; the cause is chained for the log."""
+
+
+class StoreUnusable(StoreError):
+    """``MIRROR_DB`` cannot be this bot's database (a configuration error, found at start)."""
+
+
+class Store(Protocol):
+    """What the bot keeps between restarts. Every method raises only :class:`StoreError`."""
+
+    async def add_job(self, job: Job) -> None:
+        """Write a new job and its items, all or nothing."""
+        ...
+
+    async def set_reply_ref(self, job: Job) -> None:
+        """Write where the job's progress message is (``job.reply_ref``)."""
+        ...
+
+    async def save_item(self, job: Job, idx: int) -> None: ...
+
+    async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def recent_jobs(self, chat: str, limit: int = 10) -> list[Job]:
+        """This chat's jobs, newest first."""
+        ...
+
+    async def unfinished_jobs(self) -> list[Job]:
+        """Jobs with an item still queued or running, oldest first (for recovery)."""
+        ...
+
+    async def history(self, chat: str, limit: int = 20) -> list[Item]:
+        """What this chat mirrored successfully, newest first, one row per target."""
+        ...
+
+    async def count_items_since(self, requester: str, since: float) -> int:
+        """How many images ``requester`` asked for since ``since`` (for per-user rates)."""
+        ...
+
+    async def last_success(self, target: str) -> Item | None:
+        """The newest successful copy to ``target``, from any chat."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise :class:`StoreError` unless the store answers (for the health check)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+async def open_store(location: Path | str) -> Store:
+    """The store at ``location`` (``MIRROR_DB``), created or upgraded to the current schema.
+
+    Raises :class:`StoreUnusable` when it cannot be this bot's database, :class:`StoreError`
+    when it is only busy.
+    """
+    return await SQLiteStore.open(location)
+
+
+# -- SQLite ------------------------------------------------------------------------------------
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: the schema as first released, before it had a version.
+    (
+        """CREATE TABLE IF NOT EXISTS jobs (
+            id TEXT PRIMARY KEY,
+            requester TEXT NOT NULL,
+            chat TEXT NOT NULL,
+            created REAL NOT NULL,
+            reply_ref TEXT
+        )""",
+        "CREATE INDEX IF NOT EXISTS jobs_chat ON jobs (chat, created)",
+        """CREATE TABLE IF NOT EXISTS items (
+            job_id TEXT NOT NULL REFERENCES jobs (id),
+            idx INTEGER NOT NULL,
+            spec TEXT NOT NULL,
+            source TEXT NOT NULL,
+            target TEXT NOT NULL,
+            platform TEXT NOT NULL,
+            status TEXT NOT NULL,
+            engine TEXT,
+            source_digest TEXT,
+            target_digest TEXT,
+            bytes INTEGER,
+            seconds REAL,
+            error TEXT,
+            updated REAL NOT NULL,
+            PRIMARY KEY (job_id, idx)
+        )""",
+        "CREATE INDEX IF NOT EXISTS items_target ON items (target, status)",
+        "CREATE INDEX IF NOT EXISTS items_status ON items (status)",
+    ),
+    # 2: the per-user rate counts a requester's recent jobs on every /mirror.
+    ("CREATE INDEX jobs_requester ON jobs (requester, created)",),
+)
+
+SCHEMA_VERSION = len(_MIGRATIONS)
 
 _ITEM_COLUMNS = (
     "spec, source, target, platform, status, engine, source_digest, target_digest, "
     "bytes, seconds, error"
 )
 
+_Self = TypeVar("_Self", bound="SQLiteStore")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
-class Store:
+
+def _guarded(
+    method: Callable[Concatenate[_Self, _P], Coroutine[Any, Any, _R]],
+) -> Callable[Concatenate[_Self, _P], Coroutine[Any, Any, _R]]:
+    """Database failures leave this module as one sentence, the cause chained for the log."""
+
+    @functools.wraps(method)
+    async def guarded(self: _Self, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if self._closed:
+            raise StoreError(STORE_DOWN)
+        try:
+            return await method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise StoreError(STORE_DOWN) from exc
+
+    return guarded
+
+
+class SQLiteStore:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+        self._closed = False
+        self._writing = asyncio.Lock()  # one connection: one transaction at a time
 
     @classmethod
-    async def open(cls, path: Path | str) -> Store:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # A locked database answers with an error within seconds instead of hanging a chat.
-        db = await aiosqlite.connect(str(path), timeout=BUSY_TIMEOUT_SECONDS)
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.executescript(_SCHEMA)
-        await db.commit()
+    async def open(cls, path: Path | str) -> SQLiteStore:
+        where = str(path)
+        if where != ":memory:":
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreUnusable(
+                    f"MIRROR_DB: cannot create the directory `{Path(path).parent}` for the "
+                    f"database ({exc.strerror or exc}); point MIRROR_DB at a writable place."
+                ) from None
+        try:
+            # A locked database answers with an error within seconds instead of hanging a chat.
+            # Autocommit: writes take their lock up front with BEGIN IMMEDIATE (_transaction).
+            db = await aiosqlite.connect(where, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _open_failure(where, exc) from None
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await _migrate(db)
+        except BaseException as exc:
+            await db.close()  # its worker thread would keep the process alive
+            if isinstance(exc, sqlite3.Error):
+                raise _open_failure(where, exc) from None
+            raise
         return cls(db)
 
+    @_guarded
     async def ping(self) -> None:
-        """Raise sqlite3.Error unless the database answers (for the health check)."""
         cursor = await self._db.execute("SELECT 1")
         await cursor.fetchone()
 
     async def close(self) -> None:
-        await self._db.close()
+        if not self._closed:
+            self._closed = True
+            await self._db.close()
 
+    @_guarded
     async def add_job(self, job: Job) -> None:
-        await self._db.execute(
-            "INSERT INTO jobs (id, requester, chat, created, reply_ref) VALUES (?, ?, ?, ?, ?)",
-            (job.id, job.requester, job.chat, job.created, job.reply_ref),
-        )
-        for idx, item in enumerate(job.items):
-            await self._write_item(job.id, idx, item)
-        await self._db.commit()
+        async with self._writing, _transaction(self._db):
+            await self._db.execute(
+                "INSERT INTO jobs (id, requester, chat, created, reply_ref) VALUES (?, ?, ?, ?, ?)",
+                (job.id, job.requester, job.chat, job.created, job.reply_ref),
+            )
+            for idx, item in enumerate(job.items):
+                await self._write_item(job.id, idx, item)
 
-    async def save_item(self, job: Job, idx: int) -> None:
-        await self._write_item(job.id, idx, job.items[idx])
-        await self._db.commit()
-
+    @_guarded
     async def set_reply_ref(self, job: Job) -> None:
-        await self._db.execute(
-            "UPDATE jobs SET reply_ref = ? WHERE id = ?", (job.reply_ref, job.id)
-        )
-        await self._db.commit()
+        async with self._writing, _transaction(self._db):
+            await self._db.execute(
+                "UPDATE jobs SET reply_ref = ? WHERE id = ?", (job.reply_ref, job.id)
+            )
+
+    @_guarded
+    async def save_item(self, job: Job, idx: int) -> None:
+        async with self._writing, _transaction(self._db):
+            await self._write_item(job.id, idx, job.items[idx])
 
     async def _write_item(self, job_id: str, idx: int, item: Item) -> None:
         await self._db.execute(
@@ -118,21 +250,24 @@ class Store:
             ),
         )
 
+    @_guarded
     async def get_job(self, job_id: str) -> Job | None:
         jobs = await self._jobs("WHERE id = ?", (job_id,))
         return jobs[0] if jobs else None
 
+    @_guarded
     async def recent_jobs(self, chat: str, limit: int = 10) -> list[Job]:
         return await self._jobs("WHERE chat = ? ORDER BY created DESC LIMIT ?", (chat, limit))
 
+    @_guarded
     async def unfinished_jobs(self) -> list[Job]:
         return await self._jobs(
             "WHERE id IN (SELECT job_id FROM items WHERE status IN (?, ?)) ORDER BY created",
             (ItemStatus.QUEUED.value, ItemStatus.RUNNING.value),
         )
 
+    @_guarded
     async def history(self, chat: str, limit: int = 20) -> list[Item]:
-        """What this chat mirrored successfully, newest first, one row per target."""
         cursor = await self._db.execute(
             f"SELECT {_ITEM_COLUMNS} FROM items JOIN jobs ON jobs.id = items.job_id "
             "WHERE jobs.chat = ? AND items.status IN (?, ?) ORDER BY items.updated DESC LIMIT ?",
@@ -144,8 +279,8 @@ class Store:
             latest.setdefault(str(item.target), item)
         return list(latest.values())[:limit]
 
+    @_guarded
     async def count_items_since(self, requester: str, since: float) -> int:
-        """How many images ``requester`` asked for since ``since`` (for per-user rates)."""
         cursor = await self._db.execute(
             "SELECT COUNT(*) FROM items JOIN jobs ON jobs.id = items.job_id "
             "WHERE jobs.requester = ? AND jobs.created >= ?",
@@ -154,8 +289,8 @@ class Store:
         row = await cursor.fetchone()
         return int(row[0]) if row else 0
 
+    @_guarded
     async def last_success(self, target: str) -> Item | None:
-        """The newest successful copy to ``target``, from any chat."""
         cursor = await self._db.execute(
             f"SELECT {_ITEM_COLUMNS} FROM items WHERE target = ? AND status IN (?, ?) "
             "ORDER BY updated DESC LIMIT 1",
@@ -176,6 +311,57 @@ class Store:
             items = [_item(row) for row in await items_cursor.fetchall()]
             jobs.append(Job(job_id, requester, chat, items, created, reply_ref))
         return jobs
+
+
+@contextlib.asynccontextmanager
+async def _transaction(db: aiosqlite.Connection) -> AsyncIterator[None]:
+    """All or nothing; the write lock is taken first, so "busy" comes before any change."""
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            await db.execute("ROLLBACK")
+        raise
+    await db.execute("COMMIT")
+
+
+async def _user_version(db: aiosqlite.Connection) -> int:
+    cursor = await db.execute("PRAGMA user_version")
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def _migrate(db: aiosqlite.Connection) -> None:
+    """Bring the schema to :data:`SCHEMA_VERSION` in one transaction (all steps or none)."""
+    if await _user_version(db) == SCHEMA_VERSION:
+        return
+    async with _transaction(db):
+        version = await _user_version(db)  # again, under the lock: another process may have won
+        if version > SCHEMA_VERSION:
+            raise StoreUnusable(
+                f"MIRROR_DB: the database was written by a newer hub-mirror-bot (schema "
+                f"{version}; this one knows up to {SCHEMA_VERSION}); upgrade the bot."
+            )
+        for number in range(version, SCHEMA_VERSION):
+            for statement in _MIGRATIONS[number]:
+                await db.execute(statement)
+            await db.execute(f"PRAGMA user_version = {number + 1}")
+
+
+def _open_failure(where: str, exc: sqlite3.Error) -> StoreError:
+    name = getattr(exc, "sqlite_errorname", "")
+    if name in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+        return StoreError(
+            f"MIRROR_DB: `{where}` stayed locked by another process for "
+            f"{BUSY_TIMEOUT_SECONDS:.0f} s; try again when it lets go."
+        )
+    if name == "SQLITE_NOTADB":
+        return StoreUnusable(
+            f"MIRROR_DB: `{where}` is not a SQLite database; point MIRROR_DB at this bot's "
+            "database or at a new file."
+        )
+    return StoreUnusable(f"MIRROR_DB: cannot use `{where}` as the bot's database ({exc}).")
 
 
 def _item(row: Any) -> Item:

@@ -16,13 +16,13 @@ from mirror.jobs import JobService
 from mirror.models import Item, ItemStatus, Job, new_job_id
 from mirror.naming import parse_image_spec, parse_target_base, target_for
 from mirror.platform import DEFAULT_PLATFORM
-from mirror.store import Store
+from mirror.store import open_store
 from tests.support.docker_events import pulls_since
 
 
 @pytest.fixture
 async def service(lab: lab_module.Lab, tmp_path: Path) -> AsyncIterator[JobService]:
-    store = await Store.open(tmp_path / "jobs.db")
+    store = await open_store(tmp_path / "jobs.db")
     chooser = EngineChooser(
         "docker", {"docker": lambda: DockerEngine(lab.docker_host, insecure={lab.target})}
     )

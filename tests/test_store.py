@@ -7,7 +7,7 @@ from pathlib import Path
 from mirror.models import Item, ItemStatus, Job
 from mirror.platform import DEFAULT_PLATFORM
 from mirror.reference import parse_reference
-from mirror.store import Store
+from mirror.store import open_store
 
 
 def make_job(job_id: str, chat: str, *sources: str) -> Job:
@@ -25,7 +25,7 @@ def make_job(job_id: str, chat: str, *sources: str) -> Job:
 
 async def test_jobs_survive_reopening_the_file(tmp_path: Path) -> None:
     db = tmp_path / "store.db"
-    store = await Store.open(db)
+    store = await open_store(db)
     job = make_job("aaaaaa", "console:local", "nginx:1.25", "quay.io/x/y@sha256:" + "a" * 64)
     await store.add_job(job)
     job.items[0].status = ItemStatus.SUCCEEDED
@@ -34,7 +34,7 @@ async def test_jobs_survive_reopening_the_file(tmp_path: Path) -> None:
     await store.save_item(job, 0)
     await store.close()
 
-    reopened = await Store.open(db)
+    reopened = await open_store(db)
     try:
         loaded = await reopened.get_job("aaaaaa")
         assert loaded is not None
@@ -53,7 +53,7 @@ async def test_jobs_survive_reopening_the_file(tmp_path: Path) -> None:
 
 
 async def test_recent_jobs_are_per_chat_and_newest_first(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "store.db")
+    store = await open_store(tmp_path / "store.db")
     try:
         for n, chat in enumerate(["console:a", "console:b", "console:a"]):
             job = make_job(f"job00{n}", chat, "nginx")
