@@ -11,9 +11,10 @@ import asyncio
 import contextlib
 import contextvars
 import dataclasses
+import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -126,8 +127,13 @@ class JobService:
 
     async def cancel(self, job_id: str) -> bool:
         task = self._tasks.get(f"job-{job_id}")
-        if task is None or task.done():
+        job = self._jobs.get(job_id)
+        if task is None or task.done() or job is None:
             return False
+        coro = task.get_coro()
+        if isinstance(coro, Coroutine) and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+            # Not started yet, _run_job could not mark it: mark it here, and it has nothing to do.
+            await self._mark_cancelled(job)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -168,15 +174,18 @@ class JobService:
             await asyncio.gather(*runs, return_exceptions=True)
             if self._shutting_down:
                 raise
-            for idx, item in enumerate(job.items):
-                if not item.status.finished:
-                    item.status = ItemStatus.CANCELLED
-                    item.error = "The job was cancelled."
-                    item.progress = None
-                    await self.store.save_item(job, idx)
+            await self._mark_cancelled(job)
             listener(job)
             raise
         return job
+
+    async def _mark_cancelled(self, job: Job) -> None:
+        for idx, item in enumerate(job.items):
+            if not item.status.finished:
+                item.status = ItemStatus.CANCELLED
+                item.error = "The job was cancelled."
+                item.progress = None
+                await self.store.save_item(job, idx)
 
     async def _run_item(self, job: Job, idx: int, listener: JobListener) -> None:
         item = job.items[idx]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import signal
 import sqlite3
@@ -12,7 +13,8 @@ import pexpect
 import pytest
 
 import lab as lab_module
-from tests.support.cli import MIRROR_BOT, bot_env
+from mirror.store import STORE_DOWN
+from tests.support.cli import MIRROR_BOT, bot_env, clean_env
 from tests.support.throttle import throttled
 
 PROMPT = "mirror> "
@@ -170,18 +172,27 @@ def test_sigterm_stops_cleanly_and_the_job_resumes_later(
             second.close(force=True)
 
 
-def test_a_locked_database_gets_an_answer_not_a_hang(
-    lab: lab_module.Lab, env: dict[str, str]
-) -> None:
+def test_a_locked_database_gets_one_sentence_and_no_acknowledgement(tmp_path: Path) -> None:
+    """The job cannot be stored, so nobody is told it exists and nothing is left running."""
+    env = clean_env(tmp_path / "locked.db", MIRROR_TARGET="127.0.0.1:5999/mirror")
     child = start(env)
+    child.logfile_read = transcript = io.StringIO()
     holder = sqlite3.connect(env["MIRROR_DB"], isolation_level=None)
     try:
         holder.execute("BEGIN EXCLUSIVE")
-        child.sendline(f"/mirror {lab.source}/library/hello:1.0")
-        child.expect_exact("The bot's database is busy or unavailable", timeout=30)
+        child.sendline("/mirror nginx:1.25")
+        child.expect_exact(STORE_DOWN, timeout=30)
+        child.expect_exact(PROMPT)
         holder.execute("ROLLBACK")
         child.sendline("/status")
         child.expect("No jobs in this chat yet")
+        child.sendeof()  # end of input: the bot stops at once, as nothing runs
+        child.expect(pexpect.EOF, timeout=20)
+        child.close()
+        assert child.exitstatus == 0
+        screen = transcript.getvalue()
+        assert screen.count(STORE_DOWN) == 1
+        assert "mirroring" not in screen and "Traceback" not in screen
     finally:
         holder.close()
         child.close(force=True)

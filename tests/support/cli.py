@@ -14,15 +14,19 @@ import lab as lab_module
 MIRROR_BOT = str(Path(sys.executable).parent / "mirror-bot")
 
 
-def bot_env(lab: lab_module.Lab, db: Path, **overrides: str) -> dict[str, str]:
-    """The lab's settings, with no chat credentials and a private database."""
+def clean_env(db: Path, **overrides: str) -> dict[str, str]:
+    """This process's environment without any bot setting, and a private database."""
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("MIRROR_", "SLACK_", "TELEGRAM_"))
     }
-    env.update(lab.env())
     env["MIRROR_DB"] = str(db)
     env.update(overrides)
     return env
+
+
+def bot_env(lab: lab_module.Lab, db: Path, **overrides: str) -> dict[str, str]:
+    """The lab's settings, with no chat credentials and a private database."""
+    return clean_env(db, **{**lab.env(), **overrides})
 
 
 def run_mirror(
