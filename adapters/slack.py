@@ -54,6 +54,7 @@ from bot.delivery import reconnecting
 from bot.pacing import Budget, Pace
 from bot.plugins import AdapterPlugin, AdapterSettings, SettingsPlugin
 from bot.view import MessageView
+from mirror.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +315,7 @@ class SlackAdapter:
         # No retry handlers: bot.delivery retries chat calls, _who_am_i the start-up.
         client = AsyncWebClient(token=bot_token, base_url=_api_root(api_url), retry_handlers=[])
         self._api = _Api(client)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._commands = TaskSet("slack")
         self._seen = _Seen()
         self.bot_user_id: str | None = None
 
@@ -349,9 +350,7 @@ class SlackAdapter:
             else:
                 await self._serve_http(app)
         finally:
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._commands.aclose()
 
     async def check(self) -> str:
         """``auth.test`` once, for ``mirror-bot check``: who the token is, or why not."""
@@ -462,14 +461,7 @@ class SlackAdapter:
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run a command after its ack, kept referenced so it is neither lost nor orphaned."""
-        task = asyncio.create_task(work, name="slack-command")
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("a Slack command failed: %s", type(task.exception()).__name__)
+        self._commands.spawn(work, name="slack-command")
 
     # -- restart recovery ------------------------------------------------------------------
 

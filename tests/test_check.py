@@ -72,10 +72,13 @@ async def test_a_wrong_password_and_a_dead_daemon_fail_with_one_sentence_each(
     assert "Traceback" not in err
 
 
-async def test_a_setting_out_of_range_is_named(lab: lab_module.Lab, tmp_path: Path) -> None:
+async def test_a_setting_out_of_range_is_named_and_exits_2(
+    lab: lab_module.Lab, tmp_path: Path
+) -> None:
+    """Exit 2 for configuration, as from ``run`` and ``mirror``; 1 is for services failing."""
     env = bot_env(lab, tmp_path / "check.db", MIRROR_CONCURRENCY="0")
     code, lines, _ = await check(env)
-    assert code == 1
+    assert code == 2
     assert lines == [
         "configuration: FAILED: MIRROR_CONCURRENCY: Input should be greater than or equal to 1."
     ]
