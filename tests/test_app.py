@@ -104,9 +104,10 @@ def job_id_of(thread: Thread) -> str:
     return match.group(1)
 
 
-def running(bot: MirrorBot, job_id: str) -> bool:
+def started(bot: MirrorBot, job_id: str) -> bool:
+    """Running, or already over (then the cancel below says why it could not be cancelled)."""
     job = bot.service.active(job_id)
-    return job is not None and job.items[0].status is ItemStatus.RUNNING
+    return job is None or job.items[0].status is not ItemStatus.QUEUED
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -140,9 +141,9 @@ async def test_only_the_requester_or_an_admin_may_cancel(
             # The first was cancelled before it began; this one while it copies.
             second = await say(bot, "alice", "room1", image + " --platform linux/arm64")
             second_id = job_id_of(second)
-            await until(lambda: running(bot, second_id))
+            await until(lambda: started(bot, second_id))
             by_admin = await say(bot, "carol", "room2", f"/cancel {second_id}")
-            assert by_admin.texts == [f"Job {second_id} cancelled."]
+            assert by_admin.texts == [f"Job {second_id} cancelled."], second.texts
 
             await finish(bot)
             for thread, job_id in ((first, first_id), (second, second_id)):
@@ -245,3 +246,42 @@ async def test_recovery_fails_a_stored_job_that_never_got_its_reply_handle(
         ]
         status = await say(bot, "alice", "room1", "/status orphan")
         assert NOT_ACKNOWLEDGED in status.texts[0]
+
+
+async def test_a_store_failing_right_after_the_acknowledgement_never_starts_the_job(
+    tmp_path: Path,
+) -> None:
+    """Told, but where it was told could not be stored: the acknowledgement becomes the
+    sentence, nothing runs, and the next start fails the job rather than leaving it queued."""
+    settings = settings_for(tmp_path, "127.0.0.1:5999", "127.0.0.1:5998")
+    holder = sqlite3.connect(settings.mirror_db, isolation_level=None)
+
+    async def lock_the_store(view: MessageView) -> None:
+        holder.execute("BEGIN EXCLUSIVE")
+
+    try:
+        async with running_bot(settings) as bot:
+            thread = await say(
+                bot,
+                "alice",
+                "room1",
+                "/mirror 127.0.0.1:5998/library/hello:1.0",
+                Thread(before_post=lock_the_store),
+            )
+            assert len(thread.messages) == 1
+            assert thread.messages[0].text == STORE_DOWN  # the acknowledgement, edited
+            assert bot.service.in_flight == 0
+            holder.execute("ROLLBACK")
+            [job] = await bot.service.store.recent_jobs(f"{PLATFORM}:room1")
+            assert job.reply_ref is None
+            assert [i.status for i in job.items] == [ItemStatus.QUEUED]
+
+        async with running_bot(settings) as restarted:
+            assert await restarted.recover({}) == 0
+            stored = await restarted.service.store.get_job(job.id)
+            assert stored is not None
+            assert [(i.status, i.error) for i in stored.items] == [
+                (ItemStatus.FAILED, NOT_ACKNOWLEDGED)
+            ]
+    finally:
+        holder.close()
