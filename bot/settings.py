@@ -132,8 +132,10 @@ class Settings(BaseSettings):
     @field_validator("mirror_target", mode="before")
     @classmethod
     def _target(cls, value: object) -> object:
-        if not isinstance(value, str) or not value.strip():
-            return value or None
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return None  # set but empty: as if unset, and `check` says it is missing
         _sentence(parse_target_base, value)
         return value.strip()
 
