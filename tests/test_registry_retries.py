@@ -25,7 +25,7 @@ from mirror.models import Item, ItemStatus, Job, new_job_id
 from mirror.progress import ProgressEvent
 from mirror.reference import ImageRef
 from mirror.registry.engine import RegistryEngine
-from mirror.store import Store
+from mirror.store import open_store
 from tests.support.faults import Fault, FaultProxy, fault_proxy
 
 MULTI = "library/multi"
@@ -57,7 +57,7 @@ async def test_a_503_that_never_clears_costs_one_loop_of_attempts_not_a_product(
     """Through the job service, as the bot runs it: the engine's loop, nothing on top."""
     broken = layers(lab)[1]
     proxy.add(Fault("status", f"/blobs/{broken}$", status=503, times=-1))
-    store = await Store.open(tmp_path / "jobs.db")
+    store = await open_store(tmp_path / "jobs.db")
     chooser = EngineChooser("registry", {"registry": lambda: engine_for(lab, proxy)})
     service = JobService(store, chooser, attempts=3, retry_wait=0.01)
     source = ImageRef(proxy.address, MULTI, "1.0", None)
