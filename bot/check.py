@@ -23,6 +23,8 @@ class CheckResult:
     detail: str
     counts: bool = True
     """False for a note that does not make the check fail (an optional part is missing)."""
+    misconfigured: bool = False
+    """The part's settings themselves are wrong: ``check`` exits 2, as ``run`` would."""
 
     def line(self) -> str:
         if self.ok:
@@ -115,8 +117,11 @@ async def check_adapter(name: str, plugin: AdapterPlugin) -> CheckResult | None:
     """The adapter's own check, or ``None`` when the environment does not ask for it."""
     try:
         setup = plugin.configure()
-        if setup is None:
-            return None
+    except MirrorError as exc:  # a wrong setting: `run` would not start either
+        return CheckResult(name, False, str(exc), misconfigured=True)
+    if setup is None:
+        return None
+    try:
         return CheckResult(name, True, await setup.check())
     except MirrorError as exc:  # ConfigurationError: one sentence from the adapter
         return CheckResult(name, False, str(exc))

@@ -76,8 +76,8 @@ def run() -> None:
 def check() -> None:
     """Check the configuration and reach every configured service.
 
-    Exit 2 if the configuration is wrong (settings, or a MIRROR_DB that cannot open), 1 if a
-    service fails, else 0.
+    Exit 2 if the configuration is wrong (a setting, an adapter's setting, or a MIRROR_DB that
+    cannot open), 1 if a service fails (a refused login or token, no answer), else 0.
     """
     from bot.check import CheckResult, run_checks
 
@@ -92,6 +92,8 @@ def check() -> None:
     results: list[CheckResult] = asyncio.run(run_checks(settings))
     for result in results:
         click.echo(result.line())
+    if any(r.misconfigured for r in results):
+        sys.exit(EXIT_USAGE)
     sys.exit(EXIT_OK if all(r.ok or not r.counts for r in results) else EXIT_FAILED)
 
 

@@ -127,7 +127,8 @@ async def test_chat_services_are_reached_through_their_adapters(
 async def test_an_adapters_wrong_setting_is_its_own_failed_line(
     lab: lab_module.Lab, tmp_path: Path
 ) -> None:
-    """Each adapter reads and checks its own settings; a wrong one names its variable."""
+    """Each adapter reads and checks its own settings; a wrong one names its variable, and
+    ``check`` exits 2 for it, as for any setting."""
     env = bot_env(
         lab,
         tmp_path / "check.db",
@@ -138,7 +139,7 @@ async def test_an_adapters_wrong_setting_is_its_own_failed_line(
         TELEGRAM_WEBHOOK_URL="https://bot.example.com/hook",
     )
     code, lines, err = await check(env)
-    assert code == 1
+    assert code == 2
     assert lines[3:] == [
         "slack: FAILED: Configuration error in SLACK_PORT: Input should be greater than or "
         "equal to 1.",
