@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import lab as lab_module
 from bot.app import NOT_ACKNOWLEDGED, MirrorBot
 from bot.chat import Incoming, Undeliverable
@@ -187,6 +189,7 @@ async def test_status_of_a_job_answers_only_in_its_own_chat(
         assert f"Job {job_id} done: 1 image ready" in here.texts[0]
 
 
+@pytest.mark.slow  # waits out the busy timeout
 async def test_a_locked_store_is_one_sentence_and_nothing_starts(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, "127.0.0.1:5999", "127.0.0.1:5998")
     async with running_bot(settings) as bot:
@@ -248,6 +251,7 @@ async def test_recovery_fails_a_stored_job_that_never_got_its_reply_handle(
         assert NOT_ACKNOWLEDGED in status.texts[0]
 
 
+@pytest.mark.slow  # waits out the busy timeout
 async def test_a_store_failing_right_after_the_acknowledgement_never_starts_the_job(
     tmp_path: Path,
 ) -> None:

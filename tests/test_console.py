@@ -172,6 +172,7 @@ def test_sigterm_stops_cleanly_and_the_job_resumes_later(
             second.close(force=True)
 
 
+@pytest.mark.slow  # a mirror-bot process waiting out the busy timeout
 def test_a_locked_database_gets_one_sentence_and_no_acknowledgement(tmp_path: Path) -> None:
     """The job cannot be stored, so nobody is told it exists and nothing is left running."""
     env = clean_env(tmp_path / "locked.db", MIRROR_TARGET="127.0.0.1:5999/mirror")

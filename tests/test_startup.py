@@ -61,6 +61,7 @@ def not_a_database(tmp: Path) -> Path:
     return tmp / "noise.db"
 
 
+@pytest.mark.slow  # mirror-bot subprocesses
 @pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize(
     ("make", "sentence"),
@@ -88,6 +89,7 @@ def test_an_unusable_database_is_one_sentence_and_exit_2(
     assert done.returncode == 2
 
 
+@pytest.mark.slow  # mirror-bot subprocesses
 @pytest.mark.parametrize("stdin", ["devnull", "closed"])
 def test_run_with_no_chat_and_no_terminal_stops_with_one_sentence(
     tmp_path: Path, stdin: str
@@ -101,6 +103,7 @@ def test_run_with_no_chat_and_no_terminal_stops_with_one_sentence(
     assert done.returncode == 2
 
 
+@pytest.mark.slow  # mirror-bot subprocesses
 def test_commands_from_a_file_are_answered_and_the_bot_stops_at_their_end(
     tmp_path: Path,
 ) -> None:
@@ -122,6 +125,7 @@ def test_commands_from_a_file_are_answered_and_the_bot_stops_at_their_end(
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow  # mirror-bot subprocesses
 @pytest.mark.parametrize("command", COMMANDS)
 def test_a_bad_setting_is_one_sentence_naming_it_and_exit_2(tmp_path: Path, command: str) -> None:
     done = start(tmp_path, command, MIRROR_DEFAULT_PLATFORM="plan9")
@@ -134,6 +138,7 @@ def test_a_bad_setting_is_one_sentence_naming_it_and_exit_2(tmp_path: Path, comm
     assert done.returncode == 2
 
 
+@pytest.mark.slow  # mirror-bot subprocesses
 def test_check_refuses_an_allowed_user_without_a_platform(tmp_path: Path) -> None:
     done = start(tmp_path, "check", MIRROR_ALLOWED_USERS="slack:U1 bob")
     assert one_sentence(done, "check").startswith(

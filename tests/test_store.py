@@ -218,6 +218,7 @@ async def test_an_unusable_path_is_one_sentence_naming_mirror_db(
     assert str(caught.value).startswith(sentence.format(tmp=tmp_path))
 
 
+@pytest.mark.slow  # waits out the busy timeout
 async def test_a_locked_database_fails_whole_writes_with_one_sentence(tmp_path: Path) -> None:
     db = tmp_path / "locked.db"
     store = await open_store(db)
