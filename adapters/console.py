@@ -19,12 +19,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TextIO
 
-from bot.chat import ConfigurationError, Conversation, Handler, Incoming, Reply
+from bot.chat import ConfigurationError, Conversation, Handler, Incoming, Reply, Undeliverable
 from bot.plugins import AdapterPlugin, AdapterSettings, SettingsPlugin
 from bot.view import MessageView, to_plain_text
 from mirror.tasks import TaskSet
 
 PROMPT = "mirror> "
+BANNER = "hub-mirror-bot console. Type /help, or /mirror IMAGE."
 
 
 class _Screen:
@@ -40,6 +41,12 @@ class _Screen:
         return self._tty
 
     def show(self, message_id: int, text: str, *, replace: bool) -> None:
+        try:
+            self._draw(message_id, text, replace=replace)
+        except BrokenPipeError as exc:  # the reader went away for good: no retry can help
+            raise Undeliverable("the console's output was closed", "broken_pipe") from exc
+
+    def _draw(self, message_id: int, text: str, *, replace: bool) -> None:
         lines = text.count("\n") + 1
         if self._tty:
             if replace and self._last is not None and self._last[0] == message_id:
@@ -96,7 +103,10 @@ class ConsoleAdapter:
 
     async def serve(self, handler: Handler) -> None:
         """Read commands until end of input (or ``quit``); each runs concurrently."""
-        self._screen.show(0, "hub-mirror-bot console. Type /help, or /mirror IMAGE.", replace=False)
+        try:
+            self._screen.show(0, BANNER, replace=False)
+        except Undeliverable:
+            return  # nobody reads the output (`mirror-bot run | head` ended): nothing to serve
         commands = TaskSet("console")
         try:
             async for line in self._lines():

@@ -240,3 +240,27 @@ def test_good_settings_are_read_in_their_canonical_form(environment: pytest.Monk
     assert settings.mirror_target == "harbor.example.com/team/"
     environment.setenv("MIRROR_DEFAULT_PLATFORM", "ALL")
     assert load_settings().mirror_default_platform == "all"
+
+
+@pytest.mark.slow  # a mirror-bot subprocess
+def test_a_console_whose_reader_went_away_stops_instead_of_retrying(tmp_path: Path) -> None:
+    """``mirror-bot run | head -1``: once the pipe closes, nothing can be delivered, so the
+    commands still coming end at once and the bot stops at end of input, not 15 minutes later."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the bot writes its first line
+    try:
+        done = subprocess.run(
+            [MIRROR_BOT, "run"],
+            env=clean_env(tmp_path / "bot.db"),
+            cwd=tmp_path,
+            input="/help\n/status\n/help\n",
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert "retrying" not in done.stderr
+    assert "Traceback" not in done.stderr
