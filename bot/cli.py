@@ -25,6 +25,7 @@ from bot import render
 from bot.chat import ConfigurationError
 from bot.paste import read_references
 from bot.settings import Settings, load_settings
+from mirror.artifacts import ArtifactKind, along_text
 from mirror.engines import EngineMode
 from mirror.errors import MirrorError
 from mirror.models import Item, Job, new_job_id, platform_text
@@ -209,6 +210,8 @@ def _as_dict(item: Item, options: render.RenderOptions, *, planned: bool) -> dic
         "bytes": item.bytes,
         "seconds": round(item.seconds, 3) if item.seconds is not None else None,
         "pull": render.commands(item, options)[0] if ok else None,
+        "referrers": [r.as_dict() for r in item.referrers],
+        "artifact": (item.artifact or ArtifactKind.IMAGE).value if ok else None,
         "error": item.error,
         "corrected_from": item.corrected_from,
         "suggestions": [],
@@ -230,9 +233,11 @@ def _report(
         elif not item.status.ok:
             click.echo(f"{item.source.familiar}: {item.status.value}: {item.error}")
         else:
+            along = along_text(item.referrers)
             click.echo(
                 f"{item.source.familiar}: {item.status.value.replace('_', ' ')} -> "
                 f"{item.target.name}:{item.target.tag} ({item.target_digest})"
+                + (f" {along}" if along else "")
             )
             for line in render.commands(item, options):
                 click.echo(f"  {line}")

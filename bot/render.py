@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from bot.commands import USAGE
 from bot.view import Bar, MessageView, Row, Tone, human_bytes, human_seconds
+from mirror.artifacts import ArtifactKind, along_text
 from mirror.models import Item, ItemStatus, Job, platform_text
 from mirror.progress import Stage
 from mirror.reference import ImageRef, quote
@@ -60,6 +61,9 @@ def tag_back_reference(item: Item) -> str:
 
 
 def commands(item: Item, options: RenderOptions) -> list[str]:
+    """What to paste to use the copy: the first is ``--json``'s ``pull``."""
+    if item.artifact is not None:
+        return artifact_commands(item, options)
     target = pull_reference(item)
     source = tag_back_reference(item)
     plain = " --plain-http" if item.target.registry in options.insecure_registries else ""
@@ -71,6 +75,23 @@ def commands(item: Item, options: RenderOptions) -> list[str]:
         f"docker pull {docker_target} && docker tag {docker_target} {docker_source}",
         f"ctr -n k8s.io images pull{plain} {target} && ctr -n k8s.io images tag {target} {source}",
     ]
+
+
+def artifact_commands(item: Item, options: RenderOptions) -> list[str]:
+    """A chart is pulled and installed by Helm (``oci://``, its version is the tag); any
+    other artifact by oras. Nothing to tag back: no daemon keeps them by name."""
+    plain = " --plain-http" if item.target.registry in options.insecure_registries else ""
+    if item.artifact is ArtifactKind.CHART:
+        # Helm speaks to Docker Hub by its API host, not by the docker.io alias.
+        registry = "registry-1.docker.io" if item.target.registry == "docker.io" else None
+        chart = f"oci://{registry or item.target.registry}/{item.target.repository}"
+        version = f" --version {item.target.tag}" if item.target.tag else ""
+        release = item.target.repository.rsplit("/", 1)[-1]
+        return [
+            f"helm pull {chart}{version}{plain}",
+            f"helm install {release} {chart}{version}{plain}",
+        ]
+    return [f"oras pull{plain} {pull_reference(item)}"]
 
 
 def _progress_row(item: Item) -> Row:
@@ -126,13 +147,15 @@ def _result_detail(item: Item) -> str:
         parts.append(human_seconds(item.seconds))
     if item.engine:
         parts.append(f"{item.engine} engine")
-    parts.append(platform_text(item.platform))
+    parts.append(item.artifact.noun if item.artifact else platform_text(item.platform))
     line = " · ".join(parts)
     if item.digest_identical:
-        return line + " · digest identical to the source"
+        along = along_text(item.referrers)
+        return line + " · digest identical to the source" + (f" · {along}" if along else "")
     return (
-        line + " · digest differs from the source (the daemon rebuilt the manifest); "
-        "for an exact copy use --platform all or MIRROR_ENGINE=registry"
+        line + " · digest differs from the source (the daemon rebuilt the manifest), so "
+        "signatures and SBOMs made for the source do not apply to it; for an exact copy "
+        "that brings them use --platform all or MIRROR_ENGINE=registry"
     )
 
 

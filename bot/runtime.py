@@ -77,6 +77,7 @@ def build_engines(settings: Settings) -> dict[str, Callable[[], Engine]]:
             credentials(settings),
             insecure=settings.mirror_insecure_registries,
             allowed_internal=allowed_internal(settings),
+            referrers=settings.mirror_referrers,
         )
 
     return {"docker": docker_engine, "registry": registry_engine}

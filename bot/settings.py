@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     mirror_target_password: SecretStr | None = None
     mirror_engine: Literal["auto", "docker", "registry"] = "auto"
     mirror_default_platform: str = "linux/amd64"
+    mirror_referrers: Literal["all", "signatures", "none"] = "all"
+    """What an exact copy brings along: signatures, SBOMs and attestations (``all``), only
+    signatures, or nothing."""
     mirror_allowed_sources: Names = PUBLIC_SOURCES
     mirror_insecure_registries: Names = ()
     mirror_allowed_users: Names = ()

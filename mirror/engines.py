@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
+from mirror.artifacts import ArtifactKind
 from mirror.engine import CopyRequest, Engine
 from mirror.errors import EngineUnavailable
+from mirror.reference import ImageRef
 
 EngineMode = Literal["auto", "docker", "registry"]
+
+
+@runtime_checkable
+class Inspector(Protocol):
+    """An engine that can tell what a source is from its manifest."""
+
+    async def artifact_kind(self, ref: ImageRef) -> ArtifactKind: ...
 
 
 class EngineChooser:
     """Picks the engine per request.
 
     ``auto`` prefers the daemon for a single platform and the registry engine whenever only
-    an exact copy will do: every platform, or a digest reference that must keep pulling by
-    digest. Each falls back to the other when it cannot work right now.
+    an exact copy will do: every platform, a digest reference that must keep pulling by
+    digest, or an artifact that is not an image (a Helm chart: the daemon cannot pull it).
+    Each falls back to the other when it cannot work right now.
     """
 
     def __init__(self, mode: EngineMode, factories: Mapping[str, Callable[[], Engine]]) -> None:
@@ -60,8 +70,19 @@ class EngineChooser:
             return engine, tried
         return None, tried
 
+    async def _runnable(self, request: CopyRequest) -> bool:
+        """Whether the source is an image a daemon can pull, asked of the engine that can
+        tell from the manifest (charts, WASM modules and other artifacts are not)."""
+        inspector = self.get("registry")
+        if not isinstance(inspector, Inspector):
+            return True
+        return (await inspector.artifact_kind(request.source)).runnable
+
     async def choose(self, request: CopyRequest) -> Engine:
-        engine, tried = await self._first_available(self.preference(request))
+        names = self.preference(request)
+        if self.mode == "auto" and names[0] == "docker" and not await self._runnable(request):
+            names = ["registry"]  # only an exact copy can carry an artifact
+        engine, tried = await self._first_available(names)
         if engine is not None:
             return engine
         if tried:

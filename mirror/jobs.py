@@ -269,6 +269,8 @@ class JobService:
                         source_digest=previous.source_digest,
                         target_digest=previous.target_digest,
                         bytes=previous.bytes,
+                        referrers=previous.referrers,
+                        artifact=previous.artifact,
                         seconds=time.monotonic() - started,
                     )
                 await self._check_size(engine, request)

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from mirror.artifacts import ArtifactKind, Referrer
 from mirror.platform import Platform
 from mirror.progress import Snapshot
 from mirror.reference import ImageRef
@@ -51,6 +52,10 @@ class Outcome:
     """Compressed blob bytes (layers and configs), for every engine."""
     seconds: float | None = None
     error: str | None = None
+    referrers: tuple[Referrer, ...] = ()
+    """Signatures, SBOMs and attestations that came along (exact copies only)."""
+    artifact: ArtifactKind | None = None
+    """What was copied when it is not a runnable image (a Helm chart, ...)."""
 
     @property
     def digest_identical(self) -> bool:
@@ -77,6 +82,8 @@ class Item:
     bytes: int | None = None
     seconds: float | None = None
     error: str | None = None
+    referrers: tuple[Referrer, ...] = ()
+    artifact: ArtifactKind | None = None
     corrected_from: str | None = None
     """The text as typed when it was read as something else (a URL, a pull line); not stored."""
     progress: Snapshot | None = field(default=None, compare=False)
@@ -93,6 +100,8 @@ class Item:
         self.bytes = outcome.bytes
         self.seconds = outcome.seconds
         self.error = outcome.error
+        self.referrers = outcome.referrers
+        self.artifact = outcome.artifact
         self.progress = None
 
 

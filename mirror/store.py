@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -28,6 +29,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import aiosqlite
 
+from mirror.artifacts import ArtifactKind, Referrer, ReferrerKind
 from mirror.errors import MirrorError
 from mirror.models import Item, ItemStatus, Job, platform_text
 from mirror.platform import parse_platform
@@ -132,13 +134,15 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: the per-user rate counts a requester's recent jobs on every /mirror.
     ("CREATE INDEX jobs_requester ON jobs (requester, created)",),
+    # 3: what came along with an exact copy (JSON), and what was copied when not an image.
+    ("ALTER TABLE items ADD COLUMN referrers TEXT", "ALTER TABLE items ADD COLUMN artifact TEXT"),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _ITEM_COLUMNS = (
     "spec, source, target, platform, status, engine, source_digest, target_digest, "
-    "bytes, seconds, error"
+    "bytes, seconds, error, referrers, artifact"
 )
 
 _Self = TypeVar("_Self", bound="SQLiteStore")
@@ -231,7 +235,7 @@ class SQLiteStore:
     async def _write_item(self, job_id: str, idx: int, item: Item) -> None:
         await self._db.execute(
             f"INSERT OR REPLACE INTO items (job_id, idx, {_ITEM_COLUMNS}, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job_id,
                 idx,
@@ -246,6 +250,8 @@ class SQLiteStore:
                 item.bytes,
                 item.seconds,
                 item.error,
+                _referrers_text(item.referrers),
+                item.artifact.value if item.artifact else None,
                 time.time(),
             ),
         )
@@ -365,7 +371,8 @@ def _open_failure(where: str, exc: sqlite3.Error) -> StoreError:
 
 
 def _item(row: Any) -> Item:
-    (spec, source, target, platform, status, engine, sdig, tdig, size, seconds, error) = row
+    (spec, source, target, platform, status, engine, sdig, tdig, size, seconds, error) = row[:11]
+    referrers, artifact = row[11:]
     return Item(
         spec=spec,
         source=parse_reference(source),
@@ -378,4 +385,18 @@ def _item(row: Any) -> Item:
         bytes=size,
         seconds=seconds,
         error=error,
+        referrers=_referrers_of(referrers),
+        artifact=ArtifactKind(artifact) if artifact else None,
     )
+
+
+def _referrers_text(referrers: tuple[Referrer, ...]) -> str | None:
+    if not referrers:
+        return None
+    return json.dumps([[r.digest, r.artifact_type, r.kind.value] for r in referrers])
+
+
+def _referrers_of(text: str | None) -> tuple[Referrer, ...]:
+    if not text:
+        return ()
+    return tuple(Referrer(d, t, ReferrerKind(k)) for d, t, k in json.loads(text))

@@ -55,6 +55,7 @@ MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 MEDIA_IN_TOTO = "application/vnd.in-toto+json"
+MEDIA_OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 MANIFEST_ACCEPT = ", ".join(
     (MEDIA_DOCKER_MANIFEST, MEDIA_DOCKER_MANIFEST_LIST, MEDIA_OCI_MANIFEST, MEDIA_OCI_INDEX)
 )
@@ -456,6 +457,38 @@ def _push_attestation(
             "vnd.docker.reference.type": "attestation-manifest",
         },
     }
+
+
+def push_artifact(
+    registry: str,
+    repository: str,
+    tag: str | None,
+    layers: Sequence[tuple[str, bytes]],
+    *,
+    config: tuple[str, bytes] = (MEDIA_OCI_EMPTY, b"{}"),
+    artifact_type: str | None = None,
+    subject: str | None = None,
+    user: str | None = None,
+    password: str | None = None,
+) -> str:
+    """Push an OCI artifact (what oras, cosign and helm push): ``layers`` as (media type,
+    bytes), a config, optionally an ``artifactType`` and a ``subject`` (a manifest digest of
+    ``repository``: the artifact then refers to it). Returns the manifest digest."""
+    descriptors = []
+    for media_type, data in [config, *layers]:
+        digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+        _push_blob(registry, repository, digest, len(data), data, user, password)
+        descriptors.append({"mediaType": media_type, "size": len(data), "digest": digest})
+    manifest: dict[str, Any] = {"schemaVersion": 2, "mediaType": MEDIA_OCI_MANIFEST}
+    if artifact_type:
+        manifest["artifactType"] = artifact_type
+    manifest["config"] = descriptors[0]
+    manifest["layers"] = descriptors[1:]
+    if subject:
+        raw, media_type = pull_manifest(registry, repository, subject, user, password)
+        manifest["subject"] = {"mediaType": media_type, "size": len(raw), "digest": subject}
+    data = json.dumps(manifest, indent=2).encode()
+    return _put_manifest(registry, repository, tag, data, MEDIA_OCI_MANIFEST, user, password)
 
 
 def push_index(

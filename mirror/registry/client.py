@@ -95,6 +95,16 @@ def digest_of(data: bytes) -> str:
     return f"sha256:{hashlib.sha256(data).hexdigest()}"
 
 
+_REFERRER_PAGES = 20  # a paginated referrers list longer than this is not ours to copy
+
+
+def _next_page(resp: aiohttp.ClientResponse) -> str | None:
+    """The ``Link: <...>; rel="next"`` of a paginated answer, as an absolute URL."""
+    link = resp.links.get("next")
+    url = link.get("url") if link else None
+    return urljoin(str(resp.url), str(url)) if url else None
+
+
 def _plain_http(exc: BaseException) -> bool:
     """TLS spoken to a plain-HTTP server fails in the handshake with these words."""
     text = f"{exc} {exc.__cause__ or ''}".lower()
@@ -312,6 +322,40 @@ class RegistryClient:
             return digest, media_type
         manifest = await self.get_manifest(registry, repository, reference)
         return manifest.digest, manifest.media_type
+
+    async def referrers(
+        self, registry: str, repository: str, digest: str
+    ) -> list[dict[str, Any]] | None:
+        """The descriptors the OCI 1.1 referrers API lists for ``digest`` (every page), or
+        None when the registry does not serve the API (404 or a refusal, as the spec says
+        a registry without it answers)."""
+        url: str | None = f"/v2/{repository}/referrers/{digest}"
+        found: list[dict[str, Any]] = []
+        pages = 0
+        while url is not None and pages < _REFERRER_PAGES:
+            pages += 1
+            try:
+                async with self.request(
+                    "GET",
+                    registry,
+                    url,
+                    scope=pull_scope(repository),
+                    headers={"Accept": MEDIA_OCI_INDEX},
+                ) as resp:
+                    data = await resp.read()
+                    media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
+                    url = _next_page(resp)
+            except NotFound:
+                return None
+            except Refused as exc:
+                if exc.status in (400, 405, 406):
+                    return None
+                raise
+            if media_type != MEDIA_OCI_INDEX:
+                return None  # an HTML page or some other answer: not the API
+            document = Manifest(data, media_type, digest_of(data)).document()
+            found.extend(descriptors(document.get("manifests")))
+        return found
 
     async def put_manifest(
         self, registry: str, repository: str, reference: str, manifest: Manifest

@@ -17,21 +17,35 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential
 
+from mirror.artifacts import (
+    ArtifactKind,
+    Referrer,
+    ReferrerKind,
+    artifact_type_of,
+    manifest_kind,
+    referrer_kind,
+)
 from mirror.credentials import Credentials
 from mirror.egress import EgressGuard
 from mirror.engine import CopyRequest, ProgressSink
 from mirror.errors import CopyFailed, InvalidPlatform, MirrorError, PullLimitReached
 from mirror.models import ItemStatus, Outcome
 from mirror.platform import Platform, parse_platform
-from mirror.progress import BlobDone, BlobProgress, Stage, StageChanged
+from mirror.progress import BlobDone, BlobProgress, ProgressEvent, Stage, StageChanged
 from mirror.reference import ImageRef
-from mirror.registry.client import INDEX_TYPES, Manifest, RegistryClient, descriptors
+from mirror.registry.client import (
+    INDEX_TYPES,
+    MEDIA_OCI_MANIFEST,
+    Manifest,
+    RegistryClient,
+    descriptors,
+)
 from mirror.registry.errors import (
     AccessDenied,
     DigestMismatch,
@@ -49,6 +63,7 @@ from mirror.registry.errors import (
     Unreachable,
 )
 from mirror.registry.hosts import PullLimit
+from mirror.registry.referrers import ReferrerFinder
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +72,15 @@ T = TypeVar("T")
 _CHUNK = 1 << 20
 _PROGRESS_STEP = 1 << 20  # one progress event per MiB is plenty for a bar
 _CONFIG_MAX = 8 << 20  # an image config bigger than this is not an image config
+_REFERRER_DEPTH = 4  # a signature on an SBOM on an image is 2; deeper chains are not real
+_SIGNATURE = ReferrerKind.SIGNATURE
+
+ReferrerPolicy = Literal["all", "signatures", "none"]
+"""MIRROR_REFERRERS: what comes along with an exact copy."""
+
+
+def _quiet(_: ProgressEvent) -> None:
+    """Referrers are a few KB: their blobs do not move the image's progress bar."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +152,7 @@ class RegistryEngine:
         max_wait: float = 30.0,
         read_timeout: float = 120.0,
         allowed_internal: Iterable[str] | None = None,
+        referrers: ReferrerPolicy = "all",
     ) -> None:
         # By default the registries we were told to speak plain HTTP to are the internal ones
         # we may reach; the bot passes its explicit source allowlist and target too.
@@ -146,6 +171,8 @@ class RegistryEngine:
         """(registry, blob digest) -> a repository of that registry known to hold the blob."""
         self._blob_flights: dict[tuple[str, str, str], _BlobFlight] = {}
         """(registry, repository, digest) -> the one copy of that blob in progress."""
+        self._referrers = referrers
+        self._finder = ReferrerFinder(self.client, self._retry)
 
     # -- protocol -------------------------------------------------------------------------------
 
@@ -205,29 +232,122 @@ class RegistryEngine:
         pushing = False
         try:
             top, plan = await self._plan(request)
+            kind = manifest_kind(top.document())
+            artifact = None if kind.runnable else kind
             reference = dst.tag or top.digest
             pushing = True
             current = await self._retry(
                 lambda: self.client.head_manifest(dst.registry, dst.repository, reference)
             )
+            if current != top.digest:
+                progress(StageChanged(Stage.COPYING))
+                await self._copy_blobs(src, dst, plan, progress)
+                progress(StageChanged(Stage.PUSHING))
+                for child in plan.manifests[:-1]:
+                    await self._push_manifest(dst, child.digest, child)
+                    progress(BlobDone(_short(child.digest), len(child.data)))
+            # Before the tag: whoever pulls the tag finds its signatures already there.
+            referrers = await self._copy_referrers(src, dst, [m.digest for m in plan.manifests])
             if current == top.digest:
-                # Already there, byte for byte: a couple of requests and no blob traffic.
+                # Already there, byte for byte: no blob traffic, only referrers it lacked.
                 return Outcome(
-                    ItemStatus.ALREADY_MIRRORED, self.name, top.digest, top.digest, plan.bytes
+                    ItemStatus.ALREADY_MIRRORED,
+                    self.name,
+                    top.digest,
+                    top.digest,
+                    plan.bytes,
+                    referrers=referrers,
+                    artifact=artifact,
                 )
-            progress(StageChanged(Stage.COPYING))
-            await self._copy_blobs(src, dst, plan, progress)
-            progress(StageChanged(Stage.PUSHING))
-            for child in plan.manifests[:-1]:
-                await self._push_manifest(dst, child.digest, child)
-                progress(BlobDone(_short(child.digest), len(child.data)))
             stored = await self._push_manifest(dst, reference, top)
             progress(BlobDone(_short(top.digest), len(top.data)))
         except RegistryError as exc:
             if src.registry != dst.registry:
                 pushing = exc.registry == dst.registry  # which side failed, when we can tell
             raise _explain(exc, dst if pushing else src, pushing=pushing) from exc
-        return Outcome(ItemStatus.SUCCEEDED, self.name, top.digest, stored, plan.bytes)
+        return Outcome(
+            ItemStatus.SUCCEEDED,
+            self.name,
+            top.digest,
+            stored,
+            plan.bytes,
+            referrers=referrers,
+            artifact=artifact,
+        )
+
+    async def artifact_kind(self, ref: ImageRef) -> ArtifactKind:
+        """What ``ref`` is, for the engine choice: a HEAD, and a GET only for an OCI manifest
+        (the one type a chart or other artifact comes as). A source that cannot be read
+        counts as an image: the engine that copies it says why it cannot."""
+        try:
+            found = await self._retry(
+                lambda: self.client.resolve(
+                    ref.registry, ref.repository, ref.digest or ref.tag or "latest"
+                )
+            )
+            if found is None or found[1] != MEDIA_OCI_MANIFEST:
+                return ArtifactKind.IMAGE
+            return manifest_kind((await self._get(ref, found[0], found[1])).document())
+        except RegistryError:
+            return ArtifactKind.IMAGE
+
+    # -- referrers ------------------------------------------------------------------------------
+
+    async def _copy_referrers(
+        self, src: ImageRef, dst: ImageRef, subjects: list[str]
+    ) -> tuple[Referrer, ...]:
+        """Copy what refers to ``subjects`` (and, level by level, what refers to that), as
+        MIRROR_REFERRERS says; then publish the fallback indexes a target without the
+        referrers API needs so that tools find them there."""
+        if self._referrers == "none":
+            return ()
+        copied: dict[str, Referrer] = {}
+        fallback: dict[str, list[dict[str, Any]]] = {}
+        seen = set(subjects)
+        level = list(subjects)
+        for _ in range(_REFERRER_DEPTH):
+            if not level:
+                break
+            listed = await asyncio.gather(*(self._finder.find(src, s) for s in level))
+            level = []
+            for found in (f for group in listed for f in group):
+                if self._referrers == "signatures" and found.kind not in (None, _SIGNATURE):
+                    continue
+                manifest = await self._get(src, found.tag or found.digest, found.media_type)
+                artifact_type = found.artifact_type or artifact_type_of(manifest.document())
+                kind = found.kind or referrer_kind(artifact_type)
+                if self._referrers == "signatures" and kind is not _SIGNATURE:
+                    continue
+                if found.descriptor is not None:
+                    fallback.setdefault(found.subject, []).append(found.descriptor)
+                if manifest.digest in seen:
+                    continue
+                seen.add(manifest.digest)
+                await self._push_artifact(src, dst, manifest, found.tag)
+                copied[manifest.digest] = Referrer(manifest.digest, artifact_type, kind)
+                level.append(manifest.digest)
+        if fallback and not await self._finder.has_api(dst, next(iter(fallback))):
+            for subject, entries in fallback.items():
+                await self._finder.publish_fallback(dst, subject, entries)
+        return tuple(copied.values())
+
+    async def _push_artifact(
+        self, src: ImageRef, dst: ImageRef, manifest: Manifest, tag: str | None
+    ) -> None:
+        """One referrer, exactly: its blobs (verified), any children, then its manifest, by
+        digest or under its cosign tag. Its bytes are small and not shown as progress."""
+        reference = tag or manifest.digest
+        current = await self._retry(
+            lambda: self.client.head_manifest(dst.registry, dst.repository, reference)
+        )
+        if current == manifest.digest:
+            return
+        plan = _Plan()
+        await self._collect(src, manifest, plan, whole=True)
+        await self._copy_blobs(src, dst, plan, _quiet)
+        for child in plan.manifests[:-1]:
+            await self._push_manifest(dst, child.digest, child)
+        await self._push_manifest(dst, reference, manifest)
 
     async def aclose(self) -> None:
         await self.client.aclose()
