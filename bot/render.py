@@ -5,6 +5,7 @@ Adapters only restyle these; wording, order and the ready-to-paste commands live
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,7 +87,8 @@ def artifact_commands(item: Item, options: RenderOptions) -> list[str]:
         registry = "registry-1.docker.io" if item.target.registry == "docker.io" else None
         chart = f"oci://{registry or item.target.registry}/{item.target.repository}"
         version = f" --version {item.target.tag}" if item.target.tag else ""
-        release = item.target.repository.rsplit("/", 1)[-1]
+        # The chart's own name makes the release name (the target's may be flattened).
+        release = re.sub(r"[^a-z0-9-]+", "-", item.source.repository.rsplit("/", 1)[-1])
         return [
             f"helm pull {chart}{version}{plain}",
             f"helm install {release} {chart}{version}{plain}",

@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -17,11 +18,14 @@ from mirror.engine import CopyRequest
 from mirror.models import ItemStatus
 from mirror.reference import ImageRef
 from mirror.registry.engine import ReferrerPolicy, RegistryEngine
+from tests.support.cli import bot_env, run_json, run_mirror
 from tests.support.referrers_api import referrers_registry
 
 SPDX = "application/spdx+json"
 COSIGN_SIG = "application/vnd.dev.cosign.simplesigning.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json"
+HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
 
 
 def ignore(_: object) -> None:
@@ -235,3 +239,82 @@ async def test_the_referrers_api_is_asked_at_the_source_and_fills_the_target(
         assert lab_module.pull_manifest(lab.target, "mirror/api", signed.sbom) == (
             lab_module.pull_manifest(lab.source, "team/api", signed.sbom)
         )
+
+
+def target_repository(lab: lab_module.Lab, source_repository: str) -> str:
+    return f"mirror/{lab.source.replace(':', '-')}.{source_repository.replace('/', '.')}"
+
+
+def test_the_cli_says_what_came_along(lab: lab_module.Lab, tmp_path: Path) -> None:
+    signed = signed_image(lab.source, "team/cli-signed", 740)
+    env = bot_env(lab, tmp_path / "mirror.db")
+    image = f"{lab.source}/team/cli-signed:1.0"
+
+    code, [result], stderr = run_json(env, image, "--platform", "all")
+
+    assert code == 0, stderr
+    assert result["engine"] == "registry" and result["artifact"] == "image"
+    assert sorted(result["referrers"], key=lambda r: r["digest"]) == sorted(
+        [
+            {"digest": signed.sbom, "artifact_type": SPDX},
+            {"digest": signed.signature, "artifact_type": COSIGN_SIG},
+            {"digest": signed.sbom_signature, "artifact_type": COSIGN_SIG},
+        ],
+        key=lambda r: r["digest"],
+    )
+    # The next answer (from the store: already mirrored) still says what is there.
+    done = run_mirror(env, image, "--platform", "all")
+    assert done.returncode == 0, done.stderr
+    assert "already mirrored" in done.stdout
+    assert "with 2 signatures and 1 SBOM" in done.stdout
+
+
+def test_a_chart_goes_to_the_registry_engine_and_the_answer_is_helm(
+    lab: lab_module.Lab, tmp_path: Path
+) -> None:
+    """The default platform (one platform: the daemon first) does not send a chart to the
+    daemon: the manifest says it is a chart, so it is copied exactly."""
+    chart_config = json.dumps({"name": "podinfo", "version": "6.5.0", "apiVersion": "v2"})
+    digest = lab_module.push_artifact(
+        lab.source,
+        "charts/podinfo",
+        "6.5.0",
+        [(HELM_CHART_LAYER, b"\x1f\x8b not really a tarball, the registry does not care")],
+        config=(HELM_CONFIG, chart_config.encode()),
+    )
+    env = bot_env(lab, tmp_path / "mirror.db", MIRROR_DEFAULT_PLATFORM="linux/amd64")
+
+    code, [result], stderr = run_json(env, f"oci://{lab.source}/charts/podinfo:6.5.0")
+
+    assert code == 0, stderr
+    repository = target_repository(lab, "charts/podinfo")
+    assert result["engine"] == "registry"
+    assert result["artifact"] == "chart"
+    assert result["target_digest"] == result["source_digest"] == digest
+    assert result["pull"] == (
+        f"helm pull oci://{lab.target}/{repository} --version 6.5.0 --plain-http"
+    )
+    assert lab_module.pull_manifest(lab.target, repository, "6.5.0") == (
+        lab_module.pull_manifest(lab.source, "charts/podinfo", "6.5.0")
+    )
+    text = run_mirror(env, f"{lab.source}/charts/podinfo:6.5.0").stdout
+    assert f"helm install podinfo oci://{lab.target}/{repository} --version 6.5.0" in text
+    assert "docker tag" not in text
+
+
+def test_another_artifact_is_pulled_with_oras(lab: lab_module.Lab, tmp_path: Path) -> None:
+    lab_module.push_artifact(
+        lab.source,
+        "tools/policy",
+        "v1",
+        [("application/vnd.example.policy.layer.v1+rego", b"package main\n")],
+        artifact_type="application/vnd.example.policy.v1",
+    )
+    env = bot_env(lab, tmp_path / "mirror.db")
+
+    code, [result], stderr = run_json(env, f"{lab.source}/tools/policy:v1")
+
+    assert code == 0, stderr
+    assert result["engine"] == "registry" and result["artifact"] == "artifact"
+    repository = target_repository(lab, "tools/policy")
+    assert result["pull"] == f"oras pull --plain-http {lab.target}/{repository}:v1"

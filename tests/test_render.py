@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot import render
 from bot.view import to_plain_text
+from mirror.artifacts import ArtifactKind, Referrer, ReferrerKind
 from mirror.models import Item, ItemStatus, Job
 from mirror.platform import DEFAULT_PLATFORM
 from mirror.reference import parse_reference
@@ -74,3 +75,50 @@ def test_partial_failure_names_the_reason_and_only_pastes_what_worked() -> None:
     assert view.title == "Job abcdef: 1 of 2 images ready"
     assert len(view.code) == 2
     assert view.rows[1].state == "failed" and view.rows[1].detail == bad.error
+
+
+def test_an_exact_copy_says_what_came_along() -> None:
+    item = done("quay.io/x/y:1.0", "127.0.0.1:5000/m/y:1.0", td=DIGEST_A)
+    item.engine = "registry"
+    item.referrers = (
+        Referrer(
+            "sha256:" + "1" * 64,
+            "application/vnd.dev.cosign.simplesigning.v1+json",
+            ReferrerKind.SIGNATURE,
+        ),
+        Referrer("sha256:" + "2" * 64, "application/spdx+json", ReferrerKind.SBOM),
+    )
+    view = render.answer(Job("abcdef", "cli:me", "cli:local", [item]), render.RenderOptions())
+    assert "digest identical to the source · with 1 signature and 1 SBOM" in to_plain_text(view)
+
+
+def test_a_daemon_copy_says_signatures_cannot_follow() -> None:
+    item = done("nginx:1.25", "docker.io/alice/nginx:1.25")
+    text = to_plain_text(
+        render.answer(Job("abcdef", "cli:me", "cli:local", [item]), render.RenderOptions())
+    )
+    assert "signatures and SBOMs made for the source do not apply to it" in text
+    assert "--platform all or MIRROR_ENGINE=registry" in text
+
+
+def test_a_chart_is_pulled_and_installed_with_helm() -> None:
+    item = done(
+        "ghcr.io/stefanprodan/charts/podinfo:6.5.0", "docker.io/alice/podinfo:6.5.0", td=DIGEST_A
+    )
+    item.artifact = ArtifactKind.CHART
+    view = render.answer(Job("abcdef", "cli:me", "cli:local", [item]), render.RenderOptions())
+    assert view.code == (
+        "helm pull oci://registry-1.docker.io/alice/podinfo --version 6.5.0",
+        "helm install podinfo oci://registry-1.docker.io/alice/podinfo --version 6.5.0",
+    )
+    text = to_plain_text(view)
+    assert "Helm chart" in text and "linux/amd64" not in text and "docker tag" not in text
+
+
+def test_another_artifact_is_pulled_with_oras_over_plain_http() -> None:
+    item = done("ghcr.io/acme/policy:v1", "127.0.0.1:5000/m/policy:v1", td=DIGEST_A)
+    item.artifact = ArtifactKind.WASM
+    options = render.RenderOptions(insecure_registries=frozenset({"127.0.0.1:5000"}))
+    view = render.answer(Job("abcdef", "cli:me", "cli:local", [item]), options)
+    assert view.code == ("oras pull --plain-http 127.0.0.1:5000/m/policy:v1",)
+    assert "WASM module" in to_plain_text(view)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from mirror.artifacts import ArtifactKind, Referrer, ReferrerKind
 from mirror.models import Item, ItemStatus, Job
 from mirror.platform import DEFAULT_PLATFORM
 from mirror.reference import parse_reference
@@ -169,6 +170,7 @@ async def test_a_database_from_before_versioning_is_upgraded_with_nothing_lost(
             2.5,
         )
         assert done.platform == DEFAULT_PLATFORM and running.platform is None
+        assert done.referrers == () and done.artifact is None  # columns of version 3
         assert [j.id for j in await store.unfinished_jobs()] == ["oldjob"]
         assert await store.count_items_since("console:alice", 0) == 2
         # and the upgraded file takes new writes
@@ -254,3 +256,29 @@ async def test_concurrent_writes_share_one_connection(tmp_path: Path) -> None:
         assert all(j.items[1].status is ItemStatus.FAILED for j in stored)
     finally:
         await store.close()
+
+
+async def test_referrers_and_artifact_kind_are_stored(tmp_path: Path) -> None:
+    db = tmp_path / "store.db"
+    store = await open_store(db)
+    job = make_job("cccccc", "console:local", "ghcr.io/acme/chart:1.0")
+    await store.add_job(job)
+    sig = Referrer(
+        "sha256:" + "1" * 64,
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        ReferrerKind.SIGNATURE,
+    )
+    job.items[0].status = ItemStatus.SUCCEEDED
+    job.items[0].referrers = (sig,)
+    job.items[0].artifact = ArtifactKind.CHART
+    await store.save_item(job, 0)
+    await store.close()
+
+    reopened = await open_store(db)
+    try:
+        found = await reopened.last_success(str(job.items[0].target))
+        assert found is not None
+        assert found.referrers == (sig,)
+        assert found.artifact is ArtifactKind.CHART
+    finally:
+        await reopened.close()
