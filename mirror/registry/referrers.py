@@ -25,7 +25,7 @@ from mirror.registry.client import (
     descriptors,
     digest_of,
 )
-from mirror.registry.errors import NotFound
+from mirror.registry.errors import NotFound, RegistryError
 
 T = TypeVar("T")
 
@@ -70,22 +70,26 @@ class ReferrerFinder:
         """Whether ``ref``'s repository serves the referrers API (asked once, remembered)."""
         key = (ref.registry, ref.repository)
         if key not in self._api:
-            listed = await self._listed(ref, digest)
-            self._api[key] = listed is not None
+            await self._listed(ref, digest)
         return self._api[key]
 
     async def _listed(self, ref: ImageRef, digest: str) -> list[dict[str, Any]] | None:
-        return await self._retry(
-            lambda: self._client.referrers(ref.registry, ref.repository, digest)
-        )
+        """The API's list, or None to look by tag instead: the registry has no API, or it
+        failed this time (regclient's rule: the first answer decides for the repository)."""
+        try:
+            listed = await self._retry(
+                lambda: self._client.referrers(ref.registry, ref.repository, digest)
+            )
+        except RegistryError:
+            listed = None
+        self._api.setdefault((ref.registry, ref.repository), listed is not None)
+        return listed
 
     async def find(self, src: ImageRef, subject: str) -> list[Found]:
         """Every referrer of ``subject`` in ``src``'s repository, each once."""
-        key = (src.registry, src.repository)
         listed: list[dict[str, Any]] | None = None
-        if self._api.get(key, True):
+        if self._api.get((src.registry, src.repository), True):
             listed = await self._listed(src, subject)
-            self._api[key] = listed is not None
         if listed is None:
             listed = await self._fallback_entries(src, subject)
         found = [_from_descriptor(subject, d) for d in listed]
