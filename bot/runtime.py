@@ -71,6 +71,7 @@ def build_engines(settings: Settings) -> dict[str, Callable[[], Engine]]:
         )
 
     def registry_engine() -> Engine:
+        from mirror.registry.blobread import Ranged
         from mirror.registry.engine import RegistryEngine
 
         return RegistryEngine(
@@ -78,6 +79,10 @@ def build_engines(settings: Settings) -> dict[str, Callable[[], Engine]]:
             insecure=settings.mirror_insecure_registries,
             allowed_internal=allowed_internal(settings),
             referrers=settings.mirror_referrers,
+            ranged=Ranged(
+                streams=settings.mirror_blob_streams,
+                spool_dir=settings.mirror_db.parent / "spool",
+            ),
         )
 
     return {"docker": docker_engine, "registry": registry_engine}

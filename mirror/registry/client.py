@@ -125,8 +125,10 @@ class RegistryClient:
         connect_timeout: float = 30.0,
         read_timeout: float = 120.0,
         guard: EgressGuard | None = None,
+        connections: int = 32,
     ) -> None:
         self._guard = guard or EgressGuard(())
+        self._connections = connections
         self._insecure = {canonical_host(h) for h in insecure}
         self._timeout = aiohttp.ClientTimeout(
             total=None,
@@ -146,7 +148,9 @@ class RegistryClient:
                 timeout=self._timeout,
                 trust_env=True,  # HTTPS_PROXY / NO_PROXY, as DESIGN.md asks
                 auto_decompress=False,  # blobs are hashed as stored, never re-encoded
-                connector=aiohttp.TCPConnector(limit=32, resolver=self._guard.resolver()),
+                connector=aiohttp.TCPConnector(
+                    limit=self._connections, resolver=self._guard.resolver()
+                ),
                 trace_configs=[self._guard.trace_config()],
             )
         return self._session
@@ -388,12 +392,25 @@ class RegistryClient:
 
     @contextlib.asynccontextmanager
     async def open_blob(
-        self, registry: str, repository: str, digest: str
+        self, registry: str, repository: str, digest: str, *, start: int = 0, end: int | None = None
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """The blob's response, to be read as a stream (redirects to a CDN are followed,
-        without our Authorization header, which aiohttp drops across origins)."""
+        without our Authorization header, which aiohttp drops across origins).
+
+        ``start``/``end`` ask for bytes ``[start, end)`` with a ``Range`` header; the answer is
+        206 when the source (or its storage) honours it, 200 with the whole blob when not.
+        """
+        headers: dict[str, str] = {}
+        if start or end is not None:
+            last = "" if end is None else str(end - 1)
+            headers["Range"] = f"bytes={start}-{last}"
         async with self.request(
-            "GET", registry, f"/v2/{repository}/blobs/{digest}", scope=pull_scope(repository)
+            "GET",
+            registry,
+            f"/v2/{repository}/blobs/{digest}",
+            scope=pull_scope(repository),
+            headers=headers,
+            ok=(200, 206),
         ) as resp:
             yield resp
 

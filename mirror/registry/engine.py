@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential
 
@@ -39,6 +38,7 @@ from mirror.models import ItemStatus, Outcome
 from mirror.platform import Platform, parse_platform
 from mirror.progress import BlobDone, BlobProgress, ProgressEvent, Stage, StageChanged
 from mirror.reference import ImageRef
+from mirror.registry.blobread import BlobReader, Ranged
 from mirror.registry.client import (
     INDEX_TYPES,
     MEDIA_OCI_MANIFEST,
@@ -147,6 +147,7 @@ class RegistryEngine:
         insecure: Iterable[str] = (),
         docker_config: Path | None = None,
         blob_concurrency: int = 4,
+        ranged: Ranged | None = None,
         attempts: int = 4,
         retry_wait: float = 0.5,
         max_wait: float = 30.0,
@@ -157,12 +158,14 @@ class RegistryEngine:
         # By default the registries we were told to speak plain HTTP to are the internal ones
         # we may reach; the bot passes its explicit source allowlist and target too.
         allowed = insecure if allowed_internal is None else allowed_internal
+        self._ranged = ranged or Ranged()
         self.client = RegistryClient(
             credentials,
             insecure=insecure,
             docker_config=docker_config,
             read_timeout=read_timeout,
             guard=EgressGuard(allowed),
+            connections=connection_limit(blob_concurrency, self._ranged.streams),
         )
         self._blob_slots = asyncio.Semaphore(blob_concurrency)
         self._attempts = attempts
@@ -530,49 +533,54 @@ class RegistryEngine:
     async def _stream(
         self, src: ImageRef, dst: ImageRef, blob: _Blob, location: str, progress: ProgressSink
     ) -> None:
-        """Source GET -> target PATCH, hashing on the way; PUT (commit) only when it matches."""
+        """Source -> target PATCH, hashing on the way; PUT (commit) only when it matches.
+
+        The source side is a ``BlobReader``: one resumable stream, or ranged reads of a large
+        blob in parallel, handed on in order.
+        """
         name = _short(blob.digest)
+        size = blob.size
         failure: list[BaseException] = []
-        async with self.client.open_blob(src.registry, src.repository, blob.digest) as resp:
-            size = blob.size if blob.size is not None else resp.content_length
 
-            async def body() -> AsyncIterator[bytes]:
-                hasher = hashlib.sha256()
-                done = reported = 0
-                try:
-                    async for chunk in resp.content.iter_chunked(_CHUNK):
-                        hasher.update(chunk)
-                        done += len(chunk)
-                        if size is not None and done > size:
-                            raise DigestMismatch(src.registry, f"{blob.digest} is too long")
-                        if done - reported >= _PROGRESS_STEP:
-                            reported = done
-                            progress(BlobProgress(name, done, size))
-                        yield chunk
-                    actual = f"sha256:{hasher.hexdigest()}"
-                    if actual != blob.digest or (size is not None and done != size):
-                        raise DigestMismatch(src.registry, f"{blob.digest} arrived as {actual}")
-                    progress(BlobProgress(name, done, size))
-                except (aiohttp.ClientError, ConnectionError) as exc:
-                    failure.append(
-                        Unreachable(src.registry, f"lost mid-blob: {type(exc).__name__}")
-                    )
-                    raise failure[-1] from exc
-                except TimeoutError as exc:
-                    failure.append(TimedOut(src.registry, "stalled mid-blob"))
-                    raise failure[-1] from exc
-                except BaseException as exc:
-                    failure.append(exc)
-                    raise
+        async def body(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+            hasher = hashlib.sha256()
+            done = reported = 0
+            try:
+                async for chunk in chunks:
+                    hasher.update(chunk)
+                    done += len(chunk)
+                    if size is not None and done > size:
+                        raise DigestMismatch(src.registry, f"{blob.digest} is too long")
+                    if done - reported >= _PROGRESS_STEP:
+                        reported = done
+                        progress(BlobProgress(name, done, size))
+                    yield chunk
+                actual = f"sha256:{hasher.hexdigest()}"
+                if actual != blob.digest or (size is not None and done != size):
+                    raise DigestMismatch(src.registry, f"{blob.digest} arrived as {actual}")
+                progress(BlobProgress(name, done, size))
+            except Exception as exc:  # what went wrong, before aiohttp wraps it in its own
+                failure.append(exc)
+                raise
 
+        reader = BlobReader(
+            self.client, src.registry, src.repository, blob.digest, size, self._ranged
+        )
+        async with reader:
             try:
                 await self.client.upload_blob(
-                    dst.registry, dst.repository, location, blob.digest, size, body()
+                    dst.registry, dst.repository, location, blob.digest, size, body(reader.chunks())
                 )
             except Exception as exc:
                 if failure and failure[0] is not exc:
                     raise failure[0] from exc
                 raise
+
+
+def connection_limit(blob_concurrency: int, streams: int) -> int:
+    """Connections the engine may hold at once: every blob slot reading with all its streams
+    and uploading, plus room for manifests, existence checks and token fetches."""
+    return blob_concurrency * (streams + 1) + 8
 
 
 def _explain(exc: RegistryError, ref: ImageRef, *, pushing: bool) -> MirrorError:

@@ -2,8 +2,10 @@
 
 Tests put it between the registry engine and the lab's source registry and tell it what to
 break: answer 429 with ``Retry-After`` or 503, drop the connection after N bytes of a body,
-stall mid-body, or flip one byte. Everything else passes through untouched, and every request
-is logged so a test can tell what the engine asked for (and when).
+stall mid-body, or flip one byte; or strip ``Range`` from every request, as a source that
+ignores it would. Everything else passes through untouched, and every request is logged (its
+``Range`` too) and the body bytes sent per path counted, so a test can tell what the engine
+asked for, when, and how much it read.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -64,6 +67,7 @@ class Seen:
     path: str
     at: float
     fault: str | None
+    range: str | None = None
 
 
 class FaultProxy:
@@ -71,6 +75,9 @@ class FaultProxy:
         self.upstream = upstream
         self.faults: list[Fault] = []
         self.seen: list[Seen] = []
+        self.sent: Counter[str] = Counter()
+        """Body bytes sent to the client, per request path."""
+        self.strip_range = False
         self.address = ""
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -107,12 +114,20 @@ class FaultProxy:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         fault = self._fault_for(request)
         self.seen.append(
-            Seen(request.method, request.path, time.monotonic(), fault.kind if fault else None)
+            Seen(
+                request.method,
+                request.path,
+                time.monotonic(),
+                fault.kind if fault else None,
+                request.headers.get("Range"),
+            )
         )
         if fault is not None and fault.kind == "status":
             return web.Response(status=fault.status, headers=fault.headers, text="fault\n")
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        if self.strip_range:
+            headers.pop("Range", None)
         body = await request.read()
         async with self._session.request(
             request.method,
@@ -139,6 +154,7 @@ class FaultProxy:
                         fault = None
                     else:
                         await response.write(chunk[:cut])
+                        self.sent[request.path] += cut
                         if fault.kind == "stall":
                             await asyncio.sleep(fault.seconds)
                         assert request.transport is not None
@@ -146,6 +162,7 @@ class FaultProxy:
                         return response
                 await response.write(chunk)
                 sent += len(chunk)
+                self.sent[request.path] += len(chunk)
             await response.write_eof()
             return response
 

@@ -1,0 +1,178 @@
+"""Large blobs over long, lossy links: parallel ``Range`` reads, resume after a cut, and the
+one-stream fallback for a source that ignores ``Range`` (issue 11 §2).
+
+A fault proxy of ours sits in front of the lab's source registry: it cuts connections, strips
+``Range`` and counts the body bytes it sends, so each test can say how much was read twice.
+Part sizes are small here (the production ones are tens of MiB) so a few-MiB layer has many
+parts; the code paths are the same.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import lab as lab_module
+from mirror.engine import CopyRequest
+from mirror.progress import ProgressEvent
+from mirror.reference import ImageRef
+from mirror.registry.blobread import RESUME_AFTER, Ranged
+from mirror.registry.engine import RegistryEngine
+from tests.support.faults import Fault, FaultProxy, fault_proxy
+
+BIG = "ranged/big"
+LAYER = lab_module.LayerSpec(6 << 20, 4242)
+
+
+@pytest.fixture
+async def proxy(lab: lab_module.Lab) -> AsyncIterator[FaultProxy]:
+    lab_module.push_image(lab.source, BIG, "1.0", [lab_module.LayerSpec(64 << 10, 4241), LAYER])
+    async with fault_proxy(lab.source) as found:
+        yield found
+
+
+def big_layer(lab: lab_module.Lab) -> tuple[str, int]:
+    raw, _ = lab_module.pull_manifest(lab.source, BIG, "1.0")
+    layer = json.loads(raw)["layers"][-1]
+    return layer["digest"], layer["size"]
+
+
+async def copy(
+    lab: lab_module.Lab, proxy: FaultProxy, repository: str, ranged: Ranged
+) -> tuple[str, str]:
+    engine = RegistryEngine(
+        insecure={proxy.address, lab.target}, attempts=4, retry_wait=0.01, ranged=ranged
+    )
+    try:
+        result = await engine.copy(
+            CopyRequest(
+                ImageRef(proxy.address, BIG, "1.0", None),
+                ImageRef(lab.target, repository, "1.0", None),
+                None,
+            ),
+            _ignore,
+        )
+    finally:
+        await engine.aclose()
+    return result.source_digest or "", result.target_digest
+
+
+def _ignore(_: ProgressEvent) -> None:
+    return None
+
+
+def assert_exact_copy(lab: lab_module.Lab, repository: str) -> None:
+    """The target holds the source's manifest byte for byte, and every blob whole."""
+    raw, _ = lab_module.pull_manifest(lab.target, repository, "1.0")
+    assert raw == lab_module.pull_manifest(lab.source, BIG, "1.0")[0]
+    for layer in json.loads(raw)["layers"]:
+        data = lab_module.get_blob(lab.target, repository, layer["digest"])
+        assert lab_module.hashlib.sha256(data).hexdigest() == layer["digest"].split(":")[1]
+
+
+def parallel(tmp_path: Path, streams: int = 4) -> Ranged:
+    return Ranged(
+        streams=streams, part_size=512 << 10, threshold=1 << 20, spool_dir=tmp_path / "spool"
+    )
+
+
+def ranges(proxy: FaultProxy, digest: str) -> list[tuple[int, int | None]]:
+    found = []
+    for seen in proxy.requests("GET", f"/blobs/{digest}$"):
+        match = re.fullmatch(r"bytes=(\d+)-(\d*)", seen.range or "")
+        assert match is not None, f"a GET without a range: {seen}"
+        found.append((int(match.group(1)), int(match.group(2)) if match.group(2) else None))
+    return found
+
+
+async def test_a_large_blob_is_read_as_parallel_ranges_each_byte_once(
+    lab: lab_module.Lab, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    digest, size = big_layer(lab)
+    source_digest, target_digest = await copy(lab, proxy, "r/parallel", parallel(tmp_path))
+    assert source_digest == target_digest
+    assert_exact_copy(lab, "r/parallel")
+    asked = sorted(ranges(proxy, digest))
+    assert len(asked) == -(-size // (512 << 10))  # every part asked for once
+    assert asked[0][0] == 0
+    for (_, last), (start, _) in itertools.pairwise(asked):
+        assert last is not None and start == last + 1  # contiguous, no overlap
+    assert asked[-1][1] == size - 1
+    assert proxy.sent[f"/v2/{BIG}/blobs/{digest}"] == size  # nothing read twice
+    assert list((tmp_path / "spool").iterdir()) == []  # the spool left nothing behind
+
+
+async def test_a_small_blob_is_one_plain_stream(
+    lab: lab_module.Lab, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    raw, _ = lab_module.pull_manifest(lab.source, BIG, "1.0")
+    small = json.loads(raw)["layers"][0]["digest"]
+    await copy(lab, proxy, "r/small", parallel(tmp_path))
+    (only,) = proxy.requests("GET", f"/blobs/{small}$")
+    assert only.range is None
+
+
+@pytest.mark.parametrize("streams", [1, 4])
+async def test_a_cut_connection_resumes_from_the_last_byte(
+    lab: lab_module.Lab, proxy: FaultProxy, tmp_path: Path, streams: int
+) -> None:
+    digest, size = big_layer(lab)
+    cut_after = 384 << 10 if streams > 1 else size // 2
+    assert cut_after >= RESUME_AFTER
+    proxy.add(Fault("drop", f"/blobs/{digest}$", after=cut_after))
+    source_digest, target_digest = await copy(
+        lab, proxy, f"r/resumed-{streams}", parallel(tmp_path, streams)
+    )
+    assert source_digest == target_digest
+    assert_exact_copy(lab, f"r/resumed-{streams}")
+    sent = proxy.sent[f"/v2/{BIG}/blobs/{digest}"]
+    assert sent - size < size // 20  # re-read: far less than the blob (here, nothing)
+    (cut,) = [seen for seen in proxy.seen if seen.fault == "drop"]
+    start, _, last = (cut.range or "bytes=0-").removeprefix("bytes=").partition("-")
+    again = {seen.range for seen in proxy.requests("GET", f"/blobs/{digest}$")}
+    assert f"bytes={int(start) + cut_after}-{last}" in again  # from the byte the cut left
+
+
+async def test_a_source_that_ignores_range_is_read_as_one_stream(
+    lab: lab_module.Lab, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    digest, size = big_layer(lab)
+    proxy.strip_range = True
+    source_digest, target_digest = await copy(lab, proxy, "r/whole", parallel(tmp_path))
+    assert source_digest == target_digest
+    assert_exact_copy(lab, "r/whole")
+    (only,) = proxy.requests("GET", f"/blobs/{digest}$")
+    assert only.range is not None  # it was asked for a part, answered with the whole
+    assert proxy.sent[f"/v2/{BIG}/blobs/{digest}"] == size
+
+
+async def test_a_cut_stream_resumes_even_when_the_source_ignores_range(
+    lab: lab_module.Lab, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """The source sends the whole blob again: what we already have is skipped, not doubled."""
+    digest, size = big_layer(lab)
+    proxy.strip_range = True
+    proxy.add(Fault("drop", f"/blobs/{digest}$", after=size // 2))
+    source_digest, target_digest = await copy(lab, proxy, "r/skipped", parallel(tmp_path))
+    assert source_digest == target_digest
+    assert_exact_copy(lab, "r/skipped")
+    _first, second = proxy.requests("GET", f"/blobs/{digest}$")
+    assert second.range == f"bytes={size // 2}-"
+
+
+async def test_a_cut_without_progress_is_the_engines_retry_not_a_resume(
+    lab: lab_module.Lab, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """A connection that dies before RESUME_AFTER bytes is not progressing: the unit is tried
+    again from the start, within the engine's attempts, so resumes never multiply them."""
+    digest, _size = big_layer(lab)
+    proxy.add(Fault("drop", f"/blobs/{digest}$", after=1024))
+    await copy(lab, proxy, "r/restart", parallel(tmp_path, streams=1))
+    assert_exact_copy(lab, "r/restart")
+    first, second = proxy.requests("GET", f"/blobs/{digest}$")
+    assert (first.range, second.range) == (None, None)  # from zero again, a fresh upload
