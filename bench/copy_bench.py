@@ -47,6 +47,7 @@ import http.client
 import importlib.util
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -79,6 +80,9 @@ def _load_lab() -> None:
 
 _load_lab()
 import lab  # noqa: E402  (registered just above)
+
+sys.path.insert(0, str(ROOT))  # the tests' relay is the WAN mode's long link
+from tests.support.throttle import ThrottledRelay  # noqa: E402
 
 
 class BenchError(RuntimeError):
@@ -208,7 +212,7 @@ class Run:
     seconds: float
     peak_rss_kib: int
     cpu_seconds: float
-    target: str  # REGISTRY/REPOSITORY:TAG that the copy wrote
+    targets: list[str]  # REGISTRY/REPOSITORY:TAG that the copy wrote, one per source
     inner_seconds: float | None = None  # mirror-bot's own "seconds" (the job, no start-up)
     phases: dict[str, float] = field(default_factory=dict)  # where the wall time went
 
@@ -217,11 +221,21 @@ class Run:
 class Bench:
     lab: lab.Lab
     image: Image
+    """What one round copies, as a whole (for many images: their sum)."""
     workdir: Path
+    images: list[Image] = field(default_factory=list)
+    """The images one round copies (default: ``image`` alone)."""
+    source_registry: str = ""
+    """Where contenders read the source: the lab's registry, or the WAN relay in front of it."""
+    bot_extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.images = self.images or [self.image]
+        self.source_registry = self.source_registry or self.lab.source
 
     @property
-    def source(self) -> str:
-        return self.image.ref(self.lab.source)
+    def sources(self) -> list[str]:
+        return [image.ref(self.source_registry) for image in self.images]
 
     def docker_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
@@ -237,6 +251,10 @@ class Bench:
             if not k.startswith(("MIRROR_", "SLACK_", "TELEGRAM_", "DOCKER_"))
         }
         env.update(self.lab.env())
+        if self.source_registry != self.lab.source:
+            for name in ("MIRROR_ALLOWED_SOURCES", "MIRROR_INSECURE_REGISTRIES"):
+                env[name] += f",{self.source_registry}"
+        env.update(self.bot_extra)
         env["MIRROR_TARGET"] = namespace
         fd, db = tempfile.mkstemp(prefix="mirror-", suffix=".db", dir=self.workdir)
         os.close(fd)
@@ -299,37 +317,48 @@ def _delete(registry: str, path: str) -> None:
 
 @dataclass(frozen=True)
 class Contender:
-    """One way of copying. ``copy(bench, namespace, source)`` makes one timed copy."""
+    """One way of copying. ``copy(bench, namespace, sources)`` makes one timed copy of them all."""
 
     name: str
     uses_daemon: bool
-    copy: Callable[[Bench, str, str], Run]
+    copy: Callable[[Bench, str, Sequence[str]], Run]
     describe: str
 
+    @property
+    def slug(self) -> str:
+        """The name as a repository path component (a variant's settings are not one)."""
+        return "-".join(part for part in re.split(r"[^a-z0-9]+", self.name.lower()) if part)
 
-def _mirror_bot(*engine_args: str) -> Callable[[Bench, str, str], Run]:
-    def copy(bench: Bench, namespace: str, source: str) -> Run:
+
+def _mirror_bot(
+    *engine_args: str, settings: dict[str, str] | None = None
+) -> Callable[[Bench, str, Sequence[str]], Run]:
+    def copy(bench: Bench, namespace: str, sources: Sequence[str]) -> Run:
         proc = run_measured(
-            [MIRROR_BOT, "mirror", source, *engine_args, "--json"], bench.bot_env(namespace)
+            [MIRROR_BOT, "mirror", *sources, *engine_args, "--json"],
+            bench.bot_env(namespace) | (settings or {}),
         )
         try:
-            payload = json.loads(proc.stdout)[0]
-        except (ValueError, IndexError, KeyError) as exc:
+            payloads = json.loads(proc.stdout)
+            statuses = [(p["status"], p.get("error")) for p in payloads]
+        except (ValueError, TypeError, KeyError) as exc:
             raise BenchError(
                 f"mirror-bot gave no JSON (exit {proc.returncode}):\n{proc.stderr}"
             ) from exc
-        if payload["status"] != "succeeded":
-            error = str(payload.get("error") or payload["status"])
-            if "not set up" in error:
-                raise Unavailable(error)
-            raise BenchError(f"mirror-bot {' '.join(engine_args)}: {error}")
+        for status, error in statuses:
+            if status != "succeeded":
+                error = str(error or status)
+                if "not set up" in error:
+                    raise Unavailable(error)
+                raise BenchError(f"mirror-bot {' '.join(engine_args)}: {error}")
+        inner = [p.get("seconds") for p in payloads]
         return Run(
             proc.seconds,
             proc.maxrss_kib,
             proc.cpu_seconds,
-            payload["target"],
-            payload.get("seconds"),
-            _stage_phases(proc),
+            [p["target"] for p in payloads],
+            max(inner) if len(payloads) == 1 or all(inner) else None,
+            _stage_phases(proc) if len(payloads) == 1 else {},
         )
 
     return copy
@@ -355,7 +384,10 @@ def _stage_phases(proc: Proc) -> dict[str, float]:
     return {name: round(seconds, 3) for name, seconds in phases.items()}
 
 
-def _docker_cli(bench: Bench, namespace: str, source: str) -> Run:
+def _docker_cli(bench: Bench, namespace: str, sources: Sequence[str]) -> Run:
+    if len(sources) != 1:
+        raise Unavailable("the docker-cli contender copies one image per round")
+    source = sources[0]
     target = f"{namespace}/{source.split('/', 1)[1]}"
     env = bench.docker_env()
     steps = (
@@ -372,27 +404,35 @@ def _docker_cli(bench: Bench, namespace: str, source: str) -> Run:
         raise BenchError(f"docker push did not upload every layer:\n{pushed}")
     phases = {step[1]: round(proc.seconds, 3) for step, proc in zip(steps, procs, strict=True)}
     cpu = sum(p.cpu_seconds for p in procs)
-    return Run(seconds, max(p.maxrss_kib for p in procs), cpu, target, phases=phases)
+    return Run(seconds, max(p.maxrss_kib for p in procs), cpu, [target], phases=phases)
 
 
-def _skopeo(bench: Bench, namespace: str, source: str) -> Run:
-    target = f"{namespace}/{source.split('/', 1)[1]}"
-    proc = run_measured(
-        [
-            "skopeo",
-            "copy",
-            "--all",
-            "--preserve-digests",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-            f"docker://{source}",
-            f"docker://{target}",
-        ],
-        {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")},
-    ).check()
-    if "skipped" in proc.stdout:
-        raise BenchError(f"skopeo reused blobs instead of copying them:\n{proc.stdout}")
-    return Run(proc.seconds, proc.maxrss_kib, proc.cpu_seconds, target)
+def _skopeo(bench: Bench, namespace: str, sources: Sequence[str]) -> Run:
+    """One ``skopeo copy`` per image, one after the other, as a script would run them."""
+    started = time.perf_counter()
+    procs, targets = [], []
+    for source in sources:
+        target = f"{namespace}/{source.split('/', 1)[1]}"
+        proc = run_measured(
+            [
+                "skopeo",
+                "copy",
+                "--all",
+                "--preserve-digests",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+                f"docker://{source}",
+                f"docker://{target}",
+            ],
+            {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")},
+        ).check()
+        if "skipped" in proc.stdout:
+            raise BenchError(f"skopeo reused blobs instead of copying them:\n{proc.stdout}")
+        procs.append(proc)
+        targets.append(target)
+    seconds = time.perf_counter() - started
+    cpu = sum(p.cpu_seconds for p in procs)
+    return Run(seconds, max(p.maxrss_kib for p in procs), cpu, targets)
 
 
 CONTENDERS: dict[str, Contender] = {
@@ -465,11 +505,13 @@ def _probe(bench: Bench, contender: Contender, probe: Image) -> str | None:
         bench.clear_daemon()
     try:
         run = contender.copy(
-            bench, f"{bench.lab.target}/bench/probe-{contender.name}", probe.ref(bench.lab.source)
+            bench,
+            f"{bench.lab.target}/bench/probe-{contender.slug}",
+            [probe.ref(bench.source_registry)],
         )
     except Unavailable as exc:
         return str(exc)
-    bench.settle(run.target, probe.layers)
+    bench.settle(run.targets[0], probe.layers)
     return None
 
 
@@ -488,10 +530,11 @@ def measure(
             contender = result.contender
             if contender.uses_daemon:
                 bench.clear_daemon()
-            namespace = f"{bench.lab.target}/bench/r{round_no}-{contender.name}"
+            namespace = f"{bench.lab.target}/bench/r{round_no}-{contender.slug}"
             os.sync()  # the last round's writes must not be flushed during this one
-            run = contender.copy(bench, namespace, bench.source)
-            bench.settle(run.target, bench.image.layers)
+            run = contender.copy(bench, namespace, bench.sources)
+            for target, image in zip(run.targets, bench.images, strict=True):
+                bench.settle(target, image.layers)
             result.runs.append(run)
             inner = f" (job {run.inner_seconds:.2f}s)" if run.inner_seconds is not None else ""
             _note(
@@ -584,11 +627,16 @@ def _cpu_pressure_us() -> int | None:
 
 
 def table(
-    rows: Sequence[dict[str, Any]], image: Image, rounds: int, conditions: dict[str, Any]
+    rows: Sequence[dict[str, Any]],
+    image: Image,
+    rounds: int,
+    conditions: dict[str, Any],
+    setting: str = "",
 ) -> str:
     lines = [
-        f"image: {image.bytes / 2**20:.1f} MiB in {image.layers} layers; {rounds} rounds, "
-        "empty target each round; median wall time",
+        f"{image.repository}: {image.bytes / 2**20:.1f} MiB in {image.layers} layers; "
+        f"{rounds} rounds, empty target each round; median wall time",
+        *([setting] if setting else []),
         "",
         "| contender | median s | MB/s | vs docker-cli | vs skopeo | peak RSS MiB | CPU s |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -666,16 +714,70 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=",".join(DEFAULT_CONTENDERS),
         help=f"comma-separated, from: {', '.join(CONTENDERS)}",
     )
+    parser.add_argument(
+        "--many",
+        type=int,
+        default=0,
+        metavar="N",
+        help="copy N different small multi-arch images per round instead of one big one "
+        "(mirror-bot: one command; skopeo: one copy after another)",
+    )
+    parser.add_argument(
+        "--wan",
+        action="store_true",
+        help="read the source through a long link: a delay per request and per new "
+        "connection, a rate cap per connection (default contenders: skopeo,engine-registry)",
+    )
+    parser.add_argument("--wan-delay-ms", type=float, default=100.0, help="default 100")
+    parser.add_argument("--wan-rate-mb", type=float, default=8.0, help="MB/s per connection")
+    parser.add_argument(
+        "--bot-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the mirror-bot contenders (MIRROR_BLOB_STREAMS=4), repeatable",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = parser.parse_args(argv)
+    if (args.wan or args.many) and args.contenders == ",".join(DEFAULT_CONTENDERS):
+        args.contenders = "skopeo,engine-registry"
+    if args.many < 0:
+        parser.error("--many cannot be negative")
+    if any("=" not in item for item in args.bot_env):
+        parser.error("--bot-env takes NAME=VALUE")
+    args.bot_extra = dict(item.split("=", 1) for item in args.bot_env)
     names = [n.strip() for n in args.contenders.split(",") if n.strip()]
-    unknown = [n for n in names if n not in CONTENDERS]
+    unknown = [n for n in names if n.split(":", 1)[0] not in CONTENDERS]
     if unknown or not names:
         parser.error(f"unknown contender {', '.join(unknown)}; choose from {', '.join(CONTENDERS)}")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
-    args.contender_list = [CONTENDERS[n] for n in dict.fromkeys(names)]
+    try:
+        args.contender_list = [_variant(n) for n in dict.fromkeys(names)]
+    except ValueError as exc:
+        parser.error(str(exc))
     return args
+
+
+def _variant(name: str) -> Contender:
+    """``engine-registry:MIRROR_BLOB_STREAMS=1`` is a mirror-bot contender with that setting,
+    so two settings are compared in one run, round by round."""
+    base, _, spec = name.partition(":")
+    if not spec:
+        return CONTENDERS[base]
+    if not base.startswith("engine-"):
+        raise ValueError(f"only mirror-bot contenders take settings, not {base}")
+    pairs = [item.split("=", 1) for item in spec.split(":")]
+    if any(len(pair) != 2 for pair in pairs):
+        raise ValueError(f"write settings as NAME=VALUE in {name}")
+    engine = base.removeprefix("engine-")
+    extra = ("--platform", "all") if engine == "registry" else ()
+    return Contender(
+        name,
+        CONTENDERS[base].uses_daemon,
+        _mirror_bot("--engine", engine, *extra, settings=dict(pairs)),
+        f"{CONTENDERS[base].describe} with {spec.replace(':', ' ')}",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -688,11 +790,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp"))
     try:
         the_lab = lab.Lab.start(workdir / "lab")
+        relay: ThrottledRelay | None = None
         try:
-            _note(f"pushing a {args.size_mib} MiB image in {args.layers} layers to the lab")
-            image = _push_test_image(the_lab, args.size_mib, args.layers)
+            if args.many:
+                _note(f"pushing {args.many} small multi-arch images to the lab")
+                images = _push_many(the_lab, args.many)
+                image = Image(
+                    f"{args.many} multi-arch images",
+                    "",
+                    sum(i.bytes for i in images),
+                    sum(i.layers for i in images),
+                )
+            else:
+                _note(f"pushing a {args.size_mib} MiB image in {args.layers} layers to the lab")
+                image = _push_test_image(the_lab, args.size_mib, args.layers)
+                images = [image]
             probe = _push_test_image_small(the_lab)
-            bench = Bench(the_lab, image, workdir)
+            setting = ""
+            if args.wan:
+                rate = int(args.wan_rate_mb * 1e6)
+                relay = ThrottledRelay(the_lab.source, rate, args.wan_delay_ms / 1000).start()
+                setting = (
+                    f"source over a WAN link: {args.wan_delay_ms:.0f} ms per request and per "
+                    f"new connection, {args.wan_rate_mb:g} MB/s per connection"
+                )
+            if args.bot_extra:
+                setting += (
+                    ("; " if setting else "")
+                    + "mirror-bot with "
+                    + " ".join(f"{k}={v}" for k, v in args.bot_extra.items())
+                )
+            bench = Bench(
+                the_lab,
+                image,
+                workdir,
+                images,
+                relay.address if relay else "",
+                args.bot_extra,
+            )
             conditions = Conditions()
             results = measure(bench, args.contender_list, args.rounds, probe)
             machine = conditions.finish()
@@ -703,7 +838,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "bytes": image.bytes,
                         "layers": image.layers,
                         "size_mib": args.size_mib,
+                        "images": len(images),
                     },
+                    "setting": setting,
                     "rounds": args.rounds,
                     "versions": versions(bench),
                     "conditions": machine,
@@ -711,8 +848,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 }
                 print(json.dumps(payload, indent=2))
             else:
-                print(table(rows, image, args.rounds, machine))
+                print(table(rows, image, args.rounds, machine, setting))
         finally:
+            if relay is not None:
+                relay.stop()
             the_lab.stop()
     except (BenchError, lab.LabError) as exc:
         _note(f"bench: {exc}")
@@ -720,6 +859,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def _push_many(the_lab: lab.Lab, count: int) -> list[Image]:
+    """``count`` different images, each an index of two platforms with one small layer."""
+    images = []
+    for n in range(count):
+        repository, tag = f"bench/many-{n}", "1"
+        children = [
+            lab.push_image(
+                the_lab.source,
+                repository,
+                None,
+                [lab.LayerSpec(256 << 10, IMAGE_SEED + 100 + 2 * n + k)],
+                architecture=arch,
+            )
+            for k, arch in enumerate(("amd64", "arm64"))
+        ]
+        lab.push_index(the_lab.source, repository, tag, children)
+        size = 0
+        for child in children:
+            manifest = json.loads(lab.pull_manifest(the_lab.source, repository, child)[0])
+            size += manifest["config"]["size"] + sum(x["size"] for x in manifest["layers"])
+        images.append(Image(repository, tag, size, 2))
+    return images
 
 
 def _push_test_image_small(the_lab: lab.Lab) -> Image:

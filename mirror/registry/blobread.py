@@ -1,12 +1,16 @@
 """Reading one blob from the source, in order: one stream that resumes where it was cut, or,
-for a large blob, several concurrent ``Range`` reads (issue 11 §2).
+for a large blob on a slow link, several concurrent ``Range`` reads (issue 11 §2).
 
 One TCP stream over a long, lossy link carries a few MB/s however wide the pipe; parallel
-streams add up. A large blob is cut in parts; ``streams`` workers fetch parts with ``Range``
-requests, each into its slot of a spool file (a ring of ``window`` parts under the data
-directory, unlinked from the start), and the bytes are handed on in order as soon as the part
-they belong to has them. Memory stays flat however large the blob; the disk holds at most
-``window`` parts. A source that ignores ``Range`` (answers 200) is read as one stream.
+streams add up. A large blob is first read as one ranged stream of its first part, handed on
+as it arrives. If that stream is slow (the rest would take longer than ``split_after`` at its
+rate), the rest of the blob is cut in parts that ``streams - 1`` workers fetch at once with
+``Range`` requests, each into its slot of a spool file (a ring of parts under the data
+directory, unlinked from the start); the first stream joins them when its part is done, and
+the bytes are handed on in order as soon as the part they belong to has them. Memory stays
+flat however large the blob, the disk holds at most a ring of parts, and a fast source (the
+same machine, a LAN) never pays for a spool it does not need. A source that ignores ``Range``
+(answers 200) is read as one stream.
 
 A connection cut after some progress is resumed from the last byte received
 (``Range: bytes=N-``), as containers/image's ``bodyReader`` does. A failure that made no
@@ -23,7 +27,7 @@ import os
 import re
 import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -46,19 +50,22 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 @dataclass(frozen=True)
 class Ranged:
-    """How a large blob is read: ``streams`` concurrent ranged reads of parts of at most
-    ``part_size`` bytes, for blobs of ``threshold`` bytes or more; the spool under
-    ``spool_dir`` (None: the system's temporary directory)."""
+    """How a large blob is read: blobs of ``threshold`` bytes or more are split when the first
+    ``probe`` seconds of their stream say the rest would take over ``split_after`` seconds;
+    then ``streams`` concurrent ranged reads of parts of at most ``part_size`` bytes, spooled
+    under ``spool_dir`` (None: the system's temporary directory)."""
 
     streams: int = 4
     part_size: int = 16 << 20
     threshold: int = 16 << 20
+    probe: float = 0.5
+    split_after: float = 2.0
     spool_dir: Path | None = None
 
-    def part_for(self, size: int) -> int:
-        """One part per stream for a blob that fits, so each stream asks once; bigger blobs
-        in parts of ``part_size``, so the spool stays bounded (64 KiB aligned)."""
-        per_stream = -(-size // self.streams)
+    def part_for(self, size: int, streams: int) -> int:
+        """One part per stream for what fits, so each stream asks once; more in parts of
+        ``part_size``, so the spool stays bounded (64 KiB aligned)."""
+        per_stream = -(-size // streams)
         part = max(64 << 10, min(per_stream, self.part_size))
         return -(-part // (64 << 10)) * (64 << 10)
 
@@ -150,20 +157,86 @@ class _Cursor:
                 raise Unreachable(self._registry, "the blob ended early")
 
 
-@dataclass
-class _Window:
-    """The parts of one blob between the workers that fill them and the reader in order."""
+class _Parts:
+    """Bytes ``[start, size)`` of a blob in parts: workers fill them into a ring of slots in
+    a spool file, the reader takes them in order as soon as they have bytes."""
 
-    count: int
-    slots: int
-    filled: list[int] = field(default_factory=list)
-    handed_on: int = 0
-    """Parts handed on whole: their slots may be filled again."""
-    failure: BaseException | None = None
-    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    def __init__(
+        self, reader: BlobReader, start: int, size: int, part: int, slots: int, spool: IO[bytes]
+    ) -> None:
+        self._reader = reader
+        self._starts = range(start, size, part)
+        self._size = size
+        self._part = part
+        self._slots = min(slots, len(self._starts))
+        self._fd = spool.fileno()
+        self._filled = [0] * len(self._starts)
+        self._handed_on = 0
+        """Parts handed on whole: their slots may be filled again."""
+        self._claims = itertools.count()
+        self._failure: BaseException | None = None
+        self._changed = asyncio.Condition()
+        self.tasks: list[asyncio.Task[None]] = []
 
-    def __post_init__(self) -> None:
-        self.filled = [0] * self.count
+    def add_worker(self) -> None:
+        self.tasks.append(asyncio.create_task(self._work()))
+
+    def _length(self, k: int) -> int:
+        return min(self._part, self._size - self._starts[k])
+
+    async def _work(self) -> None:
+        try:
+            while (k := next(self._claims)) < len(self._starts):
+                async with self._changed:
+                    while k >= self._handed_on + self._slots:
+                        await self._changed.wait()
+                start = self._starts[k]
+                cursor = self._reader.cursor(start, start + self._length(k))
+                await self._fill(k, cursor.chunks())
+        except Exception as exc:
+            async with self._changed:
+                self._failure = self._failure or exc
+                self._changed.notify_all()
+
+    async def _fill(self, k: int, chunks: AsyncGenerator[bytes, None]) -> None:
+        """Write part ``k`` into its slot a MiB at a time, telling the reader as it goes."""
+        offset = (k % self._slots) * self._part
+        buffer = bytearray()
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                buffer += chunk
+                if len(buffer) >= _CHUNK:
+                    await self._put(k, offset, buffer)
+        if buffer:
+            await self._put(k, offset, buffer)
+
+    async def _put(self, k: int, offset: int, buffer: bytearray) -> None:
+        await asyncio.to_thread(os.pwrite, self._fd, buffer, offset + self._filled[k])
+        async with self._changed:
+            self._filled[k] += len(buffer)
+            self._changed.notify_all()
+        buffer.clear()
+
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        for k in range(len(self._starts)):
+            offset = (k % self._slots) * self._part
+            done, length = 0, self._length(k)
+            while done < length:
+                async with self._changed:
+                    while self._filled[k] <= done and self._failure is None:
+                        await self._changed.wait()
+                    if self._filled[k] <= done and self._failure is not None:
+                        raise self._failure
+                    have = self._filled[k]
+                while done < have:
+                    data = await asyncio.to_thread(
+                        os.pread, self._fd, min(_CHUNK, have - done), offset + done
+                    )
+                    done += len(data)
+                    yield data
+            async with self._changed:
+                self._handed_on = k + 1
+                self._changed.notify_all()
 
 
 class BlobReader:
@@ -184,10 +257,10 @@ class BlobReader:
         self._digest = digest
         self._size = size
         self._ranged = ranged
-        self._tasks: list[asyncio.Task[None]] = []
+        self._parts: _Parts | None = None
         self._spool: IO[bytes] | None = None
         self.streams_used = 1
-        """How many streams read the blob (1 when small, unsized, or ``Range`` is ignored)."""
+        """How many streams read the blob (1 unless it was split)."""
 
     async def __aenter__(self) -> BlobReader:
         return self
@@ -196,109 +269,80 @@ class BlobReader:
         await self.aclose()
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        if self._parts is not None:
+            for task in self._parts.tasks:
+                task.cancel()
+            await asyncio.gather(*self._parts.tasks, return_exceptions=True)
+            self._parts = None
         if self._spool is not None:
             self._spool.close()
             self._spool = None
 
-    def _cursor(self, start: int, end: int | None, *, widen: bool = False) -> _Cursor:
+    def cursor(self, start: int, end: int | None, *, widen: bool = False) -> _Cursor:
         return _Cursor(
             self._client, self._registry, self._repository, self._digest, start, end, widen=widen
         )
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         size, ranged = self._size, self._ranged
         if size is None or ranged.streams < 2 or size < ranged.threshold:
-            async for chunk in self._cursor(0, None).chunks():
+            async for chunk in self.cursor(0, None).chunks():
                 yield chunk
             return
-        part = ranged.part_for(size)
-        head = self._cursor(0, part, widen=True)
-        rest = head.chunks()
-        async with contextlib.aclosing(rest):
-            first = await anext(rest, b"")
-            if not head.honours_range:
-                log.debug("%s ignores Range: one stream for %s", self._registry, self._digest)
-                if first:
-                    yield first
-                async for chunk in rest:
-                    yield chunk
-                return
-            async for chunk in self._parallel(size, part, first, rest):
+        head = self.cursor(0, ranged.part_for(size, ranged.streams), widen=True)
+        clock = asyncio.get_running_loop().time
+        first: tuple[float, int] | None = None  # (when, bytes) of the first chunk
+        decided = False
+        async with contextlib.aclosing(head.chunks()) as stream:
+            async for chunk in stream:
                 yield chunk
-
-    async def _parallel(
-        self, size: int, part: int, first: bytes, rest: AsyncGenerator[bytes, None]
-    ) -> AsyncIterator[bytes]:
-        starts = range(0, size, part)
-        window = _Window(len(starts), min(len(starts), 2 * self._ranged.streams))
-        spool = self._spool = await asyncio.to_thread(self._open_spool)
-        fd = spool.fileno()
-        claims = itertools.count(1)  # part 0 is the head's, already open
-
-        async def fill(k: int, chunks: AsyncGenerator[bytes, None], pending: bytes) -> None:
-            """Write part ``k`` into its slot, a MiB at a time, telling the reader as it goes."""
-            offset = (k % window.slots) * part
-            buffer = bytearray(pending)
-            async with contextlib.aclosing(chunks):
-                async for chunk in chunks:
-                    buffer += chunk
-                    if len(buffer) >= _CHUNK:
-                        await put(k, offset, bytes(buffer))
-                        buffer.clear()
-            if buffer:
-                await put(k, offset, bytes(buffer))
-
-        async def put(k: int, offset: int, data: bytes) -> None:
-            await asyncio.to_thread(os.pwrite, fd, data, offset + window.filled[k])
-            async with window.changed:
-                window.filled[k] += len(data)
-                window.changed.notify_all()
-
-        async def worker(head: bool) -> None:
-            try:
-                if head:
-                    await fill(0, rest, first)
-                while (k := next(claims)) < window.count:
-                    async with window.changed:
-                        while k >= window.handed_on + window.slots:
-                            await window.changed.wait()
-                    start = starts[k]
-                    cursor = self._cursor(start, min(start + part, size))
-                    await fill(k, cursor.chunks(), b"")
-            except Exception as exc:
-                async with window.changed:
-                    window.failure = window.failure or exc
-                    window.changed.notify_all()
-
-        self.streams_used = min(self._ranged.streams, window.count)
-        self._tasks = [asyncio.create_task(worker(head=i == 0)) for i in range(self.streams_used)]
+                if decided:
+                    continue
+                if first is None:
+                    first = (clock(), head.done)
+                elif clock() - first[0] >= ranged.probe:
+                    decided = True
+                    await self._maybe_split(head, (head.done - first[1]) / (clock() - first[0]))
+        if head.end is None or head.end >= size:
+            return  # the source ignored Range: the head read the whole blob
+        if not decided:
+            await self._maybe_split(head, None)
+        if self._parts is None:
+            async for chunk in self.cursor(head.end, None).chunks():
+                yield chunk
+            return
+        self._parts.add_worker()  # the head's stream, free now, takes parts too
         try:
-            for k, start in enumerate(starts):
-                length = min(part, size - start)
-                offset = (k % window.slots) * part
-                done = 0
-                while done < length:
-                    async with window.changed:
-                        while window.filled[k] <= done and window.failure is None:
-                            await window.changed.wait()
-                        if window.filled[k] <= done and window.failure is not None:
-                            raise window.failure
-                        have = window.filled[k]
-                    while done < have:
-                        data = await asyncio.to_thread(
-                            os.pread, fd, min(_CHUNK, have - done), offset + done
-                        )
-                        done += len(data)
-                        yield data
-                async with window.changed:
-                    window.handed_on = k + 1
-                    window.changed.notify_all()
+            async for chunk in self._parts.chunks():
+                yield chunk
         finally:
             await self.aclose()
+
+    async def _maybe_split(self, head: _Cursor, rate: float | None) -> None:
+        """Split the rest of the blob (after the head's part) when at ``rate`` (bytes/s; None:
+        the head finished before the probe ended, which is fast) it would take too long."""
+        ranged = self._ranged
+        if not head.honours_range or head.end is None or self._size is None:
+            return  # the source ignores Range: one stream it is
+        rest = self._size - head.end
+        if rest <= 0:
+            return
+        fast = rate is None or rest <= rate * ranged.split_after
+        if fast and ranged.split_after > 0:  # 0: always split (tests)
+            return
+        part = ranged.part_for(rest, ranged.streams)
+        spool = self._spool = await asyncio.to_thread(self._open_spool)
+        parts = self._parts = _Parts(self, head.end, self._size, part, 2 * ranged.streams, spool)
+        for _ in range(ranged.streams - 1):
+            parts.add_worker()
+        self.streams_used = ranged.streams
+        log.debug(
+            "%s: %d streams from byte %d (first stream at %.1f MB/s)",
+            self._digest[:19],
+            ranged.streams,
+            head.end,
+            (rate or 0) / 1e6,
+        )
 
     def _open_spool(self) -> IO[bytes]:
         directory = self._ranged.spool_dir

@@ -1,4 +1,5 @@
-"""A bandwidth-limited TCP relay, so a copy lasts long enough to be interrupted on purpose."""
+"""A bandwidth-limited TCP relay, so a copy lasts long enough to be interrupted on purpose, and
+a long link for the copy benchmark's WAN mode (a delay per request, a rate per connection)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,18 @@ from collections.abc import Iterator
 
 class ThrottledRelay:
     """Relays 127.0.0.1:port -> upstream (``host:port`` or ``unix:///path``), sending
-    downstream at most ``rate`` bytes/s (None: as fast as it comes); :meth:`cut` drops every
-    connection at once, as a daemon or registry that goes away would."""
+    downstream at most ``rate`` bytes/s per connection (None: as fast as it comes); :meth:`cut`
+    drops every connection at once, as a daemon or registry that goes away would.
 
-    def __init__(self, upstream: str, rate: int | None) -> None:
+    ``delay`` (seconds) is a long link's round trip: a new connection waits it once (the TCP
+    handshake) and every byte the client sends reaches the upstream that much later (so each
+    request waits it), without delaying bytes sent together more than once.
+    """
+
+    def __init__(self, upstream: str, rate: int | None, delay: float = 0.0) -> None:
         self._upstream = upstream
         self._rate = rate
+        self._delay = delay
         self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
@@ -34,6 +41,8 @@ class ThrottledRelay:
         return f"127.0.0.1:{port}"
 
     async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        if self._delay:
+            await asyncio.sleep(self._delay)
         try:
             if self._upstream.startswith("unix://"):
                 up_r, up_w = await asyncio.open_unix_connection(self._upstream[len("unix://") :])
@@ -44,8 +53,13 @@ class ThrottledRelay:
             client_w.close()
             return
         self._writers.update((client_w, up_w))
+        upstream = (
+            self._delayed(client_r, up_w)
+            if self._delay
+            else self._pipe(client_r, up_w, limit=False)
+        )
         await asyncio.gather(
-            self._pipe(client_r, up_w, limit=False),
+            upstream,
             self._pipe(up_r, client_w, limit=True),
             return_exceptions=True,
         )
@@ -62,6 +76,31 @@ class ThrottledRelay:
                 if rate:
                     await asyncio.sleep(len(data) / rate)
         finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _delayed(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A delay line: each chunk is sent ``delay`` after it arrived, in order."""
+        loop = asyncio.get_running_loop()
+        line: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def send() -> None:
+            while True:
+                due, data = await line.get()
+                if not data:
+                    return
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                writer.write(data)
+                await writer.drain()
+
+        sender = asyncio.create_task(send())
+        try:
+            while data := await reader.read(65536):
+                line.put_nowait((loop.time() + self._delay, data))
+            line.put_nowait((0.0, b""))
+            await sender
+        finally:
+            sender.cancel()
             with contextlib.suppress(Exception):
                 writer.close()
 
@@ -87,8 +126,8 @@ class ThrottledRelay:
 
 
 @contextlib.contextmanager
-def throttled(upstream: str, rate: int | None) -> Iterator[ThrottledRelay]:
-    relay = ThrottledRelay(upstream, rate).start()
+def throttled(upstream: str, rate: int | None, delay: float = 0.0) -> Iterator[ThrottledRelay]:
+    relay = ThrottledRelay(upstream, rate, delay).start()
     try:
         yield relay
     finally:
