@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     mirror_max_images: int = Field(default=11, ge=1, le=100)
     mirror_max_image_bytes: int | None = Field(default=None, ge=1)
     mirror_concurrency: int = Field(default=2, ge=1, le=64)
-    mirror_blob_streams: int = Field(default=4, ge=1, le=16)
+    mirror_blob_streams: int = Field(default=6, ge=1, le=16)
     """Concurrent ``Range`` reads per large blob (16 MiB or more); 1 reads every blob as one
     stream. Spooled beside ``MIRROR_DB``; see docs/configuration.md for the measurements."""
     mirror_user_rate: Rate | None = None

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 import lab as lab_module
 from tests.support.cli import MIRROR_BOT, bot_env
 from tests.support.fake_slack import FakeSlack
@@ -72,16 +74,22 @@ async def test_a_wrong_password_and_a_dead_daemon_fail_with_one_sentence_each(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "bound"),
+    [
+        ("MIRROR_CONCURRENCY", "0", "greater than or equal to 1"),
+        ("MIRROR_BLOB_STREAMS", "0", "greater than or equal to 1"),
+        ("MIRROR_BLOB_STREAMS", "17", "less than or equal to 16"),
+    ],
+)
 async def test_a_setting_out_of_range_is_named_and_exits_2(
-    lab: lab_module.Lab, tmp_path: Path
+    lab: lab_module.Lab, tmp_path: Path, name: str, value: str, bound: str
 ) -> None:
     """Exit 2 for configuration, as from ``run`` and ``mirror``; 1 is for services failing."""
-    env = bot_env(lab, tmp_path / "check.db", MIRROR_CONCURRENCY="0")
+    env = bot_env(lab, tmp_path / "check.db", **{name: value})
     code, lines, _ = await check(env)
     assert code == 2
-    assert lines == [
-        "configuration: FAILED: MIRROR_CONCURRENCY: Input should be greater than or equal to 1."
-    ]
+    assert lines == [f"configuration: FAILED: {name}: Input should be {bound}."]
 
 
 async def test_chat_services_are_reached_through_their_adapters(

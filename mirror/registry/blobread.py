@@ -8,7 +8,8 @@ rate), the rest of the blob is cut in parts that ``streams - 1`` workers fetch a
 ``Range`` requests, each into its slot of a spool file (a ring of parts under the data
 directory, unlinked from the start); the first stream joins them when its part is done, and
 the bytes are handed on in order as soon as the part they belong to has them. Memory stays
-flat however large the blob, the disk holds at most a ring of parts, and a fast source (the
+flat however large the blob, the disk holds at most a ring of ``streams + 1`` parts (224 MiB
+with the defaults), and a fast source (the
 same machine, a LAN) never pays for a spool it does not need. A source that ignores ``Range``
 (answers 200) is read as one stream.
 
@@ -55,10 +56,10 @@ class Ranged:
     then ``streams`` concurrent ranged reads of parts of at most ``part_size`` bytes, spooled
     under ``spool_dir`` (None: the system's temporary directory)."""
 
-    streams: int = 4
-    part_size: int = 16 << 20
+    streams: int = 6
+    part_size: int = 32 << 20
     threshold: int = 16 << 20
-    probe: float = 0.5
+    probe: float = 0.3
     split_after: float = 2.0
     spool_dir: Path | None = None
 
@@ -330,9 +331,11 @@ class BlobReader:
         fast = rate is None or rest <= rate * ranged.split_after
         if fast and ranged.split_after > 0:  # 0: always split (tests)
             return
-        part = ranged.part_for(rest, ranged.streams)
+        # The head is busy with its part: the others share the rest, so all end together.
+        part = ranged.part_for(rest, ranged.streams - 1)
         spool = self._spool = await asyncio.to_thread(self._open_spool)
-        parts = self._parts = _Parts(self, head.end, self._size, part, 2 * ranged.streams, spool)
+        slots = ranged.streams + 1  # every stream busy while the oldest part is handed on
+        parts = self._parts = _Parts(self, head.end, self._size, part, slots, spool)
         for _ in range(ranged.streams - 1):
             parts.add_worker()
         self.streams_used = ranged.streams
