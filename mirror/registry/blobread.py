@@ -40,7 +40,11 @@ from mirror.registry.errors import Refused, TimedOut, Transient, Unreachable
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
-"""Reads, spool writes and the chunks handed on are at most this long."""
+"""Reads from the network and the spool, and the chunks handed on, are at most this long."""
+
+_SPOOL_WRITE = 256 << 10
+"""A worker writes its part to the spool in pieces this long: few thread hops, and little
+memory for eight blobs of six streams each."""
 
 RESUME_AFTER = 256 << 10
 """A cut connection is resumed when it delivered at least this many bytes since it was
@@ -200,13 +204,13 @@ class _Parts:
                 self._changed.notify_all()
 
     async def _fill(self, k: int, chunks: AsyncGenerator[bytes, None]) -> None:
-        """Write part ``k`` into its slot a MiB at a time, telling the reader as it goes."""
+        """Write part ``k`` into its slot piece by piece, telling the reader as it goes."""
         offset = (k % self._slots) * self._part
         buffer = bytearray()
         async with contextlib.aclosing(chunks):
             async for chunk in chunks:
                 buffer += chunk
-                if len(buffer) >= _CHUNK:
+                if len(buffer) >= _SPOOL_WRITE:
                     await self._put(k, offset, buffer)
         if buffer:
             await self._put(k, offset, buffer)

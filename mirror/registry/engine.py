@@ -146,7 +146,7 @@ class RegistryEngine:
         *,
         insecure: Iterable[str] = (),
         docker_config: Path | None = None,
-        blob_concurrency: int = 4,
+        blob_concurrency: int = 8,
         ranged: Ranged | None = None,
         attempts: int = 4,
         retry_wait: float = 0.5,
