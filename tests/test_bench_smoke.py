@@ -80,3 +80,43 @@ def test_bench_startup_compares_the_dry_run_with_skopeo() -> None:
     assert len(report["imports"]) == 5
     assert all(float(ms) > 0 for ms, _, _ in report["imports"])
     assert any(name.startswith("bot.") for _, _, name in report["imports"])  # ours, not python's
+
+
+@pytest.mark.lab  # the benchmark starts a lab of its own, not the fixture: marked by hand
+def test_bench_wan_mode_copies_many_images_through_the_long_link() -> None:
+    """WAN mode and many images together: both contenders copy every image through the relay
+    (a short delay here: the numbers are not the point, the run is)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--wan",
+            "--wan-delay-ms",
+            "20",
+            "--many",
+            "2",
+            "--rounds",
+            "1",
+            "--contenders",
+            "skopeo,engine-registry,engine-registry:MIRROR_BLOB_STREAMS=1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["image"]["images"] == 2
+    assert report["image"]["layers"] == 4  # two platforms each
+    assert report["setting"].startswith("source over a WAN link: 20 ms per request")
+    rows = {row["contender"]: row for row in report["contenders"]}
+    assert set(rows) == {"skopeo", "engine-registry", "engine-registry:MIRROR_BLOB_STREAMS=1"}
+    for row in rows.values():
+        assert row["skipped"] is None
+        assert row["median_seconds"] > 0
+        assert row["vs_skopeo"] > 0
+    assert rows["engine-registry:MIRROR_BLOB_STREAMS=1"]["command"].endswith(
+        "with MIRROR_BLOB_STREAMS=1"
+    )
