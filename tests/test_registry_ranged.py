@@ -149,7 +149,7 @@ async def test_a_cut_connection_resumes_from_the_last_byte(
     cut_after = (3 << 20) if streams > 1 else size // 2  # a 4 MiB part, cut at 3 MiB
     proxy.add(Fault("drop", f"/blobs/{digest}$", after=cut_after))
     source_digest, target_digest = await copy(
-        lab, proxy, f"r/resumed-{streams}", parallel(tmp_path, streams, part_size=4 << 20)
+        lab, proxy, f"r/resumed-{streams}", parallel(tmp_path, streams, part_size=8 << 20)
     )
     assert source_digest == target_digest
     assert_exact_copy(lab, f"r/resumed-{streams}")

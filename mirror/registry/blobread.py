@@ -67,11 +67,11 @@ class Ranged:
     split_after: float = 2.0
     spool_dir: Path | None = None
 
-    def part_for(self, size: int, streams: int) -> int:
-        """One part per stream for what fits, so each stream asks once; more in parts of
-        ``part_size``, so the spool stays bounded (64 KiB aligned)."""
-        per_stream = -(-size // streams)
-        part = max(64 << 10, min(per_stream, self.part_size))
+    def part_for(self, size: int) -> int:
+        """Equal parts, as many for each stream, none over ``part_size`` (so the spool stays
+        bounded): every stream reads the same bytes and all end together. 64 KiB aligned."""
+        rounds = -(-size // (self.streams * self.part_size))
+        part = max(64 << 10, -(-size // (self.streams * rounds)))
         return -(-part // (64 << 10)) * (64 << 10)
 
 
@@ -294,7 +294,7 @@ class BlobReader:
             async for chunk in self.cursor(0, None).chunks():
                 yield chunk
             return
-        head = self.cursor(0, ranged.part_for(size, ranged.streams), widen=True)
+        head = self.cursor(0, ranged.part_for(size), widen=True)
         clock = asyncio.get_running_loop().time
         first: tuple[float, int] | None = None  # (when, bytes) of the first chunk
         decided = False
@@ -335,8 +335,7 @@ class BlobReader:
         fast = rate is None or rest <= rate * ranged.split_after
         if fast and ranged.split_after > 0:  # 0: always split (tests)
             return
-        # The head is busy with its part: the others share the rest, so all end together.
-        part = ranged.part_for(rest, ranged.streams - 1)
+        part = head.end  # the head's part is the first of the equal parts
         spool = self._spool = await asyncio.to_thread(self._open_spool)
         slots = ranged.streams + 1  # every stream busy while the oldest part is handed on
         parts = self._parts = _Parts(self, head.end, self._size, part, slots, spool)
