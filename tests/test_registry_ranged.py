@@ -206,3 +206,15 @@ async def test_a_cut_without_progress_is_the_engines_retry_not_a_resume(
     assert_exact_copy(lab, "r/restart")
     first, second = proxy.requests("GET", f"/blobs/{digest}$")
     assert (first.range, second.range) == (None, None)  # from zero again, a fresh upload
+
+
+@pytest.mark.parametrize("size", [16 << 20, 128 << 20, 256 << 20, 1 << 30, (1 << 30) + 12345])
+def test_parts_are_equal_and_as_many_for_every_stream(size: int) -> None:
+    """Every stream reads the same bytes, so they all end together; no part outgrows the
+    spool's slot size."""
+    ranged = Ranged()
+    part = ranged.part_for(size)
+    rounds = -(-size // (ranged.streams * ranged.part_size))
+    assert part <= ranged.part_size
+    assert part % (64 << 10) == 0
+    assert -(-size // part) == ranged.streams * rounds
