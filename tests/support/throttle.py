@@ -24,6 +24,7 @@ class ThrottledRelay:
         self._rate = rate
         self._delay = delay
         self._writers: set[asyncio.StreamWriter] = set()
+        self._relays: set[asyncio.Task[None]] = set()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -41,6 +42,10 @@ class ThrottledRelay:
         return f"127.0.0.1:{port}"
 
     async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._relays.add(task)
+            task.add_done_callback(self._relays.discard)
         if self._delay:
             await asyncio.sleep(self._delay)
         try:
@@ -119,6 +124,9 @@ class ThrottledRelay:
         async def close() -> None:
             if self._server is not None:
                 self._server.close()
+            for task in list(self._relays):  # open connections end with the relay
+                task.cancel()
+            await asyncio.gather(*self._relays, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
