@@ -37,6 +37,8 @@ from pydantic import Field, SecretStr
 from telegram import Bot as TelegramBot
 from telegram import (
     BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
     LinkPreviewOptions,
     Message,
     ReplyParameters,
@@ -50,7 +52,14 @@ from telegram.error import (
     RetryAfter,
     TelegramError,
 )
-from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
 from telegram.warnings import PTBDeprecationWarning
 from tenacity import AsyncRetrying
 
@@ -62,6 +71,7 @@ from bot.chat import (
     Conversation,
     Handler,
     Incoming,
+    Press,
     RateLimited,
     Reply,
     Undeliverable,
@@ -105,6 +115,16 @@ MENU = {
 
 _SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+
+
+def keyboard(view: MessageView) -> InlineKeyboardMarkup | None:
+    """One button a row; ``callback_data`` is only the stored action's id (at most 64 bytes).
+    None removes the keyboard of an edited message (a finished job's Cancel)."""
+    if not view.actions:
+        return None
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(a.label, callback_data=a.id)] for a in view.actions]
+    )
 
 
 def _rate_limited(exc: RetryAfter) -> RateLimited:
@@ -170,6 +190,7 @@ class TelegramReply:
                     message_id=self.message_id,
                     parse_mode=ParseMode.HTML,
                     link_preview_options=_NO_PREVIEW,
+                    reply_markup=keyboard(view),
                 )
             )
 
@@ -194,13 +215,19 @@ class TelegramConversation:
         Only the first message may raise :class:`RateLimited` (the caller retries the post);
         the rest are delivered here, so a retry never sends the beginning twice.
         """
-        head, *rest = telegram_html.pages(view, self._where.requester)
-        first = await _call(partial(self._send, head))
-        for page in rest:
-            await deliver(partial(_call, partial(self._send, page)), what="continued answer")
+        *pages, last = telegram_html.pages(view, self._where.requester)
+        markup = keyboard(view)  # under the last page, where the reader ends up
+        if not pages:
+            first = await _call(partial(self._send, last, markup))
+        else:
+            first = await _call(partial(self._send, pages[0]))
+            for page in pages[1:]:
+                await deliver(partial(_call, partial(self._send, page)), what="continued answer")
+            send_last = partial(_call, partial(self._send, last, markup))
+            await deliver(send_last, what="continued answer")
         return TelegramReply(self._bot, self._where, first.message_id)
 
-    async def _send(self, text: str) -> Message:
+    async def _send(self, text: str, markup: InlineKeyboardMarkup | None = None) -> Message:
         return await self._bot.send_message(
             self._where.chat_id,
             text,
@@ -209,6 +236,7 @@ class TelegramConversation:
             reply_parameters=ReplyParameters(
                 self._where.request_id, allow_sending_without_reply=True
             ),
+            reply_markup=markup,
         )
 
 
@@ -297,6 +325,7 @@ class TelegramAdapter:
         self._app.add_handler(
             MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT, self._on_message)
         )
+        self._app.add_handler(CallbackQueryHandler(self._on_button))
         self._app.add_error_handler(self._on_error)
         # httpx logs every request at INFO, long polls included: noise, and URLs hold the token.
         logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -422,6 +451,41 @@ class TelegramAdapter:
         )
         where = _Where(chat.id, message.message_id, Mention(user.id, user.first_name))
         await self._handler(incoming, TelegramConversation(self._app.bot, where))
+
+    async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A button under one of our messages: answered with ``answerCallbackQuery`` always
+        (the client shows a spinner until then), with text when the bot refuses privately."""
+        query, user = update.callback_query, update.effective_user
+        message = query.message if query is not None else None
+        if query is None or user is None or message is None or self._handler is None:
+            return
+        answered = False
+
+        async def answer_privately(text: str) -> None:
+            nonlocal answered
+            answered = True
+            await _call(partial(query.answer, text, show_alert=True))
+
+        chat = message.chat
+        incoming = Incoming(
+            platform="telegram",
+            user_id=str(user.id),
+            user_name=user.full_name,
+            chat_id=str(chat.id),
+            text="",
+            is_group=chat.type != ChatType.PRIVATE,
+            bot_username=self._app.bot.username,
+            closed_by_default=True,
+            press=Press(query.data or "", answer_privately),
+        )
+        # Answers to a press reply to the message that carried the button.
+        where = _Where(chat.id, message.message_id, Mention(user.id, user.first_name))
+        try:
+            await self._handler(incoming, TelegramConversation(self._app.bot, where))
+        finally:
+            if not answered:
+                with contextlib.suppress(TelegramError):
+                    await query.answer()
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """One line, no traceback: the bot's own errors were already answered in the chat."""

@@ -18,10 +18,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import partial
 from types import TracebackType
 
-from bot import render
+from bot import actions, render
 from bot.chat import ChatAdapter, Conversation, Incoming, Undeliverable
 from bot.commands import (
     CancelCommand,
@@ -36,7 +37,7 @@ from bot.live import LiveMessage
 from bot.pacing import Pacer, Priority
 from bot.paste import Ambiguous
 from bot.planner import Planner
-from bot.policy import Policy
+from bot.policy import Denied, Policy
 from bot.settings import Settings
 from bot.view import MessageView
 from mirror.errors import MirrorError
@@ -74,6 +75,9 @@ class MirrorBot:
 
     async def handle(self, incoming: Incoming, conversation: Conversation) -> None:
         """Answer one command. Returns once the job (if any) is acknowledged, not finished."""
+        if incoming.press is not None:
+            await self._press(incoming, conversation)
+            return
         try:
             command = parse_command(
                 incoming.text,
@@ -113,6 +117,42 @@ class MirrorBot:
             )
         except (TimeoutError, Undeliverable) as exc:
             log.error("could not answer a %s command: %s", incoming.platform, exc)
+
+    async def _press(self, incoming: Incoming, conversation: Conversation) -> None:
+        """A button: its stored command, run as if its presser typed it, once. Anything that
+        stops it before it runs is told to the presser alone; the chat sees nothing."""
+        assert incoming.press is not None
+        press = incoming.press
+        requester = f"{incoming.platform}:{incoming.user_id}"
+        chat = f"{incoming.platform}:{incoming.chat_id}"
+        store = self.service.store
+        action = None
+        try:
+            self.policy.check_user(incoming)
+            action = await store.get_action(press.action_id)
+            if action is None or action.chat != chat:
+                refusal: str | None = actions.UNKNOWN
+            elif time.time() - action.created > actions.MAX_AGE_SECONDS:
+                refusal = actions.EXPIRED
+            elif action.owner != requester and not self.policy.is_admin(incoming):
+                refusal = actions.not_yours(action.owner)
+            elif not await store.use_action(action.id):
+                refusal = actions.USED
+            else:
+                refusal = None
+        except Denied as exc:
+            refusal = str(exc)
+        except StoreError as exc:
+            log.error("the store failed: %s", exc.__cause__ or exc)
+            refusal = str(exc)
+        if refusal is not None or action is None:
+            try:
+                await press.answer_privately(refusal or actions.UNKNOWN)
+            except Exception as exc:  # the chat's trouble: the presser can press again
+                log.error("could not answer a %s button: %s", incoming.platform, exc)
+            return
+        log.info("button %s pressed by %s", press.action_id, requester)
+        await self.handle(replace(incoming, text=action.command, press=None), conversation)
 
     async def _answer_at_once(
         self,
@@ -171,9 +211,10 @@ class MirrorBot:
             items=items,
         )
         store = self.service.store
+        ack = render.acknowledgement(job)
+        await store.add_actions(actions.stored(job, ack.actions))  # before they can be pressed
         await store.add_job(job)  # failing here, nobody was told and nothing runs
         with job_context(job.id):  # the live message and the follower log with the job's id
-            ack = render.acknowledgement(job)
             try:
                 reply = await self.pacer.send(
                     conversation,
@@ -239,6 +280,11 @@ class MirrorBot:
             log.error("job %s could not record its result: %s", job.id, exc)
         long_job = time.monotonic() - started >= self.settings.mirror_long_job_seconds
         final = render.answer(job, self.render_options, notify=long_job)
+        try:
+            await self.service.store.add_actions(actions.stored(job, final.actions))
+        except StoreError as exc:  # the answer still goes out, without buttons nobody could use
+            log.error("job %s: its buttons were not stored: %s", job.id, exc)
+            final = replace(final, actions=())
         await live.finish(render.progress(job), final)
 
     # -- lifecycle ----------------------------------------------------------------------------

@@ -8,12 +8,22 @@ platform is one module that turns its events into :class:`Incoming` and gives ba
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot.view import MessageView
 from mirror.errors import MirrorError
+
+
+@dataclass(frozen=True)
+class Press:
+    """A button pressed: its id, and a way to answer the presser alone (a refusal, "already
+    done") without telling the whole chat (Slack's ephemeral message, Telegram's callback
+    answer)."""
+
+    action_id: str
+    answer_privately: Callable[[str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,8 @@ class Incoming:
     """The bot's own name, so ``/mirror@OtherBot`` in a group is left to the other bot."""
     closed_by_default: bool = False
     """Platforms where anyone can write to the bot: nobody may use it until allowed."""
+    press: Press | None = None
+    """Set when a button was pressed (``text`` is then empty): the bot looks up its meaning."""
 
 
 class ConfigurationError(MirrorError):

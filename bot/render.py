@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bot import actions
 from bot.commands import USAGE
 from bot.view import Bar, MessageView, Row, Tone, human_bytes, human_seconds
 from mirror.artifacts import ArtifactKind, along_text
@@ -127,7 +128,9 @@ def progress(job: Job) -> MessageView:
     else:
         title, tone = _title(job), Tone.WORKING
     rows = tuple(_progress_row(i) for i in job.items)
-    return MessageView(title=title, tone=tone, rows=rows, lines=_readings(job))
+    return MessageView(
+        title=title, tone=tone, rows=rows, lines=_readings(job), actions=actions.while_running(job)
+    )
 
 
 def _readings(job: Job) -> tuple[str, ...]:
@@ -197,7 +200,15 @@ def answer(job: Job, options: RenderOptions, *, notify: bool = False) -> Message
         title, tone = f"Job {job.id}: {ok} of {len(job.items)} images ready", Tone.FAILURE
     else:
         title, tone = f"Job {job.id} {job.state}: nothing was mirrored", Tone.FAILURE
-    return MessageView(title, tone, tuple(rows), lines, tuple(code), notify=notify)
+    return MessageView(
+        title,
+        tone,
+        tuple(rows),
+        lines,
+        tuple(code),
+        notify=notify,
+        actions=actions.when_finished(job),
+    )
 
 
 def error(sentence: str, *, usage: bool = False) -> MessageView:

@@ -37,6 +37,27 @@ class Row:
     bar: Bar | None = None
 
 
+class Style(StrEnum):
+    """How a button looks: the usual next step, a plain one, or one that stops something."""
+
+    PRIMARY = "primary"
+    DEFAULT = "default"
+    DANGER = "danger"
+
+
+@dataclass(frozen=True)
+class Action:
+    """A button. What pressing it does is stored server-side under ``id`` (:mod:`bot.actions`):
+    the chat carries only the id, so a platform's size limit (Telegram's 64 bytes) never cuts a
+    command, and nobody can forge one by editing the payload. ``command`` is the same request
+    typed out, which a chat without buttons (the console) shows instead."""
+
+    id: str
+    label: str
+    command: str
+    style: Style = Style.DEFAULT
+
+
 @dataclass(frozen=True)
 class MessageView:
     title: str
@@ -47,6 +68,8 @@ class MessageView:
     footer: str | None = None
     notify: bool = False
     """Ask the adapter to mention the requester (a long job just finished)."""
+    actions: tuple[Action, ...] = ()
+    """Buttons under the message; a view without them removes the ones an edit replaces."""
 
 
 _UNITS = ("B", "KB", "MB", "GB", "TB")
@@ -106,4 +129,5 @@ def to_plain_text(view: MessageView) -> str:
         out.extend(f"    {line}" for line in view.code)
     if view.footer:
         out.append(view.footer)
+    out.extend(f"[{action.label}] type: {action.command}" for action in view.actions)
     return "\n".join(out)

@@ -137,3 +137,16 @@ class Job:
         if any(item.status is ItemStatus.CANCELLED for item in self.items):
             return "cancelled"
         return "failed"
+
+
+@dataclass(frozen=True)
+class StoredAction:
+    """What a button does, kept server-side: the request ``command`` as ``owner`` would type it
+    in ``chat``. ``used`` is when it was pressed to effect (a button acts once)."""
+
+    id: str
+    owner: str
+    chat: str
+    command: str
+    created: float = field(default_factory=time.time)
+    used: float | None = None

@@ -23,7 +23,7 @@ import functools
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -31,7 +31,7 @@ import aiosqlite
 
 from mirror.artifacts import ArtifactKind, Referrer, ReferrerKind
 from mirror.errors import MirrorError
-from mirror.models import Item, ItemStatus, Job, platform_text
+from mirror.models import Item, ItemStatus, Job, StoredAction, platform_text
 from mirror.platform import parse_platform
 from mirror.reference import parse_reference
 
@@ -81,6 +81,17 @@ class Store(Protocol):
 
     async def last_success(self, target: str) -> Item | None:
         """The newest successful copy to ``target``, from any chat."""
+        ...
+
+    async def add_actions(self, actions: Sequence[StoredAction]) -> None:
+        """Write buttons before the message carrying them is sent; an id already stored keeps
+        its first meaning (a view re-rendered on every edit stores the same buttons again)."""
+        ...
+
+    async def get_action(self, action_id: str) -> StoredAction | None: ...
+
+    async def use_action(self, action_id: str) -> bool:
+        """Mark a button pressed; False when it already was (two presses, one effect)."""
         ...
 
     async def ping(self) -> None:
@@ -136,6 +147,17 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ("CREATE INDEX jobs_requester ON jobs (requester, created)",),
     # 3: what came along with an exact copy (JSON), and what was copied when not an image.
     ("ALTER TABLE items ADD COLUMN referrers TEXT", "ALTER TABLE items ADD COLUMN artifact TEXT"),
+    # 4: buttons; the chat carries only the id (bot/actions.py).
+    (
+        """CREATE TABLE actions (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            chat TEXT NOT NULL,
+            command TEXT NOT NULL,
+            created REAL NOT NULL,
+            used REAL
+        )""",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -304,6 +326,35 @@ class SQLiteStore:
         )
         row = await cursor.fetchone()
         return _item(row) if row else None
+
+    @_guarded
+    async def add_actions(self, actions: Sequence[StoredAction]) -> None:
+        if not actions:
+            return
+        async with self._writing, _transaction(self._db):
+            await self._db.executemany(
+                "INSERT OR IGNORE INTO actions (id, owner, chat, command, created, used) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(a.id, a.owner, a.chat, a.command, a.created, a.used) for a in actions],
+            )
+
+    @_guarded
+    async def get_action(self, action_id: str) -> StoredAction | None:
+        cursor = await self._db.execute(
+            "SELECT id, owner, chat, command, created, used FROM actions WHERE id = ?",
+            (action_id,),
+        )
+        row = await cursor.fetchone()
+        return StoredAction(*row) if row else None
+
+    @_guarded
+    async def use_action(self, action_id: str) -> bool:
+        async with self._writing, _transaction(self._db):
+            cursor = await self._db.execute(
+                "UPDATE actions SET used = ? WHERE id = ? AND used IS NULL",
+                (time.time(), action_id),
+            )
+            return cursor.rowcount == 1
 
     async def _jobs(self, where: str, params: tuple[Any, ...]) -> list[Job]:
         cursor = await self._db.execute(

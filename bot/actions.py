@@ -1,0 +1,56 @@
+"""Which buttons a job's messages carry, and what each one means.
+
+A button is a request its owner could have typed: Cancel is ``/cancel JOB``, Retry is
+``/mirror SPEC --platform P``. Its meaning is stored (:class:`~mirror.models.StoredAction`)
+before the message carrying it is sent, under an id derived from the job, so re-rendering a
+view on every progress edit gives the same ids and stores nothing new. Pressing runs the
+stored command through the same path as typed text (:meth:`bot.app.MirrorBot.handle`), so
+the policy, the rate limit and the allowlist apply unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from bot.view import Action, Style
+from mirror.models import Item, ItemStatus, Job, StoredAction, platform_text
+
+MAX_AGE_SECONDS = 30 * 24 * 3600.0
+"""A button older than this is answered as expired: its job's context is long gone."""
+
+EXPIRED = "This button has expired; type the command instead."
+UNKNOWN = "I do not know this button (it may belong to another bot); type the command instead."
+USED = "This button was already pressed; nothing more to do."
+
+
+def not_yours(owner: str) -> str:
+    return f"Only the requester ({owner}) or an admin may press this button; nothing was done."
+
+
+def cancel(job: Job) -> Action:
+    return Action(f"{job.id}.cancel", "Cancel", f"/cancel {job.id}", Style.DANGER)
+
+
+def retry(job: Job, idx: int, item: Item) -> Action:
+    command = f"/mirror {item.spec} --platform {platform_text(item.platform)}"
+    label = "Retry" if len(job.items) == 1 else f"Retry {item.source.familiar}"
+    return Action(f"{job.id}.retry.{idx}", label, command, Style.PRIMARY)
+
+
+def while_running(job: Job) -> tuple[Action, ...]:
+    """The live message: Cancel until the job ends, then nothing (the buttons go away)."""
+    return () if job.finished else (cancel(job),)
+
+
+def when_finished(job: Job) -> tuple[Action, ...]:
+    """The answer: one Retry per failed image (not a cancelled one: that was a choice)."""
+    return tuple(
+        retry(job, idx, item)
+        for idx, item in enumerate(job.items)
+        if item.status is ItemStatus.FAILED
+    )
+
+
+def stored(job: Job, actions: Iterable[Action]) -> list[StoredAction]:
+    """What to write before sending: the buttons belong to the job's requester, in its chat."""
+    return [StoredAction(a.id, job.requester, job.chat, a.command) for a in actions]
