@@ -334,3 +334,96 @@ async def test_a_rejected_token_stops_the_bot_with_one_sentence(
     assert f"The Bot API server at {telegram.url} rejected TELEGRAM_BOT_TOKEN" in output
     assert "Traceback" not in output
     assert wrong.split(":")[1] not in output
+
+
+def buttons_of(telegram: FakeTelegram, request_id: int) -> list[tuple[Call, str, str]]:
+    """Every button the bot sent in reply to ``request_id``: (message, label, callback data)."""
+    return [
+        (call, label, data)
+        for call in telegram.replies_to(request_id)
+        for label, data in telegram.buttons(call)
+    ]
+
+
+async def test_retry_button_acts_once_for_its_owner_even_after_a_restart(
+    lab: lab_module.Lab, env: dict[str, str], telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    """A failed image gets Retry. Another member of the group pressing it is told privately
+    and nothing is sent; the requester pressing it after a restart starts the copy again (the
+    image exists by then); a second press is answered privately and does nothing."""
+    repository = f"library/retry-{uuid.uuid4().hex[:8]}"
+    async with running_bot(env, tmp_path / "bot1.log"):
+        await polling(telegram)
+        request = telegram.send(TEAM, ALICE, f"/mirror {lab.source}/{repository}:1.0")
+        [(answer, label, data)] = await telegram.wait_for(
+            lambda: [b for b in buttons_of(telegram, request) if b[1] != "Cancel"]
+        )
+        assert answer.text.startswith("❌") and label == "Retry"
+        assert len(data.encode()) <= 64
+        assert answer.message_id is not None
+        sent_before = len(telegram.ok("sendMessage"))
+        stranger = telegram.press(TEAM, BOB, answer.message_id, data)
+        [refusal] = await telegram.wait_for(lambda: telegram.answers_to(stranger))
+        unknown = telegram.press(TEAM, ALICE, answer.message_id, "not-a-button")
+        [puzzled] = await telegram.wait_for(lambda: telegram.answers_to(unknown))
+        assert len(telegram.ok("sendMessage")) == sent_before
+    assert (
+        f"telegram:{ALICE}" in refusal.params["text"]
+        and "nothing was done" in refusal.params["text"]
+    )
+    assert refusal.params["show_alert"] == "true"
+    assert "do not know this button" in puzzled.params["text"]
+
+    layers = [lab_module.LayerSpec(1 << 20, uuid.uuid4().int % 10**9)]
+    lab_module.push_image(lab.source, repository, "1.0", layers, cache_dir=tmp_path / "layers")
+    async with running_bot(env, tmp_path / "bot2.log"):
+        await polling(telegram)
+        owner = telegram.press(TEAM, ALICE, answer.message_id, data)
+        retried = await telegram.wait_for(lambda: final_answer(telegram, answer.message_id))
+        again = telegram.press(TEAM, ALICE, answer.message_id, data)
+        [done_already] = await telegram.wait_for(lambda: telegram.answers_to(again))
+    [silent] = telegram.answers_to(owner)
+    assert "text" not in silent.params  # the press acted: the answer is in the chat
+    assert "already pressed" in done_already.params["text"]
+    ack = telegram.replies_to(answer.message_id)[0]
+    assert "Cancel" in [label for label, _ in telegram.buttons(ack)]
+    [block] = pre_blocks(retried.text)
+    assert block.splitlines()[0] == expected_pull(
+        env["MIRROR_TARGET"], lab.source, repository, "1.0"
+    )
+    assert len([c for c in telegram.replies_to(answer.message_id) if "<pre>" in c.text]) == 1
+    assert ack.message_id is not None
+    assert telegram.buttons(telegram.edits_of(TEAM.id, ack.message_id)[-1]) == []
+
+
+async def test_cancel_button_stops_a_running_job_and_goes_away(
+    lab: lab_module.Lab, env: dict[str, str], telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    repository = fresh_image(lab, tmp_path / "layers", "cancel")
+    with throttled(lab.source, 300_000) as relay:  # ~20 s of copying: time to press
+        env = env | {
+            "MIRROR_ALLOWED_SOURCES": relay.address,
+            "MIRROR_INSECURE_REGISTRIES": f"{relay.address},{lab.target}",
+        }
+        async with running_bot(env, tmp_path / "bot.log"):
+            await polling(telegram)
+            request = telegram.send(Chat(ALICE), ALICE, f"/mirror {relay.address}/{repository}:1.0")
+            [(ack, label, data)] = await telegram.wait_for(lambda: buttons_of(telegram, request))
+            assert label == "Cancel" and ack.message_id is not None
+            pressed = telegram.press(Chat(ALICE), ALICE, ack.message_id, data)
+            [told] = await telegram.wait_for(
+                lambda: [c for c in telegram.replies_to(ack.message_id) if "cancelled" in c.text]
+            )
+            final = await telegram.wait_for(
+                lambda: [
+                    e for e in telegram.edits_of(ALICE, ack.message_id) if "cancelled" in e.text
+                ]
+            )
+    assert told.text.endswith("cancelled.</b>"), told.text
+    assert telegram.answers_to(pressed)
+    assert telegram.buttons(final[-1]) == []
+    target = env["MIRROR_TARGET"].removeprefix(f"{lab.target}/")
+    flat = f"{relay.address.replace(':', '-')}.{repository.replace('/', '.')}"
+    with pytest.raises(lab_module.RegistryError) as missing:  # nothing was pushed
+        lab_module.pull_manifest(lab.target, f"{target}/{flat}", "1.0")
+    assert missing.value.status == 404

@@ -152,6 +152,26 @@ class FakeTelegram:
         self._new_update.set()
         return int(update["message"]["message_id"])
 
+    def press(self, chat: Chat, user_id: int, message_id: int, data: str) -> str:
+        """Queue a press of the inline button ``data`` under the bot's message ``message_id``;
+        returns the callback query's id (see :meth:`answers_to`)."""
+        query_id = f"cq{next(self._ids)}"
+        message = self._message(chat.id, message_id, self._texts.get((chat.id, message_id), ""))
+        message["chat"] = chat.json()
+        update = {
+            "update_id": len(self._updates) + 1,
+            "callback_query": {
+                "id": query_id,
+                "from": {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"},
+                "message": message,
+                "chat_instance": str(chat.id),
+                "data": data,
+            },
+        }
+        self._updates.append(update)
+        self._new_update.set()
+        return query_id
+
     def rate_limit(self, method: str, times: int, retry_after: int = 1, after: int = 0) -> None:
         """Answer ``times`` calls of ``method`` with 429 and ``retry_after``, once ``after``
         more calls of it went through."""
@@ -192,6 +212,18 @@ class FakeTelegram:
             for c in self.calls
             if c.method == method and c.status == 200 and (chat_id is None or c.chat_id == chat_id)
         ]
+
+    def answers_to(self, query_id: str) -> list[Call]:
+        return [
+            c for c in self.ok("answerCallbackQuery") if c.params["callback_query_id"] == query_id
+        ]
+
+    def buttons(self, call: Call) -> list[tuple[str, str]]:
+        """``(label, callback_data)`` of a send or edit; an edit without them removes them."""
+        if "reply_markup" not in call.params:
+            return []
+        rows = call.value("reply_markup")["inline_keyboard"]
+        return [(b["text"], b["callback_data"]) for row in rows for b in row]
 
     def replies_to(self, message_id: int) -> list[Call]:
         return [c for c in self.ok("sendMessage") if c.reply_to == message_id]
@@ -292,6 +324,11 @@ class FakeTelegram:
             raise _ApiError(400, NOT_MODIFIED)
         self._texts[key] = call.text
         return self._message(*key, call.text)
+
+    async def _api_answerCallbackQuery(self, call: Call) -> bool:
+        if not call.params.get("callback_query_id", "").startswith("cq"):
+            raise _ApiError(400, "Bad Request: query is too old and response timeout expired")
+        return True
 
     async def _api_setMyCommands(self, call: Call) -> bool:
         return True
