@@ -39,13 +39,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from adapters.slack_text import command_text, slash_text, to_mrkdwn
+from adapters.slack_text import ACTION_PREFIX, command_text, slash_text, to_blocks, to_mrkdwn
 from bot.chat import (
     ChatUnavailable,
     ConfigurationError,
     Conversation,
     Handler,
     Incoming,
+    Press,
     RateLimited,
     Reply,
     Undeliverable,
@@ -146,12 +147,15 @@ class _Api:
 
     client: AsyncWebClient
 
-    async def post(self, channel: str, thread_ts: str | None, text: str) -> str:
+    async def post(
+        self, channel: str, thread_ts: str | None, text: str, blocks: list[dict[str, Any]]
+    ) -> str:
         try:
             response = await self.client.chat_postMessage(
                 channel=channel,
                 thread_ts=thread_ts,
                 text=text,
+                blocks=blocks or None,
                 mrkdwn=True,
                 parse="none",
                 link_names=False,
@@ -177,10 +181,20 @@ class _Api:
         except Exception as exc:  # a courtesy: the answer itself goes to the DM regardless
             log.warning("could not reach the slash command's response_url (%s)", type(exc).__name__)
 
-    async def edit(self, channel: str, ts: str, text: str) -> None:
+    async def edit(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
+        """``blocks`` empty removes the buttons the message had (Slack keeps them otherwise)."""
         try:
             await self.client.chat_update(
-                channel=channel, ts=ts, text=text, parse="none", link_names=False
+                channel=channel, ts=ts, text=text, blocks=blocks, parse="none", link_names=False
+            )
+        except _FAILURES as exc:
+            raise _port_error(exc) from None
+
+    async def whisper(self, channel: str, user: str, thread_ts: str | None, text: str) -> None:
+        """A message only ``user`` sees (``chat.postEphemeral``): a refused button press."""
+        try:
+            await self.client.chat_postEphemeral(
+                channel=channel, user=user, thread_ts=thread_ts, text=text
             )
         except _FAILURES as exc:
             raise _port_error(exc) from None
@@ -200,7 +214,8 @@ class SlackReply:
         return ":".join((self.channel, self.thread_ts or "", self.ts, self.requester or ""))
 
     async def edit(self, view: MessageView) -> None:
-        await self.api.edit(self.channel, self.ts, to_mrkdwn(view, self.requester))
+        blocks = to_blocks(view, self.requester)
+        await self.api.edit(self.channel, self.ts, to_mrkdwn(view, self.requester), blocks)
 
 
 @dataclass
@@ -229,13 +244,14 @@ class SlackConversation:
 
     async def post(self, view: MessageView) -> Reply:
         text = to_mrkdwn(view, self.requester)
+        blocks = to_blocks(view, self.requester)
         try:
-            ts = await self.api.post(self.channel, self.thread_ts, text)
+            ts = await self.api.post(self.channel, self.thread_ts, text, blocks)
         except Undeliverable as exc:
             if not (self.response_url and self.requester) or exc.code not in _NOT_MEMBER:
                 raise
             await self._move_to_dm(self.requester, self.response_url)
-            ts = await self.api.post(self.channel, self.thread_ts, text)
+            ts = await self.api.post(self.channel, self.thread_ts, text, blocks)
         if self.thread_ts is None and self.open_thread:
             self.thread_ts = ts
         return SlackReply(self.api, self.channel, self.thread_ts, ts, self.requester)
@@ -437,7 +453,34 @@ class SlackAdapter:
             thread = event.get("thread_ts")
             self._dispatch(handler, event, str(thread) if thread else None)
 
+        async def on_button(ack: Callable[[], Awaitable[None]], body: dict[str, Any]) -> None:
+            await ack()
+            user = str(body.get("user", {}).get("id", ""))
+            channel = str(body.get("channel", {}).get("id", ""))
+            message = body.get("message") or {}
+            actions = body.get("actions") or [{}]
+            if not user or not channel or not message.get("ts"):
+                return
+            # The answer to a press goes in the thread of the message that carried the button.
+            thread = str(message.get("thread_ts") or message["ts"])
+
+            async def answer_privately(text: str) -> None:
+                await self._api.whisper(channel, user, thread, text)
+
+            incoming = Incoming(
+                platform="slack",
+                user_id=user,
+                user_name=str(body.get("user", {}).get("username") or user),
+                chat_id=channel,
+                text="",
+                is_group=not channel.startswith("D"),
+                press=Press(str(actions[0].get("value") or ""), answer_privately),
+            )
+            conversation = SlackConversation(self._api, channel, thread, user)
+            self._spawn(handler(incoming, conversation))
+
         app.command(re.compile(r"^/.+"))(on_command)
+        app.action(re.compile(f"^{re.escape(ACTION_PREFIX)}"))(on_button)
         app.event("app_mention")(on_mention)
         app.event("message")(on_message)
         return app

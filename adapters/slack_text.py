@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from bot.view import MessageView, Tone, bar_text
+from bot.view import MessageView, Style, Tone, bar_text
 
 SUBCOMMANDS = frozenset({"help", "status", "history", "cancel"})
 _MAX_TEXT = 39_000  # chat.postMessage takes 40,000 characters
@@ -87,3 +87,53 @@ def to_mrkdwn(view: MessageView, requester: str | None = None) -> str:
         out.append(f"_{escape(view.footer)}_")
     text = "\n".join(out)
     return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
+
+
+# -- Block Kit, for a view with buttons ------------------------------------------------------
+
+ACTION_PREFIX = "mirror:"
+"""``action_id`` of every button we send: bolt routes them by it; the value is the stored id."""
+_SECTION = 3000  # a section block's text holds at most 3,000 characters
+_FENCE = "```"
+
+
+def _sections(text: str) -> list[str]:
+    """The mrkdwn cut between lines into sections; a cut code block is closed and reopened."""
+    out: list[str] = []
+    current: list[str] = []
+    size = 0
+    fenced = False
+    for line in text.split("\n"):
+        line = line[: _SECTION - 10]
+        if current and size + len(line) + 1 > _SECTION - 4:
+            out.append("\n".join([*current, _FENCE] if fenced else current))
+            current, size = ([_FENCE] if fenced else []), (4 if fenced else 0)
+        current.append(line)
+        size += len(line) + 1
+        fenced ^= line.count(_FENCE) % 2 == 1
+    out.append("\n".join(current))
+    return out
+
+
+def to_blocks(view: MessageView, requester: str | None = None) -> list[dict[str, object]]:
+    """The view as Block Kit: its mrkdwn in sections, then its buttons; an empty list for a
+    view without buttons (an edit sends it so a finished job's Cancel goes away)."""
+    if not view.actions:
+        return []
+    blocks: list[dict[str, object]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": part, "verbatim": True}}
+        for part in _sections(to_mrkdwn(view, requester))
+    ]
+    buttons: list[dict[str, object]] = []
+    for action in view.actions:
+        button: dict[str, object] = {
+            "type": "button",
+            "text": {"type": "plain_text", "text": action.label[:75]},
+            "action_id": f"{ACTION_PREFIX}{action.id}",
+            "value": action.id,
+        }
+        if action.style is not Style.DEFAULT:
+            button["style"] = action.style.value
+        buttons.append(button)
+    blocks.append({"type": "actions", "elements": buttons[:25]})
+    return blocks

@@ -38,13 +38,14 @@ from adapters.slack_text import command_text, escape, slash_text, to_mrkdwn
 from bot.chat import Conversation, Incoming
 from bot.view import Bar, MessageView, Row, Tone
 from tests.support.cli import MIRROR_BOT, bot_env
-from tests.support.fake_slack import BOT_USER_ID, TEAM_ID, Call, FakeSlack
+from tests.support.fake_slack import BOT_USER_ID, TEAM_ID, Call, FakeSlack, block_actions
 from tests.support.throttle import ThrottledRelay
 
 BOT_TOKEN = "xoxb-1234-test-bot-token-4711"
 APP_TOKEN = "xapp-1-A0TEST-test-app-token-4711"
 SIGNING_SECRET = "f00dfeed8e8e8e8e-test-signing-secret"
 USER = "U0ALICE01"
+BOB = "U0BOB0001"
 
 
 # -- the adapter's rules, in process ----------------------------------------------------------
@@ -584,7 +585,66 @@ def test_a_job_interrupted_by_a_restart_finishes_in_the_same_thread(
     assert_clean_log(log)
 
 
+def press(
+    bot: RunningBot, user: str, message: Call, value: str, secret: str = SIGNING_SECRET
+) -> int:
+    channel = str(message.params["channel"])
+    payload = json.dumps(block_actions(user, channel, message, value))
+    body = urllib.parse.urlencode({"payload": payload})
+    return _post(bot, body, "application/x-www-form-urlencoded", secret)
+
+
+def test_retry_button_in_http_mode_only_for_its_owner_and_only_once(
+    lab: lab_module.Lab, bots: dict[str, RunningBot]
+) -> None:
+    """A failed image gets a Retry button. A forged press is refused (401), another user's
+    press is answered with a message only they see, the owner's press runs the copy again in
+    the thread (the image exists by then), and a second press acts no more."""
+    bot, channel = bots["http"], "C0BUTTON1"
+    slack = bot.slack
+    repository = f"library/slack-retry-{random.randrange(10**9)}"
+    assert slash(bot, channel, f"{lab.source}/{repository}:1.0") == 200
+    ack, answer = finished(slack, channel)
+    assert slack.buttons(ack) == [("Cancel", slack.buttons(ack)[0][1])]
+    [(label, value)] = slack.buttons(answer)
+    assert label == "Retry" and answer.params["thread_ts"] == ts_of(ack)
+    assert slack.updates(channel, ts_of(ack))[-1].params["blocks"] == []  # Cancel went away
+
+    assert press(bot, USER, answer, value, secret="not-the-signing-secret") == 401
+    assert press(bot, BOB, answer, value) == 200
+    slack.wait_for(lambda: bool(slack.ephemerals(BOB)))
+    [refusal] = slack.ephemerals(BOB)
+    assert (
+        f"slack:{USER}" in refusal.params["text"] and "nothing was done" in refusal.params["text"]
+    )
+    assert refusal.params["thread_ts"] == ts_of(ack)
+    assert len(slack.posts(channel)) == 2
+
+    lab_module.push_image(lab.source, repository, "1.0", [lab_module.LayerSpec(1 << 20, 7)])
+    assert press(bot, USER, answer, value) == 200
+    [*_, retried] = finished(slack, channel, posts=4)
+    assert "```" in retried.params["text"] and repository in retried.params["text"]
+    assert retried.params["thread_ts"] == ts_of(ack)
+    assert press(bot, USER, answer, value) == 200
+    slack.wait_for(lambda: bool(slack.ephemerals(USER)))
+    assert "already pressed" in slack.ephemerals(USER)[0].params["text"]
+    assert len(slack.posts(channel)) == 4
+
+
 # -- Socket Mode -------------------------------------------------------------------------------
+
+
+def test_socket_mode_button_press_is_acked_and_answered(bots: dict[str, RunningBot]) -> None:
+    bot, channel = bots["socket"], "C0SOCKET2"
+    slack = bot.slack
+    assert slack.app_token
+    envelope = slack.send_envelope("slash_commands", _slash_payload(channel, "status"))
+    [status] = finished(slack, channel, posts=1)
+    pressed = slack.send_envelope("interactive", block_actions(USER, channel, status, "nope"))
+    slack.wait_for(lambda: bool(slack.ephemerals(USER)))
+    slack.wait_for(lambda: any(a.get("envelope_id") == pressed for a in slack.acks))
+    assert envelope != pressed
+    assert "do not know this button" in slack.ephemerals(USER)[0].params["text"]
 
 
 def test_socket_mode_slash_command_is_acked_and_answered(

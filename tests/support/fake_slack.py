@@ -170,6 +170,8 @@ class FakeSlack:
             if params.get("thread_ts"):
                 message["thread_ts"] = params["thread_ts"]
             return 200, {"ok": True, "channel": params["channel"], "ts": ts, "message": message}, {}
+        if method == "chat.postEphemeral":
+            return 200, {"ok": True, "message_ts": f"1700000000.{next(self._ts):06d}"}, {}
         if method == "chat.update":
             with self._cond:
                 limited = self.update_429 > 0
@@ -255,8 +257,49 @@ class FakeSlack:
     def updates(self, channel: str, ts: str | None = None) -> list[Call]:
         return [c for c in self.of("chat.update", channel) if ts is None or c.params["ts"] == ts]
 
+    def buttons(self, call: Call) -> list[tuple[str, str]]:
+        """``(label, value)`` of the buttons of a post or edit (an edit without: removed)."""
+        return [
+            (element["text"]["text"], element["value"])
+            for block in call.params.get("blocks") or []
+            if block["type"] == "actions"
+            for element in block["elements"]
+        ]
+
+    def ephemerals(self, user: str) -> list[Call]:
+        return [c for c in self.of("chat.postEphemeral") if c.params.get("user") == user]
+
     def summary(self) -> list[tuple[str, str, str]]:
         return [
             (c.method, str(c.params.get("channel", "")), str(c.params.get("text", ""))[:80])
             for c in self.calls
         ]
+
+
+def block_actions(user: str, channel: str, message: Call, value: str) -> dict[str, Any]:
+    """What Slack sends when ``user`` presses the button ``value`` under ``message``."""
+    ts = str(message.result["ts"])
+    shown: dict[str, Any] = {"type": "message", "ts": ts, "text": message.params.get("text")}
+    if message.params.get("thread_ts"):
+        shown["thread_ts"] = message.params["thread_ts"]
+    return {
+        "type": "block_actions",
+        "user": {"id": user, "username": user.lower(), "team_id": TEAM_ID},
+        "api_app_id": "A0TEST",
+        "token": "legacy-verification-token",
+        "container": {"type": "message", "message_ts": ts, "channel_id": channel},
+        "trigger_id": "1.2.3",
+        "team": {"id": TEAM_ID, "domain": "example"},
+        "channel": {"id": channel, "name": "ops"},
+        "message": shown,
+        "response_url": "https://hooks.slack.com/actions/T0TEAM001/1/x",
+        "actions": [
+            {
+                "action_id": f"mirror:{value}",
+                "block_id": "b1",
+                "value": value,
+                "type": "button",
+                "action_ts": str(time.time()),
+            }
+        ],
+    }
