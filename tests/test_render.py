@@ -122,3 +122,20 @@ def test_another_artifact_is_pulled_with_oras_over_plain_http() -> None:
     view = render.answer(Job("abcdef", "cli:me", "cli:local", [item]), options)
     assert view.code == ("oras pull --plain-http 127.0.0.1:5000/m/policy:v1",)
     assert "WASM module" in to_plain_text(view)
+
+
+def test_buttons_cancel_while_running_then_retry_per_failed_image() -> None:
+    failed = Item("nginx:1", parse_reference("nginx:1"), parse_reference("r/m/nginx:1"), None)
+    cancelled = Item("redis:7", parse_reference("redis:7"), parse_reference("r/m/redis:7"), None)
+    job = Job("abcdef", "console:alice", "console:local", [failed, cancelled])
+    running = render.progress(job)
+    assert [(a.label, a.command) for a in running.actions] == [("Cancel", "/cancel abcdef")]
+    assert "[Cancel] type: /cancel abcdef" in to_plain_text(running)
+
+    failed.status, failed.error = ItemStatus.FAILED, "Not found."
+    cancelled.status = ItemStatus.CANCELLED
+    assert render.progress(job).actions == ()  # the edit that ends the job removes Cancel
+    [retry] = render.answer(job, render.RenderOptions()).actions
+    assert retry.id == "abcdef.retry.0" and len(retry.id.encode()) <= 64
+    assert retry.label == "Retry nginx:1"
+    assert retry.command == "/mirror nginx:1 --platform all"

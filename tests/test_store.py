@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mirror.artifacts import ArtifactKind, Referrer, ReferrerKind
-from mirror.models import Item, ItemStatus, Job
+from mirror.models import Item, ItemStatus, Job, StoredAction
 from mirror.platform import DEFAULT_PLATFORM
 from mirror.reference import parse_reference
 from mirror.store import (
@@ -181,6 +181,7 @@ async def test_a_database_from_before_versioning_is_upgraded_with_nothing_lost(
     version, names = _schema(db)
     assert version == SCHEMA_VERSION >= 2
     assert "jobs_requester" in names
+    assert "actions" in names
 
     again = await open_store(db)  # a current database is opened as it is
     await again.close()
@@ -280,5 +281,30 @@ async def test_referrers_and_artifact_kind_are_stored(tmp_path: Path) -> None:
         assert found is not None
         assert found.referrers == (sig,)
         assert found.artifact is ArtifactKind.CHART
+    finally:
+        await reopened.close()
+
+
+async def test_a_button_survives_a_restart_keeps_its_first_meaning_and_acts_once(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "mirror.db"
+    store = await open_store(db)
+    try:
+        first = StoredAction("abc123.cancel", "slack:U1", "slack:C1", "/cancel abc123")
+        await store.add_actions([first])
+        # The same view rendered again (every progress edit) stores nothing new.
+        await store.add_actions([StoredAction(first.id, "slack:U2", "slack:C2", "/help")])
+    finally:
+        await store.close()
+    reopened = await open_store(db)
+    try:
+        assert await reopened.get_action(first.id) == first
+        assert await reopened.get_action("nope") is None
+        both = await asyncio.gather(*(reopened.use_action(first.id) for _ in range(2)))
+        assert sorted(both) == [False, True]
+        used = await reopened.get_action(first.id)
+        assert used is not None and used.used is not None
+        assert await reopened.use_action("nope") is False
     finally:
         await reopened.close()
