@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 
 import lab as lab_module
+from bot import actions
 from bot.app import NOT_ACKNOWLEDGED, MirrorBot
-from bot.chat import Incoming, Undeliverable
+from bot.chat import Incoming, Press, Undeliverable
 from bot.runtime import open_runtime
-from bot.settings import Settings
+from bot.settings import Settings, parse_rate
 from bot.view import MessageView, to_plain_text
 from mirror.models import ItemStatus, Job
 from mirror.naming import parse_image_spec
@@ -289,3 +290,49 @@ async def test_a_store_failing_right_after_the_acknowledgement_never_starts_the_
             ]
     finally:
         holder.close()
+
+
+async def press(bot: MirrorBot, user: str, chat: str, action_id: str, thread: Thread) -> list[str]:
+    """Press a button as ``user``; returns what the bot told that user alone."""
+    private: list[str] = []
+
+    async def answer_privately(text: str) -> None:
+        private.append(text)
+
+    incoming = Incoming(PLATFORM, user, user, chat, "", press=Press(action_id, answer_privately))
+    await bot.handle(incoming, thread)
+    return private
+
+
+async def test_a_pressed_button_is_a_request_under_the_same_policy(
+    lab: lab_module.Lab, tmp_path: Path
+) -> None:
+    """An admin may press the requester's Cancel; a pressed Retry counts against the
+    requester's rate like a typed /mirror; a button from another chat is unknown there."""
+    with throttled(lab.source, rate=64 * 1024) as slow:
+        settings = settings_for(
+            tmp_path, lab.target, slow.address, mirror_user_rate=parse_rate("1/hour")
+        )
+        async with running_bot(settings) as bot:
+            missing = await say(bot, "alice", "room1", f"/mirror {slow.address}/library/nope:1")
+            await finish(bot)
+            [retry] = missing.messages[-1].views[-1].actions
+            assert retry.label == "Retry"
+
+            elsewhere = await press(bot, "alice", "room2", retry.id, Thread())
+            assert elsewhere == [actions.UNKNOWN]
+            limited = await press(bot, "alice", "room1", retry.id, missing)
+            assert limited == []  # it ran, and was answered in the thread as typed
+            assert "You may mirror 1 per hour and have 0 left" in missing.texts[-1]
+
+            running = await say(bot, "bob", "room1", f"/mirror {slow.address}/library/multi:1.0")
+            [cancel] = running.messages[0].views[0].actions
+            by_alice = await press(bot, "alice", "room1", cancel.id, running)
+            assert by_alice == [actions.not_yours(f"{PLATFORM}:bob")]
+            job_id = job_id_of(running)
+            assert bot.service.active(job_id) is not None
+            assert await press(bot, "carol", "room1", cancel.id, running) == []
+            assert running.texts[-1] == f"Job {job_id} cancelled."
+            assert await press(bot, "carol", "room1", cancel.id, running) == [actions.USED]
+            await finish(bot)
+            assert running.messages[0].views[-1].actions == ()  # Cancel went away in place
