@@ -1,9 +1,10 @@
 """Which buttons a job's messages carry, and what each one means.
 
 A button is a request its owner could have typed: Cancel is ``/cancel JOB``, Retry is
-``/mirror SPEC --platform P``. Its meaning is stored (:class:`~mirror.models.StoredAction`)
-before the message carrying it is sent, under an id derived from the job, so re-rendering a
-view on every progress edit gives the same ids and stores nothing new. Pressing runs the
+``/mirror SPEC --platform P``, All platforms is ``/mirror SPEC --platform all``. Its meaning
+is stored (:class:`~mirror.models.StoredAction`) before the message carrying it is sent,
+under an id derived from the job, so re-rendering a view on every progress edit gives the
+same ids and stores nothing new. Pressing runs the
 stored command through the same path as typed text (:meth:`bot.app.MirrorBot.handle`), so
 the policy, the rate limit and the allowlist apply unchanged.
 """
@@ -37,18 +38,40 @@ def retry(job: Job, idx: int, item: Item) -> Action:
     return Action(f"{job.id}.retry.{idx}", label, command, Style.PRIMARY)
 
 
+def all_platforms(job: Job, idx: int, item: Item) -> Action:
+    command = f"/mirror {item.spec} --platform all"
+    label = "All platforms (exact copy)"
+    if len(job.items) > 1:
+        label = f"{item.source.familiar}: all platforms (exact copy)"
+    return Action(f"{job.id}.all.{idx}", label, command, Style.DEFAULT)
+
+
 def while_running(job: Job) -> tuple[Action, ...]:
     """The live message: Cancel until the job ends, then nothing (the buttons go away)."""
     return () if job.finished else (cancel(job),)
 
 
-def when_finished(job: Job) -> tuple[Action, ...]:
-    """The answer: one Retry per failed image (not a cancelled one: that was a choice)."""
-    return tuple(
-        retry(job, idx, item)
-        for idx, item in enumerate(job.items)
-        if item.status is ItemStatus.FAILED
+def _one_platform_copy(item: Item) -> bool:
+    """A copy of one platform whose digest differs from the source's: the answer already says
+    an exact copy needs ``--platform all``, so the button offers just that."""
+    return (
+        item.status.ok
+        and item.platform is not None
+        and item.artifact is None
+        and not item.digest_identical
     )
+
+
+def when_finished(job: Job) -> tuple[Action, ...]:
+    """The answer: one Retry per failed image (not a cancelled one: that was a choice), and
+    "All platforms" per one-platform copy that is not exact."""
+    found: list[Action] = []
+    for idx, item in enumerate(job.items):
+        if item.status is ItemStatus.FAILED:
+            found.append(retry(job, idx, item))
+        elif _one_platform_copy(item):
+            found.append(all_platforms(job, idx, item))
+    return tuple(found)
 
 
 def stored(job: Job, actions: Iterable[Action]) -> list[StoredAction]:

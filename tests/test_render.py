@@ -139,3 +139,13 @@ def test_buttons_cancel_while_running_then_retry_per_failed_image() -> None:
     assert retry.id == "abcdef.retry.0" and len(retry.id.encode()) <= 64
     assert retry.label == "Retry nginx:1"
     assert retry.command == "/mirror nginx:1 --platform all"
+
+
+def test_a_one_platform_copy_that_is_not_exact_offers_all_platforms() -> None:
+    rebuilt = done("nginx:1.25", "docker.io/alice/nginx:1.25")  # digests differ
+    exact = done("redis:7", "docker.io/alice/redis:7", td=DIGEST_A)
+    job = Job("abcdef", "cli:me", "cli:local", [rebuilt, exact])
+    [button] = render.answer(job, render.RenderOptions()).actions
+    assert button.label == "nginx:1.25: all platforms (exact copy)"
+    assert button.command == "/mirror nginx:1.25 --platform all"
+    assert button.id == "abcdef.all.0"
