@@ -106,6 +106,7 @@ class FakeTelegram:
     _outage_status: dict[str, int] = field(default_factory=dict)
     _updates: list[dict[str, Any]] = field(default_factory=list)
     _texts: dict[tuple[int, int], str] = field(default_factory=dict)
+    _markups: dict[tuple[int, int], str | None] = field(default_factory=dict)
     _limits: Counter[str] = field(default_factory=Counter)
     _retry_after: dict[str, int] = field(default_factory=dict)
     _spared: Counter[str] = field(default_factory=Counter)
@@ -314,15 +315,20 @@ class FakeTelegram:
         message_id = next(self._ids)
         call.message_id = message_id
         self._texts[(chat_id, message_id)] = call.text
+        self._markups[(chat_id, message_id)] = call.params.get("reply_markup")
         return self._message(chat_id, message_id, call.text)
 
     async def _api_editMessageText(self, call: Call) -> dict[str, Any]:
         key = (call.chat_id, int(call.params["message_id"]))
         if key not in self._texts:
             raise _ApiError(400, "Bad Request: message to edit not found")
-        if self._texts[key] == call.text:
+        # Telegram compares the text and the keyboard: a new keyboard alone is a change.
+        if self._texts[key] == call.text and self._markups.get(key) == call.params.get(
+            "reply_markup"
+        ):
             raise _ApiError(400, NOT_MODIFIED)
         self._texts[key] = call.text
+        self._markups[key] = call.params.get("reply_markup")
         return self._message(*key, call.text)
 
     async def _api_answerCallbackQuery(self, call: Call) -> bool:
