@@ -214,7 +214,7 @@ def _as_dict(item: Item, options: render.RenderOptions, *, planned: bool) -> dic
         "artifact": (item.artifact or ArtifactKind.IMAGE).value if ok else None,
         "error": item.error,
         "corrected_from": item.corrected_from,
-        "suggestions": [],
+        "suggestions": list(item.suggestions),
     }
 
 

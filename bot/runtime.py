@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bot.planner import Planner
 from bot.policy import Policy
@@ -13,9 +14,54 @@ from bot.settings import Settings
 from mirror.credentials import Credential
 from mirror.engine import Engine
 from mirror.engines import EngineChooser, EngineMode
+from mirror.errors import MirrorError
 from mirror.jobs import JobService, OutcomeHook
 from mirror.naming import parse_target_base
+from mirror.reference import ImageRef
 from mirror.store import Store, open_store
+
+if TYPE_CHECKING:
+    from mirror.engine import CopyRequest
+    from mirror.lookup import Advice, Lookups
+
+
+class LazyLookups:
+    """The bot's own registry reads (:mod:`mirror.lookup`), built on first use so that
+    ``mirror-bot mirror`` imports no HTTP client until a miss or ``/tags`` needs one."""
+
+    def __init__(self, settings: Settings, policy: Policy) -> None:
+        self._settings = settings
+        self._policy = policy
+        self._lookups: Lookups | None = None
+
+    def get(self) -> Lookups:
+        if self._lookups is None:
+            from mirror.egress import EgressGuard
+            from mirror.lookup import Lookups
+            from mirror.registry.client import RegistryClient
+
+            settings = self._settings
+            client = RegistryClient(
+                credentials(settings),
+                insecure=settings.mirror_insecure_registries,
+                guard=EgressGuard(allowed_internal(settings)),
+            )
+            self._lookups = Lookups(client, allowed=self._allowed)
+        return self._lookups
+
+    def _allowed(self, ref: ImageRef) -> bool:
+        try:
+            self._policy.check_source(ref)
+        except MirrorError:
+            return False
+        return True
+
+    async def advise(self, error: MirrorError, request: CopyRequest) -> Advice | None:
+        return await self.get().advise(error, request)
+
+    async def aclose(self) -> None:
+        if self._lookups is not None:
+            await self._lookups.aclose()
 
 
 @dataclass
@@ -26,6 +72,7 @@ class Runtime:
     policy: Policy
     planner: Planner
     render_options: RenderOptions
+    lookups: LazyLookups
 
 
 def credentials(settings: Settings) -> dict[str, Credential]:
@@ -101,15 +148,24 @@ async def open_runtime(
         stack.push_async_callback(store.close)
         chooser = EngineChooser(engine or settings.mirror_engine, build_engines(settings))
         stack.push_async_callback(chooser.aclose)
+        policy = Policy(settings)
+        lookups = LazyLookups(settings, policy)
+        stack.push_async_callback(lookups.aclose)
         service = JobService(
             store,
             chooser,
             concurrency=settings.mirror_concurrency,
             max_bytes=settings.mirror_max_image_bytes,
             on_outcome=on_outcome,
+            advisor=lookups,
         )
         stack.push_async_callback(service.aclose)
-        policy = Policy(settings)
         yield Runtime(
-            settings, store, service, policy, Planner(settings, policy), render_options(settings)
+            settings,
+            store,
+            service,
+            policy,
+            Planner(settings, policy),
+            render_options(settings),
+            lookups,
         )

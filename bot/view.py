@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from mirror.units import human_bytes, human_seconds
+
+__all__ = ["Bar", "MessageView", "Row", "Tone", "bar_text", "human_bytes", "human_seconds"]
+
 
 class Tone(StrEnum):
     INFO = "info"
@@ -70,30 +74,6 @@ class MessageView:
     """Ask the adapter to mention the requester (a long job just finished)."""
     actions: tuple[Action, ...] = ()
     """Buttons under the message; a view without them removes the ones an edit replaces."""
-
-
-_UNITS = ("B", "KB", "MB", "GB", "TB")
-
-
-def human_bytes(n: float) -> str:
-    """Decimal units, as registries and ``docker images`` show sizes."""
-    value = float(n)
-    for unit in _UNITS:
-        if abs(value) < 1000 or unit == _UNITS[-1]:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")
-
-
-def human_seconds(seconds: float) -> str:
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s}s"
-    m, s = divmod(s, 60)
-    if m < 60:
-        return f"{m}m{s:02d}s"
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m"
 
 
 def bar_text(bar: Bar, width: int = 16) -> str:

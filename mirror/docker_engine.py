@@ -29,7 +29,15 @@ import urllib3.exceptions
 
 from mirror.credentials import Credentials
 from mirror.engine import CopyRequest, ProgressSink
-from mirror.errors import Cancelled, CopyFailed, EngineUnavailable, MirrorError, too_large
+from mirror.errors import (
+    Cancelled,
+    CopyFailed,
+    EngineUnavailable,
+    MirrorError,
+    PlatformMissing,
+    SourceMissing,
+    too_large,
+)
 from mirror.models import ItemStatus, Outcome
 from mirror.progress import BlobDone, BlobProgress, ProgressEvent, Stage, StageChanged
 from mirror.reference import ImageRef
@@ -311,8 +319,9 @@ def _check_platform(image: dict[str, Any], request: CopyRequest) -> None:
         wanted.variant and got_variant and wanted.variant != got_variant
     ):
         found = "/".join(p for p in (got_os, got_arch, got_variant) if p)
-        raise CopyFailed(
-            f"`{request.source.familiar}` has no image for {wanted} (it is {found} only)."
+        raise PlatformMissing(
+            f"`{request.source.familiar}` has no image for {wanted} (it is {found} only).",
+            str(wanted),
         )
 
 
@@ -357,18 +366,24 @@ def _explain(message: str, ref: ImageRef, *, pushing: bool) -> MirrorError:
     if "no matching manifest" in text:
         found = re.search(r"for ([\w/.-]+) in the manifest", message)
         platform = f" for {found.group(1)}" if found else " for that platform"
-        return CopyFailed(f"`{ref.familiar}` has no image{platform}.")
+        return PlatformMissing(
+            f"`{ref.familiar}` has no image{platform}.", found.group(1) if found else ""
+        )
     if "unauthorized" in text or "authentication required" in text or "denied" in text:
         if pushing:
             return CopyFailed(
                 f"The target registry `{where}` refused the push of `{ref.familiar}`: "
                 "check MIRROR_TARGET_USERNAME and MIRROR_TARGET_PASSWORD."
             )
-        return CopyFailed(
+        return SourceMissing(
             f"Access to `{ref.familiar}` was denied: it does not exist or is private."
         )
     if "manifest unknown" in text or "not found" in text:
-        return CopyFailed(f"`{ref.familiar}` was not found in `{where}`: check the name and tag.")
+        if pushing:
+            return CopyFailed(f"The target registry `{where}` lost part of `{ref.familiar}`.")
+        return SourceMissing(
+            f"`{ref.familiar}` was not found in `{where}`: check the name and tag."
+        )
     if "server gave http response to https client" in text:
         return CopyFailed(
             f"The registry `{where}` answers plain HTTP, not HTTPS: list it in "

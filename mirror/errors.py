@@ -46,6 +46,19 @@ class CopyFailed(MirrorError):
         self.transient = transient
 
 
+class SourceMissing(CopyFailed):
+    """The source's tag or repository is not there (or hidden from us): worth a look for the
+    nearest real thing (:mod:`mirror.lookup`)."""
+
+
+class PlatformMissing(CopyFailed):
+    """The source exists but has no image for ``platform``."""
+
+    def __init__(self, message: str, platform: str) -> None:
+        super().__init__(message)
+        self.platform = platform
+
+
 class PullLimitReached(CopyFailed):
     """The source's pull limit is used up until ``lifts_at`` (UTC); retrying sooner is useless."""
 

@@ -16,17 +16,28 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from mirror.engine import CopyRequest, Engine, ProgressSink
 from mirror.engines import EngineChooser
-from mirror.errors import CopyFailed, MirrorError, NameConflict, too_large
+from mirror.errors import (
+    CopyFailed,
+    MirrorError,
+    NameConflict,
+    PlatformMissing,
+    SourceMissing,
+    too_large,
+)
 from mirror.logcontext import JOB_ID
 from mirror.models import Item, ItemStatus, Job, Outcome, platform_text
 from mirror.progress import ProgressEvent, ProgressTracker, Stage, StageChanged
 from mirror.store import Store
 from mirror.tasks import TaskSet
+
+if TYPE_CHECKING:
+    from mirror.lookup import Advice
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +63,12 @@ class _Flight:
             sink(event)
 
 
+class Advisor(Protocol):
+    """Turns a miss into the nearest real thing (:class:`mirror.lookup.Lookups`)."""
+
+    async def advise(self, error: MirrorError, request: CopyRequest) -> Advice | None: ...
+
+
 OutcomeHook = Callable[[Outcome], None]
 """Called once per copy when it ends (coalesced requesters share it); for metrics."""
 
@@ -73,7 +90,9 @@ class JobService:
         retry_wait: float = 1.0,
         max_bytes: int | None = None,
         on_outcome: OutcomeHook | None = None,
+        advisor: Advisor | None = None,
     ) -> None:
+        self.advisor = advisor
         self._max_bytes = max_bytes
         self.store = store
         self.engines = engines
@@ -286,11 +305,13 @@ class JobService:
                 assert result is not None
                 return dataclasses.replace(result, seconds=time.monotonic() - started)
             except MirrorError as exc:
+                advice = await self._advise(exc, request)
                 return Outcome(
                     ItemStatus.FAILED,
                     engine=engine.name if engine else None,
                     seconds=time.monotonic() - started,
-                    error=str(exc),
+                    error=advice.sentence if advice else str(exc),
+                    suggestions=advice.suggestions if advice else (),
                 )
             except Exception:
                 log.exception(
@@ -302,6 +323,13 @@ class JobService:
                     seconds=time.monotonic() - started,
                     error=INTERNAL_ERROR,
                 )
+
+    async def _advise(self, error: MirrorError, request: CopyRequest) -> Advice | None:
+        """A miss answered with the nearest real thing; never a reason for a copy to fail
+        differently (the advisor keeps its own failures to itself)."""
+        if self.advisor is None or not isinstance(error, SourceMissing | PlatformMissing):
+            return None
+        return await self.advisor.advise(error, request)
 
     async def _check_size(self, engine: Engine, request: CopyRequest) -> None:
         """MIRROR_MAX_IMAGE_BYTES, measured by the engine that copies, before any blob moves

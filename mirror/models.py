@@ -56,6 +56,8 @@ class Outcome:
     """Signatures, SBOMs and attestations that came along (exact copies only)."""
     artifact: ArtifactKind | None = None
     """What was copied when it is not a runnable image (a Helm chart, ...)."""
+    suggestions: tuple[str, ...] = ()
+    """Full references to mirror instead, best first, when the source was a miss."""
 
     @property
     def digest_identical(self) -> bool:
@@ -86,6 +88,9 @@ class Item:
     artifact: ArtifactKind | None = None
     corrected_from: str | None = None
     """The text as typed when it was read as something else (a URL, a pull line); not stored."""
+    suggestions: tuple[str, ...] = ()
+    """What to mirror instead of a miss, full references best first; not stored (the error
+    sentence, which is, names them)."""
     progress: Snapshot | None = field(default=None, compare=False)
 
     @property
@@ -102,6 +107,7 @@ class Item:
         self.error = outcome.error
         self.referrers = outcome.referrers
         self.artifact = outcome.artifact
+        self.suggestions = outcome.suggestions
         self.progress = None
 
 

@@ -8,7 +8,9 @@ platform matching in agreement.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from mirror.errors import InvalidPlatform
 from mirror.reference import has_unsafe_chars, quote
@@ -43,6 +45,22 @@ class Platform:
 
 
 DEFAULT_PLATFORM = Platform("linux", "amd64")
+
+
+def platform_of(descriptor: Mapping[str, Any]) -> Platform | None:
+    """The platform an index entry (its ``platform`` field) or an image config names; None
+    for an attestation (``unknown/unknown``) or anything unreadable."""
+    found = descriptor.get("platform", descriptor)
+    if not isinstance(found, Mapping) or not found.get("architecture"):
+        return None
+    parts = [str(found.get("os", "")), str(found.get("architecture", ""))]
+    if found.get("variant"):
+        parts.append(str(found["variant"]))
+    try:
+        platform = parse_platform("/".join(parts))
+    except InvalidPlatform:
+        return None
+    return None if platform is None or platform.os == "unknown" else platform
 
 
 def parse_platform(text: str) -> Platform | None:

@@ -1068,10 +1068,38 @@ HELLO_LAYERS = (LayerSpec(64 * 1024, 1),)
 MULTI_LAYERS = (LayerSpec(1 << 20, 11), LayerSpec(2 << 20, 12), LayerSpec(3 << 20, 13))
 
 
+APP_TAGS = (
+    *(f"1.0.{p}" for p in range(6)),
+    *(f"1.1.{p}" for p in range(6)),
+    *(f"1.2.{p}" for p in range(5)),  # 1.2.5 is the tag people ask for and is not there
+    *(f"1.3.{p}" for p in range(3)),
+    "1.2.4-alpine",
+    "1.3.0-alpine",
+    "2.0.0-rc1",
+    "2.0.0",
+    "latest",
+    "stable",
+    "3f2a9c1d7e",  # a commit
+    "sha256-" + "a" * 64 + ".sig",  # a signature
+)
+"""``library/app``'s tags: a repository with many (one manifest under each, so they cost one
+request apiece), in more than one page when listed ``?n=10``."""
+
+
+def push_tags(registry: str, repository: str, existing: str, tags: Sequence[str]) -> None:
+    """Point more tags at the manifest ``existing`` names: many tags, no new blobs."""
+    raw, media_type = pull_manifest(registry, repository, existing, None, None)
+    for tag in tags:
+        _put_manifest(registry, repository, tag, raw, media_type, None, None)
+
+
 def seed(lab: Lab) -> None:
     """Push the demo/test images: ``library/hello:1.0`` and ``library/multi:1.0`` (3 layers)
-    to ``lab.source``, and ``library/hello:1.0`` to ``lab.auth`` (with credentials)."""
+    to ``lab.source``, and ``library/hello:1.0`` to ``lab.auth`` (with credentials).
+    ``library/app`` on ``lab.source`` has :data:`APP_TAGS`, all one small image."""
     push_image(lab.source, "library/hello", "1.0", HELLO_LAYERS)
+    push_image(lab.source, "library/app", APP_TAGS[0], HELLO_LAYERS)
+    push_tags(lab.source, "library/app", APP_TAGS[0], APP_TAGS[1:])
     push_image(lab.source, "library/multi", "1.0", MULTI_LAYERS)
     push_image(
         lab.auth,

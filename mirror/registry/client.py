@@ -376,6 +376,46 @@ class RegistryClient:
         ) as resp:
             return resp.headers.get("Docker-Content-Digest")
 
+    # -- tags -----------------------------------------------------------------------------------
+
+    async def list_tags(
+        self, registry: str, repository: str, *, page_size: int = 1000, max_pages: int = 50
+    ) -> list[str]:
+        """Every tag of ``repository``, following ``Link: <...>; rel="next"`` pages.
+
+        ``n`` asks for pages of ``page_size`` (registries cap it anyway: Docker Hub at 100,
+        distribution at 1000); ``max_pages`` bounds a repository with a runaway tag count.
+        """
+        url = f"/v2/{repository}/tags/list?{urlencode({'n': page_size})}"
+        tags: list[str] = []
+        for _ in range(max_pages):
+            async with self.request("GET", registry, url, scope=pull_scope(repository)) as resp:
+                try:
+                    body = await resp.json(content_type=None)
+                except ValueError as exc:
+                    raise Refused(registry, 200, "the tag list is not JSON") from exc
+                following = _next_page(resp)
+            found = body.get("tags") if isinstance(body, dict) else None
+            tags.extend(t for t in found or () if isinstance(t, str))
+            if following is None:
+                break
+            url = following
+        return list(dict.fromkeys(tags))
+
+    async def get_json_blob(
+        self, registry: str, repository: str, digest: str, *, limit: int = 1 << 20
+    ) -> dict[str, Any]:
+        """A small JSON blob (an image config), verified; {} when it is not a JSON object."""
+        async with self.open_blob(registry, repository, digest) as resp:
+            data = await resp.content.read(limit)
+        if digest_of(data) != digest:
+            raise DigestMismatch(registry, f"{digest} arrived as {digest_of(data)}")
+        with contextlib.suppress(ValueError):
+            doc = json.loads(data)
+            if isinstance(doc, dict):
+                return doc
+        return {}
+
     # -- blobs ----------------------------------------------------------------------------------
 
     async def blob_exists(self, registry: str, repository: str, digest: str) -> bool:

@@ -33,9 +33,15 @@ from mirror.artifacts import (
 from mirror.credentials import Credentials
 from mirror.egress import EgressGuard
 from mirror.engine import CopyRequest, ProgressSink
-from mirror.errors import CopyFailed, InvalidPlatform, MirrorError, PullLimitReached
+from mirror.errors import (
+    CopyFailed,
+    MirrorError,
+    PlatformMissing,
+    PullLimitReached,
+    SourceMissing,
+)
 from mirror.models import ItemStatus, Outcome
-from mirror.platform import Platform, parse_platform
+from mirror.platform import Platform, platform_of
 from mirror.progress import BlobDone, BlobProgress, ProgressEvent, Stage, StageChanged
 from mirror.reference import ImageRef
 from mirror.registry.blobread import BlobReader, Ranged
@@ -109,19 +115,6 @@ class _Plan:
     @property
     def bytes(self) -> int:
         return sum(b.size or 0 for b in self.blobs.values())
-
-
-def _platform_of(descriptor: dict[str, Any]) -> Platform | None:
-    found = descriptor.get("platform")
-    if not isinstance(found, dict):
-        return None
-    parts = [str(found.get("os", "")), str(found.get("architecture", ""))]
-    if found.get("variant"):
-        parts.append(str(found["variant"]))
-    try:
-        return parse_platform("/".join(parts))
-    except InvalidPlatform:
-        return None
 
 
 def _short(digest: str) -> str:
@@ -199,7 +192,7 @@ class RegistryEngine:
                 return digest
             return (await self._select(request, check_config=False)).digest
         except RegistryError as exc:
-            raise _explain(exc, src, pushing=False) from exc
+            raise explain(exc, src, pushing=False) from exc
 
     async def target_digest(self, target: ImageRef) -> str | None:
         try:
@@ -209,7 +202,7 @@ class RegistryEngine:
                 )
             )
         except RegistryError as exc:
-            raise _explain(exc, target, pushing=True) from exc
+            raise explain(exc, target, pushing=True) from exc
 
     async def measure(self, request: CopyRequest) -> int:
         """What the copy would move (compressed layers and configs), from manifests alone,
@@ -217,7 +210,7 @@ class RegistryEngine:
         try:
             _, plan = await self._plan(request)
         except RegistryError as exc:
-            raise _explain(exc, request.source, pushing=False) from exc
+            raise explain(exc, request.source, pushing=False) from exc
         return plan.bytes
 
     def pull_limit(self, registry: str) -> PullLimit | None:
@@ -267,7 +260,7 @@ class RegistryEngine:
         except RegistryError as exc:
             if src.registry != dst.registry:
                 pushing = exc.registry == dst.registry  # which side failed, when we can tell
-            raise _explain(exc, dst if pushing else src, pushing=pushing) from exc
+            raise explain(exc, dst if pushing else src, pushing=pushing) from exc
         return Outcome(
             ItemStatus.SUCCEEDED,
             self.name,
@@ -390,13 +383,11 @@ class RegistryEngine:
         if top.media_type in INDEX_TYPES:
             entries = descriptors(top.document().get("manifests"))
             for entry in entries:
-                if _platform_of(entry) == wanted:
+                if platform_of(entry) == wanted:
                     return await self._get(src, entry["digest"], str(entry.get("mediaType", "")))
-            offered = sorted(
-                {str(p) for p in map(_platform_of, entries) if p and p.os != "unknown"}
-            )
+            offered = sorted({str(p) for p in map(platform_of, entries) if p is not None})
             has = f" (it has {', '.join(offered)})" if offered else ""
-            raise CopyFailed(f"`{src.familiar}` has no image for {wanted}{has}.")
+            raise PlatformMissing(f"`{src.familiar}` has no image for {wanted}{has}.", str(wanted))
         if check_config:
             await self._check_platform(src, top, wanted)
         return top
@@ -416,10 +407,11 @@ class RegistryEngine:
             doc = json.loads(await self._retry(read))
             if not isinstance(doc, dict) or "architecture" not in doc:
                 return
-            found = _platform_of({"platform": doc})
+            found = platform_of({"platform": doc})
             if found is not None and found != wanted:
-                raise CopyFailed(
-                    f"`{src.familiar}` is an image for {found} only, not for {wanted}."
+                raise PlatformMissing(
+                    f"`{src.familiar}` is an image for {found} only, not for {wanted}.",
+                    str(wanted),
                 )
 
     async def _collect(
@@ -583,7 +575,7 @@ def connection_limit(blob_concurrency: int, streams: int) -> int:
     return blob_concurrency * (streams + 1) + 8
 
 
-def _explain(exc: RegistryError, ref: ImageRef, *, pushing: bool) -> MirrorError:
+def explain(exc: RegistryError, ref: ImageRef, *, pushing: bool) -> MirrorError:
     """One sentence for a person. Never ``transient``: this engine already retried, and the
     job service must not multiply its attempts."""
     where = f"`{exc.registry}`"
@@ -615,7 +607,7 @@ def _explain(exc: RegistryError, ref: ImageRef, *, pushing: bool) -> MirrorError
                 f"The target registry {where} refused the push of `{ref.familiar}`: "
                 "check MIRROR_TARGET_USERNAME and MIRROR_TARGET_PASSWORD."
             )
-        return CopyFailed(
+        return SourceMissing(
             f"Access to `{ref.familiar}` was denied: it does not exist or is private."
         )
     if isinstance(exc, NotFound):
@@ -623,7 +615,7 @@ def _explain(exc: RegistryError, ref: ImageRef, *, pushing: bool) -> MirrorError
             return CopyFailed(
                 f"The target registry {where} lost part of `{ref.familiar}` mid-copy."
             )
-        return CopyFailed(f"`{ref.familiar}` was not found in {where}: check the name and tag.")
+        return SourceMissing(f"`{ref.familiar}` was not found in {where}: check the name and tag.")
     if isinstance(exc, Forbidden):
         return CopyFailed(
             f"The copy of `{ref.familiar}` was stopped: {where} led to the internal address "
