@@ -92,12 +92,14 @@ GROUP_BUDGET = Budget(20, 60.0)
 BOT_BUDGET = Budget(30, 1.0)
 """Telegram's flood limits: per private chat, per group, and for all chats of the bot."""
 
-COMMANDS = ("mirror", "status", "history", "cancel", "help", "start")
+COMMANDS = ("mirror", "tags", "inspect", "status", "history", "cancel", "help", "start")
 """What the bot answers in a group; anything else there may belong to another bot."""
 
 MENU = {
     None: (
         ("mirror", "Copy images to our registry: /mirror IMAGE [IMAGE ...]"),
+        ("tags", "An image's tags, newest first: /tags IMAGE [FILTER]"),
+        ("inspect", "Digest, platforms, sizes, and whether it is mirrored: /inspect IMAGE"),
         ("status", "Latest jobs in this chat, or one job"),
         ("history", "What this chat mirrored"),
         ("cancel", "Stop a running job: /cancel JOB"),
@@ -106,6 +108,8 @@ MENU = {
     # Chinese punctuation is full width on purpose.
     "zh": (
         ("mirror", "同步镜像到我们的仓库：/mirror 镜像 [镜像 ...]"),  # noqa: RUF001
+        ("tags", "镜像的标签，新的在前：/tags 镜像 [筛选]"),  # noqa: RUF001
+        ("inspect", "摘要、平台、大小，以及是否已同步：/inspect 镜像"),  # noqa: RUF001
         ("status", "本聊天最近的任务，或某个任务的状态"),  # noqa: RUF001
         ("history", "本聊天同步过的镜像"),
         ("cancel", "停止正在运行的任务：/cancel 任务号"),  # noqa: RUF001

@@ -15,6 +15,7 @@ copied: it is failed with :data:`NOT_ACKNOWLEDGED` at once, or on the next start
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -28,8 +29,10 @@ from bot.commands import (
     CancelCommand,
     HelpCommand,
     HistoryCommand,
+    InspectCommand,
     MirrorCommand,
     StatusCommand,
+    TagsCommand,
     UsageError,
     parse_command,
 )
@@ -38,12 +41,14 @@ from bot.pacing import Pacer, Priority
 from bot.paste import Ambiguous
 from bot.planner import Planner
 from bot.policy import Denied, Policy
+from bot.runtime import LazyLookups
 from bot.settings import Settings
 from bot.view import MessageView
 from mirror.errors import MirrorError
 from mirror.jobs import JobListener, JobService
 from mirror.logcontext import job_context
 from mirror.models import Job, new_job_id
+from mirror.reference import quote
 from mirror.store import StoreError
 from mirror.tasks import TaskSet
 
@@ -61,8 +66,11 @@ class MirrorBot:
         policy: Policy,
         planner: Planner,
         render_options: render.RenderOptions,
+        lookups: LazyLookups | None = None,
     ) -> None:
         self.settings = settings
+        self.lookups = lookups or LazyLookups(settings, policy)
+        """The bot's own registry reads, for ``/tags`` and ``/inspect``."""
         self.service = service
         self.policy = policy
         self.planner = planner
@@ -157,7 +165,12 @@ class MirrorBot:
     async def _answer_at_once(
         self,
         incoming: Incoming,
-        command: HelpCommand | HistoryCommand | StatusCommand | CancelCommand,
+        command: HelpCommand
+        | HistoryCommand
+        | StatusCommand
+        | CancelCommand
+        | TagsCommand
+        | InspectCommand,
     ) -> MessageView:
         """The commands answered with one message and no job to follow."""
         chat = f"{incoming.platform}:{incoming.chat_id}"
@@ -175,7 +188,26 @@ class MirrorBot:
             if job.finished:
                 return render.answer(job, self.render_options)
             return render.progress(job)
+        if isinstance(command, TagsCommand | InspectCommand):
+            return await self._look(command)
         return await self._cancel(incoming, command.job_id)
+
+    async def _look(self, command: TagsCommand | InspectCommand) -> MessageView:
+        """``/tags`` and ``/inspect``: registry reads, from allowed sources only."""
+        self.policy.check_source(command.image)
+        lookups = self.lookups.get()
+        if isinstance(command, TagsCommand):
+            view = render.tag_list(
+                await lookups.tags(command.image, command.pattern), command.pattern
+            )
+        else:
+            seen = await lookups.inspect(command.image)
+            copies = await self.service.store.copies_of(str(command.image))
+            view = render.inspection(seen, copies)
+        if command.corrected_from is not None:
+            read = f"read {quote(command.corrected_from)} as {quote(command.image.familiar)}"
+            view = dataclasses.replace(view, lines=(read, *view.lines))
+        return view
 
     async def _cancel(self, incoming: Incoming, job_id: str) -> MessageView:
         job = self.service.active(job_id)
@@ -320,6 +352,7 @@ class MirrorBot:
         await self.service.aclose()
         await self._followers.aclose()
         await self.pacer.aclose()
+        await self.lookups.aclose()  # closing twice is harmless: the runtime closes it too
 
     async def __aenter__(self) -> MirrorBot:
         return self

@@ -12,10 +12,11 @@ from bot.paste import Ambiguous, Reading, looks_like_yaml, read_pasted, referenc
 from mirror.errors import MirrorError
 from mirror.naming import ImageSpec
 from mirror.platform import Platform, parse_platform
+from mirror.reference import ImageRef
 
 USAGE = (
-    "/mirror IMAGE [IMAGE ...] [--platform os/arch|all] · /status [JOB] · /history · "
-    "/cancel JOB · /help"
+    "/mirror IMAGE [IMAGE ...] [--platform os/arch|all] · /tags IMAGE [FILTER] · "
+    "/inspect IMAGE · /status [JOB] · /history · /cancel JOB · /help"
 )
 
 
@@ -54,12 +55,35 @@ class HelpCommand:
     pass
 
 
-Command = MirrorCommand | StatusCommand | HistoryCommand | CancelCommand | HelpCommand
+@dataclass(frozen=True)
+class TagsCommand:
+    image: ImageRef
+    """The repository (its tag, if typed, became the filter)."""
+    pattern: str | None = None
+    """A version prefix, substring, glob or range (:func:`mirror.tags.filter_tags`)."""
+    corrected_from: str | None = None
+
+
+@dataclass(frozen=True)
+class InspectCommand:
+    image: ImageRef
+    corrected_from: str | None = None
+
+
+Command = (
+    MirrorCommand
+    | StatusCommand
+    | HistoryCommand
+    | CancelCommand
+    | HelpCommand
+    | TagsCommand
+    | InspectCommand
+)
 
 _MAX_TEXT = 8000
 _MAX_PASTE = 256_000
 """A pasted manifest or ``helm template`` output is longer than any typed command."""
-_COMMAND_WORDS = ("status", "history", "cancel", "help")
+_COMMAND_WORDS = ("status", "history", "cancel", "help", "tags", "inspect")
 
 
 def _echo(text: str) -> str:
@@ -106,6 +130,20 @@ def parse_command(
         if len(args) != 1:
             raise UsageError("`/cancel` needs exactly one job id, e.g. `/cancel k3x9qa`.")
         return CancelCommand(args[0])
+    if name == "tags":
+        _no_options(args)
+        if not 1 <= len(args) <= 2:
+            raise UsageError(
+                "`/tags` needs an image and at most one filter, e.g. `/tags nginx 1.25`."
+            )
+        ref, typed, tag = _one_image(args[0])
+        return TagsCommand(ref, args[1] if len(args) > 1 else tag, typed)
+    if name == "inspect":
+        _no_options(args)
+        if len(args) != 1:
+            raise UsageError("`/inspect` needs exactly one image, e.g. `/inspect nginx:1.25`.")
+        ref, typed, _ = _one_image(args[0])
+        return InspectCommand(ref, typed)
     raise UsageError(f"`{_echo(head)}` is not a command I know.")
 
 
@@ -113,6 +151,18 @@ def _no_options(args: list[str]) -> None:
     for arg in args:
         if arg.startswith("-"):
             raise UsageError(f"`{_echo(arg)}` is not an option of this command.")
+
+
+def _one_image(word: str) -> tuple[ImageRef, str | None, str | None]:
+    """One image as /mirror reads it (an address or a name), how it was read, and the tag
+    when one was written (``nginx`` alone means no tag, not ``latest``)."""
+    found = references(read_pasted(word))
+    if len(found) != 1 or found[0][0].name is not None:
+        raise UsageError(f"`{_echo(word)}` is not one image reference.")
+    spec, reading = found[0]
+    written = ":" in word.rsplit("/", 1)[-1] and reading.typed is None
+    tag = spec.source.tag if written and spec.source.digest is None else None
+    return spec.source, reading.typed, tag
 
 
 def _mirror(text: str, *, default_platform: Platform | None, max_images: int) -> MirrorCommand:

@@ -9,6 +9,8 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from bot import actions
 from bot.commands import USAGE
@@ -16,7 +18,10 @@ from bot.view import Bar, MessageView, Row, Tone, human_bytes, human_seconds
 from mirror.artifacts import ArtifactKind, along_text
 from mirror.models import Item, ItemStatus, Job, platform_text
 from mirror.progress import Stage
-from mirror.reference import ImageRef, quote
+from mirror.reference import ImageRef, parse_reference, quote
+
+if TYPE_CHECKING:
+    from mirror.lookup import Inspection, TagList
 
 
 @dataclass(frozen=True)
@@ -192,6 +197,7 @@ def answer(job: Job, options: RenderOptions, *, notify: bool = False) -> Message
                     item.error,
                 )
             )
+            code.extend(suggestion_commands(item))
     lines = tuple(f"The target is private: run `docker login {r}` before pulling." for r in logins)
     ok = sum(1 for i in job.items if i.status.ok)
     if ok == len(job.items):
@@ -209,6 +215,11 @@ def answer(job: Job, options: RenderOptions, *, notify: bool = False) -> Message
         notify=notify,
         actions=actions.when_finished(job),
     )
+
+
+def suggestion_commands(item: Item) -> list[str]:
+    """One ``/mirror`` line per suggestion, best first, ready to paste instead of a miss."""
+    return [f"/mirror {parse_reference(ref).familiar}" for ref in item.suggestions]
 
 
 def error(sentence: str, *, usage: bool = False) -> MessageView:
@@ -231,11 +242,17 @@ def help_text() -> MessageView:
             "/status [JOB] — the latest jobs of this chat, or one job.",
             "/history — what this chat mirrored.",
             "/cancel JOB — stop a running job.",
+            "/tags IMAGE [FILTER] — its tags, newest first; FILTER is a version prefix "
+            "(1.25), a substring (alpine), a glob (1.2*) or a range (~1.27).",
+            "/inspect IMAGE — digest, platforms with sizes, created date, and whether it is "
+            "mirrored here and has moved since.",
         ),
         code=(
             "/mirror gcr.io/google-samples/microservices-demo/emailservice:v0.3.5",
             "/mirror nginx:1.25 quay.io/prometheus/node-exporter:v1.7.0 --platform linux/arm64",
             "/mirror registry.k8s.io/pause:3.9$pause:latest",
+            "/tags nginx 1.25",
+            "/inspect registry.k8s.io/pause:3.9",
         ),
     )
 
@@ -280,3 +297,61 @@ def history(items: Sequence[Item]) -> MessageView:
         for item in items
     )
     return MessageView("Mirrored from this chat", Tone.INFO, rows)
+
+
+# -- /tags and /inspect -------------------------------------------------------------------------
+
+TAGS_SHOWN = 30
+"""Tags listed in one answer; the rest are counted, and a filter narrows them."""
+
+
+def _date(when: datetime) -> str:
+    """``2024-01-01 (3 days ago)``: a date far back reads in days, not hours."""
+    seconds = time.time() - when.timestamp()
+    days = int(seconds // 86400)
+    ago = f"{days} days ago" if days >= 2 else _ago(when.timestamp())
+    return f"{when:%Y-%m-%d} ({ago})"
+
+
+def tag_list(found: TagList, pattern: str | None) -> MessageView:
+    """``/tags IMAGE [FILTER]``: newest first, the first few with their creation date."""
+    repository = ImageRef(found.ref.registry, found.ref.repository, None, None).familiar
+    where = f" matching {quote(pattern)}" if pattern else ""
+    if not found.tags:
+        if found.total:
+            return info(f"{quote(repository)} has {_plural(found.total, 'tag')}, none{where}.")
+        return info(f"{quote(repository)} has no tags.")
+    lines = tuple(
+        f"{quote(tag)} · created {_date(found.created[tag])}"
+        if tag in found.created
+        else quote(tag)
+        for tag in found.tags[:TAGS_SHOWN]
+    )
+    rest = len(found.tags) - TAGS_SHOWN
+    footer = f"and {rest} more; narrow them with `/tags {repository} FILTER`." if rest > 0 else None
+    title = f"Tags of {quote(repository)}{where}, newest first ({len(found.tags)})"
+    return MessageView(title, Tone.INFO, lines=lines, footer=footer)
+
+
+def inspection(seen: Inspection, copies: Sequence[tuple[Item, float]] = ()) -> MessageView:
+    """``/inspect IMAGE``: what the source is now, and what this bot made of it."""
+    lines = [f"digest {seen.digest}"]
+    if seen.created is not None:
+        lines.append(f"created {_date(seen.created)}")
+    rows = tuple(Row(p.platform, human_bytes(p.bytes), Tone.INFO, p.digest) for p in seen.platforms)
+    if not copies:
+        lines.append("Not mirrored here yet.")
+    for item, since in copies:
+        where = f"{item.target.name}:{item.target.tag} ({platform_text(item.platform)})"
+        lines.append(f"Mirrored here since {_ago(since)} as {quote(where)}.")
+        current = seen.digest_for(None if item.platform is None else str(item.platform))
+        if current is None or item.source_digest is None:
+            continue
+        if current == item.source_digest:
+            lines.append("Upstream has not moved since the last copy.")
+        else:
+            lines.append(
+                f"Upstream moved since the last copy (it was {item.source_digest[:19]}…); "
+                f"send `/mirror {seen.ref.familiar}` to update the mirror."
+            )
+    return MessageView(quote(seen.ref.familiar), Tone.INFO, rows, tuple(lines))

@@ -46,7 +46,12 @@ async def serve(settings: Settings) -> int:
         # Built once the store and the port are open, so those are named before a missing chat.
         adapters = {entry.name: entry.setup.build() for entry in configured}
         async with MirrorBot(
-            settings, runtime.service, runtime.policy, runtime.planner, runtime.render_options
+            settings,
+            runtime.service,
+            runtime.policy,
+            runtime.planner,
+            runtime.render_options,
+            runtime.lookups,
         ) as bot:
             resumed = await bot.recover(adapters)
             if resumed:

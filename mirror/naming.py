@@ -179,6 +179,11 @@ def target_for(
     tag = spec.tag or source.tag or _digest_tag(source.digest)
     repository = f"{base.namespace}/{name}" if base.namespace else name
     target = ImageRef(base.registry, repository, tag, None)
+    if base.registry == DEFAULT_REGISTRY and repository.count("/") > 1:
+        raise InvalidReference(
+            f"{quote(spec.text)} would be mirrored as {quote(str(target))}, but Docker Hub takes "
+            "only `namespace/name`: choose a name without `/` by adding `$NAME` to the image."
+        )
     if not is_valid_path(repository) or not _round_trips(target):
         hint = "a shorter name" if len(repository) > 255 else "a name"
         raise InvalidReference(

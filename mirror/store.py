@@ -356,6 +356,20 @@ class SQLiteStore:
             )
             return cursor.rowcount == 1
 
+    async def copies_of(self, source: str) -> list[tuple[Item, float]]:
+        """Every target holding a copy of ``source``: its newest successful copy, and when
+        the first one landed (``/inspect``: "mirrored here since")."""
+        ok = (ItemStatus.SUCCEEDED.value, ItemStatus.ALREADY_MIRRORED.value)
+        cursor = await self._db.execute(
+            f"SELECT {_ITEM_COLUMNS}, MAX(updated), "
+            "(SELECT MIN(first.updated) FROM items AS first WHERE first.source = items.source "
+            "AND first.target = items.target AND first.status IN (?, ?)) "
+            "FROM items WHERE source = ? AND status IN (?, ?) GROUP BY target, platform "
+            "ORDER BY MAX(updated) DESC",
+            (*ok, source, *ok),
+        )
+        return [(_item(row[:-2]), float(row[-1])) for row in await cursor.fetchall()]
+
     async def _jobs(self, where: str, params: tuple[Any, ...]) -> list[Job]:
         cursor = await self._db.execute(
             f"SELECT id, requester, chat, created, reply_ref FROM jobs {where}", params
