@@ -41,6 +41,7 @@ from mirror.errors import (
 from mirror.models import ItemStatus, Outcome
 from mirror.progress import BlobDone, BlobProgress, ProgressEvent, Stage, StageChanged
 from mirror.reference import ImageRef
+from mirror.refusals import push_refusal
 
 if TYPE_CHECKING:
     from mirror.registry.client import RegistryClient
@@ -288,7 +289,8 @@ class DockerEngine:
             auth_config=self._auth(target.registry),
         )
         digest: str | None = None
-        for event in _checked(stream, stop, target, pushing=True):
+        logged_in = self._auth(target.registry) is not None
+        for event in _checked(stream, stop, target, pushing=True, logged_in=logged_in):
             aux = event.get("aux")
             if isinstance(aux, dict) and aux.get("Digest"):
                 digest = str(aux["Digest"])
@@ -325,20 +327,32 @@ def _check_platform(image: dict[str, Any], request: CopyRequest) -> None:
         )
 
 
+def _push_refusal(message: str, ref: ImageRef, *, logged_in: bool) -> str | None:
+    """The daemon passes the registry's words on (``unauthorized: project x not found``)."""
+    text = message.lower()
+    denied = any(w in text for w in ("denied", "unauthorized", "authentication required"))
+    return push_refusal(ref, message, logged_in=logged_in, denied=denied)
+
+
 def _pullable(ref: ImageRef) -> str:
     """The full name to pull, which is also the name the daemon stores the image under."""
     return f"{ref.name}@{ref.digest}" if ref.digest else f"{ref.name}:{ref.tag}"
 
 
 def _checked(
-    stream: Iterator[dict[str, Any]], stop: threading.Event, ref: ImageRef, *, pushing: bool
+    stream: Iterator[dict[str, Any]],
+    stop: threading.Event,
+    ref: ImageRef,
+    *,
+    pushing: bool,
+    logged_in: bool = True,
 ) -> Iterator[dict[str, Any]]:
     """Yield stream events, raising on an in-band ``error`` or a cancellation."""
     for event in stream:
         if stop.is_set():
             raise Cancelled("The job was cancelled.")
         if event.get("error"):
-            raise _explain(str(event["error"]), ref, pushing=pushing)
+            raise _explain(str(event["error"]), ref, pushing=pushing, logged_in=logged_in)
         yield event
 
 
@@ -359,10 +373,12 @@ def _forward(
         emit(BlobDone(layer))
 
 
-def _explain(message: str, ref: ImageRef, *, pushing: bool) -> MirrorError:
+def _explain(message: str, ref: ImageRef, *, pushing: bool, logged_in: bool = True) -> MirrorError:
     """Turn the daemon's wording into one sentence for a person."""
     text = message.lower()
     where = ref.registry
+    if pushing and (said := _push_refusal(message, ref, logged_in=logged_in)):
+        return CopyFailed(said)
     if "no matching manifest" in text:
         found = re.search(r"for ([\w/.-]+) in the manifest", message)
         platform = f" for {found.group(1)}" if found else " for that platform"

@@ -152,9 +152,15 @@ async def test_a_refused_push_is_one_sentence_and_not_retried(
             ImageRef(registry, "team/refused", "1.0", None),
         )
     assert not caught.value.transient
+    why = (
+        "it refused the login; check MIRROR_TARGET_USERNAME and MIRROR_TARGET_PASSWORD."
+        if login
+        else "it wants a login; set MIRROR_TARGET_USERNAME and MIRROR_TARGET_PASSWORD "
+        "(or run `docker login` on the bot's machine)."
+    )
     assert str(caught.value) == (
         f"The target registry `{registry}` refused the push of `{registry}/team/refused:1.0`: "
-        "check MIRROR_TARGET_USERNAME and MIRROR_TARGET_PASSWORD."
+        + why
     )
     assert PASSWORD not in str(caught.value) and "wrong" not in str(caught.value)
 

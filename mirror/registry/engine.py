@@ -44,6 +44,7 @@ from mirror.models import ItemStatus, Outcome
 from mirror.platform import Platform, platform_of
 from mirror.progress import BlobDone, BlobProgress, ProgressEvent, Stage, StageChanged
 from mirror.reference import ImageRef
+from mirror.refusals import push_refusal
 from mirror.registry.blobread import BlobReader, Ranged
 from mirror.registry.client import (
     INDEX_TYPES,
@@ -202,7 +203,7 @@ class RegistryEngine:
                 )
             )
         except RegistryError as exc:
-            raise explain(exc, target, pushing=True) from exc
+            raise explain(exc, target, pushing=True, logged_in=self._logged_in(target)) from exc
 
     async def measure(self, request: CopyRequest) -> int:
         """What the copy would move (compressed layers and configs), from manifests alone,
@@ -260,7 +261,9 @@ class RegistryEngine:
         except RegistryError as exc:
             if src.registry != dst.registry:
                 pushing = exc.registry == dst.registry  # which side failed, when we can tell
-            raise explain(exc, dst if pushing else src, pushing=pushing) from exc
+            raise explain(
+                exc, dst if pushing else src, pushing=pushing, logged_in=self._logged_in(dst)
+            ) from exc
         return Outcome(
             ItemStatus.SUCCEEDED,
             self.name,
@@ -347,6 +350,9 @@ class RegistryEngine:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+    def _logged_in(self, target: ImageRef) -> bool:
+        return self.client.credential(target.registry) is not None
 
     # -- retries --------------------------------------------------------------------------------
 
@@ -575,7 +581,9 @@ def connection_limit(blob_concurrency: int, streams: int) -> int:
     return blob_concurrency * (streams + 1) + 8
 
 
-def explain(exc: RegistryError, ref: ImageRef, *, pushing: bool) -> MirrorError:
+def explain(
+    exc: RegistryError, ref: ImageRef, *, pushing: bool, logged_in: bool = True
+) -> MirrorError:
     """One sentence for a person. Never ``transient``: this engine already retried, and the
     job service must not multiply its attempts."""
     where = f"`{exc.registry}`"
@@ -601,6 +609,11 @@ def explain(exc: RegistryError, ref: ImageRef, *, pushing: bool) -> MirrorError:
         return CopyFailed(f"The registry {where} stopped answering in time.")
     if isinstance(exc, Unreachable | TokenRejected):
         return CopyFailed(f"The registry {where} could not be reached or dropped the connection.")
+    if pushing and isinstance(exc, AccessDenied | NotFound | Refused):
+        denied = isinstance(exc, AccessDenied)
+        said = push_refusal(ref, exc.detail, logged_in=logged_in, denied=denied)
+        if said is not None:
+            return CopyFailed(said)
     if isinstance(exc, AccessDenied):
         if pushing:
             return CopyFailed(

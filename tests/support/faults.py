@@ -52,6 +52,8 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     after: int = 0
     seconds: float = 30.0
+    body: str = "fault\n"
+    """What a ``status`` fault answers (a registry's JSON error, to play Harbor)."""
 
     def matches(self, request: web.Request) -> bool:
         return (
@@ -123,7 +125,7 @@ class FaultProxy:
             )
         )
         if fault is not None and fault.kind == "status":
-            return web.Response(status=fault.status, headers=fault.headers, text="fault\n")
+            return web.Response(status=fault.status, headers=fault.headers, text=fault.body)
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
         if self.strip_range:
