@@ -6,8 +6,10 @@ from bot.commands import (
     CancelCommand,
     HelpCommand,
     HistoryCommand,
+    InspectCommand,
     MirrorCommand,
     StatusCommand,
+    TagsCommand,
     UsageError,
     parse_command,
 )
@@ -110,3 +112,36 @@ def test_bad_reference_and_platform_are_explained() -> None:
 def test_absurdly_long_message_is_refused() -> None:
     with pytest.raises(UsageError, match="too long"):
         parse("/mirror " + "a" * 10000)
+
+
+@pytest.mark.parametrize(
+    ("text", "repository", "pattern"),
+    [
+        ("/tags nginx", "docker.io/library/nginx", None),
+        ("/tags nginx 1.25", "docker.io/library/nginx", "1.25"),
+        ("/tags nginx:1.25", "docker.io/library/nginx", "1.25"),  # a typed tag is the filter
+        (
+            "/tags@MyBot quay.io/prometheus/node-exporter ~1.7",
+            "quay.io/prometheus/node-exporter",
+            "~1.7",
+        ),
+        ("/tags localhost:5000/app", "localhost:5000/app", None),  # a port is no tag
+        ("/tags https://hub.docker.com/_/redis", "docker.io/library/redis", None),
+    ],
+)
+def test_tags(text: str, repository: str, pattern: str | None) -> None:
+    cmd = parse(text, bot_username="MyBot")
+    assert isinstance(cmd, TagsCommand)
+    assert cmd.image.name == repository
+    assert cmd.pattern == pattern
+
+
+def test_inspect_and_its_mistakes() -> None:
+    cmd = parse("/inspect registry.k8s.io/pause:3.9")
+    assert isinstance(cmd, InspectCommand)
+    assert str(cmd.image) == "registry.k8s.io/pause:3.9"
+    for text in ("/inspect", "/inspect a b", "/tags", "/tags a b c", "/tags nginx --all"):
+        with pytest.raises(UsageError):
+            parse(text)
+    with pytest.raises(UsageError, match="not one image reference"):
+        parse("/inspect nginx$mine")

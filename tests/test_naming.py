@@ -110,7 +110,11 @@ def test_override_name_and_tag() -> None:
     assert target("nginx$web") == "docker.io/alice/web:latest"
     assert target("nginx:1.25$web") == "docker.io/alice/web:1.25"
     assert target("gcr.io/x/y:v1$myname:tag") == "docker.io/alice/myname:tag"
-    assert target("gcr.io/x/y:v1$team/y:v1-arm", platform=ARM64) == "docker.io/alice/team/y:v1-arm"
+    harbor = TargetBase("harbor.example.com", "alice")  # Docker Hub would refuse a deeper name
+    assert (
+        target("gcr.io/x/y:v1$team/y:v1-arm", harbor, platform=ARM64)
+        == "harbor.example.com/alice/team/y:v1-arm"
+    )
     assert target("nginx:1.25$web", platform=ARM64) == "docker.io/alice/web:1.25"
 
 
@@ -405,3 +409,15 @@ def test_targets_are_valid_references_or_say_why(text: str) -> None:
         return
     assert parse_reference(str(result)) == result
     assert result.digest is None
+
+
+@pytest.mark.parametrize("text", ["nginx:1.25$library/nginx", "nginx:1.25$a/b:1"])
+def test_docker_hub_takes_only_namespace_and_name(text: str) -> None:
+    with pytest.raises(InvalidReference) as caught:
+        target(text)
+    assert_sentence(str(caught.value))
+    assert "Docker Hub takes only `namespace/name`" in str(caught.value)
+    # the same name lands in a registry whose paths may be deeper
+    assert target(text, TargetBase("harbor.example.com", "team")).startswith(
+        "harbor.example.com/team/"
+    )

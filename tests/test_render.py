@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from bot import render
 from bot.view import to_plain_text
 from mirror.artifacts import ArtifactKind, Referrer, ReferrerKind
+from mirror.lookup import Inspection, PlatformImage, TagList
 from mirror.models import Item, ItemStatus, Job
 from mirror.platform import DEFAULT_PLATFORM
 from mirror.reference import parse_reference
@@ -149,3 +152,58 @@ def test_a_one_platform_copy_that_is_not_exact_offers_all_platforms() -> None:
     assert button.label == "nginx:1.25: all platforms (exact copy)"
     assert button.command == "/mirror nginx:1.25 --platform all"
     assert button.id == "abcdef.all.0"
+
+
+def test_a_miss_lists_its_suggestions_as_mirror_lines_best_first() -> None:
+    item = Item(
+        "app:1.2.5",
+        parse_reference("app:1.2.5"),
+        parse_reference("docker.io/alice/app:1.2.5"),
+        DEFAULT_PLATFORM,
+        status=ItemStatus.FAILED,
+        error="`app:1.2.5` does not exist; nearest: `1.2.4`, `1.3.0`.",
+        suggestions=("docker.io/library/app:1.2.4", "docker.io/library/app:1.3.0"),
+    )
+    view = render.answer(Job("j1", "console:me", "console:here", [item]), render.RenderOptions())
+    assert view.code == ("/mirror app:1.2.4", "/mirror app:1.3.0")
+    assert view.rows[0].detail == item.error
+
+
+def test_tags_and_inspect_views() -> None:
+    ref = parse_reference("quay.io/team/app:latest")
+    when = datetime(2024, 1, 1, tzinfo=UTC)
+    many = tuple(f"1.{n}.0" for n in range(40, 0, -1))
+    view = render.tag_list(TagList(ref, many, 45, {"1.40.0": when}), "1.")
+    text = to_plain_text(view)
+    assert view.title == "Tags of `quay.io/team/app` matching `1.`, newest first (40)"
+    assert view.lines[0].startswith("`1.40.0` · created 2024-01-01 (")
+    assert len(view.lines) == render.TAGS_SHOWN and view.lines[1] == "`1.39.0`"
+    assert "and 10 more; narrow them with `/tags quay.io/team/app FILTER`." in text
+    empty = render.tag_list(TagList(ref, (), 45, {}), "9.")
+    assert empty.title == "`quay.io/team/app` has 45 tags, none matching `9.`."
+
+    seen = Inspection(
+        ref,
+        DIGEST_A,
+        "application/vnd.oci.image.index.v1+json",
+        (PlatformImage("linux/amd64", DIGEST_B, 3_400_000),),
+        when,
+    )
+    copied = Item(
+        "quay.io/team/app",
+        ref,
+        parse_reference("docker.io/alice/quay.io.team.app:latest"),
+        DEFAULT_PLATFORM,
+        status=ItemStatus.SUCCEEDED,
+        source_digest="sha256:" + "c" * 64,
+    )
+    view = render.inspection(seen, [(copied, 0.0)])
+    text = to_plain_text(view)
+    assert "- linux/amd64: 3.4 MB" in text
+    assert "Mirrored here since" in text
+    assert (
+        "Upstream moved since the last copy" in text and "/mirror quay.io/team/app:latest" in text
+    )
+    same = Item(**{**copied.__dict__, "source_digest": DIGEST_B})
+    assert "Upstream has not moved" in to_plain_text(render.inspection(seen, [(same, 0.0)]))
+    assert "Not mirrored here yet." in to_plain_text(render.inspection(seen))

@@ -197,7 +197,15 @@ async def test_start_up_registers_the_menu_in_english_and_chinese(
     menus = {c.params.get("language_code"): c.value("commands") for c in calls}
     assert set(menus) == {None, "zh"}
     for commands in menus.values():
-        assert [c["command"] for c in commands] == ["mirror", "status", "history", "cancel", "help"]
+        assert [c["command"] for c in commands] == [
+            "mirror",
+            "tags",
+            "inspect",
+            "status",
+            "history",
+            "cancel",
+            "help",
+        ]
     assert telegram.ok("deleteWebhook")  # polling starts by removing any webhook, as PTB does
 
 
