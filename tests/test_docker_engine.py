@@ -112,7 +112,8 @@ def test_missing_tag_is_a_clear_failure(lab: lab_module.Lab, env: dict[str, str]
     code, [result], _ = run_json(env, f"{lab.source}/library/hello:9.9")
     assert code == 1
     assert result["status"] == "failed"
-    assert "was not found" in result["error"]
+    assert result["error"] == f"`{lab.source}/library/hello:9.9` does not exist; nearest: `1.0`."
+    assert result["suggestions"] == [f"{lab.source}/library/hello:1.0"]
 
 
 def test_dry_run_plans_without_network(lab: lab_module.Lab, env: dict[str, str]) -> None:
@@ -178,7 +179,8 @@ def test_a_platform_the_image_does_not_have_is_refused(
     )
     assert code == 1
     assert result["error"] == (
-        f"`{lab.source}/library/hello:1.0` has no image for linux/arm64 (it is linux/amd64 only)."
+        f"`{lab.source}/library/hello:1.0` has no image for linux/arm64; it has linux/amd64 "
+        "(66.3 KB)."  # the lab's hello: a 64 KiB layer of random bytes, gzip'd, and its config
     )
     client = docker.DockerClient(base_url=lab.docker_host)
     try:

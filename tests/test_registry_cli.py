@@ -58,6 +58,6 @@ def test_a_missing_tag_fails_with_one_sentence(lab: lab_module.Lab, tmp_path: Pa
     assert code == 1
     assert result["status"] == "failed"
     assert result["error"] == (
-        f"`{lab.source}/library/hello:absent` was not found in `{lab.source}`: "
-        "check the name and tag."
+        f"`{lab.source}/library/hello:absent` does not exist; nearest: `1.0`."
     )
+    assert result["suggestions"] == [f"{lab.source}/library/hello:1.0"]
