@@ -94,6 +94,11 @@ class Store(Protocol):
         """Mark a button pressed; False when it already was (two presses, one effect)."""
         ...
 
+    async def copies_of(self, source: str) -> list[tuple[Item, float]]:
+        """Every target holding a copy of ``source``: its newest successful copy, and when
+        the first one landed (``/inspect``: "mirrored here since"), newest first."""
+        ...
+
     async def ping(self) -> None:
         """Raise :class:`StoreError` unless the store answers (for the health check)."""
         ...
@@ -356,9 +361,8 @@ class SQLiteStore:
             )
             return cursor.rowcount == 1
 
+    @_guarded
     async def copies_of(self, source: str) -> list[tuple[Item, float]]:
-        """Every target holding a copy of ``source``: its newest successful copy, and when
-        the first one landed (``/inspect``: "mirrored here since")."""
         ok = (ItemStatus.SUCCEEDED.value, ItemStatus.ALREADY_MIRRORED.value)
         cursor = await self._db.execute(
             f"SELECT {_ITEM_COLUMNS}, MAX(updated), "
