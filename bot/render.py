@@ -174,6 +174,7 @@ def answer(job: Job, options: RenderOptions, *, notify: bool = False) -> Message
     rows = []
     code: list[str] = []
     logins: list[str] = []
+    notes: list[str] = []
     for item in job.items:
         if item.status.ok:
             rows.append(
@@ -185,6 +186,7 @@ def answer(job: Job, options: RenderOptions, *, notify: bool = False) -> Message
                 )
             )
             code.extend(commands(item, options))
+            notes.extend(item.notes)
             registry = item.target.registry
             if registry in options.login_registries and registry not in logins:
                 logins.append(registry)
@@ -198,7 +200,9 @@ def answer(job: Job, options: RenderOptions, *, notify: bool = False) -> Message
                 )
             )
             code.extend(suggestion_commands(item))
-    lines = tuple(f"The target is private: run `docker login {r}` before pulling." for r in logins)
+    lines = tuple(notes) + tuple(
+        f"The target is private: run `docker login {r}` before pulling." for r in logins
+    )
     ok = sum(1 for i in job.items if i.status.ok)
     if ok == len(job.items):
         title, tone = f"Job {job.id} done: {_plural(ok, 'image')} ready", Tone.SUCCESS

@@ -69,6 +69,10 @@ class Advisor(Protocol):
     async def advise(self, error: MirrorError, request: CopyRequest) -> Advice | None: ...
 
 
+PUBLIC_ON_PUSH = frozenset({"docker.io"})
+"""Registries that create a repository they receive by push as public (Docker Hub does,
+unless the account's default privacy says otherwise)."""
+
 OutcomeHook = Callable[[Outcome], None]
 """Called once per copy when it ends (coalesced requesters share it); for metrics."""
 
@@ -91,8 +95,10 @@ class JobService:
         max_bytes: int | None = None,
         on_outcome: OutcomeHook | None = None,
         advisor: Advisor | None = None,
+        public_on_push: frozenset[str] = PUBLIC_ON_PUSH,
     ) -> None:
         self.advisor = advisor
+        self._public_on_push = public_on_push
         self._max_bytes = max_bytes
         self.store = store
         self.engines = engines
@@ -237,6 +243,7 @@ class JobService:
                 flight.task.cancel()  # the last watcher left: nobody wants this copy any more
         item.apply(outcome)
         await self.store.save_item(job, idx)
+        await self._note_public(item)
         listener(job)
 
     def _landed(self, key: tuple[str, str, str], task: asyncio.Task[Outcome]) -> None:
@@ -323,6 +330,18 @@ class JobService:
                     seconds=time.monotonic() - started,
                     error=INTERNAL_ERROR,
                 )
+
+    async def _note_public(self, item: Item) -> None:
+        """Say once per repository, ever (the store remembers), that the copy may be public."""
+        target = item.target
+        if item.status is not ItemStatus.SUCCEEDED or target.registry not in self._public_on_push:
+            return
+        if await self.store.first_notice(f"public:{target.name}"):
+            item.notes = (
+                f"`{target.registry}` creates a repository it receives by push as public: "
+                f"anyone can pull `{target.repository}` unless you make it private in its "
+                "settings.",
+            )
 
     async def _advise(self, error: MirrorError, request: CopyRequest) -> Advice | None:
         """A miss answered with the nearest real thing; never a reason for a copy to fail

@@ -91,6 +91,8 @@ class Item:
     suggestions: tuple[str, ...] = ()
     """What to mirror instead of a miss, full references best first; not stored (the error
     sentence, which is, names them)."""
+    notes: tuple[str, ...] = ()
+    """Sentences said once with this item's answer (a public repository); not stored."""
     progress: Snapshot | None = field(default=None, compare=False)
 
     @property

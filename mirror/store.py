@@ -94,6 +94,10 @@ class Store(Protocol):
         """Mark a button pressed; False when it already was (two presses, one effect)."""
         ...
 
+    async def first_notice(self, key: str) -> bool:
+        """Record ``key``; True only the first time ever, so a warning is given once."""
+        ...
+
     async def copies_of(self, source: str) -> list[tuple[Item, float]]:
         """Every target holding a copy of ``source``: its newest successful copy, and when
         the first one landed (``/inspect``: "mirrored here since"), newest first."""
@@ -163,6 +167,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             used REAL
         )""",
     ),
+    # 5: things said once ever (Docker Hub made a pushed repository public), by key.
+    ("CREATE TABLE notices (key TEXT PRIMARY KEY, created REAL NOT NULL)",),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -358,6 +364,14 @@ class SQLiteStore:
             cursor = await self._db.execute(
                 "UPDATE actions SET used = ? WHERE id = ? AND used IS NULL",
                 (time.time(), action_id),
+            )
+            return cursor.rowcount == 1
+
+    @_guarded
+    async def first_notice(self, key: str) -> bool:
+        async with self._writing, _transaction(self._db):
+            cursor = await self._db.execute(
+                "INSERT OR IGNORE INTO notices (key, created) VALUES (?, ?)", (key, time.time())
             )
             return cursor.rowcount == 1
 

@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 import lab as lab_module
+from bot import render
 from mirror.credentials import Credential
 from mirror.engine import CopyRequest
+from mirror.engines import EngineChooser
 from mirror.errors import CopyFailed
+from mirror.jobs import JobService
+from mirror.models import Item, ItemStatus, Job, new_job_id
 from mirror.reference import ImageRef
 from mirror.refusals import push_refusal
 from mirror.registry.engine import RegistryEngine
+from mirror.store import open_store
 from tests.support.faults import Fault, FaultProxy, fault_proxy
 
 ACR = "registry.cn-hangzhou.aliyuncs.com"
@@ -157,3 +163,39 @@ async def test_denied_push_is_permission_when_logged_in_and_login_when_not(
     assert "secret-4711" not in with_login
     anonymous = await _push(lab, proxy, "locked/hello", login=False)
     assert "it wants a login; set MIRROR_TARGET_USERNAME" in anonymous
+
+
+async def test_a_registry_that_makes_pushed_repositories_public_is_said_once_ever(
+    lab: lab_module.Lab, tmp_path: Path
+) -> None:
+    """Docker Hub is played by the lab's target (``public_on_push``); "once" survives a restart."""
+    db = tmp_path / "jobs.db"
+
+    async def copy_once(repository: str, tag: str = "1.0") -> Item:
+        store = await open_store(db)
+        engines = EngineChooser(
+            "registry", {"registry": lambda: RegistryEngine(insecure={lab.source, lab.target})}
+        )
+        service = JobService(store, engines, public_on_push=frozenset({lab.target}))
+        source = ImageRef(lab.source, "library/hello", "1.0", None)
+        item = Item("hello", source, ImageRef(lab.target, repository, tag, None), None)
+        try:
+            job = Job(new_job_id(), "console:me", "console:here", [item])
+            await (await service.submit(job, lambda job: None))
+        finally:
+            await service.aclose()
+            await engines.aclose()
+            await store.close()
+        assert item.status is ItemStatus.SUCCEEDED
+        return item
+
+    first = await copy_once("alice/public")
+    assert first.notes == (
+        f"`{lab.target}` creates a repository it receives by push as public: anyone can pull "
+        "`alice/public` unless you make it private in its settings.",
+    )
+    answer = render.answer(Job("j", "c:me", "c:here", [first]), render.RenderOptions())
+    assert first.notes[0] in answer.lines
+    # a new tag in the same repository, by a new store on the same file: nothing more said
+    assert (await copy_once("alice/public", "2.0")).notes == ()
+    assert (await copy_once("alice/other")).notes != ()  # once per repository
