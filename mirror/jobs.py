@@ -338,9 +338,9 @@ class JobService:
             return
         if await self.store.first_notice(f"public:{target.name}"):
             item.notes = (
-                f"`{target.registry}` creates a repository it receives by push as public: "
-                f"anyone can pull `{target.repository}` unless you make it private in its "
-                "settings.",
+                f"`{target.registry}` creates a repository it receives by push as public (unless "
+                f"the account's default is private): anyone can pull `{target.repository}` "
+                "unless you make it private in its settings.",
             )
 
     async def _advise(self, error: MirrorError, request: CopyRequest) -> Advice | None:
@@ -348,7 +348,11 @@ class JobService:
         differently (the advisor keeps its own failures to itself)."""
         if self.advisor is None or not isinstance(error, SourceMissing | PlatformMissing):
             return None
-        return await self.advisor.advise(error, request)
+        try:
+            return await self.advisor.advise(error, request)
+        except Exception:  # a bug in the lookups must not cost the miss its own sentence
+            log.exception("could not advise on %s", request.source)
+            return None
 
     async def _check_size(self, engine: Engine, request: CopyRequest) -> None:
         """MIRROR_MAX_IMAGE_BYTES, measured by the engine that copies, before any blob moves

@@ -191,8 +191,9 @@ async def test_a_registry_that_makes_pushed_repositories_public_is_said_once_eve
 
     first = await copy_once("alice/public")
     assert first.notes == (
-        f"`{lab.target}` creates a repository it receives by push as public: anyone can pull "
-        "`alice/public` unless you make it private in its settings.",
+        f"`{lab.target}` creates a repository it receives by push as public (unless the "
+        "account's default is private): anyone can pull `alice/public` unless you make it "
+        "private in its settings.",
     )
     answer = render.answer(Job("j", "c:me", "c:here", [first]), render.RenderOptions())
     assert first.notes[0] in answer.lines
