@@ -312,14 +312,9 @@ class JobService:
                 assert result is not None
                 return dataclasses.replace(result, seconds=time.monotonic() - started)
             except MirrorError as exc:
-                advice = await self._advise(exc, request)
-                return Outcome(
-                    ItemStatus.FAILED,
-                    engine=engine.name if engine else None,
-                    seconds=time.monotonic() - started,
-                    error=advice.sentence if advice else str(exc),
-                    suggestions=advice.suggestions if advice else (),
-                )
+                failure = exc  # advised below, once the slot is free for the next copy
+                engine_name = engine.name if engine else None
+                seconds = time.monotonic() - started
             except Exception:
                 log.exception(
                     "copy of %s to %s failed unexpectedly", request.source, request.target
@@ -330,6 +325,14 @@ class JobService:
                     seconds=time.monotonic() - started,
                     error=INTERNAL_ERROR,
                 )
+        advice = await self._advise(failure, request)
+        return Outcome(
+            ItemStatus.FAILED,
+            engine=engine_name,
+            seconds=seconds,
+            error=advice.sentence if advice else str(failure),
+            suggestions=advice.suggestions if advice else (),
+        )
 
     async def _note_public(self, item: Item) -> None:
         """Say once per repository, ever (the store remembers), that the copy may be public."""
