@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from bot.view import Action, Style
 from mirror.models import Item, ItemStatus, Job, StoredAction, platform_text
+from mirror.reference import parse_reference
 
 MAX_AGE_SECONDS = 30 * 24 * 3600.0
 """A button older than this is answered as expired: its job's context is long gone."""
@@ -36,6 +37,14 @@ def retry(job: Job, idx: int, item: Item) -> Action:
     command = f"/mirror {item.spec} --platform {platform_text(item.platform)}"
     label = "Retry" if len(job.items) == 1 else f"Retry {item.source.familiar}"
     return Action(f"{job.id}.retry.{idx}", label, command, Style.PRIMARY)
+
+
+def suggestion(job: Job, idx: int, n: int, item: Item, reference: str) -> Action:
+    """"Mirror 1.2.4" for the nearest real thing to a miss, on the platform that was asked."""
+    ref = parse_reference(reference)
+    shown = ref.tag if ref.name == item.source.name and ref.tag else ref.familiar
+    command = f"/mirror {ref.familiar} --platform {platform_text(item.platform)}"
+    return Action(f"{job.id}.s.{idx}.{n}", f"Mirror {shown}", command, Style.PRIMARY)
 
 
 def all_platforms(job: Job, idx: int, item: Item) -> Action:
@@ -63,11 +72,16 @@ def _one_platform_copy(item: Item) -> bool:
 
 
 def when_finished(job: Job) -> tuple[Action, ...]:
-    """The answer: one Retry per failed image (not a cancelled one: that was a choice), and
-    "All platforms" per one-platform copy that is not exact."""
+    """The answer: per failed image its suggestions ("Mirror 1.2.4", best first), or a Retry
+    when it has none (a miss is not fixed by asking again; a cancelled image was a choice),
+    and "All platforms" per one-platform copy that is not exact."""
     found: list[Action] = []
     for idx, item in enumerate(job.items):
-        if item.status is ItemStatus.FAILED:
+        if item.status is ItemStatus.FAILED and item.suggestions:
+            found.extend(
+                suggestion(job, idx, n, item, ref) for n, ref in enumerate(item.suggestions)
+            )
+        elif item.status is ItemStatus.FAILED:
             found.append(retry(job, idx, item))
         elif _one_platform_copy(item):
             found.append(all_platforms(job, idx, item))

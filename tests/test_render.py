@@ -167,6 +167,27 @@ def test_a_miss_lists_its_suggestions_as_mirror_lines_best_first() -> None:
     view = render.answer(Job("j1", "console:me", "console:here", [item]), render.RenderOptions())
     assert view.code == ("/mirror app:1.2.4", "/mirror app:1.3.0")
     assert view.rows[0].detail == item.error
+    # One button per suggestion, best first, instead of a Retry that would miss again.
+    assert [(a.id, a.label, a.command) for a in view.actions] == [
+        ("j1.s.0.0", "Mirror 1.2.4", "/mirror app:1.2.4 --platform linux/amd64"),
+        ("j1.s.0.1", "Mirror 1.3.0", "/mirror app:1.3.0 --platform linux/amd64"),
+    ]
+
+
+def test_a_suggestion_in_another_registry_is_named_in_full() -> None:
+    item = Item(
+        "pause:3.9",
+        parse_reference("pause:3.9"),
+        parse_reference("docker.io/alice/pause:3.9"),
+        None,
+        status=ItemStatus.FAILED,
+        error="`pause:3.9` is not on Docker Hub; it exists as `registry.k8s.io/pause:3.9`.",
+        suggestions=("registry.k8s.io/pause:3.9",),
+    )
+    job = Job("j1", "cli:me", "cli:here", [item])
+    [button] = render.answer(job, render.RenderOptions()).actions
+    assert button.label == "Mirror registry.k8s.io/pause:3.9"
+    assert button.command == "/mirror registry.k8s.io/pause:3.9 --platform all"
 
 
 def test_tags_and_inspect_views() -> None:
