@@ -82,7 +82,17 @@ GROUP_BUDGET = Budget(20, 60.0)
 BOT_BUDGET = Budget(30, 1.0)
 """Telegram's flood limits: per private chat, per group, and for all chats of the bot."""
 
-COMMANDS = ("mirror", "status", "history", "cancel", "help", "start")
+COMMANDS = (
+    "mirror",
+    "status",
+    "history",
+    "cancel",
+    "watch",
+    "watches",
+    "unwatch",
+    "help",
+    "start",
+)
 """What the bot answers in a group; anything else there may belong to another bot."""
 
 MENU = {
@@ -91,6 +101,9 @@ MENU = {
         ("status", "Latest jobs in this chat, or one job"),
         ("history", "What this chat mirrored"),
         ("cancel", "Stop a running job: /cancel JOB"),
+        ("watch", "Mirror again when a tag moves: /watch IMAGE[:TAG|FILTER]"),
+        ("watches", "This chat's watches"),
+        ("unwatch", "Stop a watch: /unwatch ID"),
         ("help", "Usage and examples"),
     ),
     # Chinese punctuation is full width on purpose.
@@ -99,6 +112,9 @@ MENU = {
         ("status", "本聊天最近的任务，或某个任务的状态"),  # noqa: RUF001
         ("history", "本聊天同步过的镜像"),
         ("cancel", "停止正在运行的任务：/cancel 任务号"),  # noqa: RUF001
+        ("watch", "标签更新时重新同步：/watch 镜像[:标签|过滤]"),  # noqa: RUF001
+        ("watches", "本聊天的监视"),
+        ("unwatch", "停止监视：/unwatch 编号"),  # noqa: RUF001
         ("help", "用法和示例"),
     ),
 }

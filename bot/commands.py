@@ -10,12 +10,14 @@ from dataclasses import dataclass
 
 from bot.paste import Ambiguous, Reading, looks_like_yaml, read_pasted, references
 from mirror.errors import MirrorError
+from mirror.models import is_tag_filter
 from mirror.naming import ImageSpec
 from mirror.platform import Platform, parse_platform
+from mirror.reference import ImageRef, parse_reference
 
 USAGE = (
     "/mirror IMAGE [IMAGE ...] [--platform os/arch|all] · /status [JOB] · /history · "
-    "/cancel JOB · /help"
+    "/cancel JOB · /watch IMAGE[:TAG|FILTER] · /watches · /unwatch ID · /help"
 )
 
 
@@ -54,12 +56,41 @@ class HelpCommand:
     pass
 
 
-Command = MirrorCommand | StatusCommand | HistoryCommand | CancelCommand | HelpCommand
+@dataclass(frozen=True)
+class WatchCommand:
+    image: ImageRef
+    """The repository, without tag."""
+    pattern: str
+    """One tag (``latest``) or a tag filter (``1.27.*``, ``~1.27``)."""
+    platform: Platform | None
+
+
+@dataclass(frozen=True)
+class WatchesCommand:
+    pass
+
+
+@dataclass(frozen=True)
+class UnwatchCommand:
+    watch_id: str
+
+
+Command = (
+    MirrorCommand
+    | StatusCommand
+    | HistoryCommand
+    | CancelCommand
+    | HelpCommand
+    | WatchCommand
+    | WatchesCommand
+    | UnwatchCommand
+)
 
 _MAX_TEXT = 8000
 _MAX_PASTE = 256_000
 """A pasted manifest or ``helm template`` output is longer than any typed command."""
 _COMMAND_WORDS = ("status", "history", "cancel", "help")
+_WATCH_WORDS = ("watch", "watches", "unwatch")
 
 
 def _echo(text: str) -> str:
@@ -87,6 +118,20 @@ def parse_command(
         if bot_username and addressee.lower() != bot_username.lower():
             return None
     name = name.lower()
+    if name == "mirror" and args and args[0].lower() in _WATCH_WORDS:
+        name, args = args[0].lower(), args[1:]  # `/mirror watch IMAGE`, where `/watch` is not
+    if name == "watch":
+        return _watch(args, default_platform)
+    if name == "watches":
+        _no_options(args)
+        if args:
+            raise UsageError("`/watches` takes no arguments.")
+        return WatchesCommand()
+    if name == "unwatch":
+        _no_options(args)
+        if len(args) != 1:
+            raise UsageError("`/unwatch` needs exactly one watch id, e.g. `/unwatch w4k2pq`.")
+        return UnwatchCommand(args[0])
     if name == "mirror":
         return _mirror(rest, default_platform=default_platform, max_images=max_images)
     if name in ("help", "start"):
@@ -113,6 +158,36 @@ def _no_options(args: list[str]) -> None:
     for arg in args:
         if arg.startswith("-"):
             raise UsageError(f"`{_echo(arg)}` is not an option of this command.")
+
+
+def _watch(args: list[str], default_platform: Platform | None) -> WatchCommand:
+    """``/watch IMAGE[:TAG|FILTER] [--platform os/arch|all]``."""
+    platform, words = default_platform, []
+    rest = iter(args)
+    for arg in rest:
+        if arg.startswith("--platform"):
+            value = arg.partition("=")[2] or next(rest, "")
+            if not value:
+                raise UsageError("`--platform` needs a value such as linux/arm64 or all.")
+            platform = parse_platform(value)
+        elif arg.startswith("-"):
+            raise UsageError(f"`{_echo(arg)}` is not an option of /watch; only --platform is.")
+        else:
+            words.append(arg)
+    if len(words) != 1:
+        raise UsageError(
+            "Name one image to watch, e.g. `/watch nginx:1.27` or `/watch nginx:~1.27`."
+        )
+    text = words[0]
+    if "$" in text:
+        raise UsageError("A watch keeps the image's own name; leave out `$NAME`.")
+    name, colon, suffix = text.rpartition(":")
+    if colon and "/" not in suffix and is_tag_filter(suffix):
+        return WatchCommand(parse_reference(name).repo_only, suffix, platform)
+    ref = parse_reference(text)
+    if ref.digest is not None:
+        raise UsageError("A digest never moves; watch a tag, e.g. `/watch nginx:1.27`.")
+    return WatchCommand(ref.repo_only, ref.tag or "latest", platform)
 
 
 def _mirror(text: str, *, default_platform: Platform | None, max_images: int) -> MirrorCommand:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from bot.commands import USAGE
 from bot.view import Bar, MessageView, Row, Tone, human_bytes, human_seconds
 from mirror.artifacts import ArtifactKind, along_text
-from mirror.models import Item, ItemStatus, Job, platform_text
+from mirror.models import Item, ItemStatus, Job, Watch, platform_text
 from mirror.progress import Stage
 from mirror.reference import ImageRef, quote
 
@@ -131,8 +131,10 @@ def progress(job: Job) -> MessageView:
 
 
 def _readings(job: Job) -> tuple[str, ...]:
-    """How pasted text was read (``read `https://hub.docker.com/_/nginx` as `nginx:latest```)."""
-    return tuple(
+    """Why a watch started it, and how pasted text was read (``read
+    `https://hub.docker.com/_/nginx` as `nginx:latest```)."""
+    origin = (job.origin,) if job.origin else ()
+    return origin + tuple(
         f"read {quote(i.corrected_from)} as {quote(i.spec)}"
         for i in job.items
         if i.corrected_from is not None
@@ -189,7 +191,8 @@ def answer(job: Job, options: RenderOptions, *, notify: bool = False) -> Message
                     item.error,
                 )
             )
-    lines = tuple(f"The target is private: run `docker login {r}` before pulling." for r in logins)
+    lines = _readings(job)[:1] if job.origin else ()
+    lines += tuple(f"The target is private: run `docker login {r}` before pulling." for r in logins)
     ok = sum(1 for i in job.items if i.status.ok)
     if ok == len(job.items):
         title, tone = f"Job {job.id} done: {_plural(ok, 'image')} ready", Tone.SUCCESS
@@ -220,6 +223,9 @@ def help_text() -> MessageView:
             "/status [JOB] — the latest jobs of this chat, or one job.",
             "/history — what this chat mirrored.",
             "/cancel JOB — stop a running job.",
+            "/watch IMAGE[:TAG|FILTER] — mirror now, then again whenever the tag moves upstream "
+            "or a new tag matches the filter (1.27.*, ~1.27); /watches lists them, "
+            "/unwatch ID stops one.",
         ),
         code=(
             "/mirror gcr.io/google-samples/microservices-demo/emailservice:v0.3.5",
@@ -269,3 +275,52 @@ def history(items: Sequence[Item]) -> MessageView:
         for item in items
     )
     return MessageView("Mirrored from this chat", Tone.INFO, rows)
+
+
+def watch_started(watch: Watch, interval: float) -> MessageView:
+    what = "new tags matching" if watch.is_filter else "changes of"
+    return MessageView(
+        f"Watch {watch.id}: {what} {quote(watch.shown)}",
+        Tone.INFO,
+        lines=(
+            f"Mirroring it now, then checking upstream every {human_seconds(interval)}; "
+            f"changes are posted here. `/unwatch {watch.id}` stops it.",
+        ),
+    )
+
+
+def watch_fired(watch: Watch, tags: Sequence[str]) -> str:
+    """The line a job started by a watch carries."""
+    if watch.last_check is None:
+        return f"Watch {watch.id}: first copy of {quote(watch.shown)}."
+    if watch.is_filter:
+        names = ", ".join(quote(f"{watch.image.familiar}:{t}") for t in tags)
+        return f"Watch {watch.id}: new tag upstream matching {quote(watch.pattern)}: {names}."
+    return f"Watch {watch.id}: {quote(watch.shown)} moved upstream; mirroring it again."
+
+
+def _watch_detail(watch: Watch) -> str:
+    parts = []
+    if watch.last_check is None:
+        parts.append("not checked yet")
+    else:
+        parts.append(f"checked {_ago(watch.last_check)}")
+    if watch.is_filter:
+        parts.append(f"{len(watch.digests)} matching tags")
+    else:
+        digest = watch.digests.get(watch.pattern)
+        if digest:
+            parts.append(digest)
+    if watch.error:
+        parts.append(watch.error)
+    return " · ".join(parts)
+
+
+def watches(found: Sequence[Watch]) -> MessageView:
+    if not found:
+        return info("No watches in this chat; start one with /watch IMAGE.")
+    rows = tuple(
+        Row(watch.id, watch.shown, Tone.FAILURE if watch.error else Tone.INFO, _watch_detail(watch))
+        for watch in found
+    )
+    return MessageView("Watches in this chat", Tone.INFO, rows)

@@ -361,6 +361,24 @@ class RegistryClient:
             found.extend(descriptors(document.get("manifests")))
         return found
 
+    async def list_tags(self, registry: str, repository: str, *, limit: int = 10_000) -> list[str]:
+        """The repository's tags, every page (``Link: <...>; rel="next"``), up to ``limit``.
+
+        A minimal listing for watches; not counted against Docker Hub's pull limit.
+        """
+        url: str | None = f"/v2/{repository}/tags/list?n=1000"
+        tags: list[str] = []
+        while url is not None and len(tags) < limit:
+            async with self.request("GET", registry, url, scope=pull_scope(repository)) as resp:
+                try:
+                    body = await resp.json(content_type=None)
+                except ValueError as exc:
+                    raise Refused(registry, 200, "the tag list is not JSON") from exc
+                url = _next_page(resp)
+            page = body.get("tags") if isinstance(body, dict) else None
+            tags.extend(t for t in page or () if isinstance(t, str))
+        return tags[:limit]
+
     async def put_manifest(
         self, registry: str, repository: str, reference: str, manifest: Manifest
     ) -> str | None:
