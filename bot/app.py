@@ -37,9 +37,10 @@ from bot.commands import (
 )
 from bot.live import LiveMessage
 from bot.pacing import Pacer, Priority
-from bot.paste import Ambiguous
+from bot.paste import Ambiguous, PastedFiles
 from bot.planner import Planner
 from bot.policy import Policy
+from bot.rewrite import rewrite
 from bot.settings import Settings
 from bot.view import MessageView
 from mirror.errors import MirrorError
@@ -191,9 +192,15 @@ class MirrorBot:
             chat=f"{incoming.platform}:{incoming.chat_id}",
             items=items,
         )
-        await self._start(incoming.platform, conversation, job)
+        await self._start(incoming.platform, conversation, job, command.pasted)
 
-    async def _start(self, adapter: str, conversation: Conversation, job: Job) -> None:
+    async def _start(
+        self,
+        adapter: str,
+        conversation: Conversation,
+        job: Job,
+        pasted: PastedFiles | None = None,
+    ) -> None:
         """Store, acknowledge, store where, start and follow: the one way a job begins."""
         store = self.service.store
         await store.add_job(job)  # failing here, nobody was told and nothing runs
@@ -226,7 +233,7 @@ class MirrorBot:
                 return
             live = LiveMessage(self.pacer, conversation, reply, initial=ack, adapter=adapter)
             task = self.service.start(job, _progress_to(live))
-            self._follow(job, task, conversation, live)
+            self._follow(job, task, conversation, live, pasted)
 
     async def _never_started(self, job: Job) -> None:
         """Fail a stored job that will not run; if the store fails too, recovery does it."""
@@ -241,8 +248,11 @@ class MirrorBot:
         task: asyncio.Task[Job],
         conversation: Conversation,
         live: LiveMessage,
+        pasted: PastedFiles | None = None,
     ) -> None:
-        self._followers.spawn(self._finish(job, task, conversation, live), name=f"follow-{job.id}")
+        self._followers.spawn(
+            self._finish(job, task, conversation, live, pasted), name=f"follow-{job.id}"
+        )
 
     async def _finish(
         self,
@@ -250,6 +260,7 @@ class MirrorBot:
         task: asyncio.Task[Job],
         conversation: Conversation,
         live: LiveMessage,
+        pasted: PastedFiles | None,
     ) -> None:
         started = time.monotonic()
         try:
@@ -261,7 +272,8 @@ class MirrorBot:
         except Exception as exc:  # e.g. the store failed: still tell the thread what happened
             log.error("job %s could not record its result: %s", job.id, exc)
         long_job = time.monotonic() - started >= self.settings.mirror_long_job_seconds
-        final = render.answer(job, self.render_options, notify=long_job)
+        extra = rewrite(job.items, pasted) if pasted is not None else ()
+        final = render.answer(job, self.render_options, notify=long_job, rewrite=extra)
         await live.finish(render.progress(job), final)
 
     # -- watches ------------------------------------------------------------------------------

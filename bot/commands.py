@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.paste import Ambiguous, Reading, looks_like_yaml, read_pasted, references
+from bot.paste import (
+    Ambiguous,
+    PastedFiles,
+    Reading,
+    looks_like_yaml,
+    read_pasted,
+    references,
+)
 from mirror.errors import MirrorError
 from mirror.models import is_tag_filter
 from mirror.naming import ImageSpec
@@ -34,6 +41,9 @@ class MirrorCommand:
     """Whether ``--platform`` was given (else ``platform`` is the configured default)."""
     readings: tuple[Reading, ...] = ()
     """How each image was read, in the order of ``images`` (empty: all typed as is)."""
+    pasted: PastedFiles | None = None
+    """Bulk text (manifests, compose, kubeadm output) the images came from: the answer
+    adds a rewrite pointing it at the mirror."""
 
 
 @dataclass(frozen=True)
@@ -217,7 +227,14 @@ def _mirror(text: str, *, default_platform: Platform | None, max_images: int) ->
         if reading.platform is not None:
             parse_platform(reading.platform)  # a bad platform in a pull line is refused now
     images = tuple(spec for spec, _ in found)
-    return MirrorCommand(images, platform, explicit, readings)
+    files = None
+    if pasted.source:
+        yaml_text = None
+        if looks_like_yaml(text):
+            first, _, rest = text.partition("\n")
+            yaml_text = rest if first.lstrip().startswith("--") or not first.strip() else text
+        files = PastedFiles(pasted.source, yaml_text)
+    return MirrorCommand(images, platform, explicit, readings, files)
 
 
 def _command_word(text: str) -> None:

@@ -163,8 +163,15 @@ def _result_detail(item: Item) -> str:
     )
 
 
-def answer(job: Job, options: RenderOptions, *, notify: bool = False) -> MessageView:
-    """The final message: per image where it went, and the commands to paste."""
+def answer(
+    job: Job,
+    options: RenderOptions,
+    *,
+    notify: bool = False,
+    rewrite: Sequence[str] = (),
+) -> MessageView:
+    """The final message: per image where it went, and the commands to paste (then
+    ``rewrite``: how to point pasted manifests at the mirror, ``bot.rewrite``)."""
     rows = []
     code: list[str] = []
     logins: list[str] = []
@@ -200,7 +207,7 @@ def answer(job: Job, options: RenderOptions, *, notify: bool = False) -> Message
         title, tone = f"Job {job.id}: {ok} of {len(job.items)} images ready", Tone.FAILURE
     else:
         title, tone = f"Job {job.id} {job.state}: nothing was mirrored", Tone.FAILURE
-    return MessageView(title, tone, tuple(rows), lines, tuple(code), notify=notify)
+    return MessageView(title, tone, tuple(rows), lines, (*code, *rewrite), notify=notify)
 
 
 def error(sentence: str, *, usage: bool = False) -> MessageView:
