@@ -15,6 +15,7 @@ copied: it is failed with :data:`NOT_ACKNOWLEDGED` at once, or on the next start
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ from bot.commands import (
     WatchesCommand,
     parse_command,
 )
+from bot.files import file_text
 from bot.live import LiveMessage
 from bot.pacing import Pacer, Priority
 from bot.paste import Ambiguous, PastedFiles
@@ -85,6 +87,10 @@ class MirrorBot:
     async def handle(self, incoming: Incoming, conversation: Conversation) -> None:
         """Answer one command. Returns once the job (if any) is acknowledged, not finished."""
         try:
+            if incoming.file is not None:  # nobody unknown makes the bot download anything
+                self.policy.check_user(incoming)
+                text = await file_text(incoming.text, incoming.file)
+                incoming = dataclasses.replace(incoming, text=text, file=None)
             command = parse_command(
                 incoming.text,
                 default_platform=self.planner.default_platform,

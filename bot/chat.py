@@ -8,12 +8,23 @@ platform is one module that turns its events into :class:`Incoming` and gives ba
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot.view import MessageView
 from mirror.errors import MirrorError
+
+
+@dataclass(frozen=True)
+class SharedFile:
+    """A file shared with the command (a Slack file share, a Telegram document): its name,
+    its size when the platform says it, and how to download it (not before the bot asks)."""
+
+    name: str
+    size: int | None
+    fetch: Callable[[], Awaitable[bytes]]
+    """Raises :class:`ChatUnavailable` or :class:`Undeliverable` when it cannot."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,8 @@ class Incoming:
     """The bot's own name, so ``/mirror@OtherBot`` in a group is left to the other bot."""
     closed_by_default: bool = False
     """Platforms where anyone can write to the bot: nobody may use it until allowed."""
+    file: SharedFile | None = None
+    """A text file shared with the command: read as if pasted after ``text``."""
 
 
 class ConfigurationError(MirrorError):

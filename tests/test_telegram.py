@@ -197,8 +197,52 @@ async def test_start_up_registers_the_menu_in_english_and_chinese(
     menus = {c.params.get("language_code"): c.value("commands") for c in calls}
     assert set(menus) == {None, "zh"}
     for commands in menus.values():
-        assert [c["command"] for c in commands] == ["mirror", "status", "history", "cancel", "help"]
+        assert [c["command"] for c in commands] == [
+            "mirror",
+            "status",
+            "history",
+            "cancel",
+            "watch",
+            "watches",
+            "unwatch",
+            "help",
+        ]
     assert telegram.ok("deleteWebhook")  # polling starts by removing any webhook, as PTB does
+
+
+async def test_a_document_is_read_as_if_pasted_and_answered_with_its_rewrite(
+    lab: lab_module.Lab, env: dict[str, str], telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    image = f"{lab.source}/library/hello:1.0"
+    compose = f"services:\n  web:\n    image: {image}\n  db:\n    build: .\n".encode()
+    async with running_bot(env, tmp_path / "bot.log"):
+        await polling(telegram)
+        # A private chat needs no caption; a group needs /mirror as the caption.
+        request = telegram.send_document(Chat(ALICE), ALICE, "compose.yaml", compose)
+        final = await telegram.wait_for(lambda: final_answer(telegram, request))
+        ignored = telegram.send_document(TEAM, BOB, "notes.txt", b"nginx", caption="look")
+        grouped = telegram.send_document(
+            TEAM, BOB, "images.txt", f"{image}\n".encode(), caption=f"/mirror@{BOT_USERNAME}"
+        )
+        await telegram.wait_for(lambda: final_answer(telegram, grouped))
+        too_big = telegram.send_document(
+            Chat(ALICE), ALICE, "huge.yaml", b"x", caption="/mirror", size=300_000
+        )
+        [over] = await telegram.wait_for(lambda: telegram.replies_to(too_big))
+        binary = telegram.send_document(Chat(ALICE), ALICE, "a.bin", b"\x00\x01\xff")
+        [refused] = await telegram.wait_for(lambda: telegram.replies_to(binary))
+
+    block = "\n".join(pre_blocks(final.text))
+    pull = expected_pull(env["MIRROR_TARGET"], lab.source, "library/hello", "1.0")
+    assert pull in block
+    assert f"- name: {lab.source}/library/hello" in block  # the kustomize rewrite
+    assert "# or apply this, rewritten:" in block
+    assert telegram.replies_to(ignored) == []
+    assert "KB; I read shared files of up to 256 KB." in over.text
+    assert "not a text file" in refused.text
+    # Downloaded with the bot's token: the compose file, the group's list, the binary file;
+    # never the one over the cap nor the group chatter.
+    assert telegram.downloads == [f"documents/F000{n}.txt" for n in (1, 3, 5)]
 
 
 async def test_html_in_a_message_is_escaped(
