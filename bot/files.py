@@ -8,6 +8,8 @@ again on what arrived.
 
 from __future__ import annotations
 
+import math
+
 from bot.chat import ChatUnavailable, SharedFile, Undeliverable
 from mirror.errors import MirrorError
 from mirror.reference import quote
@@ -22,7 +24,7 @@ class FileRefused(MirrorError):
 
 def _too_large(file: SharedFile, size: int) -> FileRefused:
     return FileRefused(
-        f"{quote(file.name)} is {size / 1000:.0f} KB; I read shared files of up to "
+        f"{quote(file.name)} is {math.ceil(size / 1000)} KB; I read shared files of up to "
         f"{MAX_FILE_BYTES // 1000} KB."
     )
 
