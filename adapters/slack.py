@@ -27,7 +27,9 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import ClientError, web
 from pydantic import Field, SecretStr
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
@@ -49,9 +51,11 @@ from bot.chat import (
     Press,
     RateLimited,
     Reply,
+    SharedFile,
     Undeliverable,
 )
 from bot.delivery import reconnecting
+from bot.files import MAX_FILE_BYTES
 from bot.pacing import Budget, Pace
 from bot.plugins import AdapterPlugin, AdapterSettings, SettingsPlugin
 from bot.view import MessageView
@@ -181,6 +185,26 @@ class _Api:
         except Exception as exc:  # a courtesy: the answer itself goes to the DM regardless
             log.warning("could not reach the slash command's response_url (%s)", type(exc).__name__)
 
+    async def download(self, url: str) -> bytes:
+        """A shared file's ``url_private``, with the bot token (Slack's own file host, or the
+        API's host when it is a stand-in: the token goes nowhere else)."""
+        host = urlsplit(url).hostname
+        if host not in ("files.slack.com", urlsplit(self.client.base_url).hostname):
+            raise Undeliverable(f"a file outside Slack ({host})")
+        headers = {"Authorization": f"Bearer {self.client.token}"}
+        try:
+            async with (
+                aiohttp.ClientSession(trust_env=True, timeout=_DOWNLOAD_TIMEOUT) as session,
+                session.get(url, headers=headers, allow_redirects=False) as response,
+            ):
+                if response.status >= 500:
+                    raise ChatUnavailable(f"Slack answered {response.status} for a file")
+                if response.status != 200:
+                    raise Undeliverable(f"Slack refused a file ({response.status})")
+                return await response.content.read(MAX_FILE_BYTES + 1)
+        except (ClientError, TimeoutError) as exc:
+            raise ChatUnavailable(f"Slack did not send a file: {type(exc).__name__}") from None
+
     async def edit(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
         """``blocks`` empty removes the buttons the message had (Slack keeps them otherwise)."""
         try:
@@ -282,6 +306,9 @@ def _may_pass(exc: BaseException) -> bool:
 
 _RECONNECTING = reconnecting(_may_pass, "Slack")
 """Start-up retries: ``auth.test`` until Slack answers, unless it refuses the token."""
+
+
+_DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=60)
 
 
 def _api_root(url: str) -> str:
@@ -446,7 +473,10 @@ class SlackAdapter:
             self._dispatch(handler, event, str(event.get("thread_ts") or event["ts"]))
 
         async def on_message(body: dict[str, Any], event: dict[str, Any]) -> None:
-            if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
+            subtype = event.get("subtype")
+            if event.get("channel_type") != "im" or event.get("bot_id"):
+                return
+            if subtype and not (subtype == "file_share" and event.get("files")):
                 return
             if not self._seen.first_time(body.get("event_id")):
                 return
@@ -488,11 +518,27 @@ class SlackAdapter:
     def _dispatch(self, handler: Handler, event: dict[str, Any], thread_ts: str | None) -> None:
         user, channel = str(event.get("user", "")), str(event["channel"])
         text = command_text(str(event.get("text") or ""), self.bot_user_id)
-        incoming = self._incoming(user, user, channel, text)
+        incoming = self._incoming(user, user, channel, text, self._shared(event))
         self._spawn(handler(incoming, SlackConversation(self._api, channel, thread_ts, user)))
 
+    def _shared(self, event: dict[str, Any]) -> SharedFile | None:
+        """The first file shared with the message, downloaded only when the bot asks."""
+        files = [f for f in event.get("files") or () if isinstance(f, dict)]
+        if not files:
+            return None
+        found = files[0]
+        url = str(found.get("url_private_download") or found.get("url_private") or "")
+        size = found.get("size")
+        return SharedFile(
+            str(found.get("name") or "the file"),
+            size if isinstance(size, int) else None,
+            lambda: self._api.download(url),
+        )
+
     @staticmethod
-    def _incoming(user: str, user_name: str, channel: str, text: str) -> Incoming:
+    def _incoming(
+        user: str, user_name: str, channel: str, text: str, file: SharedFile | None = None
+    ) -> Incoming:
         return Incoming(
             platform="slack",
             user_id=user,
@@ -500,6 +546,7 @@ class SlackAdapter:
             chat_id=channel,
             text=text,
             is_group=not channel.startswith("D"),
+            file=file,
         )
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:

@@ -74,6 +74,7 @@ from bot.chat import (
     Press,
     RateLimited,
     Reply,
+    SharedFile,
     Undeliverable,
 )
 from bot.delivery import deliver, reconnecting
@@ -92,7 +93,19 @@ GROUP_BUDGET = Budget(20, 60.0)
 BOT_BUDGET = Budget(30, 1.0)
 """Telegram's flood limits: per private chat, per group, and for all chats of the bot."""
 
-COMMANDS = ("mirror", "tags", "inspect", "status", "history", "cancel", "help", "start")
+COMMANDS = (
+    "mirror",
+    "tags",
+    "inspect",
+    "status",
+    "history",
+    "cancel",
+    "watch",
+    "watches",
+    "unwatch",
+    "help",
+    "start",
+)
 """What the bot answers in a group; anything else there may belong to another bot."""
 
 MENU = {
@@ -103,6 +116,9 @@ MENU = {
         ("status", "Latest jobs in this chat, or one job"),
         ("history", "What this chat mirrored"),
         ("cancel", "Stop a running job: /cancel JOB"),
+        ("watch", "Mirror again when a tag moves: /watch IMAGE[:TAG|FILTER]"),
+        ("watches", "This chat's watches"),
+        ("unwatch", "Stop a watch: /unwatch ID"),
         ("help", "Usage and examples"),
     ),
     # Chinese punctuation is full width on purpose.
@@ -113,6 +129,9 @@ MENU = {
         ("status", "本聊天最近的任务，或某个任务的状态"),  # noqa: RUF001
         ("history", "本聊天同步过的镜像"),
         ("cancel", "停止正在运行的任务：/cancel 任务号"),  # noqa: RUF001
+        ("watch", "标签更新时重新同步：/watch 镜像[:标签|过滤]"),  # noqa: RUF001
+        ("watches", "本聊天的监视"),
+        ("unwatch", "停止监视：/unwatch 编号"),  # noqa: RUF001
         ("help", "用法和示例"),
     ),
 }
@@ -327,7 +346,10 @@ class TelegramAdapter:
             .build()
         )
         self._app.add_handler(
-            MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT, self._on_message)
+            MessageHandler(
+                filters.UpdateType.MESSAGE & (filters.TEXT | filters.Document.ALL),
+                self._on_message,
+            )
         )
         self._app.add_handler(CallbackQueryHandler(self._on_button))
         self._app.add_error_handler(self._on_error)
@@ -434,24 +456,39 @@ class TelegramAdapter:
     # -- updates ------------------------------------------------------------------------------
 
     async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A command, or a document with ``/mirror`` as its caption (anything in a private
+        chat), whose text is read as if pasted after the command."""
         message, user, chat = update.message, update.effective_user, update.effective_chat
-        if message is None or message.text is None or user is None or chat is None:
+        if message is None or user is None or chat is None:
+            return
+        text = message.text if message.text is not None else message.caption or ""
+        document = message.document if message.text is None else None
+        if message.text is None and document is None:
             return
         is_group = chat.type != ChatType.PRIVATE
         username = self._app.bot.username
-        if is_group and not (message.text.startswith("/") and _is_ours(message.text, username)):
+        if is_group and not (text.startswith("/") and _is_ours(text, username)):
             return  # group chatter, or another bot's command
         if self._handler is None:
             return
+        shared = None
+        if document is not None:
+            file_id = document.file_id
+            shared = SharedFile(
+                document.file_name or "the file",
+                document.file_size,
+                lambda: _call(lambda: self._download(file_id)),
+            )
         incoming = Incoming(
             platform="telegram",
             user_id=str(user.id),
             user_name=user.full_name,
             chat_id=str(chat.id),
-            text=message.text,
+            text=text,
             is_group=is_group,
             bot_username=username,
             closed_by_default=True,
+            file=shared,
         )
         where = _Where(chat.id, message.message_id, Mention(user.id, user.first_name))
         await self._handler(incoming, TelegramConversation(self._app.bot, where))
@@ -490,6 +527,11 @@ class TelegramAdapter:
             if not answered:
                 with contextlib.suppress(TelegramError):
                     await query.answer()
+
+    async def _download(self, file_id: str) -> bytes:
+        """``getFile``, then the file from the Bot API's file path."""
+        found = await self._app.bot.get_file(file_id)
+        return bytes(await found.download_as_bytearray())
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """One line, no traceback: the bot's own errors were already answered in the chat."""

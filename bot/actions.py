@@ -40,7 +40,7 @@ def retry(job: Job, idx: int, item: Item) -> Action:
 
 
 def suggestion(job: Job, idx: int, n: int, item: Item, reference: str) -> Action:
-    """"Mirror 1.2.4" for the nearest real thing to a miss, on the platform that was asked."""
+    """ "Mirror 1.2.4" for the nearest real thing to a miss, on the platform that was asked."""
     ref = parse_reference(reference)
     shown = ref.tag if ref.name == item.source.name and ref.tag else ref.familiar
     command = f"/mirror {ref.familiar} --platform {platform_text(item.platform)}"

@@ -33,29 +33,37 @@ from bot.commands import (
     MirrorCommand,
     StatusCommand,
     TagsCommand,
+    UnwatchCommand,
     UsageError,
+    WatchCommand,
+    WatchesCommand,
     parse_command,
 )
+from bot.files import file_text
 from bot.live import LiveMessage
 from bot.pacing import Pacer, Priority
-from bot.paste import Ambiguous
+from bot.paste import Ambiguous, PastedFiles
 from bot.planner import Planner
 from bot.policy import Denied, Policy
+from bot.rewrite import rewrite
 from bot.runtime import LazyLookups
 from bot.settings import Settings
 from bot.view import MessageView
 from mirror.errors import MirrorError
 from mirror.jobs import JobListener, JobService
 from mirror.logcontext import job_context
-from mirror.models import Job, new_job_id
+from mirror.models import Job, Watch, is_tag_filter, new_job_id
+from mirror.naming import parse_image_spec
 from mirror.reference import quote
 from mirror.store import StoreError
 from mirror.tasks import TaskSet
+from mirror.watches import Upstream, Watcher
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "The bot restarted during this job and could not reach its chat to resume it."
 NOT_ACKNOWLEDGED = "The bot could not tell the chat about this job, so it never started; ask again."
+CHAT_GONE = "The bot could not reach the chat where this watch was made."
 
 
 class MirrorBot:
@@ -78,6 +86,9 @@ class MirrorBot:
         self._followers = TaskSet("bot")
         self.pacer = Pacer()
         """Every post and edit of every job, per chat, by priority (:mod:`bot.pacing`)."""
+        self._adapters: Mapping[str, ChatAdapter] = {}
+        self._watching = TaskSet("watches")
+        self.watcher: Watcher | None = None
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -87,6 +98,10 @@ class MirrorBot:
             await self._press(incoming, conversation)
             return
         try:
+            if incoming.file is not None:  # nobody unknown makes the bot download anything
+                self.policy.check_user(incoming)
+                text = await file_text(incoming.text, incoming.file)
+                incoming = dataclasses.replace(incoming, text=text, file=None)
             command = parse_command(
                 incoming.text,
                 default_platform=self.planner.default_platform,
@@ -98,6 +113,9 @@ class MirrorBot:
             self.policy.check_user(incoming)
             if isinstance(command, MirrorCommand):
                 await self._mirror(incoming, conversation, command)
+                return
+            if isinstance(command, WatchCommand):
+                await self._watch(incoming, conversation, command)
                 return
             view = await self._answer_at_once(incoming, command)
         except Ambiguous as exc:  # a question, not a failure
@@ -170,7 +188,9 @@ class MirrorBot:
         | StatusCommand
         | CancelCommand
         | TagsCommand
-        | InspectCommand,
+        | InspectCommand
+        | WatchesCommand
+        | UnwatchCommand,
     ) -> MessageView:
         """The commands answered with one message and no job to follow."""
         chat = f"{incoming.platform}:{incoming.chat_id}"
@@ -190,6 +210,10 @@ class MirrorBot:
             return render.progress(job)
         if isinstance(command, TagsCommand | InspectCommand):
             return await self._look(command)
+        if isinstance(command, WatchesCommand):
+            return render.watches(await store.watches(chat))
+        if isinstance(command, UnwatchCommand):
+            return await self._unwatch(incoming, command.watch_id)
         return await self._cancel(incoming, command.job_id)
 
     async def _look(self, command: TagsCommand | InspectCommand) -> MessageView:
@@ -242,6 +266,16 @@ class MirrorBot:
             chat=f"{incoming.platform}:{incoming.chat_id}",
             items=items,
         )
+        await self._start(incoming.platform, conversation, job, command.pasted)
+
+    async def _start(
+        self,
+        adapter: str,
+        conversation: Conversation,
+        job: Job,
+        pasted: PastedFiles | None = None,
+    ) -> None:
+        """Store, acknowledge, store where, start and follow: the one way a job begins."""
         store = self.service.store
         ack = render.acknowledgement(job)
         await store.add_actions(actions.stored(job, ack.actions))  # before they can be pressed
@@ -253,12 +287,12 @@ class MirrorBot:
                     Priority.ACK,
                     partial(conversation.post, ack),
                     what="acknowledgement",
-                    adapter=incoming.platform,
+                    adapter=adapter,
                 )
             except (TimeoutError, Undeliverable):
                 await self._never_started(job)
                 raise
-            job.reply_ref = f"{incoming.platform}:{reply.ref}"
+            job.reply_ref = f"{adapter}:{reply.ref}"
             try:
                 await store.set_reply_ref(job)
             except StoreError as exc:  # told, but a restart could not find the thread again
@@ -269,14 +303,12 @@ class MirrorBot:
                     Priority.ANSWER,
                     partial(reply.edit, render.error(str(exc))),
                     what="error",
-                    adapter=incoming.platform,
+                    adapter=adapter,
                 )
                 return
-            live = LiveMessage(
-                self.pacer, conversation, reply, initial=ack, adapter=incoming.platform
-            )
+            live = LiveMessage(self.pacer, conversation, reply, initial=ack, adapter=adapter)
             task = self.service.start(job, _progress_to(live))
-            self._follow(job, task, conversation, live)
+            self._follow(job, task, conversation, live, pasted)
 
     async def _never_started(self, job: Job) -> None:
         """Fail a stored job that will not run; if the store fails too, recovery does it."""
@@ -291,8 +323,11 @@ class MirrorBot:
         task: asyncio.Task[Job],
         conversation: Conversation,
         live: LiveMessage,
+        pasted: PastedFiles | None = None,
     ) -> None:
-        self._followers.spawn(self._finish(job, task, conversation, live), name=f"follow-{job.id}")
+        self._followers.spawn(
+            self._finish(job, task, conversation, live, pasted), name=f"follow-{job.id}"
+        )
 
     async def _finish(
         self,
@@ -300,6 +335,7 @@ class MirrorBot:
         task: asyncio.Task[Job],
         conversation: Conversation,
         live: LiveMessage,
+        pasted: PastedFiles | None,
     ) -> None:
         started = time.monotonic()
         try:
@@ -311,7 +347,8 @@ class MirrorBot:
         except Exception as exc:  # e.g. the store failed: still tell the thread what happened
             log.error("job %s could not record its result: %s", job.id, exc)
         long_job = time.monotonic() - started >= self.settings.mirror_long_job_seconds
-        final = render.answer(job, self.render_options, notify=long_job)
+        extra = rewrite(job.items, pasted) if pasted is not None else ()
+        final = render.answer(job, self.render_options, notify=long_job, rewrite=extra)
         try:
             await self.service.store.add_actions(actions.stored(job, final.actions))
         except StoreError as exc:  # the answer still goes out, without buttons nobody could use
@@ -319,10 +356,113 @@ class MirrorBot:
             final = replace(final, actions=())
         await live.finish(render.progress(job), final)
 
+    # -- watches ------------------------------------------------------------------------------
+
+    async def _watch(
+        self, incoming: Incoming, conversation: Conversation, command: WatchCommand
+    ) -> None:
+        """Stored first, then announced (its thread hears of every change), then checked at
+        once: the first check mirrors now."""
+        chat = f"{incoming.platform}:{incoming.chat_id}"
+        store = self.service.store
+        limit = self.settings.mirror_max_watches
+        if limit == 0:
+            raise UsageError("Watches are off on this bot (MIRROR_MAX_WATCHES is 0).")
+        if len(await store.watches(chat)) >= limit:
+            raise UsageError(
+                f"This chat already has {limit} watches, the most it may keep "
+                "(MIRROR_MAX_WATCHES); stop one with /unwatch ID."
+            )
+        tag = "latest" if is_tag_filter(command.pattern) else command.pattern
+        self.planner.plan(  # the policy and the target, before anything is stored
+            [parse_image_spec(f"{command.image.name}:{tag}")], command.platform, explicit=True
+        )
+        watch = Watch(
+            id=new_job_id(),
+            requester=f"{incoming.platform}:{incoming.user_id}",
+            chat=chat,
+            image=command.image,
+            pattern=command.pattern,
+            platform=command.platform,
+        )
+        await store.add_watch(watch)
+        try:
+            reply = await self.pacer.send(
+                conversation,
+                Priority.ACK,
+                partial(conversation.post, render.watch_started(watch, self._interval())),
+                what="watch",
+                adapter=incoming.platform,
+            )
+        except (TimeoutError, Undeliverable):
+            await store.delete_watch(watch.id)  # nobody heard of it: it does not exist
+            raise
+        watch.reply_ref = f"{incoming.platform}:{reply.ref}"
+        await store.set_watch_reply_ref(watch)
+        if self.watcher is not None:
+            self.watcher.wake()
+
+    async def _unwatch(self, incoming: Incoming, watch_id: str) -> MessageView:
+        store = self.service.store
+        watch = await store.get_watch(watch_id)
+        if watch is None or watch.chat != f"{incoming.platform}:{incoming.chat_id}":
+            return render.error(f"There is no watch `{watch_id[:20]}` in this chat.")
+        requester = f"{incoming.platform}:{incoming.user_id}"
+        if watch.requester != requester and not self.policy.is_admin(incoming):
+            return render.error(f"Only the requester or an admin may stop watch {watch.id}.")
+        await store.delete_watch(watch.id)
+        return render.info(f"Watch {watch.id} stopped: {watch.shown} is no longer checked.")
+
+    def _interval(self) -> float:
+        return self.watcher.interval if self.watcher else self.settings.mirror_watch_interval
+
+    async def _watch_fired(self, watch: Watch, tags: list[str]) -> None:
+        """Mirror what a watch saw move, as a job posted where the watch was made."""
+        platform, _, ref = (watch.reply_ref or "").partition(":")
+        adapter = self._adapters.get(platform)
+        try:
+            reopened = await adapter.reopen(ref) if adapter is not None and ref else None
+        except (TimeoutError, Undeliverable) as exc:
+            raise MirrorError(CHAT_GONE) from exc
+        if reopened is None:
+            raise MirrorError(CHAT_GONE)
+        conversation, _ = reopened
+        specs = [parse_image_spec(f"{watch.image.name}:{tag}") for tag in tags]
+        items = self.planner.plan(specs, watch.platform, explicit=True)
+        await self.service.check_targets(items)
+        job = Job(
+            id=new_job_id(),
+            requester=watch.requester,
+            chat=watch.chat,
+            items=items,
+            origin=render.watch_fired(watch, tags),
+        )
+        try:
+            await self._start(platform, conversation, job)
+        except (TimeoutError, Undeliverable) as exc:
+            raise MirrorError(CHAT_GONE) from exc
+
+    def start_watching(
+        self,
+        adapters: Mapping[str, ChatAdapter],
+        upstream: Upstream,
+    ) -> Watcher:
+        """Check every stored watch on schedule until the bot closes."""
+        self._adapters = adapters
+        self.watcher = Watcher(
+            self.service.store,
+            upstream,
+            self._watch_fired,
+            interval=self.settings.mirror_watch_interval,
+        )
+        self._watching.spawn(self.watcher.run(), name="watcher")
+        return self.watcher
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def recover(self, adapters: Mapping[str, ChatAdapter]) -> int:
         """Resume jobs a restart interrupted, in the thread that asked; fail the orphans."""
+        self._adapters = adapters
         resumed = 0
         for job in await self.service.store.unfinished_jobs():
             if job.reply_ref is None:  # stored, never acknowledged: it never started
@@ -348,7 +488,9 @@ class MirrorBot:
         await self._followers.wait(stop)
 
     async def aclose(self) -> None:
-        """Stop the jobs first (they stay resumable), then the followers waiting on them."""
+        """Stop the watches and the jobs first (they stay resumable), then the followers
+        waiting on them."""
+        await self._watching.aclose()
         await self.service.aclose()
         await self._followers.aclose()
         await self.pacer.aclose()

@@ -27,6 +27,17 @@ class Press:
 
 
 @dataclass(frozen=True)
+class SharedFile:
+    """A file shared with the command (a Slack file share, a Telegram document): its name,
+    its size when the platform says it, and how to download it (not before the bot asks)."""
+
+    name: str
+    size: int | None
+    fetch: Callable[[], Awaitable[bytes]]
+    """Raises :class:`ChatUnavailable` or :class:`Undeliverable` when it cannot."""
+
+
+@dataclass(frozen=True)
 class Incoming:
     """One command as the bot sees it: who said what, where.
 
@@ -46,6 +57,8 @@ class Incoming:
     """Platforms where anyone can write to the bot: nobody may use it until allowed."""
     press: Press | None = None
     """Set when a button was pressed (``text`` is then empty): the bot looks up its meaning."""
+    file: SharedFile | None = None
+    """A text file shared with the command: read as if pasted after ``text``."""
 
 
 class ConfigurationError(MirrorError):

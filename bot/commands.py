@@ -8,15 +8,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.paste import Ambiguous, Reading, looks_like_yaml, read_pasted, references
+from bot.paste import (
+    Ambiguous,
+    PastedFiles,
+    Reading,
+    looks_like_yaml,
+    read_pasted,
+    references,
+)
 from mirror.errors import MirrorError
+from mirror.models import is_tag_filter
 from mirror.naming import ImageSpec
 from mirror.platform import Platform, parse_platform
-from mirror.reference import ImageRef
+from mirror.reference import ImageRef, parse_reference
 
 USAGE = (
     "/mirror IMAGE [IMAGE ...] [--platform os/arch|all] · /tags IMAGE [FILTER] · "
-    "/inspect IMAGE · /status [JOB] · /history · /cancel JOB · /help"
+    "/inspect IMAGE · /status [JOB] · /history · /cancel JOB · "
+    "/watch IMAGE[:TAG|FILTER] · /watches · /unwatch ID · /help"
 )
 
 
@@ -33,6 +42,9 @@ class MirrorCommand:
     """Whether ``--platform`` was given (else ``platform`` is the configured default)."""
     readings: tuple[Reading, ...] = ()
     """How each image was read, in the order of ``images`` (empty: all typed as is)."""
+    pasted: PastedFiles | None = None
+    """Bulk text (manifests, compose, kubeadm output) the images came from: the answer
+    adds a rewrite pointing it at the mirror."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,25 @@ class InspectCommand:
     corrected_from: str | None = None
 
 
+@dataclass(frozen=True)
+class WatchCommand:
+    image: ImageRef
+    """The repository, without tag."""
+    pattern: str
+    """One tag (``latest``) or a tag filter (``1.27.*``, ``~1.27``)."""
+    platform: Platform | None
+
+
+@dataclass(frozen=True)
+class WatchesCommand:
+    pass
+
+
+@dataclass(frozen=True)
+class UnwatchCommand:
+    watch_id: str
+
+
 Command = (
     MirrorCommand
     | StatusCommand
@@ -78,12 +109,16 @@ Command = (
     | HelpCommand
     | TagsCommand
     | InspectCommand
+    | WatchCommand
+    | WatchesCommand
+    | UnwatchCommand
 )
 
 _MAX_TEXT = 8000
 _MAX_PASTE = 256_000
 """A pasted manifest or ``helm template`` output is longer than any typed command."""
 _COMMAND_WORDS = ("status", "history", "cancel", "help", "tags", "inspect")
+_WATCH_WORDS = ("watch", "watches", "unwatch")
 
 
 def _echo(text: str) -> str:
@@ -111,6 +146,20 @@ def parse_command(
         if bot_username and addressee.lower() != bot_username.lower():
             return None
     name = name.lower()
+    if name == "mirror" and args and args[0].lower() in _WATCH_WORDS:
+        name, args = args[0].lower(), args[1:]  # `/mirror watch IMAGE`, where `/watch` is not
+    if name == "watch":
+        return _watch(args, default_platform)
+    if name == "watches":
+        _no_options(args)
+        if args:
+            raise UsageError("`/watches` takes no arguments.")
+        return WatchesCommand()
+    if name == "unwatch":
+        _no_options(args)
+        if len(args) != 1:
+            raise UsageError("`/unwatch` needs exactly one watch id, e.g. `/unwatch w4k2pq`.")
+        return UnwatchCommand(args[0])
     if name == "mirror":
         return _mirror(rest, default_platform=default_platform, max_images=max_images)
     if name in ("help", "start"):
@@ -165,6 +214,36 @@ def _one_image(word: str) -> tuple[ImageRef, str | None, str | None]:
     return spec.source, reading.typed, tag
 
 
+def _watch(args: list[str], default_platform: Platform | None) -> WatchCommand:
+    """``/watch IMAGE[:TAG|FILTER] [--platform os/arch|all]``."""
+    platform, words = default_platform, []
+    rest = iter(args)
+    for arg in rest:
+        if arg.startswith("--platform"):
+            value = arg.partition("=")[2] or next(rest, "")
+            if not value:
+                raise UsageError("`--platform` needs a value such as linux/arm64 or all.")
+            platform = parse_platform(value)
+        elif arg.startswith("-"):
+            raise UsageError(f"`{_echo(arg)}` is not an option of /watch; only --platform is.")
+        else:
+            words.append(arg)
+    if len(words) != 1:
+        raise UsageError(
+            "Name one image to watch, e.g. `/watch nginx:1.27` or `/watch nginx:~1.27`."
+        )
+    text = words[0]
+    if "$" in text:
+        raise UsageError("A watch keeps the image's own name; leave out `$NAME`.")
+    name, colon, suffix = text.rpartition(":")
+    if colon and "/" not in suffix and is_tag_filter(suffix):
+        return WatchCommand(parse_reference(name).repo_only, suffix, platform)
+    ref = parse_reference(text)
+    if ref.digest is not None:
+        raise UsageError("A digest never moves; watch a tag, e.g. `/watch nginx:1.27`.")
+    return WatchCommand(ref.repo_only, ref.tag or "latest", platform)
+
+
 def _mirror(text: str, *, default_platform: Platform | None, max_images: int) -> MirrorCommand:
     """Images from whatever was pasted after ``/mirror`` (bot/paste.py), and its options."""
     _command_word(text)
@@ -192,7 +271,14 @@ def _mirror(text: str, *, default_platform: Platform | None, max_images: int) ->
         if reading.platform is not None:
             parse_platform(reading.platform)  # a bad platform in a pull line is refused now
     images = tuple(spec for spec, _ in found)
-    return MirrorCommand(images, platform, explicit, readings)
+    files = None
+    if pasted.source:
+        yaml_text = None
+        if looks_like_yaml(text):
+            first, _, rest = text.partition("\n")
+            yaml_text = rest if first.lstrip().startswith("--") or not first.strip() else text
+        files = PastedFiles(pasted.source, yaml_text)
+    return MirrorCommand(images, platform, explicit, readings, files)
 
 
 def _command_word(text: str) -> None:

@@ -84,6 +84,16 @@ class Pasted:
     """What kind of bulk text it was (``Kubernetes YAML``), for a note; None for plain words."""
 
 
+@dataclass(frozen=True)
+class PastedFiles:
+    """What kind of bulk text a job was read from, and the YAML itself when it was YAML
+    (``bot.rewrite`` points it at the mirror in the answer)."""
+
+    kind: str
+    """:attr:`Pasted.source`: ``compose file``, ``Kubernetes YAML``, kubeadm output."""
+    yaml: str | None = None
+
+
 # -- characters ------------------------------------------------------------------------------
 
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))

@@ -16,7 +16,7 @@ from bot import actions
 from bot.commands import USAGE
 from bot.view import Bar, MessageView, Row, Tone, human_bytes, human_seconds
 from mirror.artifacts import ArtifactKind, along_text
-from mirror.models import Item, ItemStatus, Job, platform_text
+from mirror.models import Item, ItemStatus, Job, Watch, platform_text
 from mirror.progress import Stage
 from mirror.reference import ImageRef, parse_reference, quote
 
@@ -139,8 +139,10 @@ def progress(job: Job) -> MessageView:
 
 
 def _readings(job: Job) -> tuple[str, ...]:
-    """How pasted text was read (``read `https://hub.docker.com/_/nginx` as `nginx:latest```)."""
-    return tuple(
+    """Why a watch started it, and how pasted text was read (``read
+    `https://hub.docker.com/_/nginx` as `nginx:latest```)."""
+    origin = (job.origin,) if job.origin else ()
+    return origin + tuple(
         f"read {quote(i.corrected_from)} as {quote(i.spec)}"
         for i in job.items
         if i.corrected_from is not None
@@ -169,8 +171,15 @@ def _result_detail(item: Item) -> str:
     )
 
 
-def answer(job: Job, options: RenderOptions, *, notify: bool = False) -> MessageView:
-    """The final message: per image where it went, and the commands to paste."""
+def answer(
+    job: Job,
+    options: RenderOptions,
+    *,
+    notify: bool = False,
+    rewrite: Sequence[str] = (),
+) -> MessageView:
+    """The final message: per image where it went, and the commands to paste (then
+    ``rewrite``: how to point pasted manifests at the mirror, ``bot.rewrite``)."""
     rows = []
     code: list[str] = []
     logins: list[str] = []
@@ -200,9 +209,8 @@ def answer(job: Job, options: RenderOptions, *, notify: bool = False) -> Message
                 )
             )
             code.extend(suggestion_commands(item))
-    lines = tuple(notes) + tuple(
-        f"The target is private: run `docker login {r}` before pulling." for r in logins
-    )
+    lines = (_readings(job)[:1] if job.origin else ()) + tuple(notes)
+    lines += tuple(f"The target is private: run `docker login {r}` before pulling." for r in logins)
     ok = sum(1 for i in job.items if i.status.ok)
     if ok == len(job.items):
         title, tone = f"Job {job.id} done: {_plural(ok, 'image')} ready", Tone.SUCCESS
@@ -215,7 +223,7 @@ def answer(job: Job, options: RenderOptions, *, notify: bool = False) -> Message
         tone,
         tuple(rows),
         lines,
-        tuple(code),
+        (*code, *rewrite),
         notify=notify,
         actions=actions.when_finished(job),
     )
@@ -250,6 +258,9 @@ def help_text() -> MessageView:
             "(1.25), a substring (alpine), a glob (1.2*) or a range (~1.27).",
             "/inspect IMAGE — digest, platforms with sizes, created date, and whether it is "
             "mirrored here and has moved since.",
+            "/watch IMAGE[:TAG|FILTER] — mirror now, then again whenever the tag moves upstream "
+            "or a new tag matches the filter (1.27.*, ~1.27); /watches lists them, "
+            "/unwatch ID stops one.",
         ),
         code=(
             "/mirror gcr.io/google-samples/microservices-demo/emailservice:v0.3.5",
@@ -359,3 +370,55 @@ def inspection(seen: Inspection, copies: Sequence[tuple[Item, float]] = ()) -> M
                 f"send `/mirror {seen.ref.familiar}` to update the mirror."
             )
     return MessageView(quote(seen.ref.familiar), Tone.INFO, rows, tuple(lines))
+
+
+# -- watches ------------------------------------------------------------------------------------
+
+
+def watch_started(watch: Watch, interval: float) -> MessageView:
+    what = "new tags matching" if watch.is_filter else "changes of"
+    return MessageView(
+        f"Watch {watch.id}: {what} {quote(watch.shown)}",
+        Tone.INFO,
+        lines=(
+            f"Mirroring it now, then checking upstream every {human_seconds(interval)}; "
+            f"changes are posted here. `/unwatch {watch.id}` stops it.",
+        ),
+    )
+
+
+def watch_fired(watch: Watch, tags: Sequence[str]) -> str:
+    """The line a job started by a watch carries."""
+    if watch.last_check is None:
+        return f"Watch {watch.id}: first copy of {quote(watch.shown)}."
+    if watch.is_filter:
+        names = ", ".join(quote(f"{watch.image.familiar}:{t}") for t in tags)
+        return f"Watch {watch.id}: new tag upstream matching {quote(watch.pattern)}: {names}."
+    return f"Watch {watch.id}: {quote(watch.shown)} moved upstream; mirroring it again."
+
+
+def _watch_detail(watch: Watch) -> str:
+    parts = []
+    if watch.last_check is None:
+        parts.append("not checked yet")
+    else:
+        parts.append(f"checked {_ago(watch.last_check)}")
+    if watch.is_filter:
+        parts.append(f"{len(watch.digests)} matching tags")
+    else:
+        digest = watch.digests.get(watch.pattern)
+        if digest:
+            parts.append(digest)
+    if watch.error:
+        parts.append(watch.error)
+    return " · ".join(parts)
+
+
+def watches(found: Sequence[Watch]) -> MessageView:
+    if not found:
+        return info("No watches in this chat; start one with /watch IMAGE.")
+    rows = tuple(
+        Row(watch.id, watch.shown, Tone.FAILURE if watch.error else Tone.INFO, _watch_detail(watch))
+        for watch in found
+    )
+    return MessageView("Watches in this chat", Tone.INFO, rows)

@@ -65,6 +65,28 @@ def parse_rate(value: object) -> object:
     return Rate(int(count), period)
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> object:
+    """``5s``, ``10m``, ``6h``, ``1d`` -> seconds; a bare number is seconds."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    found = _DURATION.fullmatch(text)
+    if found:
+        seconds = float(found.group(1)) * _DURATION_UNITS[found.group(2)]
+    else:
+        try:
+            seconds = float(text)
+        except ValueError:
+            raise ValueError("write it as a number and a unit, e.g. 5s, 10m, 6h or 1d") from None
+    if seconds <= 0:
+        raise ValueError("it must be longer than nothing, e.g. 5s, 10m, 6h or 1d")
+    return seconds
+
+
 _PLATFORM_WORD = re.compile(r"[a-z][a-z0-9_-]*")
 
 T = TypeVar("T")
@@ -120,6 +142,10 @@ class Settings(BaseSettings):
     mirror_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
     """Default INFO, WARNING for the console (whose screen the log would clutter)."""
     mirror_long_job_seconds: float = 60.0
+    mirror_watch_interval: float = Field(default=6 * 3600.0, gt=0)
+    """Seconds between two checks of one watch, written ``5s``, ``10m``, ``6h`` or ``1d``."""
+    mirror_max_watches: int = Field(default=20, ge=0, le=1000)
+    """Watches one chat may keep (0: watches are off)."""
     docker_host: str | None = None
 
     @field_validator(
@@ -192,6 +218,11 @@ class Settings(BaseSettings):
     @classmethod
     def _level(cls, value: object) -> object:
         return value.strip().upper() or None if isinstance(value, str) else value
+
+    @field_validator("mirror_watch_interval", mode="before")
+    @classmethod
+    def _interval(cls, value: object) -> object:
+        return parse_duration(value)
 
     @field_validator("mirror_user_rate", mode="before")
     @classmethod

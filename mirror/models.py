@@ -130,6 +130,8 @@ class Job:
     created: float = field(default_factory=time.time)
     reply_ref: str | None = None
     """``adapter:opaque`` handle of the progress message, to resume it after a restart."""
+    origin: str | None = field(default=None, compare=False)
+    """Why the job exists when nobody typed it (a watch saw a change); shown, not stored."""
 
     @property
     def finished(self) -> bool:
@@ -158,3 +160,47 @@ class StoredAction:
     command: str
     created: float = field(default_factory=time.time)
     used: float | None = None
+
+
+def is_tag_filter(pattern: str) -> bool:
+    """``1.27.*``, ``~1.27``, ``^1.2``: a watch that follows new tags, not one tag."""
+    return any(ch in pattern for ch in "*?[~^")
+
+
+@dataclass
+class Watch:
+    """An image (or a tag filter) checked upstream on a schedule, mirrored when it moves.
+
+    ``image`` is the source without the watched part; ``pattern`` is one tag (``latest``) or a
+    filter (``1.27.*``, ``~1.27``). ``digests`` holds what the last check found: tag ->
+    digest for a tag watch, tag -> ``""`` for every matching tag of a filter watch (new tags
+    are what it follows). Empty until the first check, which mirrors now.
+    """
+
+    id: str
+    requester: str
+    chat: str
+    image: ImageRef
+    pattern: str
+    platform: Platform | None
+    created: float = field(default_factory=time.time)
+    reply_ref: str | None = None
+    """``adapter:opaque`` handle of the message that announced the watch: its thread hears
+    of every change."""
+    next_check: float = 0.0
+    last_check: float | None = None
+    digests: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    """Why the last check could not see upstream (one sentence), or None."""
+
+    @property
+    def is_filter(self) -> bool:
+        return is_tag_filter(self.pattern)
+
+    @property
+    def shown(self) -> str:
+        """``nginx:1.27.*`` as people wrote it."""
+        return f"{self.image.familiar}:{self.pattern}"
+
+    def ref_for(self, tag: str) -> ImageRef:
+        return ImageRef(self.image.registry, self.image.repository, tag, None)

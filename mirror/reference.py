@@ -116,6 +116,11 @@ class ImageRef:
     def name(self) -> str:
         return f"{self.registry}/{self.repository}"
 
+    @property
+    def repo_only(self) -> ImageRef:
+        """The repository without tag or digest (what a watch follows)."""
+        return ImageRef(self.registry, self.repository, None, None)
+
     def _suffix(self) -> str:
         tag = f":{self.tag}" if self.tag else ""
         digest = f"@{self.digest}" if self.digest else ""

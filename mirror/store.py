@@ -31,7 +31,7 @@ import aiosqlite
 
 from mirror.artifacts import ArtifactKind, Referrer, ReferrerKind
 from mirror.errors import MirrorError
-from mirror.models import Item, ItemStatus, Job, StoredAction, platform_text
+from mirror.models import Item, ItemStatus, Job, StoredAction, Watch, platform_text
 from mirror.platform import parse_platform
 from mirror.reference import parse_reference
 
@@ -103,6 +103,26 @@ class Store(Protocol):
         the first one landed (``/inspect``: "mirrored here since"), newest first."""
         ...
 
+    async def add_watch(self, watch: Watch) -> None:
+        """Write a new watch (before the chat hears of it)."""
+        ...
+
+    async def set_watch_reply_ref(self, watch: Watch) -> None:
+        """Write where the watch was announced (``watch.reply_ref``), to post there later."""
+        ...
+
+    async def save_watch_check(self, watch: Watch) -> None:
+        """Write what the latest check found: digests, times, error."""
+        ...
+
+    async def get_watch(self, watch_id: str) -> Watch | None: ...
+
+    async def watches(self, chat: str | None = None) -> list[Watch]:
+        """This chat's watches (every chat's when None), oldest first."""
+        ...
+
+    async def delete_watch(self, watch_id: str) -> None: ...
+
     async def ping(self) -> None:
         """Raise :class:`StoreError` unless the store answers (for the health check)."""
         ...
@@ -169,6 +189,24 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 5: things said once ever (Docker Hub made a pushed repository public), by key.
     ("CREATE TABLE notices (key TEXT PRIMARY KEY, created REAL NOT NULL)",),
+    # 6: watches (issue 15): an image or tag filter checked upstream on a schedule.
+    (
+        """CREATE TABLE watches (
+            id TEXT PRIMARY KEY,
+            requester TEXT NOT NULL,
+            chat TEXT NOT NULL,
+            image TEXT NOT NULL,
+            pattern TEXT NOT NULL,
+            platform TEXT NOT NULL,
+            created REAL NOT NULL,
+            reply_ref TEXT,
+            next_check REAL NOT NULL,
+            last_check REAL,
+            digests TEXT NOT NULL,
+            error TEXT
+        )""",
+        "CREATE INDEX watches_chat ON watches (chat, created)",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -388,6 +426,56 @@ class SQLiteStore:
         )
         return [(_item(row[:-2]), float(row[-1])) for row in await cursor.fetchall()]
 
+    @_guarded
+    async def add_watch(self, watch: Watch) -> None:
+        async with self._writing, _transaction(self._db):
+            await self._db.execute(
+                f"INSERT INTO watches ({_WATCH_COLUMNS}) VALUES ({', '.join('?' * 12)})",
+                _watch_row(watch),
+            )
+
+    @_guarded
+    async def set_watch_reply_ref(self, watch: Watch) -> None:
+        async with self._writing, _transaction(self._db):
+            await self._db.execute(
+                "UPDATE watches SET reply_ref = ? WHERE id = ?", (watch.reply_ref, watch.id)
+            )
+
+    @_guarded
+    async def save_watch_check(self, watch: Watch) -> None:
+        async with self._writing, _transaction(self._db):
+            await self._db.execute(
+                "UPDATE watches SET next_check = ?, last_check = ?, digests = ?, error = ? "
+                "WHERE id = ?",
+                (
+                    watch.next_check,
+                    watch.last_check,
+                    json.dumps(watch.digests),
+                    watch.error,
+                    watch.id,
+                ),
+            )
+
+    @_guarded
+    async def get_watch(self, watch_id: str) -> Watch | None:
+        found = await self._watches("WHERE id = ?", (watch_id,))
+        return found[0] if found else None
+
+    @_guarded
+    async def watches(self, chat: str | None = None) -> list[Watch]:
+        if chat is None:
+            return await self._watches("ORDER BY created", ())
+        return await self._watches("WHERE chat = ? ORDER BY created", (chat,))
+
+    @_guarded
+    async def delete_watch(self, watch_id: str) -> None:
+        async with self._writing, _transaction(self._db):
+            await self._db.execute("DELETE FROM watches WHERE id = ?", (watch_id,))
+
+    async def _watches(self, where: str, params: tuple[Any, ...]) -> list[Watch]:
+        cursor = await self._db.execute(f"SELECT {_WATCH_COLUMNS} FROM watches {where}", params)
+        return [_watch(row) for row in await cursor.fetchall()]
+
     async def _jobs(self, where: str, params: tuple[Any, ...]) -> list[Job]:
         cursor = await self._db.execute(
             f"SELECT id, requester, chat, created, reply_ref FROM jobs {where}", params
@@ -451,6 +539,47 @@ def _open_failure(where: str, exc: sqlite3.Error) -> StoreError:
             "database or at a new file."
         )
     return StoreUnusable(f"MIRROR_DB: cannot use `{where}` as the bot's database ({exc}).")
+
+
+_WATCH_COLUMNS = (
+    "id, requester, chat, image, pattern, platform, created, reply_ref, next_check, "
+    "last_check, digests, error"
+)
+
+
+def _watch_row(watch: Watch) -> tuple[Any, ...]:
+    return (
+        watch.id,
+        watch.requester,
+        watch.chat,
+        watch.image.name,
+        watch.pattern,
+        platform_text(watch.platform),
+        watch.created,
+        watch.reply_ref,
+        watch.next_check,
+        watch.last_check,
+        json.dumps(watch.digests),
+        watch.error,
+    )
+
+
+def _watch(row: Any) -> Watch:
+    (wid, requester, chat, image, pattern, platform, created, reply_ref, nxt, last, dig, err) = row
+    return Watch(
+        id=wid,
+        requester=requester,
+        chat=chat,
+        image=parse_reference(image).repo_only,
+        pattern=pattern,
+        platform=parse_platform(platform),
+        created=created,
+        reply_ref=reply_ref,
+        next_check=nxt,
+        last_check=last,
+        digests=json.loads(dig),
+        error=err,
+    )
 
 
 def _item(row: Any) -> Item:

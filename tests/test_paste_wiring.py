@@ -84,7 +84,9 @@ def test_the_same_image_spelt_twice_is_one() -> None:
 def test_a_manifest_longer_than_a_typed_command() -> None:
     containers = "".join(
         f"        - name: c{i}\n          image: registry.k8s.io/pause:3.{i % 3}\n"
-        + "          env: [{name: PADDING, value: " + "x" * 400 + "}]\n"
+        + "          env: [{name: PADDING, value: "
+        + "x" * 400
+        + "}]\n"
         for i in range(30)
     )
     manifest = (
@@ -227,7 +229,9 @@ def test_from_stdin_with_pull_lines_and_addresses(tmp_path: Path) -> None:
 
 
 def test_addresses_as_arguments_too(tmp_path: Path) -> None:
-    code, payload, _ = run(tmp_path, "https://hub.docker.com/_/nginx", "oci://ghcr.io/acme/chart:1.0")
+    code, payload, _ = run(
+        tmp_path, "https://hub.docker.com/_/nginx", "oci://ghcr.io/acme/chart:1.0"
+    )
     assert code == 0
     assert [(o["source"], o["corrected_from"]) for o in payload] == [
         ("docker.io/library/nginx:latest", "https://hub.docker.com/_/nginx"),

@@ -36,6 +36,7 @@ import lab as lab_module
 from adapters.slack import SlackAdapter, SlackSettings, parse_ref
 from adapters.slack_text import command_text, escape, slash_text, to_mrkdwn
 from bot.chat import Conversation, Incoming
+from bot.files import MAX_FILE_BYTES, FileRefused, file_text
 from bot.view import Bar, MessageView, Row, Tone
 from tests.support.cli import MIRROR_BOT, bot_env
 from tests.support.fake_slack import BOT_USER_ID, TEAM_ID, Call, FakeSlack, block_actions
@@ -482,6 +483,61 @@ def test_direct_message_is_answered_in_the_dm(
     assert event(bot, message) == 200
     ack, final = assert_live_then_final(bot.slack, channel, pull)
     assert "thread_ts" not in ack.params and "thread_ts" not in final.params
+
+
+def test_a_file_shared_in_a_dm_is_read_as_if_pasted(
+    lab: lab_module.Lab, bots: dict[str, RunningBot]
+) -> None:
+    bot, channel = bots["http"], "D0FILES01"
+    image, pull = fresh_image(lab, "file")
+    shared = bot.slack.add_file("images.txt", f"# what the cluster needs\n{image}\n".encode())
+    message = {
+        "type": "message",
+        "subtype": "file_share",
+        "channel_type": "im",
+        "user": USER,
+        "text": "",
+        "files": [shared],
+        "ts": "1690000002.000100",
+        "channel": channel,
+        "event_ts": "1690000002.000100",
+    }
+    assert event(bot, message) == 200
+    assert_live_then_final(bot.slack, channel, pull)
+    assert bot.slack.downloads == [(shared["id"], BOT_TOKEN)]
+
+
+async def test_shared_files_are_capped_and_fetched_with_the_bot_token(
+    local_slack: FakeSlack, adapter: SlackAdapter
+) -> None:
+    read: list[str] = []
+
+    async def reader(incoming: Incoming, conversation: Conversation) -> None:
+        assert incoming.file is not None
+        try:
+            read.append(await file_text(incoming.text, incoming.file))
+        except FileRefused as exc:
+            read.append(str(exc))
+
+    bolt = adapter._build_app(reader)
+    small = local_slack.add_file("compose.yaml", b"services:\n  web:\n    image: nginx:1.25\n")
+    big = local_slack.add_file("huge.yaml", b"x", size=MAX_FILE_BYTES + 1)
+    binary = local_slack.add_file("a.png", b"\x89PNG\x00\x00")
+    mention = mention_of(f"<@{BOT_USER_ID}> mirror", files=[small])
+    await dispatch(
+        bolt,
+        callback(mention),
+        callback(dm_of("", subtype="file_share", files=[big])),
+        callback(dm_of("", subtype="file_share", files=[binary])),
+        callback(dm_of("", subtype="file_share")),  # no file after all: ignored
+    )
+    assert sorted(read) == [
+        "`a.png` is not a text file; share manifests, compose files or image lists as text.",
+        "`huge.yaml` is 257 KB; I read shared files of up to 256 KB.",
+        "mirror\nservices:\n  web:\n    image: nginx:1.25\n",
+    ]
+    fetched = dict(local_slack.downloads)
+    assert fetched == {small["id"]: BOT_TOKEN, binary["id"]: BOT_TOKEN}  # never over the cap
 
 
 def test_a_429_storm_on_edits_still_ends_with_the_final_message(

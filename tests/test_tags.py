@@ -33,15 +33,21 @@ KUBE = [
         # a series asked in full: its newest first
         (NGINX, "1.28", ["1.27.1", "1.27.0", "1.27", "1.26.1", "1.26.0"]),
         # the variant asked, and only it
-        (NGINX, "1.25.5-alpine", ["1.25.4-alpine", "1.25.3-alpine", "1.25-alpine",
-                                  "1.24.0-alpine", "1.27.1-alpine"]),
+        (
+            NGINX,
+            "1.25.5-alpine",
+            ["1.25.4-alpine", "1.25.3-alpine", "1.25-alpine", "1.24.0-alpine", "1.27.1-alpine"],
+        ),
         (NGINX, "1.25.9-perl", ["1.25.4-perl", "1.27.1-perl"]),
         # a forgotten or added `v`
         (KUBE, "1.29.3", ["v1.29.3", "v1.29.2", "v1.28.8", "v1.30.0"]),
         (KUBE, "v1.29.9", ["v1.29.3", "v1.29.2", "v1.28.8", "v1.30.0"]),
         # a pre-release asked: the release it leads to, then pre-releases are neighbours too
-        (KUBE, "v1.30.0-rc.2", ["v1.30.0", "v1.30.0-rc.1", "v1.29.4-alpha.0", "v1.29.3",
-                                "v1.29.2"]),
+        (
+            KUBE,
+            "v1.30.0-rc.2",
+            ["v1.30.0", "v1.30.0-rc.1", "v1.29.4-alpha.0", "v1.29.3", "v1.29.2"],
+        ),
         # a variant with its own version: alpine3.19 is asked, alpine3.18 is the same family
         (NODE, "20.11.2-alpine3.19", ["20.11.1-alpine3.19", "20.11.0-alpine3.19", "20-alpine"]),
         (NODE, "20.11.2", ["20.11.1", "20.11.0", "20.11", "20", "21.6.2"]),
@@ -120,14 +126,45 @@ def test_newest_first_is_semver_aware() -> None:
 @pytest.mark.parametrize(
     ("pattern", "expected"),
     [
-        ("1.25", ["1.25.4", "1.25.4-alpine", "1.25.4-perl", "1.25.3", "1.25.3-alpine", "1.25",
-                  "1.25-alpine"]),
+        (
+            "1.25",
+            [
+                "1.25.4",
+                "1.25.4-alpine",
+                "1.25.4-perl",
+                "1.25.3",
+                "1.25.3-alpine",
+                "1.25",
+                "1.25-alpine",
+            ],
+        ),
         ("1.2", []),  # a version prefix, not a substring: 1.25 is not 1.2.x
-        ("alpine", ["1.27.1-alpine", "1.27.1-alpine3.20-slim", "1.26.1-alpine", "1.25.4-alpine",
-                    "1.25.3-alpine", "1.25-alpine", "1.24.0-alpine", "alpine",
-                    "mainline-alpine", "stable-alpine"]),
-        ("1.27.*", ["1.27.2-rc1", "1.27.1", "1.27.1-alpine", "1.27.1-alpine3.20-slim",
-                    "1.27.1-perl", "1.27.0"]),
+        (
+            "alpine",
+            [
+                "1.27.1-alpine",
+                "1.27.1-alpine3.20-slim",
+                "1.26.1-alpine",
+                "1.25.4-alpine",
+                "1.25.3-alpine",
+                "1.25-alpine",
+                "1.24.0-alpine",
+                "alpine",
+                "mainline-alpine",
+                "stable-alpine",
+            ],
+        ),
+        (
+            "1.27.*",
+            [
+                "1.27.2-rc1",
+                "1.27.1",
+                "1.27.1-alpine",
+                "1.27.1-alpine3.20-slim",
+                "1.27.1-perl",
+                "1.27.0",
+            ],
+        ),
         ("~1.26", ["1.26.1", "1.26.0", "1.26"]),
     ],
 )

@@ -6,6 +6,7 @@ the real lab's Docker daemon and registries doing the copies.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import html
 import itertools
 import re
@@ -204,9 +205,87 @@ async def test_start_up_registers_the_menu_in_english_and_chinese(
             "status",
             "history",
             "cancel",
+            "watch",
+            "watches",
+            "unwatch",
             "help",
         ]
     assert telegram.ok("deleteWebhook")  # polling starts by removing any webhook, as PTB does
+
+
+async def test_a_document_is_read_as_if_pasted_and_answered_with_its_rewrite(
+    lab: lab_module.Lab, env: dict[str, str], telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    image = f"{lab.source}/library/hello:1.0"
+    compose = f"services:\n  web:\n    image: {image}\n  db:\n    build: .\n".encode()
+    async with running_bot(env, tmp_path / "bot.log"):
+        await polling(telegram)
+        # A private chat needs no caption; a group needs /mirror as the caption.
+        request = telegram.send_document(Chat(ALICE), ALICE, "compose.yaml", compose)
+        final = await telegram.wait_for(lambda: final_answer(telegram, request))
+        ignored = telegram.send_document(TEAM, BOB, "notes.txt", b"nginx", caption="look")
+        grouped = telegram.send_document(
+            TEAM, BOB, "images.txt", f"{image}\n".encode(), caption=f"/mirror@{BOT_USERNAME}"
+        )
+        await telegram.wait_for(lambda: final_answer(telegram, grouped))
+        too_big = telegram.send_document(
+            Chat(ALICE), ALICE, "huge.yaml", b"x", caption="/mirror", size=300_000
+        )
+        [over] = await telegram.wait_for(lambda: telegram.replies_to(too_big))
+        binary = telegram.send_document(Chat(ALICE), ALICE, "a.bin", b"\x00\x01\xff")
+        [refused] = await telegram.wait_for(lambda: telegram.replies_to(binary))
+
+    block = "\n".join(pre_blocks(final.text))
+    pull = expected_pull(env["MIRROR_TARGET"], lab.source, "library/hello", "1.0")
+    assert pull in block
+    assert f"- name: {lab.source}/library/hello" in block  # the kustomize rewrite
+    assert "# or apply this, rewritten:" in block
+    assert telegram.replies_to(ignored) == []
+    assert "KB; I read shared files of up to 256 KB." in over.text
+    assert "not a text file" in refused.text
+    # Downloaded with the bot's token: the compose file, the group's list, the binary file;
+    # never the one over the cap nor the group chatter.
+    assert telegram.downloads == [f"documents/F000{n}.txt" for n in (1, 3, 5)]
+
+
+async def test_a_watch_tells_its_chat_when_the_tag_moves_also_after_a_restart(
+    lab: lab_module.Lab, env: dict[str, str], telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    repository = f"library/tgwatch-{uuid.uuid4().hex[:8]}"
+    layers = [lab_module.LayerSpec(4096, uuid.uuid4().int % 10**9)]
+    lab_module.push_image(lab.source, repository, "1.0", layers)
+    env = env | {"MIRROR_WATCH_INTERVAL": "1s", "MIRROR_ENGINE": "registry"}
+    chat = Chat(ALICE)
+
+    def answers(request: int) -> list[Call]:
+        return [c for c in telegram.replies_to(request) if "<pre>" in c.text]
+
+    def moved(seed: int) -> str:
+        spec = [lab_module.LayerSpec(4096, seed)]
+        return lab_module.push_image(lab.source, repository, "1.0", spec)
+
+    async with running_bot(env, tmp_path / "bot.log"):
+        await polling(telegram)
+        request = telegram.send(chat, ALICE, f"/watch {lab.source}/{repository}:1.0")
+        await telegram.wait_for(lambda: answers(request)[:1])  # mirrored now
+        first = moved(uuid.uuid4().int % 10**9)
+        second = await telegram.wait_for(lambda: answers(request)[1:2])
+    async with running_bot(env, tmp_path / "bot2.log"):
+        await polling(telegram)
+        again = moved(uuid.uuid4().int % 10**9)
+        third = await telegram.wait_for(lambda: answers(request)[2:3])
+
+    started, *_ = telegram.replies_to(request)
+    assert "Watch" in started.text and "changes of" in started.text
+    pull = expected_pull(env["MIRROR_TARGET"], lab.source, repository, "1.0")
+    for [answer], digest in ((second, first), (third, again)):
+        assert "moved upstream" in answer.text
+        assert digest in answer.text and "digest identical to the source" in answer.text
+        assert pull in "\n".join(pre_blocks(answer.text))
+    target = env["MIRROR_TARGET"].removeprefix(f"{lab.target}/")
+    flat = f"{lab.source.replace(':', '-')}.{repository.replace('/', '.')}"
+    raw, _ = lab_module.pull_manifest(lab.target, f"{target}/{flat}", "1.0")
+    assert f"sha256:{hashlib.sha256(raw).hexdigest()}" == again
 
 
 async def test_html_in_a_message_is_escaped(

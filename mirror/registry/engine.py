@@ -205,6 +205,24 @@ class RegistryEngine:
         except RegistryError as exc:
             raise explain(exc, target, pushing=True, logged_in=self._logged_in(target)) from exc
 
+    async def head_digest(self, ref: ImageRef) -> str | None:
+        """The digest a tag points at now, by HEAD (no pull counted); None when it is gone."""
+        try:
+            return await self._retry(
+                lambda: self.client.head_manifest(
+                    ref.registry, ref.repository, ref.digest or ref.tag or "latest"
+                )
+            )
+        except RegistryError as exc:
+            raise explain(exc, ref, pushing=False) from exc
+
+    async def tags(self, ref: ImageRef) -> list[str]:
+        """Every tag of ``ref``'s repository."""
+        try:
+            return await self._retry(lambda: self.client.list_tags(ref.registry, ref.repository))
+        except RegistryError as exc:
+            raise explain(exc, ref, pushing=False) from exc
+
     async def measure(self, request: CopyRequest) -> int:
         """What the copy would move (compressed layers and configs), from manifests alone,
         so MIRROR_MAX_IMAGE_BYTES refuses an image before any blob moves."""

@@ -66,6 +66,9 @@ class FakeSlack:
         """How many of the next ``chat.*`` calls get a 503 (Slack is down for a while)."""
         self.closed_channels: set[str] = set()
         """Channels the bot is not a member of: posting there fails with ``not_in_channel``."""
+        self._files: dict[str, bytes] = {}
+        self.downloads: list[tuple[str, str]] = []
+        """(file id, token) of every file download, with the token it carried."""
         self._ts = itertools.count(1)
         self._cond = threading.Condition()
         self._loop = asyncio.new_event_loop()
@@ -87,6 +90,7 @@ class FakeSlack:
         app.router.add_post("/api/{method}", self._api)
         app.router.add_post("/hooks/{path:.*}", self._hook)
         app.router.add_get("/link", self._socket)
+        app.router.add_get("/files-pri/{id}/{name}", self._file)
         self._runner, port = await serve_locally(app, access_log=None)
         return port
 
@@ -104,6 +108,37 @@ class FakeSlack:
     @property
     def api_url(self) -> str:
         return f"{self.url}/api/"
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def add_file(self, name: str, content: bytes, *, size: int | None = None) -> dict[str, Any]:
+        """A file shared in Slack, as an event's ``files`` entry; served at ``url_private``
+        to the bot token only (``size`` is what Slack announces, when it should differ)."""
+        file_id = f"F{len(self._files) + 1:08d}"
+        self._files[file_id] = content
+        url = f"{self.url}/files-pri/T0TEST-{file_id}/{name}"
+        return {
+            "id": file_id,
+            "name": name,
+            "mimetype": "text/plain",
+            "filetype": "text",
+            "size": len(content) if size is None else size,
+            "url_private": url,
+            "url_private_download": url + "?download=1",
+        }
+
+    async def _file(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["id"].rpartition("-")[2]
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        with self._cond:
+            self.downloads.append((file_id, token))
+            self._cond.notify_all()
+        if token != self.bot_token:
+            # What Slack does without the token: a sign-in page, not the file.
+            return web.Response(status=302, headers={"Location": f"{self.url}/signin"})
+        if file_id not in self._files:
+            return web.Response(status=404)
+        return web.Response(body=self._files[file_id])
 
     # -- Web API ---------------------------------------------------------------------------
 

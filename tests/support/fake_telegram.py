@@ -112,6 +112,10 @@ class FakeTelegram:
     _spared: Counter[str] = field(default_factory=Counter)
     _new_update: asyncio.Event = field(default_factory=asyncio.Event)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
+    _files: dict[str, bytes] = field(default_factory=dict)
+    """``file_id`` -> content, for ``getFile`` and the download under ``/file/bot<token>/``."""
+    downloads: list[str] = field(default_factory=list)
+    """File paths the bot downloaded (with the right token)."""
     _runner: web.AppRunner | None = None
     _closed: bool = False
     _confirmed: int = 0
@@ -120,6 +124,7 @@ class FakeTelegram:
     async def start(self) -> FakeTelegram:
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self._dispatch)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
         self._runner, port = await serve_locally(app, access_log=None)
         self.url = f"http://127.0.0.1:{port}"
         return self
@@ -172,6 +177,43 @@ class FakeTelegram:
         self._updates.append(update)
         self._new_update.set()
         return query_id
+
+    def send_document(
+        self,
+        chat: Chat,
+        user_id: int,
+        name: str,
+        content: bytes,
+        caption: str | None = None,
+        *,
+        mime_type: str = "text/plain",
+        size: int | None = None,
+    ) -> int:
+        """Queue a document message (``caption`` as Telegram sends it); returns its id.
+        ``size`` is the size Telegram announces, when it should differ from the content's."""
+        update = self.message(chat, user_id, caption or "")
+        message = update["message"]
+        del message["text"]
+        message.pop("entities", None)
+        file_id = f"F{len(self._files) + 1:04d}"
+        self._files[file_id] = content
+        message["document"] = {
+            "file_id": file_id,
+            "file_unique_id": f"U{file_id}",
+            "file_name": name,
+            "mime_type": mime_type,
+            "file_size": len(content) if size is None else size,
+        }
+        if caption:
+            message["caption"] = caption
+            if caption.startswith("/"):
+                length = len(caption.split(maxsplit=1)[0])
+                message["caption_entities"] = [
+                    {"type": "bot_command", "offset": 0, "length": length}
+                ]
+        self._updates.append(update)
+        self._new_update.set()
+        return int(message["message_id"])
 
     def rate_limit(self, method: str, times: int, retry_after: int = 1, after: int = 0) -> None:
         """Answer ``times`` calls of ``method`` with 429 and ``retry_after``, once ``after``
@@ -335,6 +377,27 @@ class FakeTelegram:
         if not call.params.get("callback_query_id", "").startswith("cq"):
             raise _ApiError(400, "Bad Request: query is too old and response timeout expired")
         return True
+
+    async def _api_getFile(self, call: Call) -> dict[str, Any]:
+        file_id = call.params.get("file_id", "")
+        if file_id not in self._files:
+            raise _ApiError(400, "Bad Request: invalid file_id")
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"U{file_id}",
+            "file_size": len(self._files[file_id]),
+            "file_path": f"documents/{file_id}.txt",
+        }
+
+    async def _download(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401)
+        path = request.match_info["path"]
+        file_id = path.removeprefix("documents/").removesuffix(".txt")
+        if file_id not in self._files:
+            return web.Response(status=404)
+        self.downloads.append(path)
+        return web.Response(body=self._files[file_id])
 
     async def _api_setMyCommands(self, call: Call) -> bool:
         return True
