@@ -42,6 +42,7 @@ async def check_target(settings: Settings) -> CheckResult:
         RegistryError,
         TimedOut,
         Unreachable,
+        Untrusted,
     )
 
     part = "target registry"
@@ -74,6 +75,8 @@ async def check_target(settings: Settings) -> CheckResult:
         return CheckResult(
             part, False, f"{registry} resolves to an internal address the egress guard refuses."
         )
+    except Untrusted as exc:
+        return CheckResult(part, False, f"{exc.detail[:1].upper()}{exc.detail[1:]}.")
     except (Unreachable, TimedOut) as exc:
         hint = (
             ""

@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     mirror_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
     """Default INFO, WARNING for the console (whose screen the log would clutter)."""
     mirror_long_job_seconds: float = 60.0
+    mirror_certs_dir: Path = Path("/etc/docker/certs.d")
+    """CAs and client certificates per registry, ``DIR/HOST[:PORT]/ca.crt`` (and
+    ``client.cert``, ``client.key``), as the docker client reads them."""
     docker_host: str | None = None
 
     @field_validator(
@@ -188,6 +191,16 @@ class Settings(BaseSettings):
                 )
             ids.append(f"{prefix.lower()}:{rest}")
         return tuple(ids)
+
+    @field_validator("mirror_certs_dir")
+    @classmethod
+    def _certs_dir(cls, value: Path) -> Path:
+        """The default may be absent (no registry needs a CA); a directory named is checked."""
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{quote(str(value))} is not a directory")
+        if not value.exists() and value != Path("/etc/docker/certs.d"):
+            raise ValueError(f"{quote(str(value))} does not exist")
+        return value
 
     @field_validator("mirror_log_level", mode="before")
     @classmethod

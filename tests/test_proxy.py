@@ -19,11 +19,14 @@ from pathlib import Path
 import pytest
 
 import lab as lab_module
+from mirror.egress import EgressGuard
 from mirror.engine import CopyRequest
 from mirror.errors import CopyFailed
 from mirror.reference import ImageRef
+from mirror.registry.client import RegistryClient
 from mirror.registry.engine import RegistryEngine
 from tests.support.cli import MIRROR_BOT, bot_env
+from tests.support.tls_registry import LabCA, tls_registry, trust
 
 
 @dataclass
@@ -138,3 +141,110 @@ def test_check_reaches_the_target_through_the_proxy_and_says_the_daemon_has_its_
     )
     assert done.returncode == 0
     assert behind_proxy.asked_for(lab.target)
+
+
+# -- registries with an internal CA (DIR/HOST:PORT/ca.crt), directly and through CONNECT -------
+
+
+@pytest.fixture
+def ca() -> LabCA:
+    return LabCA()
+
+
+@pytest.fixture
+def tls_target(tmp_path: Path, ca: LabCA) -> Iterator[str]:
+    with tls_registry(tmp_path / "tls-registry", ca) as address:
+        yield address
+
+
+async def copy_to(lab: lab_module.Lab, target: str, certs: Path, repository: str) -> str:
+    """Copy a fresh image from the lab's source to ``target`` (TLS, its CA in ``certs``)."""
+    digest = lab_module.push_image(
+        lab.source, repository, "1.0", (lab_module.LayerSpec(8 * 1024, 91),)
+    )
+    engine = RegistryEngine(
+        insecure={lab.source}, allowed_internal={lab.source, target}, certs_dir=certs
+    )
+    try:
+        result = await engine.copy(request(lab.source, target, repository), lambda _: None)
+    finally:
+        await engine.aclose()
+    assert result.source_digest == result.target_digest == digest
+    return digest
+
+
+async def target_holds(target: str, certs: Path, repository: str) -> str:
+    """The digest the TLS registry itself serves for ``m/REPOSITORY:1.0``."""
+    client = RegistryClient(guard=EgressGuard({target}), certs_dir=certs)
+    try:
+        return (await client.get_manifest(target, f"m/{repository}", "1.0")).digest
+    finally:
+        await client.aclose()
+
+
+async def test_an_untrusted_certificate_is_named_with_where_its_ca_goes(
+    lab: lab_module.Lab, tls_target: str, tmp_path: Path
+) -> None:
+    certs = tmp_path / "certs.d"
+    certs.mkdir()
+    with pytest.raises(CopyFailed) as refused:
+        await copy_to(lab, tls_target, certs, "tls/untrusted")
+    assert str(refused.value) == (
+        f"The certificate of {tls_target} is not trusted: put its CA in "
+        f"{certs}/{tls_target}/ca.crt."
+    )
+
+
+async def test_with_its_ca_in_place_the_copy_succeeds(
+    lab: lab_module.Lab, tls_target: str, ca: LabCA, tmp_path: Path
+) -> None:
+    certs = tmp_path / "certs.d"
+    trust(certs, tls_target, ca)
+    digest = await copy_to(lab, tls_target, certs, "tls/trusted")
+    assert await target_holds(tls_target, certs, "tls/trusted") == digest
+
+
+async def test_a_tls_registry_is_reached_through_the_proxy_by_connect(
+    lab: lab_module.Lab, tls_target: str, ca: LabCA, tmp_path: Path, behind_proxy: Proxy
+) -> None:
+    certs = tmp_path / "certs.d"
+    trust(certs, tls_target, ca)
+    digest = await copy_to(lab, tls_target, certs, "tls/proxied")
+    assert await target_holds(tls_target, certs, "tls/proxied") == digest
+    assert "CONNECT" in behind_proxy.log.read_text() and behind_proxy.asked_for(tls_target)
+
+
+async def test_mutual_tls_takes_the_client_certificate_from_the_same_folder(
+    lab: lab_module.Lab, ca: LabCA, tmp_path: Path
+) -> None:
+    with tls_registry(tmp_path / "mtls-registry", ca, mutual=True) as target:
+        without = tmp_path / "ca-only"
+        trust(without, target, ca)
+        with pytest.raises(CopyFailed):
+            await copy_to(lab, target, without, "tls/no-client-cert")
+        certs = tmp_path / "certs.d"
+        trust(certs, target, ca, ca.issue("mirror-bot", server=False))
+        digest = await copy_to(lab, target, certs, "tls/mutual")
+        assert await target_holds(target, certs, "tls/mutual") == digest
+
+
+def test_check_names_an_untrusted_target_certificate(
+    lab: lab_module.Lab, tls_target: str, tmp_path: Path
+) -> None:
+    certs = tmp_path / "certs.d"
+    certs.mkdir()
+    env = bot_env(
+        lab,
+        tmp_path / "check.db",
+        MIRROR_TARGET=f"{tls_target}/mirror",
+        MIRROR_INSECURE_REGISTRIES="",
+        MIRROR_CERTS_DIR=str(certs),
+    )
+    done = subprocess.run(
+        [MIRROR_BOT, "check"], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.stdout.splitlines()[1] == (
+        f"target registry: FAILED: The certificate of {tls_target} is not trusted: put its CA "
+        f"in {certs}/{tls_target}/ca.crt."
+    ), done
+    assert done.returncode == 1
