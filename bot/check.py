@@ -42,6 +42,7 @@ async def check_target(settings: Settings) -> CheckResult:
         RegistryError,
         TimedOut,
         Unreachable,
+        Untrusted,
     )
 
     part = "target registry"
@@ -74,6 +75,8 @@ async def check_target(settings: Settings) -> CheckResult:
         return CheckResult(
             part, False, f"{registry} resolves to an internal address the egress guard refuses."
         )
+    except Untrusted as exc:
+        return CheckResult(part, False, f"{exc.detail[:1].upper()}{exc.detail[1:]}.")
     except (Unreachable, TimedOut) as exc:
         hint = (
             ""
@@ -110,7 +113,16 @@ async def check_docker(settings: Settings) -> CheckResult:
         return CheckResult(part, False, detail, counts=required)
     finally:
         await engine.aclose()
-    return CheckResult(part, True, settings.docker_host or "the local socket")
+    where = settings.docker_host or "the local socket"
+    if _proxy_set():  # the bot's HTTPS_PROXY reaches the registry engine, not the daemon
+        where += "; proxies are the daemon's own settings"
+    return CheckResult(part, True, where)
+
+
+def _proxy_set() -> bool:
+    import urllib.request
+
+    return any(scheme != "no" for scheme in urllib.request.getproxies())
 
 
 async def check_adapter(name: str, plugin: AdapterPlugin) -> CheckResult | None:

@@ -6,31 +6,38 @@ Exit codes, alike for every command: 0 all done; 1 something failed (an image, a
 console, a bad image name). Every setting is validated once, at start; a failure there is one
 sentence naming the variable, on stderr (``check`` prints it as its ``configuration`` line).
 Chat SDKs are imported only by ``run``, and only for the adapters that are configured, so
-scripts start fast.
+scripts start fast: ``mirror --dry-run`` opens no database, runs no event loop and loads
+neither the store's driver nor the renderer (tests/test_startup_imports.py keeps it so).
 """
 
 from __future__ import annotations
 
-import asyncio
-import getpass
+import os
+
+# Before pydantic is imported: looking up pydantic plugins' entry points costs every start-up
+# ~15 ms, and this bot has none (an operator may still set the variable to enable theirs).
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
 import json
 import logging
 import sys
 from collections.abc import Coroutine
-from typing import Any, NoReturn, TextIO, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, cast
 
 import click
 
-from bot import render
 from bot.chat import ConfigurationError
 from bot.paste import read_references
 from bot.settings import Settings, load_settings
 from mirror.artifacts import ArtifactKind, along_text
 from mirror.engines import EngineMode
 from mirror.errors import MirrorError
-from mirror.models import Item, Job, new_job_id, platform_text
+from mirror.models import Item, platform_text
 from mirror.platform import parse_platform
-from mirror.store import StoreError, StoreUnusable, open_store
+
+if TYPE_CHECKING:
+    from bot.planner import Planner
+    from bot.render import RenderOptions
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -49,11 +56,15 @@ def _settings() -> Settings:
 
 
 def _exit_code(error: MirrorError) -> int:
+    from mirror.store import StoreUnusable
+
     return EXIT_USAGE if isinstance(error, ConfigurationError | StoreUnusable) else EXIT_FAILED
 
 
 def _run(main: Coroutine[Any, Any, int]) -> int:
     """Run ``main``; a failure to start (a part that cannot open) is one sentence and an exit."""
+    import asyncio  # not for a dry run, which runs no event loop
+
     try:
         return asyncio.run(main)
     except MirrorError as exc:
@@ -80,7 +91,10 @@ def check() -> None:
     Exit 2 if the configuration is wrong (a setting, an adapter's setting, or a MIRROR_DB that
     cannot open), 1 if a service fails (a refused login or token, no answer), else 0.
     """
+    import asyncio
+
     from bot.check import CheckResult, run_checks
+    from mirror.store import StoreError
 
     try:
         settings = load_settings()
@@ -135,13 +149,50 @@ def mirror(
         level=settings.mirror_log_level or logging.WARNING,
         fmt=settings.mirror_log_format,
     )
-    sys.exit(_run(_mirror(settings, pasted, platform_text_, engine, dry_run, as_json)))
+    if dry_run:
+        sys.exit(_dry_run(settings, pasted, platform_text_, as_json))
+    sys.exit(_run(_mirror(settings, pasted, platform_text_, engine, as_json)))
 
 
 async def _open_store(settings: Settings) -> None:
     """Open the database as ``run`` would (creating or upgrading it), then close it."""
+    from mirror.store import open_store
+
     store = await open_store(settings.mirror_db)
     await store.close()
+
+
+def _plan(
+    settings: Settings, planner: Planner, pasted: str, platform_choice: str | None
+) -> list[Item]:
+    """The items the pasted text names, or the MirrorError that says why not."""
+    found = read_references(pasted)
+    readings = [reading for _, reading in found]
+    if len(readings) > settings.mirror_max_images:
+        raise MirrorError(
+            f"You asked for {len(readings)} images; the limit is "
+            f"{settings.mirror_max_images} per command."
+        )
+    platform = (
+        parse_platform(platform_choice) if platform_choice is not None else planner.default_platform
+    )
+    specs = [spec for spec, _ in found]
+    return planner.plan(specs, platform, explicit=platform_choice is not None, readings=readings)
+
+
+def _dry_run(settings: Settings, pasted: str, platform_choice: str | None, as_json: bool) -> int:
+    """Parse, name and check policy: no store, no engines, no event loop, so a script's check
+    costs little more than Python's start-up."""
+    from bot.planner import Planner
+    from bot.policy import Policy
+
+    try:
+        items = _plan(settings, Planner(settings, Policy(settings)), pasted, platform_choice)
+    except MirrorError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_USAGE
+    _report(items, as_json, None, planned=True)
+    return EXIT_OK
 
 
 async def _mirror(
@@ -149,37 +200,20 @@ async def _mirror(
     pasted: str,
     platform_choice: str | None,
     engine: str | None,
-    dry_run: bool,
     as_json: bool,
 ) -> int:
+    import getpass
+
     from bot.runtime import open_runtime
+    from mirror.models import Job, new_job_id
 
     async with open_runtime(settings, engine=cast(EngineMode | None, engine)) as runtime:
         try:
-            found = read_references(pasted)
-            readings = [reading for _, reading in found]
-            if len(readings) > settings.mirror_max_images:
-                raise MirrorError(
-                    f"You asked for {len(readings)} images; the limit is "
-                    f"{settings.mirror_max_images} per command."
-                )
-            platform = (
-                parse_platform(platform_choice)
-                if platform_choice is not None
-                else runtime.planner.default_platform
-            )
-            specs = [spec for spec, _ in found]
-            items = runtime.planner.plan(
-                specs, platform, explicit=platform_choice is not None, readings=readings
-            )
-            if not dry_run:
-                await runtime.service.check_targets(items)
+            items = _plan(settings, runtime.planner, pasted, platform_choice)
+            await runtime.service.check_targets(items)
         except MirrorError as exc:
             click.echo(f"error: {exc}", err=True)
             return EXIT_USAGE
-        if dry_run:
-            _report(items, as_json, runtime.render_options, planned=True)
-            return EXIT_OK
         job = Job(new_job_id(), f"cli:{getpass.getuser()}", "cli:local", items)
         shown: dict[int, str] = {}
 
@@ -196,7 +230,7 @@ async def _mirror(
         return EXIT_OK if all(i.status.ok for i in job.items) else EXIT_FAILED
 
 
-def _as_dict(item: Item, options: render.RenderOptions, *, planned: bool) -> dict[str, Any]:
+def _as_dict(item: Item, options: RenderOptions | None, *, planned: bool) -> dict[str, Any]:
     ok = item.status.ok
     return {
         "source": str(item.source),
@@ -209,7 +243,7 @@ def _as_dict(item: Item, options: render.RenderOptions, *, planned: bool) -> dic
         "digest_identical": item.digest_identical if ok else None,
         "bytes": item.bytes,
         "seconds": round(item.seconds, 3) if item.seconds is not None else None,
-        "pull": render.commands(item, options)[0] if ok else None,
+        "pull": _commands(item, options)[0] if ok else None,
         "referrers": [r.as_dict() for r in item.referrers],
         "artifact": (item.artifact or ArtifactKind.IMAGE).value if ok else None,
         "error": item.error,
@@ -218,8 +252,16 @@ def _as_dict(item: Item, options: render.RenderOptions, *, planned: bool) -> dic
     }
 
 
+def _commands(item: Item, options: RenderOptions | None) -> list[str]:
+    """The pull (or helm, oras) lines for a copied item; a planned one has none."""
+    from bot.render import commands
+
+    assert options is not None, "only a copied item has commands, and copying renders them"
+    return commands(item, options)
+
+
 def _report(
-    items: list[Item], as_json: bool, options: render.RenderOptions, *, planned: bool
+    items: list[Item], as_json: bool, options: RenderOptions | None, *, planned: bool
 ) -> None:
     if as_json:
         click.echo(json.dumps([_as_dict(i, options, planned=planned) for i in items], indent=2))
@@ -239,5 +281,5 @@ def _report(
                 f"{item.target.name}:{item.target.tag} ({item.target_digest})"
                 + (f" {along}" if along else "")
             )
-            for line in render.commands(item, options):
+            for line in _commands(item, options):
                 click.echo(f"  {line}")

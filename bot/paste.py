@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import yaml
-
 from mirror.errors import InvalidReference, MirrorError
 from mirror.naming import ImageSpec, parse_image_spec
 from mirror.reference import DEFAULT_TAG, is_valid_tag, quote
@@ -488,6 +486,8 @@ def read_yaml(text: str) -> Pasted:
     """Images of Kubernetes workloads (any number of ``---`` documents, ``List`` kinds,
     ``helm template`` output) and of compose services; other kinds and image-less services
     are ignored."""
+    import yaml  # only a pasted manifest or compose file needs it: ~20 ms of every start-up
+
     try:
         documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     except (yaml.YAMLError, RecursionError) as exc:

@@ -20,6 +20,7 @@ from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.chat import ChatAdapter, ConfigurationError
+from bot.settings import describe
 
 GROUP = "hub_mirror_bot.adapters"
 
@@ -111,17 +112,7 @@ def read_settings(settings_type: type[S]) -> S:
     try:
         return settings_type()
     except ValidationError as exc:
-        raise ConfigurationError(_sentence(settings_type, exc)) from None
-
-
-def _sentence(settings_type: type[BaseSettings], exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    message = str(first["msg"]).removeprefix("Value error, ").rstrip(".")
-    if not first["loc"]:  # a rule over several variables names them itself
-        return f"{message}."
-    prefix = str(settings_type.model_config.get("env_prefix") or "")
-    variable = (prefix + "_".join(str(part) for part in first["loc"])).upper()
-    return f"Configuration error in {variable}: {message}."
+        raise ConfigurationError(describe(exc, settings_type)) from None
 
 
 # -- finding the adapters ----------------------------------------------------------------------

@@ -130,6 +130,7 @@ def build_engines(settings: Settings) -> dict[str, Callable[[], Engine]]:
                 streams=settings.mirror_blob_streams,
                 spool_dir=settings.mirror_db.parent / "spool",
             ),
+            certs_dir=settings.mirror_certs_dir,
         )
 
     return {"docker": docker_engine, "registry": registry_engine}

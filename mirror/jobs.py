@@ -18,8 +18,6 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
-
 from mirror.engine import CopyRequest, Engine, ProgressSink
 from mirror.engines import EngineChooser
 from mirror.errors import (
@@ -300,11 +298,13 @@ class JobService:
                         seconds=time.monotonic() - started,
                     )
                 await self._check_size(engine, request)
+                import tenacity  # at the first copy, not on every start-up of the CLI
+
                 result = None
-                async for attempt in AsyncRetrying(
-                    stop=stop_after_attempt(self._attempts),
-                    wait=wait_exponential(multiplier=self._retry_wait, max=30),
-                    retry=retry_if_exception(_is_transient),
+                async for attempt in tenacity.AsyncRetrying(
+                    stop=tenacity.stop_after_attempt(self._attempts),
+                    wait=tenacity.wait_exponential(multiplier=self._retry_wait, max=30),
+                    retry=tenacity.retry_if_exception(_is_transient),
                     reraise=True,
                 ):
                     with attempt:

@@ -16,7 +16,7 @@ VENV=.venv
 PY=$VENV/bin/python
 STAMP=$VENV/.dev-installed
 LAB_ROOT=.lab
-APT_PACKAGES=(docker.io docker-registry skopeo apache2-utils)
+APT_PACKAGES=(docker.io docker-registry skopeo apache2-utils tinyproxy)
 
 log() { printf '>> %s\n' "$*" >&2; }
 die() { printf 'dev.sh: %s\n' "$*" >&2; exit 1; }
@@ -38,7 +38,7 @@ have() {
 
 setup_system() {
   local packages=() tool
-  for tool in dockerd docker-registry skopeo htpasswd; do
+  for tool in dockerd docker-registry skopeo htpasswd tinyproxy; do
     if ! have "$tool"; then
       packages=("${APT_PACKAGES[@]}")
       break

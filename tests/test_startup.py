@@ -211,6 +211,8 @@ BAD = [
     ("MIRROR_USER_RATE", "lots", "MIRROR_USER_RATE: write it as COUNT/PERIOD, e.g. 20/hour"),
     ("MIRROR_METRICS_PORT", "70000", "MIRROR_METRICS_PORT: Input should be less than or equal"),
     ("MIRROR_LOG_FORMAT", "xml", "MIRROR_LOG_FORMAT: Input should be 'text' or 'json'."),
+    ("MIRROR_CERTS_DIR", "/no/certs.d", "MIRROR_CERTS_DIR: `/no/certs.d` does not exist."),
+    ("MIRROR_CERTS_DIR", "/etc/hostname", "MIRROR_CERTS_DIR: `/etc/hostname` is not a directory."),
 ]
 
 

@@ -43,8 +43,12 @@ from mirror.registry.errors import (
     ServerError,
     TimedOut,
     Unreachable,
+    Untrusted,
 )
 from mirror.registry.hosts import HostState, PullLimit
+
+DEFAULT_CERTS_DIR = Path("/etc/docker/certs.d")
+"""Where the docker client looks for a registry's CA and client certificate, too."""
 
 MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -126,9 +130,12 @@ class RegistryClient:
         read_timeout: float = 120.0,
         guard: EgressGuard | None = None,
         connections: int = 32,
+        certs_dir: Path = DEFAULT_CERTS_DIR,
     ) -> None:
         self._guard = guard or EgressGuard(())
         self._connections = connections
+        self._certs_dir = certs_dir
+        self._ssl: dict[str, ssl.SSLContext | bool] = {}
         self._insecure = {canonical_host(h) for h in insecure}
         self._timeout = aiohttp.ClientTimeout(
             total=None,
@@ -154,6 +161,23 @@ class RegistryClient:
                 trace_configs=[self._guard.trace_config()],
             )
         return self._session
+
+    def ssl_for(self, url: str) -> ssl.SSLContext | bool:
+        """The TLS set-up for ``url``'s host, as the docker client has it: the system's CAs,
+        plus ``CERTS_DIR/HOST[:PORT]/*.crt``, and ``client.cert``/``client.key`` for mutual
+        TLS; one context per host, built once."""
+        parts = urlsplit(url)
+        netloc, hostname = parts.netloc.rpartition("@")[2].lower(), (parts.hostname or "")
+        if netloc not in self._ssl:
+            self._ssl[netloc] = _ssl_context(self._certs_dir, (netloc, hostname))
+        return self._ssl[netloc]
+
+    def _ca_hint(self, url: str) -> str:
+        netloc = urlsplit(url).netloc.rpartition("@")[2].lower()
+        return (
+            f"the certificate of {netloc} is not trusted: put its CA in "
+            f"{self._certs_dir / netloc / 'ca.crt'}"
+        )
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -182,11 +206,13 @@ class RegistryClient:
         return state.pull_limit if state else None
 
     @contextlib.contextmanager
-    def _errors(self, host: str, what: str = "") -> Iterator[None]:
+    def _errors(self, host: str, what: str = "", url: str = "") -> Iterator[None]:
         """Failures to get an answer from ``host`` (or its token service), as our errors."""
         prefix = f"{what}: " if what else ""
         try:
             yield
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise Untrusted(host, self._ca_hint(url or self.base_url(host))) from exc
         except EgressDenied as exc:
             raise Forbidden(host, f"{prefix}{exc.host}" if what else exc.host) from exc
         except aiohttp.ClientError as exc:
@@ -203,9 +229,12 @@ class RegistryClient:
         state = self.host(host)
         await state.wait()
         registry_host = urlsplit(self.base_url(host)).hostname
-        with self._errors(host, "token service"):
+        with self._errors(host, "token service", url):
             async with self._http().get(
-                url, headers=headers, trace_request_ctx={"same_host_as": registry_host}
+                url,
+                headers=headers,
+                trace_request_ctx={"same_host_as": registry_host},
+                ssl=self.ssl_for(url),
             ) as resp:
                 state.observe(resp.headers)
                 if resp.status in (401, 403):
@@ -251,9 +280,14 @@ class RegistryClient:
                 all_headers = dict(headers or {})
                 if auth:
                     all_headers["Authorization"] = auth
-                with self._errors(host):
+                with self._errors(host, url=url):
                     resp = await self._http().request(
-                        method, url, headers=all_headers, data=data, allow_redirects=allow_redirects
+                        method,
+                        url,
+                        headers=all_headers,
+                        data=data,
+                        allow_redirects=allow_redirects,
+                        ssl=self.ssl_for(url),
                     )
                 try:
                     state.observe(resp.headers)
@@ -557,3 +591,20 @@ async def _raise_for(state: HostState, resp: aiohttp.ClientResponse, *, had_auth
     if status in (401, 403) or {"DENIED", "UNAUTHORIZED"} & set(codes):
         raise AccessDenied(host, message or ("refused" if had_auth else "login needed"))
     raise Refused(host, status, " ".join(codes) or message)
+
+
+def _ssl_context(certs_dir: Path, names: tuple[str, str]) -> ssl.SSLContext | bool:
+    """``True`` (aiohttp's default verification) unless the directory names this host."""
+    for name in names:
+        folder = certs_dir / name
+        if name and folder.is_dir():
+            break
+    else:
+        return True
+    context = ssl.create_default_context()
+    for ca in sorted(folder.glob("*.crt")):
+        context.load_verify_locations(cafile=ca)
+    cert, key = folder / "client.cert", folder / "client.key"
+    if cert.is_file() and key.is_file():
+        context.load_cert_chain(cert, key)
+    return context

@@ -47,6 +47,7 @@ from mirror.reference import ImageRef
 from mirror.refusals import push_refusal
 from mirror.registry.blobread import BlobReader, Ranged
 from mirror.registry.client import (
+    DEFAULT_CERTS_DIR,
     INDEX_TYPES,
     MEDIA_OCI_MANIFEST,
     Manifest,
@@ -68,6 +69,7 @@ from mirror.registry.errors import (
     TokenRejected,
     Transient,
     Unreachable,
+    Untrusted,
 )
 from mirror.registry.hosts import PullLimit
 from mirror.registry.referrers import ReferrerFinder
@@ -148,6 +150,7 @@ class RegistryEngine:
         read_timeout: float = 120.0,
         allowed_internal: Iterable[str] | None = None,
         referrers: ReferrerPolicy = "all",
+        certs_dir: Path = DEFAULT_CERTS_DIR,
     ) -> None:
         # By default the registries we were told to speak plain HTTP to are the internal ones
         # we may reach; the bot passes its explicit source allowlist and target too.
@@ -160,6 +163,7 @@ class RegistryEngine:
             read_timeout=read_timeout,
             guard=EgressGuard(allowed),
             connections=connection_limit(blob_concurrency, self._ranged.streams),
+            certs_dir=certs_dir,
         )
         self._blob_slots = asyncio.Semaphore(blob_concurrency)
         self._attempts = attempts
@@ -607,6 +611,8 @@ def explain(
     where = f"`{exc.registry}`"
     if isinstance(exc, PullLimited):
         return PullLimitReached(exc.sentence(), exc.lifts_at)
+    if isinstance(exc, Untrusted):
+        return CopyFailed(f"{exc.detail[:1].upper()}{exc.detail[1:]}.")
     if isinstance(exc, PlainHttp):
         return CopyFailed(
             f"The registry {where} answers plain HTTP, not HTTPS: list it in "

@@ -85,6 +85,11 @@ class Forbidden(Final):
     """We refused to connect: the destination is an internal address nobody allowed."""
 
 
+class Untrusted(Final):
+    """The registry's TLS certificate is not signed by a CA we trust; the detail says where
+    its CA belongs (``/etc/docker/certs.d/HOST/ca.crt``, as for the docker client)."""
+
+
 class DigestMismatch(Final):
     """Content did not hash to the digest that names it."""
 
