@@ -22,12 +22,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-import docker
-import docker.errors
-import requests.exceptions
-import urllib3.exceptions
-
 from mirror.credentials import Credentials
+from mirror.deferred_import import defer
 from mirror.engine import CopyRequest, ProgressSink
 from mirror.errors import (
     Cancelled,
@@ -42,6 +38,13 @@ from mirror.models import ItemStatus, Outcome
 from mirror.progress import BlobDone, BlobProgress, ProgressEvent, Stage, StageChanged
 from mirror.reference import ImageRef
 from mirror.refusals import push_refusal
+
+defer("paramiko")  # docker-py needs it for ssh:// daemons only: load it there, not at start-up
+
+import docker  # noqa: E402  (after defer)
+import docker.errors  # noqa: E402
+import requests.exceptions  # noqa: E402
+import urllib3.exceptions  # noqa: E402
 
 if TYPE_CHECKING:
     from mirror.registry.client import RegistryClient
@@ -72,6 +75,7 @@ class DockerEngine:
         self._timeout = timeout
         self._remove_after = remove_after
         self._local = threading.local()
+        self._api_version: str | None = None
         self._clients: list[docker.APIClient] = []
         self._clients_lock = threading.Lock()
         self._source_locks: dict[str, asyncio.Lock] = {}
@@ -84,18 +88,21 @@ class DockerEngine:
     # -- plumbing -----------------------------------------------------------------------------
 
     def _client(self) -> docker.APIClient:
-        """One low-level client per worker thread."""
+        """One low-level client per worker thread. The first asks the daemon its API version;
+        the others reuse it rather than each paying that round trip."""
         client: docker.APIClient | None = getattr(self._local, "client", None)
         if client is None:
+            version = self._api_version or "auto"
             try:
                 if self._docker_host:
                     client = docker.APIClient(
-                        base_url=self._docker_host, version="auto", timeout=self._timeout
+                        base_url=self._docker_host, version=version, timeout=self._timeout
                     )
                 else:
-                    client = docker.from_env(timeout=self._timeout).api
+                    client = docker.from_env(version=version, timeout=self._timeout).api
             except docker.errors.DockerException as exc:
                 raise self._unavailable() from exc
+            self._api_version = client.api_version
             self._local.client = client
             with self._clients_lock:
                 self._clients.append(client)
@@ -174,6 +181,7 @@ class DockerEngine:
             loop.call_soon_threadsafe(progress, event)
 
         lock = self._source_locks.setdefault(request.source.name, asyncio.Lock())
+        pushed: str | None = None  # the target's digest, once pushed
         try:
             # Pull and tag under a per-repository lock: two platforms (or two targets) of one
             # source must not re-tag the local image under each other's feet.
@@ -188,21 +196,27 @@ class DockerEngine:
                     if self._remove_after:  # the target tag keeps the image until pushed
                         await self._cleanup(_pullable(request.source))
             emit(StageChanged(Stage.PUSHING))
-            target_digest = await self._run(lambda: self._push(request.target, emit, stop))
+            pushed = target_digest = await self._run(lambda: self._push(request.target, emit, stop))
         except asyncio.CancelledError:
             stop.set()
             raise
         except docker.errors.APIError as exc:
             raise _explain(str(exc.explanation or exc), request.source, pushing=False) from exc
         finally:
-            if self._remove_after:
+            if self._remove_after and pushed is None:
                 await self._cleanup(_pullable(request.target))
+        # The size lookup (a registry round trip, the registry client's first import) and the
+        # removal (the daemon deleting layers) wait on different parties: overlap them.
+        pushed_bytes, _ = await asyncio.gather(
+            self._pushed_bytes(request.target, target_digest),
+            self._cleanup(_pullable(request.target)) if self._remove_after else _nothing(),
+        )
         return Outcome(
             ItemStatus.SUCCEEDED,
             engine=self.name,
             source_digest=source_digest,
             target_digest=target_digest,
-            bytes=await self._pushed_bytes(request.target, target_digest),
+            bytes=pushed_bytes,
         )
 
     async def _pushed_bytes(self, target: ImageRef, digest: str) -> int | None:
@@ -309,6 +323,10 @@ class DockerEngine:
         """Best effort: a failed removal must not turn a good copy into a failure."""
         with contextlib.suppress(MirrorError):
             await self._run(lambda: self._remove(name))
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _check_platform(image: dict[str, Any], request: CopyRequest) -> None:
