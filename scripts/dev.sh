@@ -84,6 +84,7 @@ case $cmd in
   test)
     setup
     "$VENV/bin/ruff" check .
+    "$VENV/bin/ruff" format --check bot mirror adapters tests scripts bench
     "$VENV/bin/mypy"
     "$PY" -m pytest -q -p no:cacheprovider "$@"
     ;;

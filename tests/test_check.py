@@ -149,8 +149,7 @@ async def test_an_adapters_wrong_setting_is_its_own_failed_line(
     code, lines, err = await check(env)
     assert code == 2
     assert lines[3:] == [
-        "slack: FAILED: SLACK_PORT: Input should be greater than or "
-        "equal to 1.",
+        "slack: FAILED: SLACK_PORT: Input should be greater than or equal to 1.",
         "telegram: FAILED: TELEGRAM_WEBHOOK_URL is set but TELEGRAM_WEBHOOK_SECRET is not: set "
         "a secret so that only Telegram can post updates to the bot.",
     ], err

@@ -237,9 +237,7 @@ def test_its_settings_errors_stop_the_start_with_one_sentence(
     assert missing.returncode == 2
     assert "FILECHAT_OUTBOX is not set; name a file for the answers." in missing.stderr
     assert wrong.returncode == 2
-    assert "FILECHAT_SLOW_MS: Input should be a valid integer" in (
-        wrong.stderr
-    )
+    assert "FILECHAT_SLOW_MS: Input should be a valid integer" in (wrong.stderr)
     for done in (missing, wrong):
         assert "Traceback" not in done.stderr
 
