@@ -24,7 +24,7 @@ from functools import partial
 from types import TracebackType
 
 from bot import actions, render
-from bot.chat import ChatAdapter, Conversation, Incoming, Undeliverable
+from bot.chat import ChatAdapter, Conversation, Incoming, Reply, Undeliverable
 from bot.commands import (
     CancelCommand,
     HelpCommand,
@@ -418,15 +418,13 @@ class MirrorBot:
 
     async def _watch_fired(self, watch: Watch, tags: list[str]) -> None:
         """Mirror what a watch saw move, as a job posted where the watch was made."""
-        platform, _, ref = (watch.reply_ref or "").partition(":")
-        adapter = self._adapters.get(platform)
         try:
-            reopened = await adapter.reopen(ref) if adapter is not None and ref else None
+            reopened = await self._reopen(watch.reply_ref)
         except (TimeoutError, Undeliverable) as exc:
             raise MirrorError(CHAT_GONE) from exc
         if reopened is None:
             raise MirrorError(CHAT_GONE)
-        conversation, _ = reopened
+        platform, conversation, _ = reopened
         specs = [parse_image_spec(f"{watch.image.name}:{tag}") for tag in tags]
         items = self.planner.plan(specs, watch.platform, explicit=True)
         await self.service.check_targets(items)
@@ -460,6 +458,17 @@ class MirrorBot:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
+    async def _reopen(self, reply_ref: str | None) -> tuple[str, Conversation, Reply] | None:
+        """The adapter, thread and message behind a stored ``adapter:opaque`` reply handle
+        (a job's or a watch's), or None when that adapter is not running or lost the thread."""
+        platform, _, ref = (reply_ref or "").partition(":")
+        adapter = self._adapters.get(platform)
+        reopened = await adapter.reopen(ref) if adapter is not None and ref else None
+        if reopened is None:
+            return None
+        conversation, reply = reopened
+        return platform, conversation, reply
+
     async def recover(self, adapters: Mapping[str, ChatAdapter]) -> int:
         """Resume jobs a restart interrupted, in the thread that asked; fail the orphans."""
         self._adapters = adapters
@@ -468,13 +477,11 @@ class MirrorBot:
             if job.reply_ref is None:  # stored, never acknowledged: it never started
                 await self.service.fail_interrupted(job, NOT_ACKNOWLEDGED)
                 continue
-            platform, _, ref = job.reply_ref.partition(":")
-            adapter = adapters.get(platform)
-            reopened = await adapter.reopen(ref) if adapter is not None and ref else None
+            reopened = await self._reopen(job.reply_ref)
             if reopened is None:
                 await self.service.fail_interrupted(job, INTERRUPTED)
                 continue
-            conversation, reply = reopened
+            platform, conversation, reply = reopened
             with job_context(job.id):
                 live = LiveMessage(self.pacer, conversation, reply, adapter=platform)
                 live.update(render.progress(job))
