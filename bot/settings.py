@@ -65,7 +65,7 @@ def parse_rate(value: object) -> object:
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)")
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION_UNITS = {period[0]: seconds for period, seconds in _PERIODS.items()}
 
 
 def parse_duration(value: object) -> object:
