@@ -201,7 +201,8 @@ class MirrorBot:
             return render.history(await store.history(chat))
         if isinstance(command, StatusCommand):
             if command.job_id is None:
-                return render.status_list(await store.recent_jobs(chat))
+                limits = self.service.engines.pull_limits()
+                return render.status_list(await store.recent_jobs(chat), limits)
             job = self.service.active(command.job_id) or await store.get_job(command.job_id)
             if job is None or job.chat != chat:
                 return render.error(f"There is no job `{command.job_id[:20]}` in this chat.")

@@ -207,7 +207,9 @@ async def _mirror(
     from bot.runtime import open_runtime
     from mirror.models import Job, new_job_id
 
-    async with open_runtime(settings, engine=cast(EngineMode | None, engine)) as runtime:
+    async with open_runtime(
+        settings, engine=cast(EngineMode | None, engine), wait_for_limits=False
+    ) as runtime:
         try:
             items = _plan(settings, runtime.planner, pasted, platform_choice)
             await runtime.service.check_targets(items)
@@ -247,9 +249,19 @@ def _as_dict(item: Item, options: RenderOptions | None, *, planned: bool) -> dic
         "referrers": [r.as_dict() for r in item.referrers],
         "artifact": (item.artifact or ArtifactKind.IMAGE).value if ok else None,
         "error": item.error,
+        "lifts_at": _iso(item.not_before),
         "corrected_from": item.corrected_from,
         "suggestions": list(item.suggestions),
     }
+
+
+def _iso(seconds: float | None) -> str | None:
+    """``2026-11-29T14:05:00Z``: when a pull limit that stopped the copy lifts."""
+    if seconds is None:
+        return None
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _commands(item: Item, options: RenderOptions | None) -> list[str]:

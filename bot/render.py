@@ -5,9 +5,10 @@ Adapters only restyle these; wording, order and the ready-to-paste commands live
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ from mirror.reference import ImageRef, parse_reference, quote
 
 if TYPE_CHECKING:
     from mirror.lookup import Inspection, TagList
+    from mirror.registry.hosts import PullLimit
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class RenderOptions:
 
 _STATE_WORDS = {
     ItemStatus.QUEUED: "queued",
+    ItemStatus.WAITING: "waiting",
     ItemStatus.SUCCEEDED: "done",
     ItemStatus.ALREADY_MIRRORED: "already mirrored",
     ItemStatus.FAILED: "failed",
@@ -107,6 +110,8 @@ def _progress_row(item: Item) -> Row:
     snap = item.progress
     if item.status.finished:
         return Row(label, _STATE_WORDS[item.status], _TONES[item.status], item.error)
+    if item.status is ItemStatus.WAITING:  # the sentence says for what, and until when
+        return Row(label, _STATE_WORDS[item.status], Tone.WORKING, item.error)
     if snap is None or snap.stage is Stage.QUEUED:
         return Row(label, "queued")
     bar = None
@@ -282,9 +287,23 @@ def _ago(created: float) -> str:
     return human_seconds(time.time() - created) + " ago"
 
 
-def status_list(jobs: Sequence[Job]) -> MessageView:
+def pull_limit_text(registry: str, limit: PullLimit) -> str:
+    """``docker.io: 37 of 100 pulls left (as of 2m ago)``, from the source's own headers."""
+    if limit.remaining is None:
+        counted = f"a limit of {_plural(limit.limit or 0, 'pull')}"
+    elif limit.limit is None:
+        counted = f"{limit.remaining} pulls left"
+    else:
+        counted = f"{limit.remaining} of {limit.limit} pulls left"
+    return f"{registry}: {counted} (as of {_ago(limit.seen_at.timestamp())})"
+
+
+def status_list(jobs: Sequence[Job], limits: Mapping[str, PullLimit] | None = None) -> MessageView:
+    """The chat's latest jobs, and the pull limits sources reported (``RateLimit-*``)."""
+    lines = tuple(pull_limit_text(r, limit) for r, limit in sorted((limits or {}).items()))
     if not jobs:
-        return info("No jobs in this chat yet; start one with /mirror IMAGE.")
+        empty = info("No jobs in this chat yet; start one with /mirror IMAGE.")
+        return dataclasses.replace(empty, lines=lines)
     rows = tuple(
         Row(
             job.id,
@@ -296,7 +315,7 @@ def status_list(jobs: Sequence[Job]) -> MessageView:
         )
         for job in jobs
     )
-    return MessageView("Latest jobs in this chat", Tone.INFO, rows)
+    return MessageView("Latest jobs in this chat", Tone.INFO, rows, lines)
 
 
 def history(items: Sequence[Item]) -> MessageView:

@@ -76,6 +76,12 @@ class Runtime:
 
 
 def credentials(settings: Settings) -> dict[str, Credential]:
+    """Every registry credential the bot was given, ahead of ~/.docker/config.json: per
+    source (MIRROR_SOURCE_CREDENTIALS), and the target's push login, which wins for its host."""
+    return {**settings.source_credentials(), **target_credentials(settings)}
+
+
+def target_credentials(settings: Settings) -> dict[str, Credential]:
     """Push credentials for the target registry, when set (else ~/.docker/config.json)."""
     if not (settings.mirror_target and settings.mirror_target_username):
         return {}
@@ -91,7 +97,7 @@ def credentials(settings: Settings) -> dict[str, Credential]:
 def render_options(settings: Settings) -> RenderOptions:
     return RenderOptions(
         insecure_registries=frozenset(settings.mirror_insecure_registries),
-        login_registries=frozenset(credentials(settings)),
+        login_registries=frozenset(target_credentials(settings)),
     )
 
 
@@ -142,8 +148,13 @@ async def open_runtime(
     *,
     engine: EngineMode | None = None,
     on_outcome: OutcomeHook | None = None,
+    wait_for_limits: bool = True,
 ) -> AsyncIterator[Runtime]:
-    """Open the parts in order and close them in reverse, also when opening fails half-way."""
+    """Open the parts in order and close them in reverse, also when opening fails half-way.
+
+    ``wait_for_limits``: the bot's jobs wait for a source's pull limit to lift and go on by
+    themselves; a script (``mirror-bot mirror``) is told when it lifts instead.
+    """
     async with AsyncExitStack() as stack:
         store = await open_store(settings.mirror_db)
         stack.push_async_callback(store.close)
@@ -159,6 +170,7 @@ async def open_runtime(
             max_bytes=settings.mirror_max_image_bytes,
             on_outcome=on_outcome,
             advisor=lookups,
+            wait_for_limits=wait_for_limits,
         )
         stack.push_async_callback(service.aclose)
         yield Runtime(

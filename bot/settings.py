@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.chat import ConfigurationError
+from mirror.credentials import Credential
 from mirror.errors import MirrorError
 from mirror.naming import parse_target_base
 from mirror.platform import parse_platform
@@ -86,6 +87,48 @@ def parse_duration(value: object) -> object:
     return seconds
 
 
+def parse_source_credentials(text: str) -> dict[str, Credential]:
+    """``docker.io=USER:TOKEN,quay.io=USER:TOKEN`` (commas or spaces between entries), or a
+    JSON object ``{"docker.io": "USER:TOKEN"}`` when a password holds a comma or a space.
+
+    The password is everything after the first ``:``. No error message quotes an entry: it
+    would print the password; hosts are named, entries counted.
+    """
+    import json
+
+    from mirror.registry.auth import canonical_host  # only when the variable is set
+
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            found = json.loads(text)
+        except ValueError:
+            msg = 'write it as JSON {"HOST": "USER:PASSWORD"} or as HOST=USER:PASSWORD'
+            raise ValueError(msg) from None
+        if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
+            raise ValueError('write it as JSON {"HOST": "USER:PASSWORD"}, every value a string')
+        entries = [(str(host), value) for host, value in found.items()]
+    else:
+        entries = []
+        for number, entry in enumerate(text.replace(",", " ").split(), start=1):
+            host, equals, pair = entry.partition("=")
+            if not equals:
+                raise ValueError(f"entry {number} is not written HOST=USER:PASSWORD")
+            entries.append((host, pair))
+    result: dict[str, Credential] = {}
+    for host, pair in entries:
+        if not is_valid_host(host):
+            raise ValueError(
+                f"{quote(host)} is not a registry host; write HOST=USER:PASSWORD with a host "
+                "such as docker.io or registry.example.com:5000"
+            )
+        username, colon, password = pair.partition(":")
+        if not (username and colon and password):
+            raise ValueError(f"the entry for {host} is not written HOST=USER:PASSWORD")
+        result[canonical_host(host)] = Credential(username, password)
+    return result
+
+
 _PLATFORM_WORD = re.compile(r"[a-z][a-z0-9_-]*")
 
 T = TypeVar("T")
@@ -118,6 +161,9 @@ class Settings(BaseSettings):
     mirror_target: str | None = None
     mirror_target_username: str | None = None
     mirror_target_password: SecretStr | None = None
+    mirror_source_credentials: SecretStr | None = None
+    """Per-source registry credentials, ahead of the docker config: ``HOST=USER:PASSWORD``
+    entries (``parse_source_credentials``); a login lifts Docker Hub's anonymous limit."""
     mirror_engine: Literal["auto", "docker", "registry"] = "auto"
     mirror_default_platform: str = "linux/amd64"
     mirror_referrers: Literal["all", "signatures", "none"] = "all"
@@ -228,6 +274,19 @@ class Settings(BaseSettings):
             raise ValueError(f"{quote(str(value))} does not exist")
         return value
 
+    @field_validator("mirror_source_credentials")
+    @classmethod
+    def _source_credentials(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        parse_source_credentials(value.get_secret_value())
+        return value
+
+    def source_credentials(self) -> dict[str, Credential]:
+        """MIRROR_SOURCE_CREDENTIALS by registry host (already validated at start)."""
+        value = self.mirror_source_credentials
+        return parse_source_credentials(value.get_secret_value()) if value else {}
+
     @field_validator("mirror_log_level", mode="before")
     @classmethod
     def _level(cls, value: object) -> object:
@@ -246,8 +305,13 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value set, so logs and tests can make sure none leaks (each chat
         adapter lists its own: ``bot.plugins.AdapterSetup.secrets``)."""
+        from mirror.registry.auth import basic
+
         values = [self.mirror_target_password]
-        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        for cred in self.source_credentials().values():  # as typed, and as a Basic header
+            found += [cred.password, basic(cred).removeprefix("Basic ")]
+        return found
 
 
 def load_settings() -> Settings:

@@ -48,6 +48,7 @@ import urllib3.exceptions  # noqa: E402
 
 if TYPE_CHECKING:
     from mirror.registry.client import RegistryClient
+    from mirror.registry.hosts import PullLimit
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +245,11 @@ class DockerEngine:
                 guard=EgressGuard(self._allowed_internal),
             )
         return self._registry
+
+    def pull_limits(self) -> dict[str, PullLimit]:
+        """What sources said of their pull limits to this engine's own requests (existence
+        checks); the daemon's pulls do not tell us."""
+        return self._registry.pull_limits() if self._registry is not None else {}
 
     async def aclose(self) -> None:
         """Close the client of every worker thread that made one, and the registry client."""

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from mirror.artifacts import ArtifactKind
 from mirror.engine import CopyRequest, Engine
 from mirror.errors import EngineUnavailable
 from mirror.reference import ImageRef
+
+if TYPE_CHECKING:
+    from mirror.registry.hosts import PullLimit
 
 EngineMode = Literal["auto", "docker", "registry"]
 
@@ -18,6 +21,13 @@ class Inspector(Protocol):
     """An engine that can tell what a source is from its manifest."""
 
     async def artifact_kind(self, ref: ImageRef) -> ArtifactKind: ...
+
+
+@runtime_checkable
+class LimitReporter(Protocol):
+    """An engine that keeps what sources said of their pull limits (``RateLimit-*``)."""
+
+    def pull_limits(self) -> dict[str, PullLimit]: ...
 
 
 class EngineChooser:
@@ -103,6 +113,17 @@ class EngineChooser:
         names: list[str] = ["registry", "docker"] if self.mode == "auto" else [self.mode]
         _, tried = await self._first_available(names)
         return tried
+
+    def pull_limits(self) -> dict[str, PullLimit]:
+        """Each registry's pull-limit counters as last seen by any engine built so far (none
+        is built for this: nothing seen means nothing to say)."""
+        seen: dict[str, PullLimit] = {}
+        for engine in self._engines.values():
+            if isinstance(engine, LimitReporter):
+                for host, limit in engine.pull_limits().items():
+                    if host not in seen or seen[host].seen_at < limit.seen_at:
+                        seen[host] = limit
+        return seen
 
     async def aclose(self) -> None:
         for engine in self._engines.values():

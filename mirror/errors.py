@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from mirror.units import utc_clock
+
 if TYPE_CHECKING:
     from mirror.reference import ImageRef
 
@@ -60,11 +62,23 @@ class PlatformMissing(CopyFailed):
 
 
 class PullLimitReached(CopyFailed):
-    """The source's pull limit is used up until ``lifts_at`` (UTC); retrying sooner is useless."""
+    """``registry``'s pull limit is used up until ``lifts_at`` (UTC); retrying sooner is useless.
 
-    def __init__(self, message: str, lifts_at: datetime) -> None:
-        super().__init__(message)
+    ``str()`` is the sentence for an answer that ends here (``mirror-bot mirror``);
+    :meth:`waiting` the one for a job that waits and continues by itself (the bot).
+    """
+
+    def __init__(self, registry: str, lifts_at: datetime, limit: int | None = None) -> None:
+        self.registry = registry
         self.lifts_at = lifts_at
+        self.limit = limit
+        of = f" of {limit}" if limit is not None else ""
+        super().__init__(
+            f"{registry}'s pull limit{of} is used up; it lifts at {utc_clock(lifts_at)}."
+        )
+
+    def waiting(self) -> str:
+        return f"{self.registry}'s pull limit is used up; continuing at {utc_clock(self.lifts_at)}."
 
 
 def too_large(source: ImageRef, size: int, limit: int, *, at_least: bool = False) -> CopyFailed:

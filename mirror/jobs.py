@@ -25,6 +25,7 @@ from mirror.errors import (
     MirrorError,
     NameConflict,
     PlatformMissing,
+    PullLimitReached,
     SourceMissing,
     too_large,
 )
@@ -94,7 +95,11 @@ class JobService:
         on_outcome: OutcomeHook | None = None,
         advisor: Advisor | None = None,
         public_on_push: frozenset[str] = PUBLIC_ON_PUSH,
+        wait_for_limits: bool = True,
     ) -> None:
+        """``wait_for_limits``: an item stopped by a pull limit waits for it to lift and runs
+        again by itself (the bot); False fails it at once, saying when it lifts (scripts)."""
+        self._wait_for_limits = wait_for_limits
         self.advisor = advisor
         self._public_on_push = public_on_push
         self._max_bytes = max_bytes
@@ -127,9 +132,10 @@ class JobService:
         return self.start(job, listener)
 
     def start(self, job: Job, listener: JobListener) -> asyncio.Task[Job]:
-        """Start a stored job: a new one once its chat was told, or one a restart interrupted."""
+        """Start a stored job: a new one once its chat was told, or one a restart interrupted
+        (an item waiting for a pull limit keeps waiting until its ``not_before``)."""
         for item in job.items:
-            if not item.status.finished:
+            if not item.status.finished and item.status is not ItemStatus.WAITING:
                 item.status = ItemStatus.QUEUED
         return self._start(job, listener)
 
@@ -211,6 +217,32 @@ class JobService:
                 await self.store.save_item(job, idx)
 
     async def _run_item(self, job: Job, idx: int, listener: JobListener) -> None:
+        """Copy one item; when a pull limit stops it, wait for the limit to lift and copy
+        again (other items of the job go on meanwhile; a restart resumes the wait)."""
+        item = job.items[idx]
+        while True:
+            if item.status is ItemStatus.WAITING:
+                await self._wait_for_limit(job, idx, listener)
+            item.apply(await self._copy_item(job, idx, listener))
+            await self.store.save_item(job, idx)
+            if item.status is not ItemStatus.WAITING:
+                break
+            log.info("job %s: %s waits: %s", job.id, item.target, item.error)
+            listener(job)
+        await self._note_public(item)
+        listener(job)
+
+    async def _wait_for_limit(self, job: Job, idx: int, listener: JobListener) -> None:
+        item = job.items[idx]
+        delay = (item.not_before or 0.0) - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        item.status, item.error, item.not_before = ItemStatus.QUEUED, None, None
+        await self.store.save_item(job, idx)
+        listener(job)
+
+    async def _copy_item(self, job: Job, idx: int, listener: JobListener) -> Outcome:
+        """The item's copy, started or joined when an identical one is in flight."""
         item = job.items[idx]
         tracker = ProgressTracker()
 
@@ -234,15 +266,11 @@ class JobService:
                 sink(flight.stage)
         flight.sinks.append(sink)
         try:
-            outcome = await asyncio.shield(flight.task)
+            return await asyncio.shield(flight.task)
         finally:
             flight.sinks.remove(sink)
             if not flight.sinks and not flight.task.done():
                 flight.task.cancel()  # the last watcher left: nobody wants this copy any more
-        item.apply(outcome)
-        await self.store.save_item(job, idx)
-        await self._note_public(item)
-        listener(job)
 
     def _landed(self, key: tuple[str, str, str], task: asyncio.Task[Outcome]) -> None:
         self._flights.pop(key, None)
@@ -263,7 +291,7 @@ class JobService:
             outcome.seconds or 0.0,
             f": {outcome.error}" if outcome.error else "",
         )
-        if self._on_outcome is not None:
+        if self._on_outcome is not None and outcome.status.finished:  # a wait is no end
             self._on_outcome(outcome)
 
     async def _copy_once(self, request: CopyRequest, key: tuple[str, str, str]) -> Outcome:
@@ -311,6 +339,15 @@ class JobService:
                         result = await engine.copy(request, emit)
                 assert result is not None
                 return dataclasses.replace(result, seconds=time.monotonic() - started)
+            except PullLimitReached as exc:
+                waits = self._wait_for_limits
+                return Outcome(
+                    ItemStatus.WAITING if waits else ItemStatus.FAILED,
+                    engine=engine.name if engine else None,
+                    seconds=time.monotonic() - started,
+                    error=exc.waiting() if waits else str(exc),
+                    not_before=exc.lifts_at.timestamp(),
+                )
             except MirrorError as exc:
                 failure = exc  # advised below, once the slot is free for the next copy
                 engine_name = engine.name if engine else None

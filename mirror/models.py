@@ -16,6 +16,8 @@ from mirror.reference import ImageRef
 class ItemStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
+    WAITING = "waiting"
+    """A source's pull limit stopped it; it runs again by itself at ``not_before``."""
     SUCCEEDED = "succeeded"
     ALREADY_MIRRORED = "already_mirrored"
     FAILED = "failed"
@@ -23,7 +25,7 @@ class ItemStatus(StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self not in (ItemStatus.QUEUED, ItemStatus.RUNNING)
+        return self not in (ItemStatus.QUEUED, ItemStatus.RUNNING, ItemStatus.WAITING)
 
     @property
     def ok(self) -> bool:
@@ -58,6 +60,9 @@ class Outcome:
     """What was copied when it is not a runnable image (a Helm chart, ...)."""
     suggestions: tuple[str, ...] = ()
     """Full references to mirror instead, best first, when the source was a miss."""
+    not_before: float | None = None
+    """When a pull limit lifts (``time.time()`` seconds): a ``WAITING`` outcome runs again
+    then; a ``FAILED`` one says when trying again makes sense."""
 
     @property
     def digest_identical(self) -> bool:
@@ -86,6 +91,8 @@ class Item:
     error: str | None = None
     referrers: tuple[Referrer, ...] = ()
     artifact: ArtifactKind | None = None
+    not_before: float | None = None
+    """``time.time()`` before which trying again is useless (a pull limit); see Outcome."""
     corrected_from: str | None = None
     """The text as typed when it was read as something else (a URL, a pull line); not stored."""
     suggestions: tuple[str, ...] = ()
@@ -110,6 +117,7 @@ class Item:
         self.referrers = outcome.referrers
         self.artifact = outcome.artifact
         self.suggestions = outcome.suggestions
+        self.not_before = outcome.not_before
         self.progress = None
 
 
@@ -140,8 +148,10 @@ class Job:
     @property
     def state(self) -> str:
         if not self.finished:
-            running = any(item.status is ItemStatus.RUNNING for item in self.items)
-            return "running" if running else "queued"
+            statuses = {item.status for item in self.items}
+            if ItemStatus.RUNNING in statuses:
+                return "running"
+            return "waiting" if ItemStatus.WAITING in statuses else "queued"
         if all(item.status.ok for item in self.items):
             return "done"
         if any(item.status is ItemStatus.CANCELLED for item in self.items):

@@ -68,7 +68,8 @@ class Store(Protocol):
         ...
 
     async def unfinished_jobs(self) -> list[Job]:
-        """Jobs with an item still queued or running, oldest first (for recovery)."""
+        """Jobs with an item still queued, running or waiting for a pull limit to lift,
+        oldest first (for recovery; a waiting item keeps its ``not_before``)."""
         ...
 
     async def history(self, chat: str, limit: int = 20) -> list[Item]:
@@ -207,13 +208,15 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX watches_chat ON watches (chat, created)",
     ),
+    # 7: when a pull limit lifts, as time.time() seconds: a waiting item runs again then.
+    ("ALTER TABLE items ADD COLUMN not_before REAL",),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _ITEM_COLUMNS = (
     "spec, source, target, platform, status, engine, source_digest, target_digest, "
-    "bytes, seconds, error, referrers, artifact"
+    "bytes, seconds, error, referrers, artifact, not_before"
 )
 
 _Self = TypeVar("_Self", bound="SQLiteStore")
@@ -306,7 +309,7 @@ class SQLiteStore:
     async def _write_item(self, job_id: str, idx: int, item: Item) -> None:
         await self._db.execute(
             f"INSERT OR REPLACE INTO items (job_id, idx, {_ITEM_COLUMNS}, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"VALUES ({', '.join('?' * 17)})",
             (
                 job_id,
                 idx,
@@ -323,6 +326,7 @@ class SQLiteStore:
                 item.error,
                 _referrers_text(item.referrers),
                 item.artifact.value if item.artifact else None,
+                item.not_before,
                 time.time(),
             ),
         )
@@ -339,8 +343,8 @@ class SQLiteStore:
     @_guarded
     async def unfinished_jobs(self) -> list[Job]:
         return await self._jobs(
-            "WHERE id IN (SELECT job_id FROM items WHERE status IN (?, ?)) ORDER BY created",
-            (ItemStatus.QUEUED.value, ItemStatus.RUNNING.value),
+            "WHERE id IN (SELECT job_id FROM items WHERE status IN (?, ?, ?)) ORDER BY created",
+            (ItemStatus.QUEUED.value, ItemStatus.RUNNING.value, ItemStatus.WAITING.value),
         )
 
     @_guarded
@@ -584,7 +588,7 @@ def _watch(row: Any) -> Watch:
 
 def _item(row: Any) -> Item:
     (spec, source, target, platform, status, engine, sdig, tdig, size, seconds, error) = row[:11]
-    referrers, artifact = row[11:]
+    referrers, artifact, not_before = row[11:]
     return Item(
         spec=spec,
         source=parse_reference(source),
@@ -599,6 +603,7 @@ def _item(row: Any) -> Item:
         error=error,
         referrers=_referrers_of(referrers),
         artifact=ArtifactKind(artifact) if artifact else None,
+        not_before=not_before,
     )
 
 

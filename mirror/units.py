@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 _UNITS = ("B", "KB", "MB", "GB", "TB")
 
 
@@ -24,3 +26,10 @@ def human_seconds(seconds: float) -> str:
         return f"{m}m{s:02d}s"
     h, m = divmod(m, 60)
     return f"{h}h{m:02d}m"
+
+
+def utc_clock(when: datetime, now: datetime | None = None) -> str:
+    """``14:05 UTC``, with the date when it is not today (a limit lifting tomorrow)."""
+    when = when.astimezone(UTC)
+    today = (now or datetime.now(UTC)).astimezone(UTC).date()
+    return when.strftime("%H:%M UTC" if when.date() == today else "%Y-%m-%d %H:%M UTC")

@@ -205,6 +205,10 @@ class RegistryClient:
         state = self._hosts.get(canonical_host(registry))
         return state.pull_limit if state else None
 
+    def pull_limits(self) -> dict[str, PullLimit]:
+        """Every registry's pull-limit counters this client has seen, by host."""
+        return {h: s.pull_limit for h, s in self._hosts.items() if s.pull_limit is not None}
+
     @contextlib.contextmanager
     def _errors(self, host: str, what: str = "", url: str = "") -> Iterator[None]:
         """Failures to get an answer from ``host`` (or its token service), as our errors."""

@@ -240,6 +240,9 @@ class RegistryEngine:
         """The pull-limit counters ``registry`` last sent (read-only; for ``/status``)."""
         return self.client.pull_limit(registry)
 
+    def pull_limits(self) -> dict[str, PullLimit]:
+        return self.client.pull_limits()
+
     async def _plan(self, request: CopyRequest) -> tuple[Manifest, _Plan]:
         top = await self._select(request, check_config=True)
         plan = _Plan()
@@ -610,7 +613,7 @@ def explain(
     job service must not multiply its attempts."""
     where = f"`{exc.registry}`"
     if isinstance(exc, PullLimited):
-        return PullLimitReached(exc.sentence(), exc.lifts_at)
+        return PullLimitReached(exc.registry, exc.lifts_at, exc.limit)
     if isinstance(exc, Untrusted):
         return CopyFailed(f"{exc.detail[:1].upper()}{exc.detail[1:]}.")
     if isinstance(exc, PlainHttp):

@@ -21,7 +21,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 
 class RegistryError(Exception):
@@ -119,11 +119,3 @@ class PullLimited(Final):
         self.lifts_at = lifts_at
         self.limit = limit
         self.remaining = remaining
-
-    def sentence(self) -> str:
-        of = f" of {self.limit}" if self.limit is not None else ""
-        when = self.lifts_at.astimezone(UTC).strftime("%H:%M UTC")
-        today = datetime.now(UTC).date() == self.lifts_at.astimezone(UTC).date()
-        if not today:
-            when = self.lifts_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        return f"{self.registry}'s pull limit{of} is used up; it lifts at {when}."
