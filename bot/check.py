@@ -97,6 +97,58 @@ async def check_target(settings: Settings) -> CheckResult:
     return CheckResult(part, True, f"{registry}, {who}")
 
 
+DOCKER_HUB_PROBE = "ratelimitpreview/test"
+"""The repository Docker documents for reading its pull-limit headers: a HEAD of its manifest
+is not counted as a pull."""
+
+
+async def check_sources(settings: Settings) -> list[CheckResult]:
+    """Each source in MIRROR_SOURCE_CREDENTIALS: does it take the login, and what is left of
+    its pull limit when it says (Docker Hub: one uncounted HEAD). Sources without credentials
+    cost no request: a fresh process has seen no counters, so there is nothing to show."""
+    found = settings.source_credentials()
+    if not found:
+        return []
+    from bot.render import pulls_left
+    from mirror.registry.auth import DOCKER_HUB, pull_scope
+    from mirror.registry.engine import RegistryEngine
+    from mirror.registry.errors import AccessDenied, RegistryError
+
+    engine = build_engines(settings)["registry"]()
+    assert isinstance(engine, RegistryEngine)
+    client = engine.client
+    results = []
+    try:
+        for registry, cred in found.items():
+            part = f"source {registry}"
+            try:
+                async with client.request("GET", registry, "/v2/", scope=""):
+                    pass
+                if registry == DOCKER_HUB:
+                    probe = f"/v2/{DOCKER_HUB_PROBE}/manifests/latest"
+                    async with client.request(
+                        "HEAD", registry, probe, scope=pull_scope(DOCKER_HUB_PROBE)
+                    ):
+                        pass
+            except AccessDenied:
+                why = (
+                    f"{registry} refused the login of {cred.username}: "
+                    "check MIRROR_SOURCE_CREDENTIALS."
+                )
+                results.append(CheckResult(part, False, why))
+                continue
+            except RegistryError as exc:
+                why = f"{registry} did not answer ({exc.detail or type(exc).__name__})."
+                results.append(CheckResult(part, False, why))
+                continue
+            limit = client.pull_limit(registry)
+            left = f"; {pulls_left(limit)}" if limit is not None else ""
+            results.append(CheckResult(part, True, f"logged in as {cred.username}{left}"))
+    finally:
+        await engine.aclose()
+    return results
+
+
 async def check_docker(settings: Settings) -> CheckResult:
     from mirror.errors import EngineUnavailable
 
@@ -152,4 +204,9 @@ async def check_adapters() -> list[CheckResult]:
 
 
 async def run_checks(settings: Settings) -> list[CheckResult]:
-    return [await check_target(settings), await check_docker(settings), *await check_adapters()]
+    return [
+        await check_target(settings),
+        *await check_sources(settings),
+        await check_docker(settings),
+        *await check_adapters(),
+    ]

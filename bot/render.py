@@ -287,15 +287,18 @@ def _ago(created: float) -> str:
     return human_seconds(time.time() - created) + " ago"
 
 
-def pull_limit_text(registry: str, limit: PullLimit) -> str:
-    """``docker.io: 37 of 100 pulls left (as of 2m ago)``, from the source's own headers."""
+def pulls_left(limit: PullLimit) -> str:
+    """``37 of 100 pulls left``, as the source's ``RateLimit-*`` headers said."""
     if limit.remaining is None:
-        counted = f"a limit of {_plural(limit.limit or 0, 'pull')}"
-    elif limit.limit is None:
-        counted = f"{limit.remaining} pulls left"
-    else:
-        counted = f"{limit.remaining} of {limit.limit} pulls left"
-    return f"{registry}: {counted} (as of {_ago(limit.seen_at.timestamp())})"
+        return f"a limit of {_plural(limit.limit or 0, 'pull')}"
+    if limit.limit is None:
+        return f"{limit.remaining} pulls left"
+    return f"{limit.remaining} of {limit.limit} pulls left"
+
+
+def pull_limit_text(registry: str, limit: PullLimit) -> str:
+    """``docker.io: 37 of 100 pulls left (as of 2m ago)``."""
+    return f"{registry}: {pulls_left(limit)} (as of {_ago(limit.seen_at.timestamp())})"
 
 
 def status_list(jobs: Sequence[Job], limits: Mapping[str, PullLimit] | None = None) -> MessageView:

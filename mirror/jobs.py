@@ -234,8 +234,7 @@ class JobService:
 
     async def _wait_for_limit(self, job: Job, idx: int, listener: JobListener) -> None:
         item = job.items[idx]
-        delay = (item.not_before or 0.0) - time.time()
-        if delay > 0:
+        while (delay := (item.not_before or 0.0) - time.time()) > 0:  # wall clock: as stored
             await asyncio.sleep(delay)
         item.status, item.error, item.not_before = ItemStatus.QUEUED, None, None
         await self.store.save_item(job, idx)

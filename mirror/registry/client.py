@@ -45,7 +45,7 @@ from mirror.registry.errors import (
     Unreachable,
     Untrusted,
 )
-from mirror.registry.hosts import HostState, PullLimit
+from mirror.registry.hosts import LONG_RETRY_AFTER, HostState, PullLimit
 
 DEFAULT_CERTS_DIR = Path("/etc/docker/certs.d")
 """Where the docker client looks for a registry's CA and client certificate, too."""
@@ -131,7 +131,9 @@ class RegistryClient:
         guard: EgressGuard | None = None,
         connections: int = 32,
         certs_dir: Path = DEFAULT_CERTS_DIR,
+        long_retry_after: float = LONG_RETRY_AFTER,
     ) -> None:
+        self._long_retry_after = long_retry_after
         self._guard = guard or EgressGuard(())
         self._connections = connections
         self._certs_dir = certs_dir
@@ -197,7 +199,7 @@ class RegistryClient:
         host = canonical_host(registry)
         state = self._hosts.get(host)
         if state is None:
-            state = self._hosts[host] = HostState(host)
+            state = self._hosts[host] = HostState(host, long_retry_after=self._long_retry_after)
         return state
 
     def pull_limit(self, registry: str) -> PullLimit | None:

@@ -71,7 +71,7 @@ from mirror.registry.errors import (
     Unreachable,
     Untrusted,
 )
-from mirror.registry.hosts import PullLimit
+from mirror.registry.hosts import LONG_RETRY_AFTER, PullLimit
 from mirror.registry.referrers import ReferrerFinder
 
 log = logging.getLogger(__name__)
@@ -151,6 +151,7 @@ class RegistryEngine:
         allowed_internal: Iterable[str] | None = None,
         referrers: ReferrerPolicy = "all",
         certs_dir: Path = DEFAULT_CERTS_DIR,
+        long_retry_after: float = LONG_RETRY_AFTER,
     ) -> None:
         # By default the registries we were told to speak plain HTTP to are the internal ones
         # we may reach; the bot passes its explicit source allowlist and target too.
@@ -164,6 +165,7 @@ class RegistryEngine:
             guard=EgressGuard(allowed),
             connections=connection_limit(blob_concurrency, self._ranged.streams),
             certs_dir=certs_dir,
+            long_retry_after=long_retry_after,
         )
         self._blob_slots = asyncio.Semaphore(blob_concurrency)
         self._attempts = attempts

@@ -60,6 +60,8 @@ class HostState:
     not_before: float = 0.0
     """``time.monotonic()`` before which nobody sends to this host."""
     pull_limit: PullLimit | None = None
+    long_retry_after: float = LONG_RETRY_AFTER
+    """The ``Retry-After`` from which a 429 is a pull limit (tests make it short)."""
 
     async def wait(self) -> None:
         """Sleep until the host's not-before time (which a new 429 may push further)."""
@@ -79,9 +81,9 @@ class HostState:
         counted against it and may go on; a counted request meets the 429 again at once.
         """
         seconds = retry_after_seconds(retry_after)
-        if seconds is not None and seconds < LONG_RETRY_AFTER:
+        if seconds is not None and seconds < self.long_retry_after:
             self.not_before = max(self.not_before, time.monotonic() + seconds)
-        if seconds is not None and seconds >= LONG_RETRY_AFTER:
+        if seconds is not None and seconds >= self.long_retry_after:
             lifts_at = datetime.now(UTC) + timedelta(seconds=seconds)
             known = self.pull_limit
             return PullLimited(

@@ -39,9 +39,11 @@ _HOP_BY_HOP = {
 class Fault:
     """Break requests matching ``method`` and the ``path`` regex, ``times`` times (-1: always).
 
-    ``kind``: ``status`` (answer ``status`` with ``headers``), ``drop`` (send ``after`` bytes
-    of the real body, then close the connection), ``stall`` (send ``after`` bytes, then hang
-    for ``seconds``), ``corrupt`` (flip the byte at offset ``after``).
+    ``kind``: ``status`` (answer ``status`` with ``headers``), ``headers`` (pass the request
+    through and add ``headers`` to the real answer, as Docker Hub adds ``RateLimit-*``),
+    ``drop`` (send ``after`` bytes of the real body, then close the connection), ``stall``
+    (send ``after`` bytes, then hang for ``seconds``), ``corrupt`` (flip the byte at offset
+    ``after``).
     """
 
     kind: str
@@ -70,6 +72,8 @@ class Seen:
     at: float
     fault: str | None
     range: str | None = None
+    wall: float = 0.0
+    """``time.time()`` of the request, to compare with a stored wall-clock time."""
 
 
 class FaultProxy:
@@ -122,10 +126,14 @@ class FaultProxy:
                 time.monotonic(),
                 fault.kind if fault else None,
                 request.headers.get("Range"),
+                time.time(),
             )
         )
         if fault is not None and fault.kind == "status":
             return web.Response(status=fault.status, headers=fault.headers, text=fault.body)
+        added: dict[str, str] = {}
+        if fault is not None and fault.kind == "headers":
+            added, fault = fault.headers, None
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
         if self.strip_range:
@@ -142,6 +150,7 @@ class FaultProxy:
             for key, value in upstream.headers.items():
                 if key.lower() not in _HOP_BY_HOP:
                     response.headers[key] = value
+            response.headers.update(added)
             if upstream.content_length is not None:
                 response.content_length = upstream.content_length
             await response.prepare(request)
