@@ -305,12 +305,13 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value set, so logs and tests can make sure none leaks (each chat
         adapter lists its own: ``bot.plugins.AdapterSetup.secrets``)."""
-        from mirror.registry.auth import basic
-
         values = [self.mirror_target_password]
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
-        for cred in self.source_credentials().values():  # as typed, and as a Basic header
-            found += [cred.password, basic(cred).removeprefix("Basic ")]
+        if sources := self.source_credentials():
+            from mirror.registry.auth import basic  # not on every start-up of the CLI
+
+            for cred in sources.values():  # as typed, and as a Basic header carries it
+                found += [cred.password, basic(cred).removeprefix("Basic ")]
         return found
 
 
