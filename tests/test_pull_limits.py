@@ -181,6 +181,28 @@ async def test_a_job_waiting_across_a_restart_resumes_when_the_limit_lifts(
     assert digest in thread.texts[-1]
 
 
+async def test_a_waiting_job_can_be_cancelled(lab: lab_module.Lab, tmp_path: Path) -> None:
+    repository = f"library/cancel-{uuid.uuid4().hex[:8]}"
+    push(lab.source, repository, seed=404)
+    async with fault_proxy(lab.source) as proxy:
+        proxy.add(
+            Fault("status", "/manifests/", times=-1, status=429, headers={"Retry-After": "600"})
+        )
+        settings = settings_for(tmp_path, lab.target, proxy.address)
+        async with limited_bot(settings) as bot:
+            thread = await say(bot, "alice", "room1", f"/mirror {proxy.address}/{repository}:1.0")
+            job_id = job_id_of(thread)
+            await until(
+                lambda: any("continuing at" in to_plain_text(v) for v in thread.messages[0].views)
+            )
+            cancelled = await say(bot, "alice", "room1", f"/cancel {job_id}")
+            await finish(bot)
+            job = await bot.service.store.get_job(job_id)
+    assert cancelled.texts == [f"Job {job_id} cancelled."]
+    assert job is not None and job.items[0].status is ItemStatus.CANCELLED
+    assert len(proxy.requests("GET", "/manifests/")) == 1  # it waited; it never spun
+
+
 async def test_mirror_command_exits_1_saying_when_the_limit_lifts(
     lab: lab_module.Lab, tmp_path: Path
 ) -> None:
