@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 import lab as lab_module
 from bot.app import MirrorBot
@@ -71,7 +72,9 @@ async def limited_bot(settings: Settings) -> AsyncIterator[MirrorBot]:
 
 
 def push(registry: str, repository: str, seed: int) -> str:
-    return lab_module.push_image(registry, repository, "1.0", [lab_module.LayerSpec(2048, seed)])
+    return str(
+        lab_module.push_image(registry, repository, "1.0", [lab_module.LayerSpec(2048, seed)])
+    )
 
 
 async def test_a_limited_item_waits_says_so_and_its_job_finishes_by_itself(
@@ -260,10 +263,10 @@ def test_source_credentials_are_read_per_host_in_either_form() -> None:
     }
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
-        mirror_source_credentials="quay.io=org+robot:T0KEN-secret",
+        mirror_source_credentials=SecretStr("quay.io=org+robot:T0KEN-secret"),
         mirror_target="127.0.0.1:5999/m",
         mirror_target_username="pusher",
-        mirror_target_password="push-secret",
+        mirror_target_password=SecretStr("push-secret"),
     )
     assert credentials(settings) == {
         "quay.io": Credential("org+robot", "T0KEN-secret"),
