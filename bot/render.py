@@ -5,11 +5,10 @@ Adapters only restyle these; wording, order and the ready-to-paste commands live
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -306,7 +305,7 @@ def status_list(jobs: Sequence[Job], limits: Mapping[str, PullLimit] | None = No
     lines = tuple(pull_limit_text(r, limit) for r, limit in sorted((limits or {}).items()))
     if not jobs:
         empty = info("No jobs in this chat yet; start one with /mirror IMAGE.")
-        return dataclasses.replace(empty, lines=lines)
+        return replace(empty, lines=lines)
     rows = tuple(
         Row(
             job.id,
