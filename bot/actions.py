@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bot.view import Action, Style
+from bot.view import Action, Style, human_bytes
 from mirror.models import Item, ItemStatus, Job, StoredAction, platform_text
 from mirror.reference import parse_reference
 
@@ -55,9 +55,31 @@ def all_platforms(job: Job, idx: int, item: Item) -> Action:
     return Action(f"{job.id}.all.{idx}", label, command, Style.DEFAULT)
 
 
+def confirm(job: Job, idx: int, item: Item) -> Action:
+    """ "Copy 3.2 GB" for an image over MIRROR_CONFIRM_BYTES; the job's Cancel is the no."""
+    size = human_bytes(item.bytes) if item.bytes is not None else "it"
+    label = f"Copy {size}" if len(job.items) == 1 else f"Copy {item.source.familiar} ({size})"
+    return Action(f"{job.id}.ok.{idx}", label, f"/confirm {job.id} {idx + 1}", Style.PRIMARY)
+
+
+def confirmations(job: Job) -> tuple[Action, ...]:
+    """Every "Copy" the job could ask for, stored with its acknowledgement: the question comes
+    from the job service, which stores the item's state but knows no buttons, so the button
+    behind it has to be there already when the live message shows it."""
+    return tuple(confirm(job, idx, item) for idx, item in enumerate(job.items))
+
+
 def while_running(job: Job) -> tuple[Action, ...]:
-    """The live message: Cancel until the job ends, then nothing (the buttons go away)."""
-    return () if job.finished else (cancel(job),)
+    """The live message: "Copy N GB" per image awaiting its requester's answer, and Cancel,
+    until the job ends; then nothing (the buttons go away)."""
+    if job.finished:
+        return ()
+    waiting = tuple(
+        confirm(job, idx, item)
+        for idx, item in enumerate(job.items)
+        if item.status is ItemStatus.AWAITING
+    )
+    return (*waiting, cancel(job))
 
 
 def _one_platform_copy(item: Item) -> bool:

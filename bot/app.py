@@ -27,6 +27,7 @@ from bot import actions, render
 from bot.chat import ChatAdapter, Conversation, Incoming, Reply, Undeliverable
 from bot.commands import (
     CancelCommand,
+    ConfirmCommand,
     HelpCommand,
     HistoryCommand,
     InspectCommand,
@@ -52,7 +53,7 @@ from bot.view import MessageView
 from mirror.errors import MirrorError
 from mirror.jobs import JobListener, JobService
 from mirror.logcontext import job_context
-from mirror.models import Job, Watch, is_tag_filter, new_job_id
+from mirror.models import ItemStatus, Job, Watch, is_tag_filter, new_job_id
 from mirror.naming import parse_image_spec
 from mirror.reference import quote
 from mirror.store import StoreError
@@ -187,6 +188,7 @@ class MirrorBot:
         | HistoryCommand
         | StatusCommand
         | CancelCommand
+        | ConfirmCommand
         | TagsCommand
         | InspectCommand
         | WatchesCommand
@@ -215,6 +217,8 @@ class MirrorBot:
             return render.watches(await store.watches(chat))
         if isinstance(command, UnwatchCommand):
             return await self._unwatch(incoming, command.watch_id)
+        if isinstance(command, ConfirmCommand):
+            return await self._confirm(incoming, command)
         return await self._cancel(incoming, command.job_id)
 
     async def _look(self, command: TagsCommand | InspectCommand) -> MessageView:
@@ -243,6 +247,25 @@ class MirrorBot:
             return render.error(f"Only the requester or an admin may cancel job {job.id}.")
         await self.service.cancel(job.id)
         return render.info(f"Job {job.id} cancelled.")
+
+    async def _confirm(self, incoming: Incoming, command: ConfirmCommand) -> MessageView:
+        """ "Copy 3.2 GB": the job service lets the waiting image go on (the Cancel beside it
+        is ``/cancel``)."""
+        job = self.service.active(command.job_id)
+        if job is None or job.chat != f"{incoming.platform}:{incoming.chat_id}":
+            return render.error(f"Job `{command.job_id[:20]}` is not running.")
+        if job.requester != f"{incoming.platform}:{incoming.user_id}" and not (
+            self.policy.is_admin(incoming)
+        ):
+            return render.error(f"Only the requester or an admin may confirm job {job.id}.")
+        waiting = [
+            item
+            for idx, item in enumerate(job.items)
+            if item.status is ItemStatus.AWAITING and command.item in (None, idx)
+        ]
+        if not await self.service.confirm(job.id, command.item):
+            return render.info(f"Nothing in job {job.id} is waiting for an answer.")
+        return render.confirmed(job, waiting)
 
     # -- mirroring ----------------------------------------------------------------------------
 
@@ -279,7 +302,8 @@ class MirrorBot:
         """Store, acknowledge, store where, start and follow: the one way a job begins."""
         store = self.service.store
         ack = render.acknowledgement(job)
-        await store.add_actions(actions.stored(job, ack.actions))  # before they can be pressed
+        ahead = actions.confirmations(job) if self.settings.mirror_confirm_bytes else ()
+        await store.add_actions(actions.stored(job, (*ack.actions, *ahead)))  # before shown
         await store.add_job(job)  # failing here, nobody was told and nothing runs
         with job_context(job.id):  # the live message and the follower log with the job's id
             try:

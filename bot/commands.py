@@ -24,7 +24,7 @@ from mirror.reference import ImageRef, parse_reference
 
 USAGE = (
     "/mirror IMAGE [IMAGE ...] [--platform os/arch|all] · /tags IMAGE [FILTER] · "
-    "/inspect IMAGE · /status [JOB] · /history · /cancel JOB · "
+    "/inspect IMAGE · /status [JOB] · /history · /cancel JOB · /confirm JOB [N] · "
     "/watch IMAGE[:TAG|FILTER] · /watches · /unwatch ID · /help"
 )
 
@@ -60,6 +60,15 @@ class HistoryCommand:
 @dataclass(frozen=True)
 class CancelCommand:
     job_id: str
+
+
+@dataclass(frozen=True)
+class ConfirmCommand:
+    """Copy what a job asked about (an image over MIRROR_CONFIRM_BYTES): one, or all."""
+
+    job_id: str
+    item: int | None = None
+    """0-based index of the image, or None for every image of the job that waits."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,7 @@ Command = (
     | StatusCommand
     | HistoryCommand
     | CancelCommand
+    | ConfirmCommand
     | HelpCommand
     | TagsCommand
     | InspectCommand
@@ -118,7 +128,8 @@ _MAX_TEXT = 8000
 _MAX_PASTE = 256_000
 """A pasted manifest or ``helm template`` output is longer than any typed command."""
 _COMMAND_WORDS = ("status", "history", "cancel", "help", "tags", "inspect")
-_WATCH_WORDS = ("watch", "watches", "unwatch")
+_SUBCOMMANDS = ("watch", "watches", "unwatch", "confirm")
+"""Words after ``/mirror`` that are commands (Slack has one slash command)."""
 
 
 def _echo(text: str) -> str:
@@ -146,7 +157,7 @@ def parse_command(
         if bot_username and addressee.lower() != bot_username.lower():
             return None
     name = name.lower()
-    if name == "mirror" and args and args[0].lower() in _WATCH_WORDS:
+    if name == "mirror" and args and args[0].lower() in _SUBCOMMANDS:
         name, args = args[0].lower(), args[1:]  # `/mirror watch IMAGE`, where `/watch` is not
     if name == "watch":
         return _watch(args, default_platform)
@@ -179,6 +190,16 @@ def parse_command(
         if len(args) != 1:
             raise UsageError("`/cancel` needs exactly one job id, e.g. `/cancel k3x9qa`.")
         return CancelCommand(args[0])
+    if name == "confirm":
+        _no_options(args)
+        if not 1 <= len(args) <= 2 or (len(args) == 2 and not args[1].isdigit()):
+            raise UsageError(
+                "`/confirm` needs a job id and optionally an image number, e.g. `/confirm k3x9qa`."
+            )
+        number = int(args[1]) if len(args) == 2 else None
+        if number == 0:
+            raise UsageError("Images of a job are numbered from 1.")
+        return ConfirmCommand(args[0], None if number is None else number - 1)
     if name == "tags":
         _no_options(args)
         if not 1 <= len(args) <= 2:

@@ -111,6 +111,9 @@ def _progress_row(item: Item) -> Row:
         return Row(label, _STATE_WORDS[item.status], _TONES[item.status], item.error)
     if item.status is ItemStatus.WAITING:  # the sentence says for what, and until when
         return Row(label, _STATE_WORDS[item.status], Tone.WORKING, item.error)
+    if item.status is ItemStatus.AWAITING:
+        size = human_bytes(item.bytes) if item.bytes is not None else "large"
+        return Row(label, "awaiting confirmation", Tone.WORKING, f"This image is {size}.")
     if snap is None or snap.stage is Stage.QUEUED:
         return Row(label, "queued")
     bar = None
@@ -236,6 +239,14 @@ def answer(
 def suggestion_commands(item: Item) -> list[str]:
     """One ``/mirror`` line per suggestion, best first, ready to paste instead of a miss."""
     return [f"/mirror {parse_reference(ref).familiar}" for ref in item.suggestions]
+
+
+def confirmed(job: Job, items: Sequence[Item]) -> MessageView:
+    """The answer to "Copy 3.2 GB": what is copied now, in the job's thread."""
+    sizes = [i.bytes for i in items if i.bytes is not None]
+    what = items[0].source.familiar if len(items) == 1 else _plural(len(items), "image")
+    size = f" ({human_bytes(sum(sizes))})" if sizes else ""
+    return info(f"Job {job.id}: copying {quote(what) if len(items) == 1 else what}{size}.")
 
 
 def error(sentence: str, *, usage: bool = False) -> MessageView:

@@ -149,11 +149,14 @@ async def open_runtime(
     engine: EngineMode | None = None,
     on_outcome: OutcomeHook | None = None,
     wait_for_limits: bool = True,
+    asks: bool = False,
 ) -> AsyncIterator[Runtime]:
     """Open the parts in order and close them in reverse, also when opening fails half-way.
 
     ``wait_for_limits``: the bot's jobs wait for a source's pull limit to lift and go on by
-    themselves; a script (``mirror-bot mirror``) is told when it lifts instead.
+    themselves; a script (``mirror-bot mirror``) is told when it lifts instead. ``asks``:
+    somebody can answer a question (a chat), so images over MIRROR_CONFIRM_BYTES wait for one;
+    a script is never asked.
     """
     async with AsyncExitStack() as stack:
         store = await open_store(settings.mirror_db)
@@ -171,6 +174,7 @@ async def open_runtime(
             on_outcome=on_outcome,
             advisor=lookups,
             wait_for_limits=wait_for_limits,
+            confirm_bytes=settings.mirror_confirm_bytes if asks else None,
         )
         stack.push_async_callback(service.aclose)
         yield Runtime(

@@ -129,6 +129,29 @@ def parse_source_credentials(text: str) -> dict[str, Credential]:
     return result
 
 
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)")
+_SIZE_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
+
+
+def parse_size(value: object) -> object:
+    """``2GB``, ``500MiB``, ``1.5 g``, plain bytes -> bytes (decimal units as registries
+    show sizes, ``i`` for binary ones); empty, ``0`` or ``off`` -> None (no limit)."""
+    if not isinstance(value, str):
+        return value or None
+    text = value.strip().lower()
+    if text in ("", "0", "off", "none"):
+        return None
+    found = _SIZE.fullmatch(text)
+    if not found:
+        raise ValueError("write it as a size, e.g. 2GB, 500MiB or plain bytes")
+    number, unit = float(found.group(1)), found.group(2)
+    base = 1024 if "i" in unit else 1000
+    size = int(number * base ** _SIZE_POWERS[unit.rstrip("ib")])
+    if size < 1:
+        raise ValueError("it must be at least one byte, e.g. 2GB")
+    return size
+
+
 _PLATFORM_WORD = re.compile(r"[a-z][a-z0-9_-]*")
 
 T = TypeVar("T")
@@ -175,6 +198,10 @@ class Settings(BaseSettings):
     mirror_admins: Names = ()
     mirror_max_images: int = Field(default=11, ge=1, le=100)
     mirror_max_image_bytes: int | None = Field(default=None, ge=1)
+    """Refuse an image larger than this, written ``2GB``, ``500MiB`` or plain bytes."""
+    mirror_confirm_bytes: int | None = Field(default=None, ge=1)
+    """Ask the requester before copying an image larger than this (same spelling); off
+    unless set."""
     mirror_concurrency: int = Field(default=2, ge=1, le=64)
     mirror_blob_streams: int = Field(default=6, ge=1, le=16)
     """Concurrent ``Range`` reads per large blob (16 MiB or more); 1 reads every blob as one
@@ -296,6 +323,11 @@ class Settings(BaseSettings):
     @classmethod
     def _interval(cls, value: object) -> object:
         return parse_duration(value)
+
+    @field_validator("mirror_max_image_bytes", "mirror_confirm_bytes", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> object:
+        return parse_size(value)
 
     @field_validator("mirror_user_rate", mode="before")
     @classmethod

@@ -104,6 +104,16 @@ class EngineChooser:
             )
         raise EngineUnavailable(f"The {self.mode} engine is not set up here.")
 
+    async def measure(self, request: CopyRequest) -> int | None:
+        """Compressed bytes the copy would move, before it moves any: asked of the engine
+        that copies, else of the registry engine (the daemon cannot tell before pulling);
+        None when neither can."""
+        size = await (await self.choose(request)).measure(request)
+        registry = self.get("registry")
+        if size is None and registry is not None:
+            size = await registry.measure(request)
+        return size
+
     async def health(self) -> dict[str, str | None]:
         """Each engine tried, with None when it can work or the reason it cannot.
 

@@ -14,7 +14,7 @@ import dataclasses
 import inspect
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 
 JobListener = Callable[[Job], None]
 """Called on the event loop after any change of a job (progress or status)."""
+
+MEASURING = 4
+"""Sizes asked at once, for the confirmation gate and a bulk plan: manifests only, but a
+pasted list of a hundred images should not open a hundred connections."""
 
 INTERNAL_ERROR = "An internal error stopped this copy; the bot's log has the details."
 
@@ -96,10 +100,15 @@ class JobService:
         advisor: Advisor | None = None,
         public_on_push: frozenset[str] = PUBLIC_ON_PUSH,
         wait_for_limits: bool = True,
+        confirm_bytes: int | None = None,
     ) -> None:
         """``wait_for_limits``: an item stopped by a pull limit waits for it to lift and runs
-        again by itself (the bot); False fails it at once, saying when it lifts (scripts)."""
+        again by itself (the bot); False fails it at once, saying when it lifts (scripts).
+        ``confirm_bytes``: an image larger than this waits for :meth:`confirm` (the bot)."""
         self._wait_for_limits = wait_for_limits
+        self._confirm_bytes = confirm_bytes
+        self._answers: dict[tuple[str, int], asyncio.Future[None]] = {}
+        self._measuring = asyncio.Semaphore(MEASURING)
         self.advisor = advisor
         self._public_on_push = public_on_push
         self._max_bytes = max_bytes
@@ -135,7 +144,7 @@ class JobService:
         """Start a stored job: a new one once its chat was told, or one a restart interrupted
         (an item waiting for a pull limit keeps waiting until its ``not_before``)."""
         for item in job.items:
-            if not item.status.finished and item.status is not ItemStatus.WAITING:
+            if item.status is ItemStatus.RUNNING:  # waiting and awaiting items keep at it
                 item.status = ItemStatus.QUEUED
         return self._start(job, listener)
 
@@ -167,6 +176,30 @@ class JobService:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         return True
+
+    async def measure(self, items: Sequence[Item]) -> list[int | None]:
+        """Each item's size before any blob moves, a few at a time; None where it cannot be
+        told (the copy itself will say why a source is unreachable)."""
+        return list(await asyncio.gather(*(self._measure(item) for item in items)))
+
+    async def confirm(self, job_id: str, idx: int | None = None) -> int:
+        """The requester agreed to copy the awaiting items of a running job (one, or all):
+        stored before the copy goes on, so a restart does not ask again. How many were
+        waiting."""
+        job = self._jobs.get(job_id)
+        if job is None:
+            return 0
+        agreed = 0
+        for i, item in enumerate(job.items):
+            if item.status is not ItemStatus.AWAITING or idx not in (None, i):
+                continue
+            item.status = ItemStatus.QUEUED
+            await self.store.save_item(job, i)
+            answer = self._answers.get((job_id, i))
+            if answer is not None and not answer.done():
+                answer.set_result(None)
+            agreed += 1
+        return agreed
 
     async def aclose(self) -> None:
         """Stop running jobs without marking them: a restart resumes them from the store."""
@@ -219,6 +252,7 @@ class JobService:
     async def _run_item(self, job: Job, idx: int, listener: JobListener) -> None:
         """Copy one item; when a pull limit stops it, wait for the limit to lift and copy
         again (other items of the job go on meanwhile; a restart resumes the wait)."""
+        await self._confirmation(job, idx, listener)
         item = job.items[idx]
         while True:
             if item.status is ItemStatus.WAITING:
@@ -369,6 +403,53 @@ class JobService:
             error=advice.sentence if advice else str(failure),
             suggestions=advice.suggestions if advice else (),
         )
+
+    async def _measure(self, item: Item) -> int | None:
+        request = CopyRequest(item.source, item.target, item.platform, self._max_bytes)
+        async with self._measuring:
+            try:
+                return await self.engines.measure(request)
+            except MirrorError:
+                return None
+
+    async def _confirmation(self, job: Job, idx: int, listener: JobListener) -> None:
+        """MIRROR_CONFIRM_BYTES: an image measured over it waits, stored as ``AWAITING`` with
+        its size, until :meth:`confirm` (or a cancel). Outside the copy slots, so a question
+        nobody answers holds no one else up; before the flight, so each requester answers for
+        their own job. The listener hears of the wait only once it is stored."""
+        item = job.items[idx]
+        if self._confirm_bytes is None:
+            return
+        if item.status is ItemStatus.QUEUED:
+            if item.bytes is not None:  # measured and agreed before a restart
+                return
+            size = await self._measure(item)
+            if size is None or size <= self._confirm_bytes or await self._held(item):
+                return
+            item.status, item.bytes = ItemStatus.AWAITING, size
+            await self.store.save_item(job, idx)
+        if item.status is not ItemStatus.AWAITING:  # agreed while it was being stored
+            return
+        key = (job.id, idx)
+        self._answers[key] = answer = asyncio.get_running_loop().create_future()
+        log.info("job %s: %s awaits confirmation (%s bytes)", job.id, item.source, item.bytes)
+        listener(job)
+        try:
+            await answer
+        finally:
+            self._answers.pop(key, None)
+        listener(job)
+
+    async def _held(self, item: Item) -> bool:
+        """Whether the target already holds this copy: nothing would move, nothing to ask."""
+        request = CopyRequest(item.source, item.target, item.platform, self._max_bytes)
+        try:
+            return (
+                await self._already_mirrored(await self.engines.choose(request), request)
+                is not None
+            )
+        except MirrorError:
+            return False
 
     async def _note_public(self, item: Item) -> None:
         """Say once per repository, ever (the store remembers), that the copy may be public."""

@@ -18,6 +18,8 @@ class ItemStatus(StrEnum):
     RUNNING = "running"
     WAITING = "waiting"
     """A source's pull limit stopped it; it runs again by itself at ``not_before``."""
+    AWAITING = "awaiting"
+    """Measured over MIRROR_CONFIRM_BYTES: waits for its requester to say copy or cancel."""
     SUCCEEDED = "succeeded"
     ALREADY_MIRRORED = "already_mirrored"
     FAILED = "failed"
@@ -25,11 +27,17 @@ class ItemStatus(StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self not in (ItemStatus.QUEUED, ItemStatus.RUNNING, ItemStatus.WAITING)
+        return self not in UNFINISHED
 
     @property
     def ok(self) -> bool:
         return self in (ItemStatus.SUCCEEDED, ItemStatus.ALREADY_MIRRORED)
+
+
+UNFINISHED = frozenset(
+    {ItemStatus.QUEUED, ItemStatus.RUNNING, ItemStatus.WAITING, ItemStatus.AWAITING}
+)
+"""What a restart resumes."""
 
 
 def platform_text(platform: Platform | None) -> str:
@@ -87,6 +95,8 @@ class Item:
     source_digest: str | None = None
     target_digest: str | None = None
     bytes: int | None = None
+    """Once finished, what was copied; before, the size measured at the confirmation gate:
+    set on an unfinished item means its requester was asked (``AWAITING``) or agreed."""
     seconds: float | None = None
     error: str | None = None
     referrers: tuple[Referrer, ...] = ()
@@ -151,6 +161,8 @@ class Job:
             statuses = {item.status for item in self.items}
             if ItemStatus.RUNNING in statuses:
                 return "running"
+            if ItemStatus.AWAITING in statuses:  # a person's answer first: nothing moves till then
+                return "awaiting confirmation"
             return "waiting" if ItemStatus.WAITING in statuses else "queued"
         if all(item.status.ok for item in self.items):
             return "done"

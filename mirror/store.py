@@ -31,7 +31,15 @@ import aiosqlite
 
 from mirror.artifacts import ArtifactKind, Referrer, ReferrerKind
 from mirror.errors import MirrorError
-from mirror.models import Item, ItemStatus, Job, StoredAction, Watch, platform_text
+from mirror.models import (
+    UNFINISHED,
+    Item,
+    ItemStatus,
+    Job,
+    StoredAction,
+    Watch,
+    platform_text,
+)
 from mirror.platform import parse_platform
 from mirror.reference import parse_reference
 
@@ -342,9 +350,11 @@ class SQLiteStore:
 
     @_guarded
     async def unfinished_jobs(self) -> list[Job]:
+        unfinished = sorted(status.value for status in UNFINISHED)
+        marks = ", ".join("?" * len(unfinished))
         return await self._jobs(
-            "WHERE id IN (SELECT job_id FROM items WHERE status IN (?, ?, ?)) ORDER BY created",
-            (ItemStatus.QUEUED.value, ItemStatus.RUNNING.value, ItemStatus.WAITING.value),
+            f"WHERE id IN (SELECT job_id FROM items WHERE status IN ({marks})) ORDER BY created",
+            tuple(unfinished),
         )
 
     @_guarded

@@ -514,3 +514,94 @@ async def test_cancel_button_stops_a_running_job_and_goes_away(
     with pytest.raises(lab_module.RegistryError) as missing:  # nothing was pushed
         lab_module.pull_manifest(lab.target, f"{target}/{flat}", "1.0")
     assert missing.value.status == 404
+
+
+# -- MIRROR_CONFIRM_BYTES: "Copy 1.1 MB" / Cancel before any blob moves -----------------------
+
+
+def asked(telegram: FakeTelegram, chat: Chat, message_id: int) -> list[tuple[Call, str, str]]:
+    """The live message's edits that ask: (edit, label, data) of its "Copy" button."""
+    return [
+        (edit, label, data)
+        for edit in telegram.edits_of(chat.id, message_id)
+        for label, data in telegram.buttons(edit)
+        if label.startswith("Copy ")
+    ]
+
+
+def small_image(lab: lab_module.Lab, cache: Path, name: str) -> str:
+    """An image of 1 MiB and a bit, over a MIRROR_CONFIRM_BYTES of 1MB."""
+    repository = f"library/{name}-{uuid.uuid4().hex[:8]}"
+    layers = [lab_module.LayerSpec(1 << 20, uuid.uuid4().int % 10**9)]
+    lab_module.push_image(lab.source, repository, "1.0", layers, cache_dir=cache)
+    return repository
+
+
+async def test_a_large_image_waits_for_its_requester_to_press_copy_even_after_a_restart(
+    lab: lab_module.Lab, env: dict[str, str], telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    """The live message says how large the image is and asks; nothing is pulled while it
+    waits, a stranger's press is refused privately, the question survives a restart, and the
+    requester's press then copies it."""
+    repository = small_image(lab, tmp_path / "layers", "large")
+    env = env | {"MIRROR_CONFIRM_BYTES": "1MB"}
+    started = time.time_ns()
+    async with running_bot(env, tmp_path / "bot1.log"):
+        await polling(telegram)
+        request = telegram.send(TEAM, ALICE, f"/mirror {lab.source}/{repository}:1.0")
+        [ack] = await telegram.wait_for(lambda: telegram.replies_to(request))
+        assert ack.message_id is not None
+        [(question, label, data)] = await telegram.wait_for(
+            lambda: asked(telegram, TEAM, ack.message_id)
+        )
+        stranger = telegram.press(TEAM, BOB, ack.message_id, data)
+        [refusal] = await telegram.wait_for(lambda: telegram.answers_to(stranger))
+        await asyncio.sleep(1)  # had the refused press acted, the copy would be under way
+    assert re.fullmatch(r"Copy 1\.\d MB", label), label
+    assert f"This image is {label.removeprefix('Copy ')}." in html.unescape(question.text)
+    assert [shown for shown, _ in telegram.buttons(question)] == [label, "Cancel"]
+    assert "nothing was done" in refusal.params["text"]
+    assert pulls_since(lab.docker_host, started) == []  # waiting moved no blob
+
+    async with running_bot(env, tmp_path / "bot2.log"):
+        await polling(telegram)
+        owner = telegram.press(TEAM, ALICE, ack.message_id, data)
+        final = await telegram.wait_for(lambda: final_answer(telegram, request))
+    [silent] = telegram.answers_to(owner)
+    assert "text" not in silent.params  # the press acted
+    [block] = pre_blocks(final.text)
+    assert block.splitlines()[0] == expected_pull(
+        env["MIRROR_TARGET"], lab.source, repository, "1.0"
+    )
+    target = env["MIRROR_TARGET"].removeprefix(f"{lab.target}/")
+    flat = f"{lab.source.replace(':', '-')}.{repository.replace('/', '.')}"
+    assert lab_module.pull_manifest(lab.target, f"{target}/{flat}", "1.0")
+    assert telegram.buttons(telegram.edits_of(TEAM.id, ack.message_id)[-1]) == []
+
+
+async def test_cancel_instead_of_copy_copies_nothing(
+    lab: lab_module.Lab, env: dict[str, str], telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    repository = small_image(lab, tmp_path / "layers", "declined")
+    env = env | {"MIRROR_CONFIRM_BYTES": "1MB"}
+    started = time.time_ns()
+    async with running_bot(env, tmp_path / "bot.log"):
+        await polling(telegram)
+        request = telegram.send(Chat(ALICE), ALICE, f"/mirror {lab.source}/{repository}:1.0")
+        [ack] = await telegram.wait_for(lambda: telegram.replies_to(request))
+        assert ack.message_id is not None
+        [(question, _, _)] = await telegram.wait_for(
+            lambda: asked(telegram, Chat(ALICE), ack.message_id)
+        )
+        [cancel] = [data for label, data in telegram.buttons(question) if label == "Cancel"]
+        telegram.press(Chat(ALICE), ALICE, ack.message_id, cancel)
+        final = await telegram.wait_for(
+            lambda: [e for e in telegram.edits_of(ALICE, ack.message_id) if "cancelled" in e.text]
+        )
+    assert telegram.buttons(final[-1]) == []
+    assert pulls_since(lab.docker_host, started) == []
+    target = env["MIRROR_TARGET"].removeprefix(f"{lab.target}/")
+    flat = f"{lab.source.replace(':', '-')}.{repository.replace('/', '.')}"
+    with pytest.raises(lab_module.RegistryError) as missing:
+        lab_module.pull_manifest(lab.target, f"{target}/{flat}", "1.0")
+    assert missing.value.status == 404
