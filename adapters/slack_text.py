@@ -11,7 +11,7 @@ import re
 
 from bot.view import MessageView, Style, Tone, bar_text
 
-SUBCOMMANDS = frozenset({"help", "status", "history", "cancel", "tags", "inspect"})
+SUBCOMMANDS = frozenset({"help", "status", "history", "cancel", "confirm", "tags", "inspect"})
 _MAX_TEXT = 39_000  # chat.postMessage takes 40,000 characters
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _CONTROL = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")

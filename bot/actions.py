@@ -11,21 +11,33 @@ the policy, the rate limit and the allowlist apply unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from bot.view import Action, Style, human_bytes
 from mirror.models import Item, ItemStatus, Job, StoredAction, platform_text
-from mirror.reference import parse_reference
+from mirror.reference import ImageRef, parse_reference
 
 MAX_AGE_SECONDS = 30 * 24 * 3600.0
 """A button older than this is answered as expired: its job's context is long gone."""
 
 EXPIRED = "This button has expired; type the command instead."
+TAG_BUTTONS = 8
+"""Tags of a ``/tags`` answer that get a "Mirror TAG" button: the newest, which are the ones
+people copy; a Telegram keyboard of one row each stays shorter than the list above it, and
+Slack's 25 elements per block are far off."""
+
 UNKNOWN = "I do not know this button (it may belong to another bot); type the command instead."
 USED = "This button was already pressed; nothing more to do."
 
 
+ADMINS = "admins"
+"""The owner of a button only an admin's press acts on (a bulk plan's "Copy all"): no
+requester is ever called that."""
+
+
 def not_yours(owner: str) -> str:
+    if owner == ADMINS:
+        return "Only an admin may press this button; nothing was done."
     return f"Only the requester ({owner}) or an admin may press this button; nothing was done."
 
 
@@ -67,6 +79,30 @@ def confirmations(job: Job) -> tuple[Action, ...]:
     from the job service, which stores the item's state but knows no buttons, so the button
     behind it has to be there already when the live message shows it."""
     return tuple(confirm(job, idx, item) for idx, item in enumerate(job.items))
+
+
+def mirror_tags(key: str, image: ImageRef, tags: Sequence[str]) -> tuple[Action, ...]:
+    """ "Mirror 1.27.3" for the newest tags a ``/tags`` answer lists; ``key`` is fresh per
+    answer (nothing else names it)."""
+    return tuple(
+        Action(f"{key}.t.{n}", f"Mirror {tag}", f"/mirror {image.repo_only.familiar}:{tag}")
+        for n, tag in enumerate(tags[:TAG_BUTTONS])
+    )
+
+
+def mirror_inspected(key: str, image: ImageRef, *, every_platform: bool) -> tuple[Action, ...]:
+    """ "Mirror this image" under ``/inspect``, and "All platforms (exact copy)" when it has
+    several and a plain ``/mirror`` copies one."""
+    found = [Action(f"{key}.i.0", "Mirror this image", f"/mirror {image.familiar}", Style.PRIMARY)]
+    if every_platform:
+        command = f"/mirror {image.familiar} --platform all"
+        found.append(Action(f"{key}.i.all", "All platforms (exact copy)", command))
+    return tuple(found)
+
+
+def copy_all(key: str, command: str, count: int, size: str) -> Action:
+    """A bulk plan's "Copy all 23 images (4.2 GB)": the same list with ``--confirm``."""
+    return Action(f"{key}.all", f"Copy all {count} images ({size})", command, Style.PRIMARY)
 
 
 def while_running(job: Job) -> tuple[Action, ...]:
@@ -112,4 +148,9 @@ def when_finished(job: Job) -> tuple[Action, ...]:
 
 def stored(job: Job, actions: Iterable[Action]) -> list[StoredAction]:
     """What to write before sending: the buttons belong to the job's requester, in its chat."""
-    return [StoredAction(a.id, job.requester, job.chat, a.command) for a in actions]
+    return owned(job.requester, job.chat, actions)
+
+
+def owned(owner: str, chat: str, actions: Iterable[Action]) -> list[StoredAction]:
+    """Buttons of an answer that is not a job's (``/tags``, ``/inspect``): its asker's."""
+    return [StoredAction(a.id, owner, chat, a.command) for a in actions]

@@ -32,6 +32,7 @@ from bot.commands import (
     HistoryCommand,
     InspectCommand,
     MirrorCommand,
+    PlanCommand,
     StatusCommand,
     TagsCommand,
     UnwatchCommand,
@@ -49,11 +50,11 @@ from bot.policy import Denied, Policy
 from bot.rewrite import rewrite
 from bot.runtime import LazyLookups
 from bot.settings import Settings
-from bot.view import MessageView
+from bot.view import MessageView, human_bytes
 from mirror.errors import MirrorError
 from mirror.jobs import JobListener, JobService
 from mirror.logcontext import job_context
-from mirror.models import ItemStatus, Job, Watch, is_tag_filter, new_job_id
+from mirror.models import ItemStatus, Job, Watch, is_tag_filter, new_job_id, platform_text
 from mirror.naming import parse_image_spec
 from mirror.reference import quote
 from mirror.store import StoreError
@@ -118,7 +119,10 @@ class MirrorBot:
             if isinstance(command, WatchCommand):
                 await self._watch(incoming, conversation, command)
                 return
-            view = await self._answer_at_once(incoming, command)
+            if isinstance(command, PlanCommand):
+                view = await self._plan(incoming, command)
+            else:
+                view = await self._answer_at_once(incoming, command)
         except Ambiguous as exc:  # a question, not a failure
             view = render.info(str(exc))
         except UsageError as exc:
@@ -212,7 +216,7 @@ class MirrorBot:
                 return render.answer(job, self.render_options)
             return render.progress(job)
         if isinstance(command, TagsCommand | InspectCommand):
-            return await self._look(command)
+            return await self._look(incoming, command)
         if isinstance(command, WatchesCommand):
             return render.watches(await store.watches(chat))
         if isinstance(command, UnwatchCommand):
@@ -221,18 +225,28 @@ class MirrorBot:
             return await self._confirm(incoming, command)
         return await self._cancel(incoming, command.job_id)
 
-    async def _look(self, command: TagsCommand | InspectCommand) -> MessageView:
-        """``/tags`` and ``/inspect``: registry reads, from allowed sources only."""
+    async def _look(self, incoming: Incoming, command: TagsCommand | InspectCommand) -> MessageView:
+        """``/tags`` and ``/inspect``: registry reads, from allowed sources only; buttons
+        to mirror what is shown, stored as the asker's before the answer goes out."""
         self.policy.check_source(command.image)
         lookups = self.lookups.get()
+        key = new_job_id()
         if isinstance(command, TagsCommand):
-            view = render.tag_list(
-                await lookups.tags(command.image, command.pattern), command.pattern
-            )
+            found = await lookups.tags(command.image, command.pattern)
+            view = render.tag_list(found, command.pattern)
+            buttons = actions.mirror_tags(key, found.ref, found.tags)
         else:
             seen = await lookups.inspect(command.image)
             copies = await self.service.store.copies_of(str(command.image))
             view = render.inspection(seen, copies)
+            several = len(seen.platforms) > 1 and self.planner.default_platform is not None
+            buttons = actions.mirror_inspected(key, seen.ref, every_platform=several)
+        owner, chat = (
+            f"{incoming.platform}:{incoming.user_id}",
+            f"{incoming.platform}:{incoming.chat_id}",
+        )
+        await self.service.store.add_actions(actions.owned(owner, chat, buttons))
+        view = dataclasses.replace(view, actions=buttons)
         if command.corrected_from is not None:
             read = f"read {quote(command.corrected_from)} as {quote(command.image.familiar)}"
             view = dataclasses.replace(view, lines=(read, *view.lines))
@@ -269,9 +283,34 @@ class MirrorBot:
 
     # -- mirroring ----------------------------------------------------------------------------
 
+    async def _plan(self, incoming: Incoming, command: PlanCommand) -> MessageView:
+        """Over MIRROR_MAX_IMAGES: each image planned through the policy and measured, and a
+        "Copy all" only an admin's press acts on (its command is the list with --confirm)."""
+        mirror = command.mirror
+        items = self.planner.plan(
+            mirror.images, mirror.platform, explicit=mirror.platform_explicit,
+            readings=mirror.readings,
+        )  # fmt: skip
+        sizes = await self.service.measure(items)
+        platform = (
+            f" --platform {platform_text(mirror.platform)}" if mirror.platform_explicit else ""
+        )
+        typed = " ".join(str(spec) for spec in mirror.images)
+        total = human_bytes(sum(size for size in sizes if size is not None))
+        button = actions.copy_all(
+            new_job_id(), f"/mirror --confirm{platform} {typed}", len(items), total
+        )
+        chat = f"{incoming.platform}:{incoming.chat_id}"
+        await self.service.store.add_actions(actions.owned(actions.ADMINS, chat, [button]))
+        admin = self.policy.is_admin(incoming)
+        return render.bulk_plan(items, sizes, command.limit, button, admin=admin)
+
     async def _mirror(
         self, incoming: Incoming, conversation: Conversation, command: MirrorCommand
     ) -> None:
+        limit = self.settings.mirror_max_images
+        if len(command.images) > limit and not self.policy.is_admin(incoming):
+            raise UsageError(f"Only an admin may confirm more than {limit} images in one command.")
         items = self.planner.plan(
             command.images,
             command.platform,

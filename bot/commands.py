@@ -45,6 +45,18 @@ class MirrorCommand:
     pasted: PastedFiles | None = None
     """Bulk text (manifests, compose, kubeadm output) the images came from: the answer
     adds a rewrite pointing it at the mirror."""
+    confirmed: bool = False
+    """``--confirm``: an admin copies more than MIRROR_MAX_IMAGES (up to
+    :data:`MAX_CONFIRMED`) at once."""
+
+
+@dataclass(frozen=True)
+class PlanCommand:
+    """A ``/mirror`` of more images than MIRROR_MAX_IMAGES: answered with the plan (count,
+    sizes) and a button only an admin's press acts on."""
+
+    mirror: MirrorCommand
+    limit: int
 
 
 @dataclass(frozen=True)
@@ -112,6 +124,7 @@ class UnwatchCommand:
 
 Command = (
     MirrorCommand
+    | PlanCommand
     | StatusCommand
     | HistoryCommand
     | CancelCommand
@@ -123,6 +136,9 @@ Command = (
     | WatchesCommand
     | UnwatchCommand
 )
+
+MAX_CONFIRMED = 100
+"""Images one command may copy even when an admin confirms (MIRROR_MAX_IMAGES' own ceiling)."""
 
 _MAX_TEXT = 8000
 _MAX_PASTE = 256_000
@@ -265,24 +281,33 @@ def _watch(args: list[str], default_platform: Platform | None) -> WatchCommand:
     return WatchCommand(ref.repo_only, ref.tag or "latest", platform)
 
 
-def _mirror(text: str, *, default_platform: Platform | None, max_images: int) -> MirrorCommand:
+def _mirror(
+    text: str, *, default_platform: Platform | None, max_images: int
+) -> MirrorCommand | PlanCommand:
     """Images from whatever was pasted after ``/mirror`` (bot/paste.py), and its options."""
     _command_word(text)
     pasted = read_pasted(text, value_options=frozenset({"--platform"}))
     platform: Platform | None = default_platform
-    explicit = False
+    explicit = confirmed = False
     for name, value in pasted.options:
+        if name == "--confirm":
+            confirmed = True
+            continue
         if name != "--platform":
-            raise UsageError(f"`{_echo(name)}` is not an option of /mirror; only --platform is.")
+            raise UsageError(
+                f"`{_echo(name)}` is not an option of /mirror; only --platform (and an "
+                "admin's --confirm) are."
+            )
         if not value:
             raise UsageError("`--platform` needs a value such as linux/arm64 or all.")
         platform = parse_platform(value)
         explicit = True
     found = references(pasted)
     readings = tuple(reading for _, reading in found)
-    if len(readings) > max_images:
+    if len(readings) > max(max_images, MAX_CONFIRMED):
         raise UsageError(
-            f"You asked for {len(readings)} images; the limit is {max_images} per command."
+            f"You asked for {len(readings)} images; the limit is {max_images} per command, "
+            f"and {MAX_CONFIRMED} even when an admin confirms."
         )
     if not readings:
         if pasted.source:
@@ -299,7 +324,10 @@ def _mirror(text: str, *, default_platform: Platform | None, max_images: int) ->
             first, _, rest = text.partition("\n")
             yaml_text = rest if first.lstrip().startswith("--") or not first.strip() else text
         files = PastedFiles(pasted.source, yaml_text)
-    return MirrorCommand(images, platform, explicit, readings, files)
+    command = MirrorCommand(images, platform, explicit, readings, files, confirmed)
+    if len(readings) > max_images and not confirmed:
+        return PlanCommand(command, max_images)
+    return command
 
 
 def _command_word(text: str) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from bot import actions
 from bot.commands import USAGE
-from bot.view import Bar, MessageView, Row, Tone, human_bytes, human_seconds
+from bot.view import Action, Bar, MessageView, Row, Tone, human_bytes, human_seconds
 from mirror.artifacts import ArtifactKind, along_text
 from mirror.models import Item, ItemStatus, Job, Watch, platform_text
 from mirror.progress import Stage
@@ -239,6 +239,33 @@ def answer(
 def suggestion_commands(item: Item) -> list[str]:
     """One ``/mirror`` line per suggestion, best first, ready to paste instead of a miss."""
     return [f"/mirror {parse_reference(ref).familiar}" for ref in item.suggestions]
+
+
+def bulk_plan(
+    items: Sequence[Item], sizes: Sequence[int | None], limit: int, action: Action, *, admin: bool
+) -> MessageView:
+    """More images than MIRROR_MAX_IMAGES: what copying them all would move, and who may
+    say yes."""
+    rows = tuple(
+        Row(item.source.familiar, human_bytes(size) if size is not None else "size unknown")
+        for item, size in zip(items, sizes, strict=True)
+    )
+    known = [size for size in sizes if size is not None]
+    total = f"In all {human_bytes(sum(known))}"
+    unknown = len(sizes) - len(known)
+    total += f", and {_plural(unknown, 'image')} whose size I could not tell." if unknown else "."
+    who = (
+        "Press the button to copy them all."
+        if admin
+        else "An admin may confirm it with the button below."
+    )
+    return MessageView(
+        f"That is {len(items)} images, more than the {limit} one command may copy.",
+        Tone.INFO,
+        rows,
+        (total, who),
+        actions=(action,),
+    )
 
 
 def confirmed(job: Job, items: Sequence[Item]) -> MessageView:

@@ -83,9 +83,9 @@ def settings_for(tmp_path: Path, target: str, *sources: str, **more: Any) -> Set
 
 
 @asynccontextmanager
-async def running_bot(settings: Settings) -> AsyncIterator[MirrorBot]:
+async def running_bot(settings: Settings, *, asks: bool = False) -> AsyncIterator[MirrorBot]:
     async with (
-        open_runtime(settings) as runtime,
+        open_runtime(settings, asks=asks) as runtime,
         MirrorBot(
             settings, runtime.service, runtime.policy, runtime.planner, runtime.render_options
         ) as bot,

@@ -4,10 +4,12 @@ import pytest
 
 from bot.commands import (
     CancelCommand,
+    ConfirmCommand,
     HelpCommand,
     HistoryCommand,
     InspectCommand,
     MirrorCommand,
+    PlanCommand,
     StatusCommand,
     TagsCommand,
     UsageError,
@@ -47,6 +49,30 @@ def test_mirror_with_several_images_separated_by_spaces_and_newlines() -> None:
 def test_platform_flag(text: str, platform: Platform | None) -> None:
     cmd = parse(text)
     assert isinstance(cmd, MirrorCommand) and cmd.platform == platform
+
+
+def test_more_images_than_the_limit_are_a_plan_and_confirm_lifts_it() -> None:
+    """Over MIRROR_MAX_IMAGES the command is a plan to show (an admin may confirm it);
+    ``--confirm`` asks for the copy itself, which the bot allows admins only."""
+    images = " ".join(f"img{i}" for i in range(12))
+    plan = parse(f"/mirror {images} --platform all")
+    assert isinstance(plan, PlanCommand) and plan.limit == 11
+    assert len(plan.mirror.images) == 12 and plan.mirror.platform is None
+    confirmed = parse(f"/mirror --confirm {images}")
+    assert isinstance(confirmed, MirrorCommand) and confirmed.confirmed
+    assert len(confirmed.images) == 12
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/confirm k3x9qa", ConfirmCommand("k3x9qa")),
+        ("/confirm k3x9qa 2", ConfirmCommand("k3x9qa", 1)),
+        ("/mirror confirm k3x9qa", ConfirmCommand("k3x9qa")),
+    ],
+)
+def test_confirm_names_a_job_and_maybe_one_image(text: str, expected: ConfirmCommand) -> None:
+    assert parse(text) == expected
 
 
 def test_default_platform_all_is_kept() -> None:
@@ -91,7 +117,10 @@ def test_other_commands() -> None:
         ("/cancel", "exactly one job"),
         ("/status a b", "at most one"),
         ("/history now", "no arguments"),
-        ("/mirror " + " ".join(f"img{i}" for i in range(12)), "12 images; the limit is 11"),
+        ("/mirror " + " ".join(f"img{i}" for i in range(101)), "101 images; the limit is 11"),
+        ("/confirm", "needs a job id"),
+        ("/confirm k3x9qa first", "needs a job id"),
+        ("/confirm k3x9qa 0", "numbered from 1"),
     ],
 )
 def test_bad_input_gets_one_sentence(text: str, words: str) -> None:

@@ -115,9 +115,9 @@ def test_a_manifest_longer_than_a_typed_command() -> None:
         ),
         (
             "/mirror\n$ kubeadm config images list\n"
-            + "\n".join(f"registry.k8s.io/kube-{n}:v1.29.3" for n in "abcd"),
+            + "\n".join(f"registry.k8s.io/kube-{n}:v1.29.{n}" for n in range(101)),
             UsageError,
-            "You asked for 4 images; the limit is 3",
+            "You asked for 101 images; the limit is 3 per command, and 100 even when an admin",
         ),
     ],
 )

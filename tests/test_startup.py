@@ -208,6 +208,8 @@ BAD = [
     ),
     ("MIRROR_MAX_IMAGES", "many", "MIRROR_MAX_IMAGES: Input should be a valid integer"),
     ("MIRROR_ENGINE", "podman", "MIRROR_ENGINE: Input should be 'auto', 'docker' or 'registry'."),
+    ("MIRROR_CONFIRM_BYTES", "big", "MIRROR_CONFIRM_BYTES: write it as a size, e.g. 2GB"),
+    ("MIRROR_MAX_IMAGE_BYTES", "2 lorries", "MIRROR_MAX_IMAGE_BYTES: write it as a size"),
     ("MIRROR_USER_RATE", "lots", "MIRROR_USER_RATE: write it as COUNT/PERIOD, e.g. 20/hour"),
     ("MIRROR_METRICS_PORT", "70000", "MIRROR_METRICS_PORT: Input should be less than or equal"),
     ("MIRROR_LOG_FORMAT", "xml", "MIRROR_LOG_FORMAT: Input should be 'text' or 'json'."),
@@ -228,6 +230,20 @@ def test_every_bad_setting_is_one_sentence_naming_its_variable(
     message = str(caught.value)
     assert message.startswith(sentence)
     assert message.endswith(".") and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [("2GB", 2 * 10**9), ("500MiB", 500 << 20), ("3.2 gb", 3_200_000_000), ("123", 123),
+     ("1k", 1000), ("", None), ("off", None), ("0", None)],
+)  # fmt: skip
+def test_sizes_are_read_as_people_write_them(
+    environment: pytest.MonkeyPatch, value: str, size: int | None
+) -> None:
+    environment.setenv("MIRROR_CONFIRM_BYTES", value)
+    environment.setenv("MIRROR_MAX_IMAGE_BYTES", value)
+    settings = load_settings()
+    assert settings.mirror_confirm_bytes == size == settings.mirror_max_image_bytes
 
 
 def test_good_settings_are_read_in_their_canonical_form(environment: pytest.MonkeyPatch) -> None:
