@@ -687,6 +687,38 @@ def test_retry_button_in_http_mode_only_for_its_owner_and_only_once(
     assert len(slack.posts(channel)) == 4
 
 
+def test_a_tags_answer_has_mirror_buttons_and_pressing_one_mirrors_that_tag(
+    lab: lab_module.Lab, bots: dict[str, RunningBot]
+) -> None:
+    """``/mirror tags IMAGE`` lists the tags with a "Mirror TAG" button per newest tag (Block
+    Kit); another member's press is refused in a message only they see, the asker's press
+    mirrors that tag in the answer's thread."""
+    bot, channel = bots["http"], "C0TAGS001"
+    slack = bot.slack
+    repository = f"library/slack-tags-{random.randrange(10**9)}"
+    layers = [lab_module.LayerSpec(1 << 20, random.randrange(1 << 30))]
+    for tag in ("1.0", "1.1"):
+        lab_module.push_image(lab.source, repository, tag, layers)
+    assert slash(bot, channel, f"tags {lab.source}/{repository}") == 200
+    [answer] = finished(slack, channel, posts=1)
+    buttons = dict(slack.buttons(answer))
+    assert set(buttons) == {"Mirror 1.0", "Mirror 1.1"}
+    refused = len(slack.ephemerals(BOB))
+    assert press(bot, BOB, answer, buttons["Mirror 1.1"]) == 200
+    slack.wait_for(lambda: len(slack.ephemerals(BOB)) > refused)
+    assert "nothing was done" in slack.ephemerals(BOB)[-1].params["text"]
+    assert len(slack.posts(channel)) == 1
+
+    assert press(bot, USER, answer, buttons["Mirror 1.1"]) == 200
+    [_, ack, final] = finished(slack, channel, posts=3)
+    assert ack.params["thread_ts"] == final.params["thread_ts"] == ts_of(answer)
+    flat = f"{lab.source.replace(':', '-')}.{repository.replace('/', '.')}"
+    target = f"{lab.target}/mirror/{flat}:1.1"
+    source = f"{lab.source}/{repository}:1.1"
+    assert escape(f"docker pull {target} && docker tag {target} {source}") in final.params["text"]
+    assert lab_module.pull_manifest(lab.target, f"mirror/{flat}", "1.1")
+
+
 # -- Socket Mode -------------------------------------------------------------------------------
 
 

@@ -605,3 +605,31 @@ async def test_cancel_instead_of_copy_copies_nothing(
     with pytest.raises(lab_module.RegistryError) as missing:
         lab_module.pull_manifest(lab.target, f"{target}/{flat}", "1.0")
     assert missing.value.status == 404
+
+
+async def test_a_bulk_plan_is_shown_and_only_an_admins_press_copies_it_all(
+    lab: lab_module.Lab, env: dict[str, str], telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    """Over MIRROR_MAX_IMAGES a member of the group gets the plan (sizes, total) with a
+    "Copy all" button; their own press is refused privately, an admin's copies the list."""
+    repositories = [small_image(lab, tmp_path / "layers", f"bulk{n}") for n in range(2)]
+    env = env | {"MIRROR_MAX_IMAGES": "1", "MIRROR_ADMINS": f"telegram:{ALICE}"}
+    async with running_bot(env, tmp_path / "bot.log"):
+        await polling(telegram)
+        images = "\n".join(f"{lab.source}/{r}:1.0" for r in repositories)
+        request = telegram.send(TEAM, BOB, f"/mirror\n{images}")
+        [(plan, label, data)] = await telegram.wait_for(lambda: buttons_of(telegram, request))
+        assert plan.message_id is not None
+        by_member = telegram.press(TEAM, BOB, plan.message_id, data)
+        [refusal] = await telegram.wait_for(lambda: telegram.answers_to(by_member))
+        by_admin = telegram.press(TEAM, ALICE, plan.message_id, data)
+        final = await telegram.wait_for(lambda: final_answer(telegram, plan.message_id))
+    text = html.unescape(plan.text)
+    assert "That is 2 images, more than the 1 one command may copy." in text
+    assert re.search(r"In all 2\.\d MB\.", text) and "An admin may confirm it" in text
+    assert re.fullmatch(r"Copy all 2 images \(2\.\d MB\)", label), label
+    assert refusal.params["text"] == "Only an admin may press this button; nothing was done."
+    assert "text" not in telegram.answers_to(by_admin)[0].params
+    pulls = pre_blocks(final.text)[0].splitlines()
+    for repository in repositories:
+        assert expected_pull(env["MIRROR_TARGET"], lab.source, repository, "1.0") in pulls
