@@ -296,6 +296,7 @@ def help_text() -> MessageView:
             "/status [JOB] — the latest jobs of this chat, or one job.",
             "/history — what this chat mirrored.",
             "/cancel JOB — stop a running job.",
+            "/confirm JOB — copy an image the bot asked about because of its size.",
             "/tags IMAGE [FILTER] — its tags, newest first; FILTER is a version prefix "
             "(1.25), a substring (alpine), a glob (1.2*) or a range (~1.27).",
             "/inspect IMAGE — digest, platforms with sizes, created date, and whether it is "
