@@ -67,6 +67,11 @@ def all_platforms(job: Job, idx: int, item: Item) -> Action:
     return Action(f"{job.id}.all.{idx}", label, command, Style.DEFAULT)
 
 
+COPY_BUTTONS = 5
+"""Waiting images of one job that get a "Copy" button each; more get one "Copy all N waiting"
+(Slack shows 25 buttons a message, and Cancel must stay among them)."""
+
+
 def confirm(job: Job, idx: int, item: Item) -> Action:
     """ "Copy 3.2 GB" for an image over MIRROR_CONFIRM_BYTES; the job's Cancel is the no."""
     size = human_bytes(item.bytes) if item.bytes is not None else "it"
@@ -74,11 +79,18 @@ def confirm(job: Job, idx: int, item: Item) -> Action:
     return Action(f"{job.id}.ok.{idx}", label, f"/confirm {job.id} {idx + 1}", Style.PRIMARY)
 
 
+def confirm_all(job: Job, waiting: Sequence[Item] = ()) -> Action:
+    size = human_bytes(sum(i.bytes for i in waiting if i.bytes is not None))
+    label = f"Copy all {len(waiting)} waiting ({size})"
+    return Action(f"{job.id}.ok.all", label, f"/confirm {job.id}", Style.PRIMARY)
+
+
 def confirmations(job: Job) -> tuple[Action, ...]:
     """Every "Copy" the job could ask for, stored with its acknowledgement: the question comes
     from the job service, which stores the item's state but knows no buttons, so the button
     behind it has to be there already when the live message shows it."""
-    return tuple(confirm(job, idx, item) for idx, item in enumerate(job.items))
+    each = tuple(confirm(job, idx, item) for idx, item in enumerate(job.items))
+    return (*each, confirm_all(job)) if len(job.items) > COPY_BUTTONS else each
 
 
 def mirror_tags(key: str, image: ImageRef, tags: Sequence[str]) -> tuple[Action, ...]:
@@ -110,12 +122,10 @@ def while_running(job: Job) -> tuple[Action, ...]:
     until the job ends; then nothing (the buttons go away)."""
     if job.finished:
         return ()
-    waiting = tuple(
-        confirm(job, idx, item)
-        for idx, item in enumerate(job.items)
-        if item.status is ItemStatus.AWAITING
-    )
-    return (*waiting, cancel(job))
+    waiting = [(i, item) for i, item in enumerate(job.items) if item.status is ItemStatus.AWAITING]
+    if len(waiting) > COPY_BUTTONS:
+        return confirm_all(job, [item for _, item in waiting]), cancel(job)
+    return (*(confirm(job, idx, item) for idx, item in waiting), cancel(job))
 
 
 def _one_platform_copy(item: Item) -> bool:

@@ -419,6 +419,8 @@ class JobService:
         their own job. The listener hears of the wait only once it is stored."""
         item = job.items[idx]
         if self._confirm_bytes is None:
+            if item.status is ItemStatus.AWAITING:  # asked before a restart that stopped asking
+                item.status = ItemStatus.QUEUED
             return
         if item.status is ItemStatus.QUEUED:
             if item.bytes is not None:  # measured and agreed before a restart

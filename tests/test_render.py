@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot import render
+from bot import actions, render
 from bot.view import to_plain_text
 from mirror.artifacts import ArtifactKind, Referrer, ReferrerKind
 from mirror.lookup import Inspection, PlatformImage, TagList
@@ -228,3 +228,47 @@ def test_tags_and_inspect_views() -> None:
     same = Item(**{**copied.__dict__, "source_digest": DIGEST_B})
     assert "Upstream has not moved" in to_plain_text(render.inspection(seen, [(same, 0.0)]))
     assert "Not mirrored here yet." in to_plain_text(render.inspection(seen))
+
+
+def waiting(source: str, size: int | None) -> Item:
+    target = "docker.io/alice/" + source.replace("/", ".")
+    return Item(
+        source,
+        parse_reference(source),
+        parse_reference(target),
+        DEFAULT_PLATFORM,
+        status=ItemStatus.AWAITING if size else ItemStatus.QUEUED,
+        bytes=size,
+    )
+
+
+def test_an_image_awaiting_confirmation_shows_its_size_and_a_copy_button() -> None:
+    job = Job("abcdef", "slack:U1", "slack:C1", [waiting("nginx:1.25", 3_200_000_000)])
+    view = render.progress(job)
+    assert [(a.label, a.command) for a in view.actions] == [
+        ("Copy 3.2 GB", "/confirm abcdef 1"),
+        ("Cancel", "/cancel abcdef"),
+    ]
+    assert "- nginx:1.25: awaiting confirmation\n    This image is 3.2 GB." in to_plain_text(view)
+    assert job.state == "awaiting confirmation"
+    stored = {a.id for a in actions.confirmations(job)}
+    assert {a.id for a in view.actions} - stored == {"abcdef.cancel"}
+
+
+def test_many_waiting_images_share_one_copy_all_button() -> None:
+    items = [waiting(f"app{n}:1", 2_000_000_000) for n in range(6)] + [waiting("small:1", None)]
+    job = Job("abcdef", "slack:U1", "slack:C1", items)
+    view = render.progress(job)
+    assert [(a.label, a.command) for a in view.actions] == [
+        ("Copy all 6 waiting (12.0 GB)", "/confirm abcdef"),
+        ("Cancel", "/cancel abcdef"),
+    ]
+    assert {a.id for a in view.actions} - {a.id for a in actions.confirmations(job)} == {
+        "abcdef.cancel"
+    }
+    few = Job("ghjkmn", "slack:U1", "slack:C1", items[:2] + items[-1:])
+    assert [a.label for a in render.progress(few).actions] == [
+        "Copy app0:1 (2.0 GB)",
+        "Copy app1:1 (2.0 GB)",
+        "Cancel",
+    ]
