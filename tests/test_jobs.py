@@ -107,3 +107,76 @@ async def test_a_target_holding_another_source_is_refused(
     with pytest.raises(NameConflict, match="already holds a copy"):
         await service.check_targets([multi])
     await service.check_targets([hello])  # the same source again is fine
+
+
+async def test_an_image_over_the_confirm_size_waits_stored_across_a_restart(
+    lab: lab_module.Lab, tmp_path: Path
+) -> None:
+    """Measured by the registry engine though the daemon copies; stored as awaiting with its
+    size before anyone hears; a restart waits again without pulling; once agreed (stored), the
+    next restart copies without asking; an image under the size is never asked about."""
+    from mirror.registry.engine import RegistryEngine
+
+    store = await open_store(tmp_path / "confirm.db")
+    engines = {
+        "docker": lambda: DockerEngine(lab.docker_host, insecure={lab.target}),
+        "registry": lambda: RegistryEngine(insecure={lab.source, lab.target}),
+    }
+    big = job_of(item_for(lab, f"{lab.source}/library/multi:1.0", "confirm"))
+    small = job_of(item_for(lab, f"{lab.source}/library/hello:1.0", "confirm"))
+    heard: list[ItemStatus] = []
+
+    async def stored(job: Job) -> Item:
+        found = await store.get_job(job.id)
+        assert found is not None
+        return found.items[0]
+
+    def listen(job: Job) -> None:
+        if job.id == big.id:  # what the listener hears is already stored
+            heard.append(job.items[0].status)
+
+    started = time.time_ns()
+    try:
+        for round_ in range(3):
+            chooser = EngineChooser("docker", engines)
+            service = JobService(store, chooser, confirm_bytes=1_000_000)
+            try:
+                if round_ == 0:
+                    await service.submit(big, listen)
+                    small_done = await (await service.submit(small, listen))
+                    assert small_done.items[0].status is ItemStatus.SUCCEEDED
+                    await asyncio.wait_for(_until_awaiting(service, big.id), 60)
+                    asked = await stored(big)
+                    assert asked.status is ItemStatus.AWAITING
+                    assert asked.bytes is not None and asked.bytes > 6 << 20
+                    assert heard == [ItemStatus.AWAITING]
+                elif round_ == 1:  # restarted: still waiting, not measured or pulled again
+                    [resumed] = await store.unfinished_jobs()
+                    assert resumed.items[0].status is ItemStatus.AWAITING
+                    service.start(resumed, listen)
+                    await asyncio.wait_for(_until_awaiting(service, big.id), 60)
+                    assert await service.confirm(big.id) == 1
+                    assert (await stored(big)).status is ItemStatus.QUEUED
+                    # ...and the bot stops at once, before the copy could begin.
+                else:
+                    [agreed] = await store.unfinished_jobs()
+                    assert agreed.items[0].bytes is not None
+                    done = await service.start(agreed, listen)
+                    assert done.items[0].status is ItemStatus.SUCCEEDED
+                    assert (await stored(big)).status is ItemStatus.SUCCEEDED
+            finally:
+                await service.aclose()
+                await chooser.aclose()
+        pulled = [str(e.get("id", "")) for e in pulls_since(lab.docker_host, started)]
+        assert sum("library/hello" in p for p in pulled) == 1
+        assert sum("library/multi" in p for p in pulled) == 1, pulled  # only once agreed
+    finally:
+        await store.close()
+
+
+async def _until_awaiting(service: JobService, job_id: str) -> None:
+    while True:
+        job = service.active(job_id)
+        if job is not None and job.items[0].status is ItemStatus.AWAITING:
+            return
+        await asyncio.sleep(0.05)
