@@ -253,3 +253,26 @@ def test_the_daemon_going_away_mid_copy_is_a_clear_failure(
             assert "Traceback" not in (child.before or "")
         finally:
             child.close(force=True)
+
+
+def test_the_console_prints_the_command_each_button_stands_for(
+    lab: lab_module.Lab, env: dict[str, str]
+) -> None:
+    """No buttons at a terminal: "Copy 6.3 MB" is `/confirm JOB 1` to type, which copies the
+    image that waited; a /tags answer names `/mirror IMAGE:TAG` per newest tag."""
+    child = start(env | {"MIRROR_CONFIRM_BYTES": "5MB"})
+    try:
+        child.sendline(f"/mirror {lab.source}/library/multi:1.0")
+        child.expect(r"Job (\w{6}): mirroring 1 image")
+        job_id = child.match.group(1)
+        child.expect_exact("This image is 6.3 MB.")
+        child.expect_exact(f"[Copy 6.3 MB] type: /confirm {job_id} 1")
+        child.expect_exact(f"[Cancel] type: /cancel {job_id}")
+        child.sendline(f"/confirm {job_id}")
+        child.expect_exact(f"Job {job_id}: copying `{lab.source}/library/multi:1.0` (6.3 MB).")
+        child.expect(rf"Job {job_id} done: 1 image ready")
+
+        child.sendline(f"/tags {lab.source}/library/app 1.2")
+        child.expect_exact(f"[Mirror 1.2.4] type: /mirror {lab.source}/library/app:1.2.4")
+    finally:
+        child.close(force=True)
