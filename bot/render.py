@@ -271,9 +271,9 @@ def bulk_plan(
 def confirmed(job: Job, items: Sequence[Item]) -> MessageView:
     """The answer to "Copy 3.2 GB": what is copied now, in the job's thread."""
     sizes = [i.bytes for i in items if i.bytes is not None]
-    what = items[0].source.familiar if len(items) == 1 else _plural(len(items), "image")
+    what = quote(items[0].source.familiar) if len(items) == 1 else _plural(len(items), "image")
     size = f" ({human_bytes(sum(sizes))})" if sizes else ""
-    return info(f"Job {job.id}: copying {quote(what) if len(items) == 1 else what}{size}.")
+    return info(f"Job {job.id}: copying {what}{size}.")
 
 
 def error(sentence: str, *, usage: bool = False) -> MessageView:
