@@ -13,6 +13,7 @@ from bot import actions
 from bot.view import to_plain_text
 from mirror.models import ItemStatus
 from tests.test_app import finish, job_id_of, press, running_bot, say, settings_for, until
+from tests.test_registry_engine import multi_arch
 
 
 async def test_an_image_over_the_confirm_size_waits_for_its_requester(
@@ -121,3 +122,22 @@ async def test_tags_and_inspect_answers_carry_buttons_that_mirror_what_they_show
             f"/mirror {lab.source}/library/multi:1.0",
         )
         assert "[Mirror this image] type: /mirror" in seen.texts[0]
+
+
+async def test_inspecting_a_multi_platform_image_offers_all_platforms_too(
+    lab: lab_module.Lab, tmp_path: Path
+) -> None:
+    multi_arch(lab, "team/inspected")
+    image = f"{lab.source}/team/inspected:1.0"
+    settings = settings_for(tmp_path, lab.target, lab.source)
+    async with running_bot(settings) as bot:
+        seen = await say(bot, "alice", "room1", f"/inspect {image}")
+        buttons = seen.messages[0].views[-1].actions
+        assert [(b.label, b.command) for b in buttons] == [
+            ("Mirror this image", f"/mirror {image}"),
+            ("All platforms (exact copy)", f"/mirror {image} --platform all"),
+        ]
+        assert await press(bot, "alice", "room1", buttons[1].id, seen) == []
+        await finish(bot)
+        assert "done: 1 image ready" in seen.texts[-1]
+        assert "digest identical to the source" in seen.texts[-1]
