@@ -206,11 +206,12 @@ class DockerEngine:
         finally:
             if self._remove_after and pushed is None:
                 await self._cleanup(_pullable(request.target))
-        # The size lookup (a registry round trip, the registry client's first import) and the
-        # removal (the daemon deleting layers) wait on different parties: overlap them.
-        pushed_bytes, _ = await asyncio.gather(
-            self._pushed_bytes(request.target, target_digest),
+        # The removal (the daemon deleting layers) and the size lookup (a registry round trip)
+        # wait on different parties: overlap them. The removal goes first, so its worker thread
+        # is under way before the lookup's first step runs on the event loop.
+        _, pushed_bytes = await asyncio.gather(
             self._cleanup(_pullable(request.target)) if self._remove_after else _nothing(),
+            self._pushed_bytes(request.target, target_digest),
         )
         return Outcome(
             ItemStatus.SUCCEEDED,
