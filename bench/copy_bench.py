@@ -250,6 +250,9 @@ class Bench:
             for k, v in os.environ.items()
             if not k.startswith(("MIRROR_", "SLACK_", "TELEGRAM_", "DOCKER_"))
         }
+        # An installed image has compiled bytecode (pip writes it); without this the untimed
+        # warm-up could not write it either and every timed run would compile bot/ and mirror/.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         env.update(self.lab.env())
         if self.source_registry != self.lab.source:
             for name in ("MIRROR_ALLOWED_SOURCES", "MIRROR_INSECURE_REGISTRIES"):
