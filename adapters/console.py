@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from bot.chat import ConfigurationError, Conversation, Handler, Incoming, Reply, Undeliverable
+from bot.i18n import console_tag
 from bot.plugins import AdapterPlugin, AdapterSettings, SettingsPlugin
 from bot.view import MessageView, to_plain_text
 from mirror.tasks import TaskSet
@@ -100,6 +101,8 @@ class ConsoleAdapter:
         self._screen = _Screen(stdout or sys.stdout)
         self._conversation = ConsoleConversation(self._screen)
         self._user = getpass.getuser()
+        self._language = console_tag()
+        """The terminal's ``LC_ALL``/``LC_MESSAGES``/``LANG``, as the client's language."""
 
     async def serve(self, handler: Handler) -> None:
         """Read commands until end of input (or ``quit``); each runs concurrently."""
@@ -116,7 +119,9 @@ class ConsoleAdapter:
                 if not text:
                     self._screen.prompt()
                     continue
-                incoming = Incoming("console", self._user, self._user, "local", text)
+                incoming = Incoming(
+                    "console", self._user, self._user, "local", text, language=self._language
+                )
                 commands.spawn(handler(incoming, self._conversation), name="console-command")
             await commands.wait()
         finally:

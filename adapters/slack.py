@@ -21,6 +21,7 @@ or an unreachable API as :class:`bot.chat.ChatUnavailable`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from collections import OrderedDict
@@ -143,6 +144,8 @@ def _port_error(exc: Exception) -> Exception:
 
 
 _FAILURES = (SlackApiError, TimeoutError, OSError, ClientError)
+LOCALE_TIMEOUT = 3.0
+"""Seconds a command waits for its sender's locale before answering in the default."""
 
 
 @dataclass
@@ -213,6 +216,18 @@ class _Api:
             )
         except _FAILURES as exc:
             raise _port_error(exc) from None
+
+    async def locale(self, user: str) -> str | None:
+        """The user's Slack language (``users.info`` with ``include_locale``: ``zh-CN``), or
+        None when Slack does not say or cannot be asked (answers then follow the default)."""
+        try:
+            async with asyncio.timeout(LOCALE_TIMEOUT):
+                response = await self.client.users_info(user=user, include_locale=True)
+        except _FAILURES as exc:
+            log.info("slack: no locale for %s (%s)", user, type(exc).__name__)
+            return None
+        found = (response.get("user") or {}).get("locale")
+        return str(found) if found else None
 
     async def whisper(self, channel: str, user: str, thread_ts: str | None, text: str) -> None:
         """A message only ``user`` sees (``chat.postEphemeral``): a refused button press."""
@@ -358,6 +373,8 @@ class SlackAdapter:
         # No retry handlers: bot.delivery retries chat calls, _who_am_i the start-up.
         client = AsyncWebClient(token=bot_token, base_url=_api_root(api_url), retry_handlers=[])
         self._api = _Api(client)
+        self._locales: dict[str, str | None] = {}
+        """Each user's locale, asked once per run (a failure is remembered as None too)."""
         self._commands = TaskSet("slack")
         self._seen = _Seen()
         self.bot_user_id: str | None = None
@@ -465,7 +482,7 @@ class SlackAdapter:
                 open_thread=True,
                 response_url=command.get("response_url") or None,
             )
-            self._spawn(handler(incoming, conversation))
+            self._spawn(self._in_language(handler, incoming, conversation))
 
         async def on_mention(body: dict[str, Any], event: dict[str, Any]) -> None:
             if not self._seen.first_time(body.get("event_id")) or event.get("bot_id"):
@@ -507,7 +524,7 @@ class SlackAdapter:
                 press=Press(str(actions[0].get("value") or ""), answer_privately),
             )
             conversation = SlackConversation(self._api, channel, thread, user)
-            self._spawn(handler(incoming, conversation))
+            self._spawn(self._in_language(handler, incoming, conversation))
 
         app.command(re.compile(r"^/.+"))(on_command)
         app.action(re.compile(f"^{re.escape(ACTION_PREFIX)}"))(on_button)
@@ -519,7 +536,18 @@ class SlackAdapter:
         user, channel = str(event.get("user", "")), str(event["channel"])
         text = command_text(str(event.get("text") or ""), self.bot_user_id)
         incoming = self._incoming(user, user, channel, text, self._shared(event))
-        self._spawn(handler(incoming, SlackConversation(self._api, channel, thread_ts, user)))
+        conversation = SlackConversation(self._api, channel, thread_ts, user)
+        self._spawn(self._in_language(handler, incoming, conversation))
+
+    async def _in_language(
+        self, handler: Handler, incoming: Incoming, conversation: Conversation
+    ) -> None:
+        """Hand the command over with its sender's locale, asked after the ack (Slack wants
+        that within 3 s) and once per user."""
+        if incoming.user_id not in self._locales:
+            self._locales[incoming.user_id] = await self._api.locale(incoming.user_id)
+        language = self._locales[incoming.user_id]
+        await handler(dataclasses.replace(incoming, language=language), conversation)
 
     def _shared(self, event: dict[str, Any]) -> SharedFile | None:
         """The first file shared with the message, downloaded only when the bot asks."""

@@ -103,6 +103,7 @@ COMMANDS = (
     "watch",
     "watches",
     "unwatch",
+    "lang",
     "help",
     "start",
 )
@@ -119,6 +120,7 @@ MENU = {
         ("watch", "Mirror again when a tag moves: /watch IMAGE[:TAG|FILTER]"),
         ("watches", "This chat's watches"),
         ("unwatch", "Stop a watch: /unwatch ID"),
+        ("lang", "Answer me in English or Chinese: /lang en|zh"),
         ("help", "Usage and examples"),
     ),
     # Chinese punctuation is full width on purpose.
@@ -132,6 +134,7 @@ MENU = {
         ("watch", "标签更新时重新同步：/watch 镜像[:标签|过滤]"),  # noqa: RUF001
         ("watches", "本聊天的监视"),
         ("unwatch", "停止监视：/unwatch 编号"),  # noqa: RUF001
+        ("lang", "回复我的语言：/lang zh（简体中文）或 /lang en（英文）"),  # noqa: RUF001
         ("help", "用法和示例"),
     ),
 }
@@ -489,6 +492,7 @@ class TelegramAdapter:
             bot_username=username,
             closed_by_default=True,
             file=shared,
+            language=user.language_code,
         )
         where = _Where(chat.id, message.message_id, Mention(user.id, user.first_name))
         await self._handler(incoming, TelegramConversation(self._app.bot, where))
@@ -518,6 +522,7 @@ class TelegramAdapter:
             bot_username=self._app.bot.username,
             closed_by_default=True,
             press=Press(query.data or "", answer_privately),
+            language=user.language_code,
         )
         # Answers to a press reply to the message that carried the button.
         where = _Where(chat.id, message.message_id, Mention(user.id, user.first_name))

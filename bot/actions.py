@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from bot.i18n import N_, _
 from bot.view import Action, Style, human_bytes
 from mirror.models import Item, ItemStatus, Job, StoredAction, platform_text
 from mirror.reference import ImageRef, parse_reference
@@ -20,14 +21,14 @@ from mirror.reference import ImageRef, parse_reference
 MAX_AGE_SECONDS = 30 * 24 * 3600.0
 """A button older than this is answered as expired: its job's context is long gone."""
 
-EXPIRED = "This button has expired; type the command instead."
+EXPIRED = N_("This button has expired; type the command instead.")
 TAG_BUTTONS = 8
 """Tags of a ``/tags`` answer that get a "Mirror TAG" button: the newest, which are the ones
 people copy; a Telegram keyboard of one row each stays shorter than the list above it, and
 Slack's 25 elements per block are far off."""
 
-UNKNOWN = "I do not know this button (it may belong to another bot); type the command instead."
-USED = "This button was already pressed; nothing more to do."
+UNKNOWN = N_("I do not know this button (it may belong to another bot); type the command instead.")
+USED = N_("This button was already pressed; nothing more to do.")
 
 
 ADMINS = "admins"
@@ -37,17 +38,21 @@ requester is ever called that."""
 
 def not_yours(owner: str) -> str:
     if owner == ADMINS:
-        return "Only an admin may press this button; nothing was done."
-    return f"Only the requester ({owner}) or an admin may press this button; nothing was done."
+        return _("Only an admin may press this button; nothing was done.")
+    return _(
+        "Only the requester ({owner}) or an admin may press this button; nothing was done."
+    ).format(owner=owner)
 
 
 def cancel(job: Job) -> Action:
-    return Action(f"{job.id}.cancel", "Cancel", f"/cancel {job.id}", Style.DANGER)
+    return Action(f"{job.id}.cancel", _("Cancel"), f"/cancel {job.id}", Style.DANGER)
 
 
 def retry(job: Job, idx: int, item: Item) -> Action:
     command = f"/mirror {item.spec} --platform {platform_text(item.platform)}"
-    label = "Retry" if len(job.items) == 1 else f"Retry {item.source.familiar}"
+    label = (
+        _("Retry") if len(job.items) == 1 else _("Retry {image}").format(image=item.source.familiar)
+    )
     return Action(f"{job.id}.retry.{idx}", label, command, Style.PRIMARY)
 
 
@@ -56,14 +61,15 @@ def suggestion(job: Job, idx: int, n: int, item: Item, reference: str) -> Action
     ref = parse_reference(reference)
     shown = ref.tag if ref.name == item.source.name and ref.tag else ref.familiar
     command = f"/mirror {ref.familiar} --platform {platform_text(item.platform)}"
-    return Action(f"{job.id}.s.{idx}.{n}", f"Mirror {shown}", command, Style.PRIMARY)
+    label = _("Mirror {image}").format(image=shown)
+    return Action(f"{job.id}.s.{idx}.{n}", label, command, Style.PRIMARY)
 
 
 def all_platforms(job: Job, idx: int, item: Item) -> Action:
     command = f"/mirror {item.spec} --platform all"
-    label = "All platforms (exact copy)"
+    label = _("All platforms (exact copy)")
     if len(job.items) > 1:
-        label = f"{item.source.familiar}: all platforms (exact copy)"
+        label = _("{image}: all platforms (exact copy)").format(image=item.source.familiar)
     return Action(f"{job.id}.all.{idx}", label, command, Style.DEFAULT)
 
 
@@ -74,14 +80,19 @@ COPY_BUTTONS = 5
 
 def confirm(job: Job, idx: int, item: Item) -> Action:
     """ "Copy 3.2 GB" for an image over MIRROR_CONFIRM_BYTES; the job's Cancel is the no."""
-    size = human_bytes(item.bytes) if item.bytes is not None else "it"
-    label = f"Copy {size}" if len(job.items) == 1 else f"Copy {item.source.familiar} ({size})"
+    if len(job.items) > 1:
+        size = human_bytes(item.bytes) if item.bytes is not None else "?"
+        label = _("Copy {image} ({size})").format(image=item.source.familiar, size=size)
+    elif item.bytes is not None:
+        label = _("Copy {size}").format(size=human_bytes(item.bytes))
+    else:
+        label = _("Copy it")
     return Action(f"{job.id}.ok.{idx}", label, f"/confirm {job.id} {idx + 1}", Style.PRIMARY)
 
 
 def confirm_all(job: Job, waiting: Sequence[Item] = ()) -> Action:
     size = human_bytes(sum(i.bytes for i in waiting if i.bytes is not None))
-    label = f"Copy all {len(waiting)} waiting ({size})"
+    label = _("Copy all {count} waiting ({size})").format(count=len(waiting), size=size)
     return Action(f"{job.id}.ok.all", label, f"/confirm {job.id}", Style.PRIMARY)
 
 
@@ -97,7 +108,11 @@ def mirror_tags(key: str, image: ImageRef, tags: Sequence[str]) -> tuple[Action,
     """ "Mirror 1.27.3" for the newest tags a ``/tags`` answer lists; ``key`` is fresh per
     answer (nothing else names it)."""
     return tuple(
-        Action(f"{key}.t.{n}", f"Mirror {tag}", f"/mirror {image.repo_only.familiar}:{tag}")
+        Action(
+            f"{key}.t.{n}",
+            _("Mirror {image}").format(image=tag),
+            f"/mirror {image.repo_only.familiar}:{tag}",
+        )
         for n, tag in enumerate(tags[:TAG_BUTTONS])
     )
 
@@ -105,16 +120,18 @@ def mirror_tags(key: str, image: ImageRef, tags: Sequence[str]) -> tuple[Action,
 def mirror_inspected(key: str, image: ImageRef, *, every_platform: bool) -> tuple[Action, ...]:
     """ "Mirror this image" under ``/inspect``, and "All platforms (exact copy)" when it has
     several and a plain ``/mirror`` copies one."""
-    found = [Action(f"{key}.i.0", "Mirror this image", f"/mirror {image.familiar}", Style.PRIMARY)]
+    label = _("Mirror this image")
+    found = [Action(f"{key}.i.0", label, f"/mirror {image.familiar}", Style.PRIMARY)]
     if every_platform:
         command = f"/mirror {image.familiar} --platform all"
-        found.append(Action(f"{key}.i.all", "All platforms (exact copy)", command))
+        found.append(Action(f"{key}.i.all", _("All platforms (exact copy)"), command))
     return tuple(found)
 
 
 def copy_all(key: str, command: str, count: int, size: str) -> Action:
     """A bulk plan's "Copy all 23 images (4.2 GB)": the same list with ``--confirm``."""
-    return Action(f"{key}.all", f"Copy all {count} images ({size})", command, Style.PRIMARY)
+    label = _("Copy all {count} images ({size})").format(count=count, size=size)
+    return Action(f"{key}.all", label, command, Style.PRIMARY)
 
 
 def while_running(job: Job) -> tuple[Action, ...]:

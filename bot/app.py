@@ -31,6 +31,7 @@ from bot.commands import (
     HelpCommand,
     HistoryCommand,
     InspectCommand,
+    LanguageCommand,
     MirrorCommand,
     PlanCommand,
     StatusCommand,
@@ -42,6 +43,8 @@ from bot.commands import (
     parse_command,
 )
 from bot.files import file_text
+from bot.i18n import ENGLISH, N_, _, current, localize, speaking
+from bot.languages import Languages
 from bot.live import LiveMessage
 from bot.pacing import Pacer, Priority
 from bot.paste import Ambiguous, PastedFiles
@@ -56,16 +59,22 @@ from mirror.jobs import JobListener, JobService
 from mirror.logcontext import job_context
 from mirror.models import ItemStatus, Job, Watch, is_tag_filter, new_job_id, platform_text
 from mirror.naming import parse_image_spec
-from mirror.reference import quote
 from mirror.store import StoreError
 from mirror.tasks import TaskSet
+from mirror.text import Text, text_of
 from mirror.watches import Upstream, Watcher
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED = "The bot restarted during this job and could not reach its chat to resume it."
-NOT_ACKNOWLEDGED = "The bot could not tell the chat about this job, so it never started; ask again."
-CHAT_GONE = "The bot could not reach the chat where this watch was made."
+INTERRUPTED = Text("The bot restarted during this job and could not reach its chat to resume it.")
+NOT_ACKNOWLEDGED = Text(
+    "The bot could not tell the chat about this job, so it never started; ask again."
+)
+CHAT_GONE = Text("The bot could not reach the chat where this watch was made.")
+HANT_FALLBACK = N_(
+    "I do not speak Traditional Chinese yet, so I answer in English; "
+    "send `/mirror lang zh` for Simplified Chinese."
+)
 
 
 class MirrorBot:
@@ -91,11 +100,39 @@ class MirrorBot:
         self._adapters: Mapping[str, ChatAdapter] = {}
         self._watching = TaskSet("watches")
         self.watcher: Watcher | None = None
+        self.languages = Languages(service.store, settings.mirror_language)
 
     # -- entry point --------------------------------------------------------------------------
 
     async def handle(self, incoming: Incoming, conversation: Conversation) -> None:
-        """Answer one command. Returns once the job (if any) is acknowledged, not finished."""
+        """Answer one command. Returns once the job (if any) is acknowledged, not finished.
+
+        Everything said to the sender, now and later in the thread (the job's live message and
+        final answer are rendered in tasks started here), is in the sender's language."""
+        choice = await self.languages.of(incoming)
+        with speaking(choice.language):
+            await self._handle(incoming, conversation)
+        if choice.unsupported_chinese and incoming.press is None:
+            await self._say_once(
+                incoming, conversation, f"hant:{incoming.platform}:{incoming.user_id}"
+            )
+
+    async def _say_once(self, incoming: Incoming, conversation: Conversation, key: str) -> None:
+        """Tell a Traditional Chinese client, once ever, why it gets English."""
+        try:
+            if not await self.service.store.first_notice(key):
+                return
+            await self.pacer.send(
+                conversation,
+                Priority.ANSWER,
+                partial(conversation.post, render.info(HANT_FALLBACK)),
+                what="notice",
+                adapter=incoming.platform,
+            )
+        except (StoreError, TimeoutError, Undeliverable) as exc:
+            log.warning("could not say why a client gets English: %s", exc)
+
+    async def _handle(self, incoming: Incoming, conversation: Conversation) -> None:
         if incoming.press is not None:
             await self._press(incoming, conversation)
             return
@@ -124,20 +161,22 @@ class MirrorBot:
             else:
                 view = await self._answer_at_once(incoming, command)
         except Ambiguous as exc:  # a question, not a failure
-            view = render.info(str(exc))
+            view = render.info(text_of(exc))
         except UsageError as exc:
-            view = render.error(str(exc), usage=True)
+            view = render.error(text_of(exc), usage=True)
         except StoreError as exc:
             log.error("the store failed: %s", exc.__cause__ or exc)
-            view = render.error(str(exc))
+            view = render.error(text_of(exc))
         except MirrorError as exc:
-            view = render.error(str(exc))
+            view = render.error(text_of(exc))
         except (TimeoutError, Undeliverable) as exc:
             log.error("could not answer a %s command: %s", incoming.platform, exc)
             return
         except Exception:
             log.exception("could not handle a %s command", incoming.platform)
-            view = render.error("Something went wrong on my side; the bot's log has the details.")
+            view = render.error(
+                _("Something went wrong on my side; the bot's log has the details.")
+            )
         try:
             await self.pacer.send(
                 conversation,
@@ -172,13 +211,13 @@ class MirrorBot:
             else:
                 refusal = None
         except Denied as exc:
-            refusal = str(exc)
+            refusal = text_of(exc)
         except StoreError as exc:
             log.error("the store failed: %s", exc.__cause__ or exc)
-            refusal = str(exc)
+            refusal = text_of(exc)
         if refusal is not None or action is None:
             try:
-                await press.answer_privately(refusal or actions.UNKNOWN)
+                await press.answer_privately(localize(refusal) or _(actions.UNKNOWN))
             except Exception as exc:  # the chat's trouble: the presser can press again
                 log.error("could not answer a %s button: %s", incoming.platform, exc)
             return
@@ -196,13 +235,16 @@ class MirrorBot:
         | TagsCommand
         | InspectCommand
         | WatchesCommand
-        | UnwatchCommand,
+        | UnwatchCommand
+        | LanguageCommand,
     ) -> MessageView:
         """The commands answered with one message and no job to follow."""
         chat = f"{incoming.platform}:{incoming.chat_id}"
         store = self.service.store
         if isinstance(command, HelpCommand):
             return render.help_text()
+        if isinstance(command, LanguageCommand):
+            return await self._choose_language(incoming, command.language)
         if isinstance(command, HistoryCommand):
             return render.history(await store.history(chat))
         if isinstance(command, StatusCommand):
@@ -211,7 +253,9 @@ class MirrorBot:
                 return render.status_list(await store.recent_jobs(chat), limits)
             job = self.service.active(command.job_id) or await store.get_job(command.job_id)
             if job is None or job.chat != chat:
-                return render.error(f"There is no job `{command.job_id[:20]}` in this chat.")
+                return render.error(
+                    _("There is no job `{job}` in this chat.").format(job=command.job_id[:20])
+                )
             if job.finished:
                 return render.answer(job, self.render_options)
             return render.progress(job)
@@ -248,7 +292,7 @@ class MirrorBot:
         await self.service.store.add_actions(actions.owned(owner, chat, buttons))
         view = dataclasses.replace(view, actions=buttons)
         if command.corrected_from is not None:
-            read = f"read {quote(command.corrected_from)} as {quote(command.image.familiar)}"
+            read = render.read_as(command.corrected_from, command.image.familiar)
             view = dataclasses.replace(view, lines=(read, *view.lines))
         return view
 
@@ -256,29 +300,47 @@ class MirrorBot:
         job = self.service.active(job_id)
         requester = f"{incoming.platform}:{incoming.user_id}"
         if job is None:
-            return render.error(f"Job `{job_id[:20]}` is not running.")
+            return render.error(_("Job `{job}` is not running.").format(job=job_id[:20]))
         if job.requester != requester and not self.policy.is_admin(incoming):
-            return render.error(f"Only the requester or an admin may cancel job {job.id}.")
+            return render.error(
+                _("Only the requester or an admin may cancel job {job}.").format(job=job.id)
+            )
         await self.service.cancel(job.id)
-        return render.info(f"Job {job.id} cancelled.")
+        return render.info(_("Job {job} cancelled.").format(job=job.id))
+
+    async def _choose_language(self, incoming: Incoming, language: str | None) -> MessageView:
+        """Store the sender's language (None: back to their client's) and confirm in it."""
+        user = f"{incoming.platform}:{incoming.user_id}"
+        await self.service.store.set_language(user, language)
+        choice = await self.languages.of(incoming)
+        with speaking(choice.language):
+            if language is None:
+                return render.info(_("I will answer you in your client's language again."))
+            if language == ENGLISH:
+                return render.info(_("I will answer you in English."))
+            return render.info(_("I will answer you in Simplified Chinese."))
 
     async def _confirm(self, incoming: Incoming, command: ConfirmCommand) -> MessageView:
         """ "Copy 3.2 GB": the job service lets the waiting image go on (the Cancel beside it
         is ``/cancel``)."""
         job = self.service.active(command.job_id)
         if job is None or job.chat != f"{incoming.platform}:{incoming.chat_id}":
-            return render.error(f"Job `{command.job_id[:20]}` is not running.")
+            return render.error(_("Job `{job}` is not running.").format(job=command.job_id[:20]))
         if job.requester != f"{incoming.platform}:{incoming.user_id}" and not (
             self.policy.is_admin(incoming)
         ):
-            return render.error(f"Only the requester or an admin may confirm job {job.id}.")
+            return render.error(
+                _("Only the requester or an admin may confirm job {job}.").format(job=job.id)
+            )
         waiting = [
             item
             for idx, item in enumerate(job.items)
             if item.status is ItemStatus.AWAITING and command.item in (None, idx)
         ]
         if not await self.service.confirm(job.id, command.item):
-            return render.info(f"Nothing in job {job.id} is waiting for an answer.")
+            return render.info(
+                _("Nothing in job {job} is waiting for an answer.").format(job=job.id)
+            )
         return render.confirmed(job, waiting)
 
     # -- mirroring ----------------------------------------------------------------------------
@@ -310,7 +372,12 @@ class MirrorBot:
     ) -> None:
         limit = self.settings.mirror_max_images
         if len(command.images) > limit and not self.policy.is_admin(incoming):
-            raise UsageError(f"Only an admin may confirm more than {limit} images in one command.")
+            raise UsageError(
+                Text(
+                    "Only an admin may confirm more than {limit} images in one command.",
+                    limit=limit,
+                )
+            )
         items = self.planner.plan(
             command.images,
             command.platform,
@@ -365,13 +432,13 @@ class MirrorBot:
                 await self.pacer.send(
                     conversation,
                     Priority.ANSWER,
-                    partial(reply.edit, render.error(str(exc))),
+                    partial(reply.edit, render.error(text_of(exc))),
                     what="error",
                     adapter=adapter,
                 )
                 return
             live = LiveMessage(self.pacer, conversation, reply, initial=ack, adapter=adapter)
-            task = self.service.start(job, _progress_to(live))
+            task = self.service.start(job, _progress_to(live, current()))
             self._follow(job, task, conversation, live, pasted)
 
     async def _never_started(self, job: Job) -> None:
@@ -431,11 +498,14 @@ class MirrorBot:
         store = self.service.store
         limit = self.settings.mirror_max_watches
         if limit == 0:
-            raise UsageError("Watches are off on this bot (MIRROR_MAX_WATCHES is 0).")
+            raise UsageError(Text("Watches are off on this bot (MIRROR_MAX_WATCHES is 0)."))
         if len(await store.watches(chat)) >= limit:
             raise UsageError(
-                f"This chat already has {limit} watches, the most it may keep "
-                "(MIRROR_MAX_WATCHES); stop one with /unwatch ID."
+                Text(
+                    "This chat already has {limit} watches, the most it may keep "
+                    "(MIRROR_MAX_WATCHES); stop one with /unwatch ID.",
+                    limit=limit,
+                )
             )
         tag = "latest" if is_tag_filter(command.pattern) else command.pattern
         self.planner.plan(  # the policy and the target, before anything is stored
@@ -470,12 +540,20 @@ class MirrorBot:
         store = self.service.store
         watch = await store.get_watch(watch_id)
         if watch is None or watch.chat != f"{incoming.platform}:{incoming.chat_id}":
-            return render.error(f"There is no watch `{watch_id[:20]}` in this chat.")
+            return render.error(
+                _("There is no watch `{watch}` in this chat.").format(watch=watch_id[:20])
+            )
         requester = f"{incoming.platform}:{incoming.user_id}"
         if watch.requester != requester and not self.policy.is_admin(incoming):
-            return render.error(f"Only the requester or an admin may stop watch {watch.id}.")
+            return render.error(
+                _("Only the requester or an admin may stop watch {watch}.").format(watch=watch.id)
+            )
         await store.delete_watch(watch.id)
-        return render.info(f"Watch {watch.id} stopped: {watch.shown} is no longer checked.")
+        return render.info(
+            _("Watch {watch} stopped: {image} is no longer checked.").format(
+                watch=watch.id, image=watch.shown
+            )
+        )
 
     def _interval(self) -> float:
         return self.watcher.interval if self.watcher else self.settings.mirror_watch_interval
@@ -500,7 +578,8 @@ class MirrorBot:
             origin=render.watch_fired(watch, tags),
         )
         try:
-            await self._start(platform, conversation, job)
+            with speaking(await self.languages.of_user(watch.requester)):
+                await self._start(platform, conversation, job)
         except (TimeoutError, Undeliverable) as exc:
             raise MirrorError(CHAT_GONE) from exc
 
@@ -546,10 +625,11 @@ class MirrorBot:
                 await self.service.fail_interrupted(job, INTERRUPTED)
                 continue
             platform, conversation, reply = reopened
-            with job_context(job.id):
+            language = await self.languages.of_user(job.requester)
+            with job_context(job.id), speaking(language):
                 live = LiveMessage(self.pacer, conversation, reply, adapter=platform)
                 live.update(render.progress(job))
-                task = self.service.start(job, _progress_to(live))
+                task = self.service.start(job, _progress_to(live, language))
                 self._follow(job, task, conversation, live)
             resumed += 1
         return resumed
@@ -579,8 +659,11 @@ class MirrorBot:
         await self.aclose()
 
 
-def _progress_to(live: LiveMessage) -> JobListener:
+def _progress_to(live: LiveMessage, language: str) -> JobListener:
+    """Render every change in the requester's language, whichever task reports it."""
+
     def listener(job: Job) -> None:
-        live.update(render.progress(job))
+        with speaking(language):
+            live.update(render.progress(job))
 
     return listener

@@ -59,6 +59,9 @@ class Incoming:
     """Set when a button was pressed (``text`` is then empty): the bot looks up its meaning."""
     file: SharedFile | None = None
     """A text file shared with the command: read as if pasted after ``text``."""
+    language: str | None = None
+    """The sender's client language as the platform tags it (``zh-CN``, ``en``,
+    ``zh_CN.UTF-8``), or None when unknown; ``bot.languages`` decides what to answer in."""
 
 
 class ConfigurationError(MirrorError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.i18n import N_, _, parse_language
 from bot.paste import (
     Ambiguous,
     PastedFiles,
@@ -21,12 +22,18 @@ from mirror.models import is_tag_filter
 from mirror.naming import ImageSpec
 from mirror.platform import Platform, parse_platform
 from mirror.reference import ImageRef, parse_reference
+from mirror.text import Text
 
-USAGE = (
+USAGE = N_(
     "/mirror IMAGE [IMAGE ...] [--platform os/arch|all] · /tags IMAGE [FILTER] · "
     "/inspect IMAGE · /status [JOB] · /history · /cancel JOB · /confirm JOB [N] · "
-    "/watch IMAGE[:TAG|FILTER] · /watches · /unwatch ID · /help"
+    "/watch IMAGE[:TAG|FILTER] · /watches · /unwatch ID · /mirror lang en|zh · /help"
 )
+
+
+def usage_line() -> str:
+    """:data:`USAGE` in the asker's language (the commands themselves stay as typed)."""
+    return _(USAGE)
 
 
 class UsageError(MirrorError):
@@ -118,6 +125,14 @@ class WatchesCommand:
 
 
 @dataclass(frozen=True)
+class LanguageCommand:
+    """``/mirror lang en|zh|auto`` (Telegram also ``/lang``): the asker's language, stored."""
+
+    language: str | None
+    """One of :data:`bot.i18n.LANGUAGES`, or None to follow the client again (``auto``)."""
+
+
+@dataclass(frozen=True)
 class UnwatchCommand:
     watch_id: str
 
@@ -135,6 +150,7 @@ Command = (
     | WatchCommand
     | WatchesCommand
     | UnwatchCommand
+    | LanguageCommand
 )
 
 MAX_CONFIRMED = 100
@@ -161,7 +177,7 @@ def parse_command(
 ) -> Command | None:
     """Parse one message; None when it is addressed to another bot (``/cmd@OtherBot``)."""
     if len(text) > (_MAX_PASTE if looks_like_yaml(text) else _MAX_TEXT):
-        raise UsageError(f"That message is too long ({len(text)} characters).")
+        raise UsageError(Text("That message is too long ({count} characters).", count=len(text)))
     words = text.split()
     if not words:
         return HelpCommand()
@@ -175,17 +191,21 @@ def parse_command(
     name = name.lower()
     if name == "mirror" and args and args[0].lower() in _SUBCOMMANDS:
         name, args = args[0].lower(), args[1:]  # `/mirror watch IMAGE`, where `/watch` is not
+    if name == "mirror" and args and args[0].lower() in ("lang", "language"):
+        name, args = "lang", args[1:]  # `/mirror lang zh`, where `/lang` is not
+    if name == "lang":
+        return _language(args)
     if name == "watch":
         return _watch(args, default_platform)
     if name == "watches":
         _no_options(args)
         if args:
-            raise UsageError("`/watches` takes no arguments.")
+            raise UsageError(Text("`/watches` takes no arguments."))
         return WatchesCommand()
     if name == "unwatch":
         _no_options(args)
         if len(args) != 1:
-            raise UsageError("`/unwatch` needs exactly one watch id, e.g. `/unwatch w4k2pq`.")
+            raise UsageError(Text("`/unwatch` needs exactly one watch id, e.g. `/unwatch w4k2pq`."))
         return UnwatchCommand(args[0])
     if name == "mirror":
         return _mirror(rest, default_platform=default_platform, max_images=max_images)
@@ -194,49 +214,56 @@ def parse_command(
     if name == "status":
         _no_options(args)
         if len(args) > 1:
-            raise UsageError("`/status` takes at most one job id.")
+            raise UsageError(Text("`/status` takes at most one job id."))
         return StatusCommand(args[0] if args else None)
     if name == "history":
         _no_options(args)
         if args:
-            raise UsageError("`/history` takes no arguments.")
+            raise UsageError(Text("`/history` takes no arguments."))
         return HistoryCommand()
     if name == "cancel":
         _no_options(args)
         if len(args) != 1:
-            raise UsageError("`/cancel` needs exactly one job id, e.g. `/cancel k3x9qa`.")
+            raise UsageError(Text("`/cancel` needs exactly one job id, e.g. `/cancel k3x9qa`."))
         return CancelCommand(args[0])
     if name == "confirm":
         _no_options(args)
         if not 1 <= len(args) <= 2 or (len(args) == 2 and not args[1].isdigit()):
             raise UsageError(
-                "`/confirm` needs a job id and optionally an image number, e.g. `/confirm k3x9qa`."
+                Text(
+                    "`/confirm` needs a job id and optionally an image number, "
+                    "e.g. `/confirm k3x9qa`."
+                )
             )
         number = int(args[1]) if len(args) == 2 else None
         if number == 0:
-            raise UsageError("Images of a job are numbered from 1.")
+            raise UsageError(Text("Images of a job are numbered from 1."))
         return ConfirmCommand(args[0], None if number is None else number - 1)
     if name == "tags":
         _no_options(args)
         if not 1 <= len(args) <= 2:
             raise UsageError(
-                "`/tags` needs an image and at most one filter, e.g. `/tags nginx 1.25`."
+                Text("`/tags` needs an image and at most one filter, e.g. `/tags nginx 1.25`.")
             )
         ref, typed, tag = _one_image(args[0])
         return TagsCommand(ref, args[1] if len(args) > 1 else tag, typed)
     if name == "inspect":
         _no_options(args)
         if len(args) != 1:
-            raise UsageError("`/inspect` needs exactly one image, e.g. `/inspect nginx:1.25`.")
+            raise UsageError(
+                Text("`/inspect` needs exactly one image, e.g. `/inspect nginx:1.25`.")
+            )
         ref, typed, _ = _one_image(args[0])
         return InspectCommand(ref, typed)
-    raise UsageError(f"`{_echo(head)}` is not a command I know.")
+    raise UsageError(Text("`{command}` is not a command I know.", command=_echo(head)))
 
 
 def _no_options(args: list[str]) -> None:
     for arg in args:
         if arg.startswith("-"):
-            raise UsageError(f"`{_echo(arg)}` is not an option of this command.")
+            raise UsageError(
+                Text("`{option}` is not an option of this command.", option=_echo(arg))
+            )
 
 
 def _one_image(word: str) -> tuple[ImageRef, str | None, str | None]:
@@ -244,7 +271,7 @@ def _one_image(word: str) -> tuple[ImageRef, str | None, str | None]:
     when one was written (``nginx`` alone means no tag, not ``latest``)."""
     found = references(read_pasted(word))
     if len(found) != 1 or found[0][0].name is not None:
-        raise UsageError(f"`{_echo(word)}` is not one image reference.")
+        raise UsageError(Text("`{text}` is not one image reference.", text=_echo(word)))
     spec, reading = found[0]
     written = ":" in word.rsplit("/", 1)[-1] and reading.typed is None
     tag = spec.source.tag if written and spec.source.digest is None else None
@@ -259,25 +286,29 @@ def _watch(args: list[str], default_platform: Platform | None) -> WatchCommand:
         if arg.startswith("--platform"):
             value = arg.partition("=")[2] or next(rest, "")
             if not value:
-                raise UsageError("`--platform` needs a value such as linux/arm64 or all.")
+                raise UsageError(Text("`--platform` needs a value such as linux/arm64 or all."))
             platform = parse_platform(value)
         elif arg.startswith("-"):
-            raise UsageError(f"`{_echo(arg)}` is not an option of /watch; only --platform is.")
+            raise UsageError(
+                Text(
+                    "`{option}` is not an option of /watch; only --platform is.", option=_echo(arg)
+                )
+            )
         else:
             words.append(arg)
     if len(words) != 1:
         raise UsageError(
-            "Name one image to watch, e.g. `/watch nginx:1.27` or `/watch nginx:~1.27`."
+            Text("Name one image to watch, e.g. `/watch nginx:1.27` or `/watch nginx:~1.27`.")
         )
     text = words[0]
     if "$" in text:
-        raise UsageError("A watch keeps the image's own name; leave out `$NAME`.")
+        raise UsageError(Text("A watch keeps the image's own name; leave out `$NAME`."))
     name, colon, suffix = text.rpartition(":")
     if colon and "/" not in suffix and is_tag_filter(suffix):
         return WatchCommand(parse_reference(name).repo_only, suffix, platform)
     ref = parse_reference(text)
     if ref.digest is not None:
-        raise UsageError("A digest never moves; watch a tag, e.g. `/watch nginx:1.27`.")
+        raise UsageError(Text("A digest never moves; watch a tag, e.g. `/watch nginx:1.27`."))
     return WatchCommand(ref.repo_only, ref.tag or "latest", platform)
 
 
@@ -295,24 +326,32 @@ def _mirror(
             continue
         if name != "--platform":
             raise UsageError(
-                f"`{_echo(name)}` is not an option of /mirror; only --platform (and an "
-                "admin's --confirm) are."
+                Text(
+                    "`{option}` is not an option of /mirror; only --platform (and an "
+                    "admin's --confirm) are.",
+                    option=_echo(name),
+                )
             )
         if not value:
-            raise UsageError("`--platform` needs a value such as linux/arm64 or all.")
+            raise UsageError(Text("`--platform` needs a value such as linux/arm64 or all."))
         platform = parse_platform(value)
         explicit = True
     found = references(pasted)
     readings = tuple(reading for _, reading in found)
     if len(readings) > max(max_images, MAX_CONFIRMED):
         raise UsageError(
-            f"You asked for {len(readings)} images; the limit is {max_images} per command, "
-            f"and {MAX_CONFIRMED} even when an admin confirms."
+            Text(
+                "You asked for {count} images; the limit is {limit} per command, "
+                "and {most} even when an admin confirms.",
+                count=len(readings),
+                limit=max_images,
+                most=MAX_CONFIRMED,
+            )
         )
     if not readings:
         if pasted.source:
-            raise UsageError(f"I found no images in that {pasted.source}.")
-        raise UsageError("Name at least one image, e.g. `/mirror nginx:1.25`.")
+            raise UsageError(Text("I found no images in that {source}.", source=pasted.source))
+        raise UsageError(Text("Name at least one image, e.g. `/mirror nginx:1.25`."))
     for reading in readings:
         if reading.platform is not None:
             parse_platform(reading.platform)  # a bad platform in a pull line is refused now
@@ -339,6 +378,30 @@ def _command_word(text: str) -> None:
         command = f"/{word} {rest}".strip()
         images = f"library/{word} {rest}".strip()
         raise Ambiguous(
-            f"Did you mean the command `{_echo(command)}`, or to mirror the image "
-            f"`{word}` (send `/mirror {_echo(images)}` for that)?"
+            Text(
+                "Did you mean the command `{command}`, or to mirror the image "
+                "`{word}` (send `/mirror {images}` for that)?",
+                command=_echo(command),
+                word=word,
+                images=_echo(images),
+            )
         )
+
+
+def _language(args: list[str]) -> LanguageCommand:
+    """``/mirror lang en|zh|auto``."""
+    _no_options(args)
+    if len(args) != 1:
+        raise UsageError(Text("Choose a language: `/mirror lang en` or `/mirror lang zh`."))
+    if args[0].lower() == "auto":
+        return LanguageCommand(None)
+    try:
+        return LanguageCommand(parse_language(args[0]))
+    except ValueError:
+        raise UsageError(
+            Text(
+                "I speak English (`/mirror lang en`) and Simplified Chinese "
+                "(`/mirror lang zh`), not `{language}`.",
+                language=_echo(args[0]),
+            )
+        ) from None

@@ -13,6 +13,7 @@ import math
 from bot.chat import ChatUnavailable, SharedFile, Undeliverable
 from mirror.errors import MirrorError
 from mirror.reference import quote
+from mirror.text import Text
 
 MAX_FILE_BYTES = 256_000
 """The longest paste ``/mirror`` reads (``bot.commands``), as a file."""
@@ -24,8 +25,12 @@ class FileRefused(MirrorError):
 
 def _too_large(file: SharedFile, size: int) -> FileRefused:
     return FileRefused(
-        f"{quote(file.name)} is {math.ceil(size / 1000)} KB; I read shared files of up to "
-        f"{MAX_FILE_BYTES // 1000} KB."
+        Text(
+            "{file} is {size} KB; I read shared files of up to {limit} KB.",
+            file=quote(file.name),
+            size=math.ceil(size / 1000),
+            limit=MAX_FILE_BYTES // 1000,
+        )
     )
 
 
@@ -38,7 +43,9 @@ async def file_text(command: str, file: SharedFile) -> str:
         data = await file.fetch()
     except (ChatUnavailable, Undeliverable, TimeoutError) as exc:
         raise FileRefused(
-            f"I could not download {quote(file.name)} from the chat; share it again."
+            Text(
+                "I could not download {file} from the chat; share it again.", file=quote(file.name)
+            )
         ) from exc
     if len(data) > MAX_FILE_BYTES:
         raise _too_large(file, len(data))
@@ -48,8 +55,10 @@ async def file_text(command: str, file: SharedFile) -> str:
         text = "\0"
     if "\0" in text:
         raise FileRefused(
-            f"{quote(file.name)} is not a text file; share manifests, compose files or image "
-            "lists as text."
+            Text(
+                "{file} is not a text file; share manifests, compose files or image lists as text.",
+                file=quote(file.name),
+            )
         )
     head = command.strip() or "/mirror"
     return f"{head}\n{text}"

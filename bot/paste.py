@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from mirror.errors import InvalidReference, MirrorError
 from mirror.naming import ImageSpec, parse_image_spec
 from mirror.reference import DEFAULT_TAG, is_valid_tag, quote
+from mirror.text import Text
 
 
 class Ambiguous(MirrorError):
@@ -43,7 +44,9 @@ class Reading:
         """How it was read, for the acknowledgement; None when it was typed as is."""
         if self.typed is None:
             return None
-        return f"read {quote(self.typed)} as {quote(self.text)}"
+        return Text(
+            "read {typed} as {reference}", typed=quote(self.typed), reference=quote(self.text)
+        )
 
 
 @dataclass(frozen=True)
@@ -57,9 +60,11 @@ class Ambiguity:
     def question(self) -> str:
         """One sentence offering both readings, each spelled so it is no longer ambiguous."""
         offered = [_option_text(option) for option in self.options]
-        return (
-            f"{quote(self.typed)} can be read two ways: did you mean {offered[0]}, "
-            f"or {' or '.join(offered[1:])}?"
+        return Text(
+            "{typed} can be read two ways: did you mean {first}, or {second}?",
+            typed=quote(self.typed),
+            first=offered[0],
+            second=" / ".join(offered[1:]),
         )
 
 
@@ -67,7 +72,7 @@ def _option_text(option: tuple[str, ...]) -> str:
     if len(option) == 1:
         return quote(option[0])
     names = [quote(ref) for ref in option]
-    return "the images " + ", ".join(names[:-1]) + " and " + names[-1]
+    return Text("the images {names} and {last}", names=", ".join(names[:-1]), last=names[-1])
 
 
 @dataclass(frozen=True)
@@ -157,12 +162,16 @@ def _read_address(text: str) -> str:
     if scheme == "oci":
         return rest
     if scheme not in ("http", "https"):
-        raise InvalidReference(f"{quote(text)} is not an image reference nor an image's page.")
+        raise InvalidReference(
+            Text("{text} is not an image reference nor an image's page.", text=quote(text))
+        )
     try:
         url = urlsplit(f"{scheme}://{rest}")
         host = (url.hostname or "").removeprefix("www.")
     except ValueError:  # an unclosed `[` of an IPv6 host
-        raise InvalidReference(f"{quote(text)} is not a web address I can read.") from None
+        raise InvalidReference(
+            Text("{text} is not a web address I can read.", text=quote(text))
+        ) from None
     path = [unquote(p) for p in url.path.split("/") if p]
     query = parse_qs(url.query)
     if host == "hub.docker.com":
@@ -172,7 +181,9 @@ def _read_address(text: str) -> str:
     if host == "github.com":
         return _github(text, path, query)
     if url.query or url.fragment:
-        raise InvalidReference(f"{quote(text)} is a web address I cannot read as an image.")
+        raise InvalidReference(
+            Text("{text} is a web address I cannot read as an image.", text=quote(text))
+        )
     if len(path) >= 4 and path[0] == "v2" and path[-2] == "manifests":
         ref = path[-1]
         joiner = "@" if ":" in ref else ":"
@@ -202,15 +213,22 @@ def _docker_hub(text: str, path: list[str], query: dict[str, list[str]]) -> str:
         return _with_tag(repository, tag if is_valid_tag(tag) else None)
     if path[:1] in (["u"], ["r"], ["orgs"]):
         raise InvalidReference(
-            f"{quote(text)} is a Docker Hub user or organisation page, not an image: "
-            "paste one of its image pages."
+            Text(
+                "{text} is a Docker Hub user or organisation page, not an image: "
+                "paste one of its image pages.",
+                text=quote(text),
+            )
         )
-    raise InvalidReference(f"{quote(text)} is a Docker Hub page, but not an image's page.")
+    raise InvalidReference(
+        Text("{text} is a Docker Hub page, but not an image's page.", text=quote(text))
+    )
 
 
 def _quay(text: str, path: list[str], query: dict[str, list[str]]) -> str:
     if len(path) < 2:
-        raise InvalidReference(f"{quote(text)} is a Quay page, but not a repository's page.")
+        raise InvalidReference(
+            Text("{text} is a Quay page, but not a repository's page.", text=quote(text))
+        )
     name = f"quay.io/{path[0]}/{path[1]}"
     if len(path) >= 4 and path[2] == "manifest":
         return f"{name}@{path[3]}"
@@ -231,10 +249,22 @@ def _github(text: str, path: list[str], query: dict[str, list[str]]) -> str:
     elif len(path) >= 6 and path[0] in ("users", "orgs") and path[2:5] == _PACKAGE_PAGE:
         owner, name = path[1], path[5]
     if owner is None or name is None:
-        likely = f" (its image, if any, is often `ghcr.io/{'/'.join(path[:2])}`)".lower()
+        if len(path) == 2:
+            likely = "ghcr.io/" + "/".join(path[:2]).lower()
+            raise InvalidReference(
+                Text(
+                    "{text} is a GitHub page, but not a container package page "
+                    "(…/pkgs/container/NAME) (its image, if any, is often `{likely}`).",
+                    text=quote(text),
+                    likely=likely,
+                )
+            )
         raise InvalidReference(
-            f"{quote(text)} is a GitHub page, but not a container package page "
-            f"(…/pkgs/container/NAME){likely if len(path) == 2 else ''}."
+            Text(
+                "{text} is a GitHub page, but not a container package page "
+                "(…/pkgs/container/NAME).",
+                text=quote(text),
+            )
         )
     return _with_tag(f"ghcr.io/{owner}/{name}".lower(), _first(query, "tag"))
 
@@ -307,7 +337,11 @@ def read_command_line(segment: str, words: list[str]) -> list[Reading]:
         return _helm(shown, rest[1:])
     if verb != "pull":
         raise InvalidReference(
-            f"{quote(shown)} is not a pull command; paste `{tool} pull IMAGE` lines or names."
+            Text(
+                "{text} is not a pull command; paste `{tool} pull IMAGE` lines or names.",
+                text=quote(shown),
+                tool=tool,
+            )
         )
     platform, arch, os_, variant = None, None, "linux", None
     positional: list[str] = []
@@ -331,7 +365,10 @@ def read_command_line(segment: str, words: list[str]) -> list[Reading]:
             platform = "all"
         elif name in ("-a", "--all-tags"):
             raise InvalidReference(
-                f"{quote(shown)} pulls every tag; I mirror one tag at a time, so name the tags."
+                Text(
+                    "{text} pulls every tag; I mirror one tag at a time, so name the tags.",
+                    text=quote(shown),
+                )
             )
         elif not arg.startswith("-"):
             positional.append(arg)
@@ -339,7 +376,7 @@ def read_command_line(segment: str, words: list[str]) -> list[Reading]:
     if platform is None and arch is not None:
         platform = "/".join(p for p in (os_, arch, variant) if p)
     if not positional:
-        raise InvalidReference(f"{quote(shown)} names no image.")
+        raise InvalidReference(Text("{text} names no image.", text=quote(shown)))
     readings = []
     for arg in positional:
         for reading in read_word(arg):
@@ -597,10 +634,12 @@ def read_references(text: str) -> list[tuple[ImageSpec, Reading]]:
     pasted = read_pasted(text)
     if pasted.options:
         raise InvalidReference(
-            f"{quote(pasted.options[0][0])} is an option, not an image; "
-            "put options on the command line."
+            Text(
+                "{option} is an option, not an image; put options on the command line.",
+                option=quote(pasted.options[0][0]),
+            )
         )
     found = references(pasted)
     if not found and pasted.source:
-        raise InvalidReference(f"I found no images in that {pasted.source}.")
+        raise InvalidReference(Text("I found no images in that {source}.", source=pasted.source))
     return found

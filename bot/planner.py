@@ -11,6 +11,7 @@ from mirror.errors import MirrorError
 from mirror.models import Item
 from mirror.naming import ImageSpec, TargetBase, check_unique_targets, parse_target_base, target_for
 from mirror.platform import Platform, parse_platform
+from mirror.text import Text
 
 
 class NotConfigured(MirrorError):
@@ -26,8 +27,10 @@ class Planner:
     def _base(self) -> TargetBase:
         if not self._target:
             raise NotConfigured(
-                "MIRROR_TARGET is not set, so there is nowhere to copy to; the operator must set "
-                "it (e.g. docker.io/yourname)."
+                Text(
+                    "MIRROR_TARGET is not set, so there is nowhere to copy to; the operator must "
+                    "set it (e.g. docker.io/yourname)."
+                )
             )
         return parse_target_base(self._target)
 

@@ -9,6 +9,7 @@ from bot.settings import Settings
 from mirror.errors import MirrorError
 from mirror.hosts import is_internal_host
 from mirror.reference import ImageRef
+from mirror.text import Text
 
 
 class Denied(MirrorError):
@@ -43,10 +44,14 @@ class Policy:
             return
         if any(i in self._allowed_users for i in self._ids(incoming)):
             return
+        user, chat = self._ids(incoming)
         raise Denied(
-            "Sorry, you are not allowed to use this bot; ask an admin to add "
-            f"`{incoming.platform}:{incoming.user_id}` (or this chat, "
-            f"`{incoming.platform}:{incoming.chat_id}`) to MIRROR_ALLOWED_USERS."
+            Text(
+                "Sorry, you are not allowed to use this bot; ask an admin to add "
+                "`{user}` (or this chat, `{chat}`) to MIRROR_ALLOWED_USERS.",
+                user=user,
+                chat=chat,
+            )
         )
 
     def check_rate(self, incoming: Incoming, used: int, asking: int) -> None:
@@ -56,8 +61,12 @@ class Policy:
         if used + asking > self.rate.count:
             left = max(0, self.rate.count - used)
             raise Denied(
-                f"You may mirror {self.rate} and have {left} left right now; "
-                "try again later or ask for fewer images."
+                Text(
+                    "You may mirror {rate} and have {left} left right now; "
+                    "try again later or ask for fewer images.",
+                    rate=str(self.rate),
+                    left=left,
+                )
             )
 
     def check_source(self, source: ImageRef) -> None:
@@ -73,6 +82,9 @@ class Policy:
         )
         if not listed:
             raise Denied(
-                f"`{source.registry}` is not an allowed source registry; "
-                f"allowed: {', '.join(self._sources) or 'none'}."
+                Text(
+                    "`{registry}` is not an allowed source registry; allowed: {allowed}.",
+                    registry=source.registry,
+                    allowed=", ".join(self._sources) or "-",
+                )
             )

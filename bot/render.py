@@ -13,12 +13,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from bot import actions
-from bot.commands import USAGE
+from bot.commands import usage_line
+from bot.i18n import N_, _, localize, ngettext
 from bot.view import Action, Bar, MessageView, Row, Tone, human_bytes, human_seconds
 from mirror.artifacts import ArtifactKind, along_text
 from mirror.models import Item, ItemStatus, Job, Watch, platform_text
 from mirror.progress import Stage
 from mirror.reference import ImageRef, parse_reference, quote
+from mirror.text import Text
 
 if TYPE_CHECKING:
     from mirror.lookup import Inspection, TagList
@@ -36,12 +38,27 @@ class RenderOptions:
 
 
 _STATE_WORDS = {
-    ItemStatus.QUEUED: "queued",
-    ItemStatus.WAITING: "waiting",
-    ItemStatus.SUCCEEDED: "done",
-    ItemStatus.ALREADY_MIRRORED: "already mirrored",
-    ItemStatus.FAILED: "failed",
-    ItemStatus.CANCELLED: "cancelled",
+    ItemStatus.QUEUED: N_("queued"),
+    ItemStatus.WAITING: N_("waiting"),
+    ItemStatus.SUCCEEDED: N_("done"),
+    ItemStatus.ALREADY_MIRRORED: N_("already mirrored"),
+    ItemStatus.FAILED: N_("failed"),
+    ItemStatus.CANCELLED: N_("cancelled"),
+}
+_STAGE_WORDS = {
+    Stage.QUEUED: N_("queued"),
+    Stage.RESOLVING: N_("resolving"),
+    Stage.COPYING: N_("copying"),
+    Stage.PUSHING: N_("pushing"),
+}
+_JOB_STATES = {
+    "queued": N_("queued"),
+    "waiting": N_("waiting"),
+    "awaiting confirmation": N_("awaiting confirmation"),
+    "running": N_("running"),
+    "done": N_("done"),
+    "failed": N_("failed"),
+    "cancelled": N_("cancelled"),
 }
 _TONES = {
     ItemStatus.SUCCEEDED: Tone.SUCCESS,
@@ -51,8 +68,17 @@ _TONES = {
 }
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+def _images(n: int) -> str:
+    return ngettext("{n} image", "{n} images", n).format(n=n)
+
+
+def _state(word: str) -> str:
+    """A state word (a job's, an item's, a stage's) in the asker's language."""
+    return _(word)
+
+
+def _job_state(job: Job) -> str:
+    return _(_JOB_STATES.get(job.state, job.state))
 
 
 def pull_reference(item: Item) -> str:
@@ -108,23 +134,26 @@ def _progress_row(item: Item) -> Row:
     label = item.source.familiar
     snap = item.progress
     if item.status.finished:
-        return Row(label, _STATE_WORDS[item.status], _TONES[item.status], item.error)
+        status = item.status
+        return Row(label, _state(_STATE_WORDS[status]), _TONES[status], localize(item.error))
     if item.status is ItemStatus.WAITING:  # the sentence says for what, and until when
-        return Row(label, _STATE_WORDS[item.status], Tone.WORKING, item.error)
+        return Row(label, _state(_STATE_WORDS[item.status]), Tone.WORKING, localize(item.error))
     if item.status is ItemStatus.AWAITING:
-        size = human_bytes(item.bytes) if item.bytes is not None else "large"
-        return Row(label, "awaiting confirmation", Tone.WORKING, f"This image is {size}.")
+        if item.bytes is not None:
+            size = _("This image is {size}.").format(size=human_bytes(item.bytes))
+        else:
+            size = _("This image is large.")
+        return Row(label, _("awaiting confirmation"), Tone.WORKING, size)
     if snap is None or snap.stage is Stage.QUEUED:
-        return Row(label, "queued")
+        return Row(label, _("queued"))
     bar = None
     if snap.stage in (Stage.COPYING, Stage.PUSHING):
         bar = Bar(snap.done, snap.total, snap.bytes_per_second, snap.eta_seconds)
-    return Row(label, snap.stage.value, Tone.WORKING, None, bar)
+    return Row(label, _(_STAGE_WORDS.get(snap.stage, snap.stage.value)), Tone.WORKING, None, bar)
 
 
 def _title(job: Job) -> str:
-    count = _plural(len(job.items), "image")
-    return f"Job {job.id}: mirroring {count}"
+    return _("Job {job}: mirroring {images}").format(job=job.id, images=_images(len(job.items)))
 
 
 def acknowledgement(job: Job) -> MessageView:
@@ -135,7 +164,9 @@ def progress(job: Job) -> MessageView:
     """The live message; once the job is finished, its compact final state."""
     if job.finished:
         ok = sum(1 for i in job.items if i.status.ok)
-        title = f"Job {job.id}: {job.state} ({ok}/{len(job.items)} mirrored)"
+        title = _("Job {job}: {state} ({ok}/{total} mirrored)").format(
+            job=job.id, state=_job_state(job), ok=ok, total=len(job.items)
+        )
         tone = Tone.SUCCESS if job.state == "done" else Tone.FAILURE
     else:
         title, tone = _title(job), Tone.WORKING
@@ -148,12 +179,15 @@ def progress(job: Job) -> MessageView:
 def _readings(job: Job) -> tuple[str, ...]:
     """Why a watch started it, and how pasted text was read (``read
     `https://hub.docker.com/_/nginx` as `nginx:latest```)."""
-    origin = (job.origin,) if job.origin else ()
+    origin = (localize(job.origin),) if job.origin else ()
     return origin + tuple(
-        f"read {quote(i.corrected_from)} as {quote(i.spec)}"
-        for i in job.items
-        if i.corrected_from is not None
+        read_as(i.corrected_from, i.spec) for i in job.items if i.corrected_from is not None
     )
+
+
+def read_as(typed: str, reference: str) -> str:
+    """How a pasted text was read (``read `https://hub.docker.com/_/nginx` as `nginx```)."""
+    return _("read {typed} as {reference}").format(typed=quote(typed), reference=quote(reference))
 
 
 def _result_detail(item: Item) -> str:
@@ -165,16 +199,20 @@ def _result_detail(item: Item) -> str:
     if item.seconds is not None:
         parts.append(human_seconds(item.seconds))
     if item.engine:
-        parts.append(f"{item.engine} engine")
-    parts.append(item.artifact.noun if item.artifact else platform_text(item.platform))
+        parts.append(_("{engine} engine").format(engine=item.engine))
+    parts.append(localize(item.artifact.noun) if item.artifact else platform_text(item.platform))
     line = " · ".join(parts)
     if item.digest_identical:
-        along = along_text(item.referrers)
-        return line + " · digest identical to the source" + (f" · {along}" if along else "")
+        along = localize(along_text(item.referrers))
+        return line + " · " + _("digest identical to the source") + (f" · {along}" if along else "")
     return (
-        line + " · digest differs from the source (the daemon rebuilt the manifest), so "
-        "signatures and SBOMs made for the source do not apply to it; for an exact copy "
-        "that brings them use --platform all or MIRROR_ENGINE=registry"
+        line
+        + " · "
+        + _(
+            "digest differs from the source (the daemon rebuilt the manifest), so "
+            "signatures and SBOMs made for the source do not apply to it; for an exact copy "
+            "that brings them use --platform all or MIRROR_ENGINE=registry"
+        )
     )
 
 
@@ -196,13 +234,13 @@ def answer(
             rows.append(
                 Row(
                     item.source.familiar,
-                    _STATE_WORDS[item.status],
+                    _state(_STATE_WORDS[item.status]),
                     Tone.SUCCESS,
                     _result_detail(item),
                 )
             )
             code.extend(commands(item, options))
-            notes.extend(item.notes)
+            notes.extend(localize(note) for note in item.notes)
             registry = item.target.registry
             if registry in options.login_registries and registry not in logins:
                 logins.append(registry)
@@ -210,21 +248,31 @@ def answer(
             rows.append(
                 Row(
                     item.source.familiar,
-                    _STATE_WORDS[item.status],
+                    _state(_STATE_WORDS[item.status]),
                     _TONES.get(item.status, Tone.FAILURE),
-                    item.error,
+                    localize(item.error),
                 )
             )
             code.extend(suggestion_commands(item))
     lines = (_readings(job)[:1] if job.origin else ()) + tuple(notes)
-    lines += tuple(f"The target is private: run `docker login {r}` before pulling." for r in logins)
+    lines += tuple(
+        _("The target is private: run `docker login {registry}` before pulling.").format(registry=r)
+        for r in logins
+    )
     ok = sum(1 for i in job.items if i.status.ok)
     if ok == len(job.items):
-        title, tone = f"Job {job.id} done: {_plural(ok, 'image')} ready", Tone.SUCCESS
+        title = _("Job {job} done: {images} ready").format(job=job.id, images=_images(ok))
+        tone = Tone.SUCCESS
     elif ok:
-        title, tone = f"Job {job.id}: {ok} of {len(job.items)} images ready", Tone.FAILURE
+        title = _("Job {job}: {ok} of {total} images ready").format(
+            job=job.id, ok=ok, total=len(job.items)
+        )
+        tone = Tone.FAILURE
     else:
-        title, tone = f"Job {job.id} {job.state}: nothing was mirrored", Tone.FAILURE
+        title = _("Job {job} {state}: nothing was mirrored").format(
+            job=job.id, state=_job_state(job)
+        )
+        tone = Tone.FAILURE
     return MessageView(
         title,
         tone,
@@ -247,20 +295,28 @@ def bulk_plan(
     """More images than MIRROR_MAX_IMAGES: what copying them all would move, and who may
     say yes."""
     rows = tuple(
-        Row(item.source.familiar, human_bytes(size) if size is not None else "size unknown")
+        Row(item.source.familiar, human_bytes(size) if size is not None else _("size unknown"))
         for item, size in zip(items, sizes, strict=True)
     )
     known = [size for size in sizes if size is not None]
-    total = f"In all {human_bytes(sum(known))}"
     unknown = len(sizes) - len(known)
-    total += f", and {_plural(unknown, 'image')} whose size I could not tell." if unknown else "."
+    if unknown:
+        total = ngettext(
+            "In all {size}, and {count} image whose size I could not tell.",
+            "In all {size}, and {count} images whose size I could not tell.",
+            unknown,
+        ).format(size=human_bytes(sum(known)), count=unknown)
+    else:
+        total = _("In all {size}.").format(size=human_bytes(sum(known)))
     who = (
-        "Press the button to copy them all."
+        _("Press the button to copy them all.")
         if admin
-        else "An admin may confirm it with the button below."
+        else _("An admin may confirm it with the button below.")
     )
     return MessageView(
-        f"That is {len(items)} images, more than the {limit} one command may copy.",
+        _("That is {count} images, more than the {limit} one command may copy.").format(
+            count=len(items), limit=limit
+        ),
         Tone.INFO,
         rows,
         (total, who),
@@ -271,39 +327,57 @@ def bulk_plan(
 def confirmed(job: Job, items: Sequence[Item]) -> MessageView:
     """The answer to "Copy 3.2 GB": what is copied now, in the job's thread."""
     sizes = [i.bytes for i in items if i.bytes is not None]
-    what = quote(items[0].source.familiar) if len(items) == 1 else _plural(len(items), "image")
-    size = f" ({human_bytes(sum(sizes))})" if sizes else ""
-    return info(f"Job {job.id}: copying {what}{size}.")
+    what = quote(items[0].source.familiar) if len(items) == 1 else _images(len(items))
+    if sizes:
+        return info(
+            _("Job {job}: copying {what} ({size}).").format(
+                job=job.id, what=what, size=human_bytes(sum(sizes))
+            )
+        )
+    return info(_("Job {job}: copying {what}.").format(job=job.id, what=what))
 
 
 def error(sentence: str, *, usage: bool = False) -> MessageView:
-    return MessageView(sentence, Tone.FAILURE, footer=f"Usage: {USAGE}" if usage else None)
+    """A refusal or failure; ``sentence`` may come from ``mirror/`` (a ``Text``)."""
+    footer = _("Usage: {usage}").format(usage=usage_line()) if usage else None
+    return MessageView(localize(sentence), Tone.FAILURE, footer=footer)
 
 
 def info(sentence: str) -> MessageView:
-    return MessageView(sentence, Tone.INFO)
+    return MessageView(localize(sentence), Tone.INFO)
 
 
 def help_text() -> MessageView:
     return MessageView(
-        "hub-mirror-bot copies images into a registry your team can reach.",
+        _("hub-mirror-bot copies images into a registry your team can reach."),
         Tone.INFO,
         lines=(
-            "/mirror IMAGE [IMAGE ...] [--platform os/arch|all] — copy up to the limit of "
-            "images; add $NAME[:TAG] to an image to choose the target name.",
-            "/mirror also reads what you paste: docker/ctr/podman pull lines, image page "
-            "addresses, kubeadm config images list output, Kubernetes YAML, compose files.",
-            "/status [JOB] — the latest jobs of this chat, or one job.",
-            "/history — what this chat mirrored.",
-            "/cancel JOB — stop a running job.",
-            "/confirm JOB — copy an image the bot asked about because of its size.",
-            "/tags IMAGE [FILTER] — its tags, newest first; FILTER is a version prefix "
-            "(1.25), a substring (alpine), a glob (1.2*) or a range (~1.27).",
-            "/inspect IMAGE — digest, platforms with sizes, created date, and whether it is "
-            "mirrored here and has moved since.",
-            "/watch IMAGE[:TAG|FILTER] — mirror now, then again whenever the tag moves upstream "
-            "or a new tag matches the filter (1.27.*, ~1.27); /watches lists them, "
-            "/unwatch ID stops one.",
+            _(
+                "/mirror IMAGE [IMAGE ...] [--platform os/arch|all] — copy up to the limit of "
+                "images; add $NAME[:TAG] to an image to choose the target name."
+            ),
+            _(
+                "/mirror also reads what you paste: docker/ctr/podman pull lines, image page "
+                "addresses, kubeadm config images list output, Kubernetes YAML, compose files."
+            ),
+            _("/status [JOB] — the latest jobs of this chat, or one job."),
+            _("/history — what this chat mirrored."),
+            _("/cancel JOB — stop a running job."),
+            _("/confirm JOB — copy an image the bot asked about because of its size."),
+            _(
+                "/tags IMAGE [FILTER] — its tags, newest first; FILTER is a version prefix "
+                "(1.25), a substring (alpine), a glob (1.2*) or a range (~1.27)."
+            ),
+            _(
+                "/inspect IMAGE — digest, platforms with sizes, created date, and whether it is "
+                "mirrored here and has moved since."
+            ),
+            _(
+                "/watch IMAGE[:TAG|FILTER] — mirror now, then again whenever the tag moves "
+                "upstream or a new tag matches the filter (1.27.*, ~1.27); /watches lists them, "
+                "/unwatch ID stops one."
+            ),
+            _("/mirror lang en|zh — answer me in English or in Simplified Chinese."),
         ),
         code=(
             "/mirror gcr.io/google-samples/microservices-demo/emailservice:v0.3.5",
@@ -322,46 +396,57 @@ def _job_tone(job: Job) -> Tone:
 
 
 def _ago(created: float) -> str:
-    return human_seconds(time.time() - created) + " ago"
+    return _("{duration} ago").format(duration=human_seconds(time.time() - created))
 
 
 def pulls_left(limit: PullLimit) -> str:
     """``37 of 100 pulls left``, as the source's ``RateLimit-*`` headers said."""
     if limit.remaining is None:
-        return f"a limit of {_plural(limit.limit or 0, 'pull')}"
+        count = limit.limit or 0
+        return ngettext("a limit of {count} pull", "a limit of {count} pulls", count).format(
+            count=count
+        )
     if limit.limit is None:
-        return f"{limit.remaining} pulls left"
-    return f"{limit.remaining} of {limit.limit} pulls left"
+        return _("{remaining} pulls left").format(remaining=limit.remaining)
+    return _("{remaining} of {limit} pulls left").format(
+        remaining=limit.remaining, limit=limit.limit
+    )
 
 
 def pull_limit_text(registry: str, limit: PullLimit) -> str:
     """``docker.io: 37 of 100 pulls left (as of 2m ago)``."""
-    return f"{registry}: {pulls_left(limit)} (as of {_ago(limit.seen_at.timestamp())})"
+    return _("{registry}: {left} (as of {ago})").format(
+        registry=registry, left=pulls_left(limit), ago=_ago(limit.seen_at.timestamp())
+    )
 
 
 def status_list(jobs: Sequence[Job], limits: Mapping[str, PullLimit] | None = None) -> MessageView:
     """The chat's latest jobs, and the pull limits sources reported (``RateLimit-*``)."""
     lines = tuple(pull_limit_text(r, limit) for r, limit in sorted((limits or {}).items()))
     if not jobs:
-        empty = info("No jobs in this chat yet; start one with /mirror IMAGE.")
+        empty = info(_("No jobs in this chat yet; start one with /mirror IMAGE."))
         return replace(empty, lines=lines)
     rows = tuple(
         Row(
             job.id,
-            job.state,
+            _job_state(job),
             _job_tone(job),
             ", ".join(i.source.familiar for i in job.items[:3])
-            + (f" and {len(job.items) - 3} more" if len(job.items) > 3 else "")
+            + (
+                _(" and {count} more").format(count=len(job.items) - 3)
+                if len(job.items) > 3
+                else ""
+            )
             + f" · {_ago(job.created)}",
         )
         for job in jobs
     )
-    return MessageView("Latest jobs in this chat", Tone.INFO, rows, lines)
+    return MessageView(_("Latest jobs in this chat"), Tone.INFO, rows, lines)
 
 
 def history(items: Sequence[Item]) -> MessageView:
     if not items:
-        return info("Nothing mirrored from this chat yet.")
+        return info(_("Nothing mirrored from this chat yet."))
     rows = tuple(
         Row(
             item.source.familiar,
@@ -371,7 +456,7 @@ def history(items: Sequence[Item]) -> MessageView:
         )
         for item in items
     )
-    return MessageView("Mirrored from this chat", Tone.INFO, rows)
+    return MessageView(_("Mirrored from this chat"), Tone.INFO, rows)
 
 
 # -- /tags and /inspect -------------------------------------------------------------------------
@@ -384,50 +469,81 @@ def _date(when: datetime) -> str:
     """``2024-01-01 (3 days ago)``: a date far back reads in days, not hours."""
     seconds = time.time() - when.timestamp()
     days = int(seconds // 86400)
-    ago = f"{days} days ago" if days >= 2 else _ago(when.timestamp())
+    ago = _("{days} days ago").format(days=days) if days >= 2 else _ago(when.timestamp())
     return f"{when:%Y-%m-%d} ({ago})"
 
 
 def tag_list(found: TagList, pattern: str | None) -> MessageView:
     """``/tags IMAGE [FILTER]``: newest first, the first few with their creation date."""
     repository = ImageRef(found.ref.registry, found.ref.repository, None, None).familiar
-    where = f" matching {quote(pattern)}" if pattern else ""
+    shown = quote(repository)
     if not found.tags:
+        if found.total and pattern:
+            return info(
+                ngettext(
+                    "{repository} has {count} tag, none matching {pattern}.",
+                    "{repository} has {count} tags, none matching {pattern}.",
+                    found.total,
+                ).format(repository=shown, count=found.total, pattern=quote(pattern))
+            )
         if found.total:
-            return info(f"{quote(repository)} has {_plural(found.total, 'tag')}, none{where}.")
-        return info(f"{quote(repository)} has no tags.")
+            return info(
+                ngettext(
+                    "{repository} has {count} tag, none.",
+                    "{repository} has {count} tags, none.",
+                    found.total,
+                ).format(repository=shown, count=found.total)
+            )
+        return info(_("{repository} has no tags.").format(repository=shown))
     lines = tuple(
-        f"{quote(tag)} · created {_date(found.created[tag])}"
+        _("{tag} · created {date}").format(tag=quote(tag), date=_date(found.created[tag]))
         if tag in found.created
         else quote(tag)
         for tag in found.tags[:TAGS_SHOWN]
     )
     rest = len(found.tags) - TAGS_SHOWN
-    footer = f"and {rest} more; narrow them with `/tags {repository} FILTER`." if rest > 0 else None
-    title = f"Tags of {quote(repository)}{where}, newest first ({len(found.tags)})"
+    footer = (
+        _("and {count} more; narrow them with `/tags {repository} FILTER`.").format(
+            count=rest, repository=repository
+        )
+        if rest > 0
+        else None
+    )
+    if pattern:
+        title = _("Tags of {repository} matching {pattern}, newest first ({count})").format(
+            repository=shown, pattern=quote(pattern), count=len(found.tags)
+        )
+    else:
+        title = _("Tags of {repository}, newest first ({count})").format(
+            repository=shown, count=len(found.tags)
+        )
     return MessageView(title, Tone.INFO, lines=lines, footer=footer)
 
 
 def inspection(seen: Inspection, copies: Sequence[tuple[Item, float]] = ()) -> MessageView:
     """``/inspect IMAGE``: what the source is now, and what this bot made of it."""
-    lines = [f"digest {seen.digest}"]
+    lines = [_("digest {digest}").format(digest=seen.digest)]
     if seen.created is not None:
-        lines.append(f"created {_date(seen.created)}")
+        lines.append(_("created {date}").format(date=_date(seen.created)))
     rows = tuple(Row(p.platform, human_bytes(p.bytes), Tone.INFO, p.digest) for p in seen.platforms)
     if not copies:
-        lines.append("Not mirrored here yet.")
+        lines.append(_("Not mirrored here yet."))
     for item, since in copies:
         where = f"{item.target.name}:{item.target.tag} ({platform_text(item.platform)})"
-        lines.append(f"Mirrored here since {_ago(since)} as {quote(where)}.")
+        lines.append(
+            _("Mirrored here since {ago} as {target}.").format(ago=_ago(since), target=quote(where))
+        )
         current = seen.digest_for(None if item.platform is None else str(item.platform))
         if current is None or item.source_digest is None:
             continue
         if current == item.source_digest:
-            lines.append("Upstream has not moved since the last copy.")
+            lines.append(_("Upstream has not moved since the last copy."))
         else:
             lines.append(
-                f"Upstream moved since the last copy (it was {item.source_digest[:19]}…); "
-                f"send `/mirror {seen.ref.familiar}` to update the mirror."
+                _(
+                    "Upstream moved since the last copy (it was {digest}…); "
+                    "send `/mirror {image}` to update the mirror."
+                ).format(digest=item.source_digest[:19], image=seen.ref.familiar)
             )
     return MessageView(quote(seen.ref.familiar), Tone.INFO, rows, tuple(lines))
 
@@ -436,49 +552,69 @@ def inspection(seen: Inspection, copies: Sequence[tuple[Item, float]] = ()) -> M
 
 
 def watch_started(watch: Watch, interval: float) -> MessageView:
-    what = "new tags matching" if watch.is_filter else "changes of"
+    if watch.is_filter:
+        title = _("Watch {watch}: new tags matching {image}")
+    else:
+        title = _("Watch {watch}: changes of {image}")
     return MessageView(
-        f"Watch {watch.id}: {what} {quote(watch.shown)}",
+        title.format(watch=watch.id, image=quote(watch.shown)),
         Tone.INFO,
         lines=(
-            f"Mirroring it now, then checking upstream every {human_seconds(interval)}; "
-            f"changes are posted here. `/unwatch {watch.id}` stops it.",
+            _(
+                "Mirroring it now, then checking upstream every {interval}; "
+                "changes are posted here. `/unwatch {watch}` stops it."
+            ).format(interval=human_seconds(interval), watch=watch.id),
         ),
     )
 
 
-def watch_fired(watch: Watch, tags: Sequence[str]) -> str:
-    """The line a job started by a watch carries."""
+def watch_fired(watch: Watch, tags: Sequence[str]) -> Text:
+    """The line a job started by a watch carries (rendered again in each asker's language)."""
     if watch.last_check is None:
-        return f"Watch {watch.id}: first copy of {quote(watch.shown)}."
+        return Text(
+            "Watch {watch}: first copy of {image}.", watch=watch.id, image=quote(watch.shown)
+        )
     if watch.is_filter:
         names = ", ".join(quote(f"{watch.image.familiar}:{t}") for t in tags)
-        return f"Watch {watch.id}: new tag upstream matching {quote(watch.pattern)}: {names}."
-    return f"Watch {watch.id}: {quote(watch.shown)} moved upstream; mirroring it again."
+        return Text(
+            "Watch {watch}: new tag upstream matching {pattern}: {names}.",
+            watch=watch.id,
+            pattern=quote(watch.pattern),
+            names=names,
+        )
+    return Text(
+        "Watch {watch}: {image} moved upstream; mirroring it again.",
+        watch=watch.id,
+        image=quote(watch.shown),
+    )
 
 
 def _watch_detail(watch: Watch) -> str:
     parts = []
     if watch.last_check is None:
-        parts.append("not checked yet")
+        parts.append(_("not checked yet"))
     else:
-        parts.append(f"checked {_ago(watch.last_check)}")
+        parts.append(_("checked {ago}").format(ago=_ago(watch.last_check)))
     if watch.is_filter:
-        parts.append(f"{len(watch.digests)} matching tags")
+        parts.append(
+            ngettext("{count} matching tag", "{count} matching tags", len(watch.digests)).format(
+                count=len(watch.digests)
+            )
+        )
     else:
         digest = watch.digests.get(watch.pattern)
         if digest:
             parts.append(digest)
     if watch.error:
-        parts.append(watch.error)
+        parts.append(localize(watch.error))
     return " · ".join(parts)
 
 
 def watches(found: Sequence[Watch]) -> MessageView:
     if not found:
-        return info("No watches in this chat; start one with /watch IMAGE.")
+        return info(_("No watches in this chat; start one with /watch IMAGE."))
     rows = tuple(
         Row(watch.id, watch.shown, Tone.FAILURE if watch.error else Tone.INFO, _watch_detail(watch))
         for watch in found
     )
-    return MessageView("Watches in this chat", Tone.INFO, rows)
+    return MessageView(_("Watches in this chat"), Tone.INFO, rows)

@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.chat import ConfigurationError
+from bot.i18n import LANGUAGES, parse_language
 from mirror.credentials import Credential
 from mirror.errors import MirrorError
 from mirror.naming import parse_target_base
@@ -223,6 +224,9 @@ class Settings(BaseSettings):
     mirror_certs_dir: Path = Path("/etc/docker/certs.d")
     """CAs and client certificates per registry, ``DIR/HOST[:PORT]/ca.crt`` (and
     ``client.cert``, ``client.key``), as the docker client reads them."""
+    mirror_language: str = "auto"
+    """``auto`` (each asker's client language), ``en`` or ``zh_Hans`` (everyone, unless they
+    chose with ``/mirror lang``)."""
     docker_host: str | None = None
 
     @field_validator(
@@ -328,6 +332,15 @@ class Settings(BaseSettings):
     @classmethod
     def _size(cls, value: object) -> object:
         return parse_size(value)
+
+    @field_validator("mirror_language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        if value.strip().lower() == "auto":
+            return "auto"
+        if value.strip() in LANGUAGES or value.strip().lower() in ("en", "zh", "zh_hans"):
+            return parse_language(value.strip())
+        raise ValueError(f"{quote(value)} is not auto, en or zh_Hans")
 
     @field_validator("mirror_user_rate", mode="before")
     @classmethod

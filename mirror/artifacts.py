@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from mirror.text import N_, Text
+
 HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 IMAGE_CONFIGS = frozenset(
@@ -39,10 +41,10 @@ class ArtifactKind(StrEnum):
 
 
 _NOUNS = {
-    ArtifactKind.IMAGE: "image",
-    ArtifactKind.CHART: "Helm chart",
-    ArtifactKind.WASM: "WASM module",
-    ArtifactKind.ARTIFACT: "OCI artifact",
+    ArtifactKind.IMAGE: Text("image"),
+    ArtifactKind.CHART: Text("Helm chart"),
+    ArtifactKind.WASM: Text("WASM module"),
+    ArtifactKind.ARTIFACT: Text("OCI artifact"),
 }
 
 
@@ -73,17 +75,19 @@ class ReferrerKind(StrEnum):
     ATTESTATION = "attestation"
     ARTIFACT = "artifact"
 
-    def counted(self, n: int) -> str:
+    def counted(self, n: int) -> Text:
         """``1 signature``, ``2 SBOMs``: how the answer counts what came along."""
-        word = _REFERRER_WORDS[self]
-        return f"{n} {word}" if n == 1 else f"{n} {word}s"
+        singular, plural = _REFERRER_WORDS[self]
+        return Text(singular if n == 1 else plural, n=n)
 
 
+# One sentence per form (mirror/ has no plural rules; a catalog maps both to one form when
+# its language has one).
 _REFERRER_WORDS = {
-    ReferrerKind.SIGNATURE: "signature",
-    ReferrerKind.SBOM: "SBOM",
-    ReferrerKind.ATTESTATION: "attestation",
-    ReferrerKind.ARTIFACT: "other artifact",
+    ReferrerKind.SIGNATURE: (N_("{n} signature"), N_("{n} signatures")),
+    ReferrerKind.SBOM: (N_("{n} SBOM"), N_("{n} SBOMs")),
+    ReferrerKind.ATTESTATION: (N_("{n} attestation"), N_("{n} attestations")),
+    ReferrerKind.ARTIFACT: (N_("{n} other artifact"), N_("{n} other artifacts")),
 }
 
 # cosign's tag suffixes (``sha256-<hex>.sig``) say what the tag holds.
@@ -143,5 +147,8 @@ def along_text(referrers: tuple[Referrer, ...] | list[Referrer]) -> str:
     if not parts:
         return ""
     if len(parts) == 1:
-        return f"with {parts[0]}"
-    return "with " + ", ".join(parts[:-1]) + f" and {parts[-1]}"
+        return Text("with {things}", things=parts[0])
+    listed = parts[0]
+    for part in parts[1:-1]:
+        listed = Text("{list}, {item}", list=listed, item=part)
+    return Text("with {list} and {last}", list=listed, last=parts[-1])

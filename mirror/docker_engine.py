@@ -26,18 +26,24 @@ from mirror.credentials import Credentials
 from mirror.deferred_import import defer
 from mirror.engine import CopyRequest, ProgressSink
 from mirror.errors import (
+    JOB_CANCELLED,
     Cancelled,
     CopyFailed,
     EngineUnavailable,
     MirrorError,
     PlatformMissing,
     SourceMissing,
+    access_denied,
+    not_found,
+    push_login_refused,
+    rate_limited,
     too_large,
 )
 from mirror.models import ItemStatus, Outcome
 from mirror.progress import BlobDone, BlobProgress, ProgressEvent, Stage, StageChanged
 from mirror.reference import ImageRef
 from mirror.refusals import push_refusal
+from mirror.text import Text
 
 defer("paramiko")  # docker-py needs it for ssh:// daemons only: load it there, not at start-up
 
@@ -110,8 +116,11 @@ class DockerEngine:
         return client
 
     def _unavailable(self) -> EngineUnavailable:
-        where = f" at `{self._docker_host}`" if self._docker_host else ""
-        return EngineUnavailable(f"The Docker daemon{where} does not answer.")
+        if self._docker_host:
+            return EngineUnavailable(
+                Text("The Docker daemon at `{host}` does not answer.", host=self._docker_host)
+            )
+        return EngineUnavailable(Text("The Docker daemon does not answer."))
 
     def _auth(self, registry: str) -> dict[str, str] | None:
         cred = self._credentials.get(registry)
@@ -172,8 +181,10 @@ class DockerEngine:
     async def copy(self, request: CopyRequest, progress: ProgressSink) -> Outcome:
         if request.platform is None:
             raise CopyFailed(
-                "The docker engine copies one platform at a time; use the registry engine "
-                "for --platform all."
+                Text(
+                    "The docker engine copies one platform at a time; use the registry engine "
+                    "for --platform all."
+                )
             )
         loop = asyncio.get_running_loop()
         stop = threading.Event()
@@ -317,7 +328,12 @@ class DockerEngine:
                 digest = str(aux["Digest"])
             _forward(event, emit, progress_status="Pushing")
         if digest is None:
-            raise CopyFailed(f"The push of `{target}` ended without a digest from the registry.")
+            raise CopyFailed(
+                Text(
+                    "The push of `{target}` ended without a digest from the registry.",
+                    target=target,
+                )
+            )
         return digest
 
     def _remove(self, name: str) -> None:
@@ -347,7 +363,12 @@ def _check_platform(image: dict[str, Any], request: CopyRequest) -> None:
     ):
         found = "/".join(p for p in (got_os, got_arch, got_variant) if p)
         raise PlatformMissing(
-            f"`{request.source.familiar}` has no image for {wanted} (it is {found} only).",
+            Text(
+                "`{image}` has no image for {platform} (it is {found} only).",
+                image=request.source.familiar,
+                platform=str(wanted),
+                found=found,
+            ),
             str(wanted),
         )
 
@@ -375,7 +396,7 @@ def _checked(
     """Yield stream events, raising on an in-band ``error`` or a cancellation."""
     for event in stream:
         if stop.is_set():
-            raise Cancelled("The job was cancelled.")
+            raise Cancelled(JOB_CANCELLED)
         if event.get("error"):
             raise _explain(str(event["error"]), ref, pushing=pushing, logged_in=logged_in)
         yield event
@@ -406,30 +427,40 @@ def _explain(message: str, ref: ImageRef, *, pushing: bool, logged_in: bool = Tr
         return CopyFailed(said)
     if "no matching manifest" in text:
         found = re.search(r"for ([\w/.-]+) in the manifest", message)
-        platform = f" for {found.group(1)}" if found else " for that platform"
+        if found is None:
+            return PlatformMissing(
+                Text("`{image}` has no image for that platform.", image=ref.familiar), ""
+            )
         return PlatformMissing(
-            f"`{ref.familiar}` has no image{platform}.", found.group(1) if found else ""
+            Text(
+                "`{image}` has no image for {platform}.",
+                image=ref.familiar,
+                platform=found.group(1),
+            ),
+            found.group(1),
         )
     if "unauthorized" in text or "authentication required" in text or "denied" in text:
         if pushing:
-            return CopyFailed(
-                f"The target registry `{where}` refused the push of `{ref.familiar}`: "
-                "check MIRROR_TARGET_USERNAME and MIRROR_TARGET_PASSWORD."
-            )
-        return SourceMissing(
-            f"Access to `{ref.familiar}` was denied: it does not exist or is private."
-        )
+            return CopyFailed(push_login_refused(where, ref.familiar))
+        return SourceMissing(access_denied(ref.familiar))
     if "manifest unknown" in text or "not found" in text:
         if pushing:
-            return CopyFailed(f"The target registry `{where}` lost part of `{ref.familiar}`.")
-        return SourceMissing(
-            f"`{ref.familiar}` was not found in `{where}`: check the name and tag."
-        )
+            return CopyFailed(
+                Text(
+                    "The target registry `{registry}` lost part of `{image}`.",
+                    registry=where,
+                    image=ref.familiar,
+                )
+            )
+        return SourceMissing(not_found(where, ref.familiar))
     if "server gave http response to https client" in text:
         return CopyFailed(
-            f"The registry `{where}` answers plain HTTP, not HTTPS: list it in "
-            "MIRROR_INSECURE_REGISTRIES (and in the Docker daemon's insecure-registries) "
-            "if that is intended."
+            Text(
+                "The registry `{registry}` answers plain HTTP, not HTTPS: list it in "
+                "MIRROR_INSECURE_REGISTRIES (and in the Docker daemon's insecure-registries) "
+                "if that is intended.",
+                registry=where,
+            )
         )
     if (
         "connection refused" in text
@@ -437,16 +468,25 @@ def _explain(message: str, ref: ImageRef, *, pushing: bool, logged_in: bool = Tr
         or "i/o timeout" in text
         or "dial tcp" in text
     ):
-        return CopyFailed(f"The registry `{where}` could not be reached.", transient=True)
+        return CopyFailed(
+            Text("The registry `{registry}` could not be reached.", registry=where), transient=True
+        )
     if "pull rate limit" in text:
         # Docker Hub's limit lifts hours later: redoing the copy now only spends attempts.
         return CopyFailed(
-            f"{where}'s pull limit is used up (the daemon does not say when it lifts); "
-            "try again later, or give the daemon credentials for it."
+            Text(
+                "{registry}'s pull limit is used up (the daemon does not say when it lifts); "
+                "try again later, or give the daemon credentials for it.",
+                registry=where,
+            )
         )
     if "toomanyrequests" in text or "rate limit" in text:
-        return CopyFailed(
-            f"The registry `{where}` is rate-limiting us; try again later.", transient=True
-        )
+        return CopyFailed(rate_limited(where), transient=True)
     first = message.strip().splitlines()[0] if message.strip() else "unknown error"
-    return CopyFailed(f"The Docker daemon failed on `{ref.familiar}`: {first[:200]}.")
+    return CopyFailed(
+        Text(
+            "The Docker daemon failed on `{image}`: {message}.",
+            image=ref.familiar,
+            message=first[:200],
+        )
+    )

@@ -9,6 +9,7 @@ from mirror.artifacts import ArtifactKind
 from mirror.engine import CopyRequest, Engine
 from mirror.errors import EngineUnavailable
 from mirror.reference import ImageRef
+from mirror.text import Text
 
 if TYPE_CHECKING:
     from mirror.registry.hosts import PullLimit
@@ -99,10 +100,12 @@ class EngineChooser:
             raise EngineUnavailable(" ".join(r for r in tried.values() if r))
         if request.platform is None:
             raise EngineUnavailable(
-                "Copying every platform needs the registry engine, which is not set up here; "
-                "choose one platform with --platform."
+                Text(
+                    "Copying every platform needs the registry engine, which is not set up here; "
+                    "choose one platform with --platform."
+                )
             )
-        raise EngineUnavailable(f"The {self.mode} engine is not set up here.")
+        raise EngineUnavailable(Text("The {engine} engine is not set up here.", engine=self.mode))
 
     async def measure(self, request: CopyRequest) -> int | None:
         """Compressed bytes the copy would move, before it moves any: asked of the engine

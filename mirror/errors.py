@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from mirror.text import Text
 from mirror.units import utc_clock
 
 if TYPE_CHECKING:
@@ -72,24 +73,84 @@ class PullLimitReached(CopyFailed):
         self.registry = registry
         self.lifts_at = lifts_at
         self.limit = limit
-        of = f" of {limit}" if limit is not None else ""
-        super().__init__(
-            f"{registry}'s pull limit{of} is used up; it lifts at {utc_clock(lifts_at)}."
-        )
+        when = utc_clock(lifts_at)
+        if limit is None:
+            sentence = Text(
+                "{registry}'s pull limit is used up; it lifts at {when}.",
+                registry=registry,
+                when=when,
+            )
+        else:
+            sentence = Text(
+                "{registry}'s pull limit of {limit} is used up; it lifts at {when}.",
+                registry=registry,
+                limit=limit,
+                when=when,
+            )
+        super().__init__(sentence)
 
     def waiting(self) -> str:
-        return f"{self.registry}'s pull limit is used up; continuing at {utc_clock(self.lifts_at)}."
+        return Text(
+            "{registry}'s pull limit is used up; continuing at {when}.",
+            registry=self.registry,
+            when=utc_clock(self.lifts_at),
+        )
 
 
 def too_large(source: ImageRef, size: int, limit: int, *, at_least: bool = False) -> CopyFailed:
     """MIRROR_MAX_IMAGE_BYTES refused ``source`` (``size``: compressed blob bytes)."""
     mib = 1 << 20
-    what = f"at least {size / mib:.1f}" if at_least else f"{size / mib:.1f}"
-    return CopyFailed(
-        f"`{source.familiar}` is too large: {what} MiB, over the limit of {limit / mib:.1f} MiB "
-        "(MIRROR_MAX_IMAGE_BYTES)."
-    )
+    size_mib, limit_mib = f"{size / mib:.1f}", f"{limit / mib:.1f}"
+    if at_least:
+        sentence = Text(
+            "`{image}` is too large: at least {size} MiB, over the limit of {limit} MiB "
+            "(MIRROR_MAX_IMAGE_BYTES).",
+            image=source.familiar,
+            size=size_mib,
+            limit=limit_mib,
+        )
+    else:
+        sentence = Text(
+            "`{image}` is too large: {size} MiB, over the limit of {limit} MiB "
+            "(MIRROR_MAX_IMAGE_BYTES).",
+            image=source.familiar,
+            size=size_mib,
+            limit=limit_mib,
+        )
+    return CopyFailed(sentence)
 
 
 class Cancelled(MirrorError):
     """Somebody cancelled the job."""
+
+
+# Sentences both engines say alike (each words the rest in its own terms).
+
+JOB_CANCELLED = Text("The job was cancelled.")
+
+
+def push_login_refused(registry: str, image: str) -> Text:
+    return Text(
+        "The target registry `{registry}` refused the push of `{image}`: "
+        "check MIRROR_TARGET_USERNAME and MIRROR_TARGET_PASSWORD.",
+        registry=registry,
+        image=image,
+    )
+
+
+def access_denied(image: str) -> Text:
+    return Text("Access to `{image}` was denied: it does not exist or is private.", image=image)
+
+
+def not_found(registry: str, image: str) -> Text:
+    return Text(
+        "`{image}` was not found in `{registry}`: check the name and tag.",
+        registry=registry,
+        image=image,
+    )
+
+
+def rate_limited(registry: str) -> Text:
+    return Text(
+        "The registry `{registry}` is rate-limiting us; try again later.", registry=registry
+    )

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 from mirror.engine import CopyRequest, Engine, ProgressSink
 from mirror.engines import EngineChooser
 from mirror.errors import (
+    JOB_CANCELLED,
     CopyFailed,
     MirrorError,
     NameConflict,
@@ -34,6 +35,7 @@ from mirror.models import Item, ItemStatus, Job, Outcome, platform_text
 from mirror.progress import ProgressEvent, ProgressTracker, Stage, StageChanged
 from mirror.store import Store
 from mirror.tasks import TaskSet
+from mirror.text import Text
 
 if TYPE_CHECKING:
     from mirror.lookup import Advice
@@ -47,7 +49,7 @@ MEASURING = 4
 """Sizes asked at once, for the confirmation gate and a bulk plan: manifests only, but a
 pasted list of a hundred images should not open a hundred connections."""
 
-INTERNAL_ERROR = "An internal error stopped this copy; the bot's log has the details."
+INTERNAL_ERROR = Text("An internal error stopped this copy; the bot's log has the details.")
 
 
 @dataclass
@@ -131,8 +133,13 @@ class JobService:
             previous = await self.store.last_success(str(item.target))
             if previous is not None and previous.source != item.source:
                 raise NameConflict(
-                    f"`{item.target}` already holds a copy of `{previous.source.familiar}`; "
-                    f"choose another name for `{item.source.familiar}` with `$NAME`."
+                    Text(
+                        "`{target}` already holds a copy of `{other}`; "
+                        "choose another name for `{image}` with `$NAME`.",
+                        target=str(item.target),
+                        other=previous.source.familiar,
+                        image=item.source.familiar,
+                    )
                 )
 
     async def submit(self, job: Job, listener: JobListener) -> asyncio.Task[Job]:
@@ -245,7 +252,7 @@ class JobService:
         for idx, item in enumerate(job.items):
             if not item.status.finished:
                 item.status = ItemStatus.CANCELLED
-                item.error = "The job was cancelled."
+                item.error = JOB_CANCELLED
                 item.progress = None
                 await self.store.save_item(job, idx)
 
@@ -460,9 +467,13 @@ class JobService:
             return
         if await self.store.first_notice(f"public:{target.name}"):
             item.notes = (
-                f"`{target.registry}` creates a repository it receives by push as public (unless "
-                f"the account's default is private): anyone can pull `{target.repository}` "
-                "unless you make it private in its settings.",
+                Text(
+                    "`{registry}` creates a repository it receives by push as public (unless "
+                    "the account's default is private): anyone can pull `{repository}` "
+                    "unless you make it private in its settings.",
+                    registry=target.registry,
+                    repository=target.repository,
+                ),
             )
 
     async def _advise(self, error: MirrorError, request: CopyRequest) -> Advice | None:

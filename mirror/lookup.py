@@ -27,6 +27,7 @@ from mirror.reference import DEFAULT_REGISTRY, ImageRef, quote
 from mirror.registry.client import INDEX_TYPES, Manifest, RegistryClient, descriptors
 from mirror.registry.engine import explain
 from mirror.registry.errors import AccessDenied, NotFound, RegistryError, Transient
+from mirror.text import Text
 from mirror.units import human_bytes
 
 log = logging.getLogger(__name__)
@@ -158,11 +159,20 @@ class Lookups:
         suggestions = tuple(str(source.with_tag(t)) for t in nearest)
         if not nearest:
             return Advice(
-                f"{quote(source.familiar)} does not exist, and its repository has no "
-                "release tags to suggest."
+                Text(
+                    "{image} does not exist, and its repository has no release tags to suggest.",
+                    image=quote(source.familiar),
+                )
             )
         listed = ", ".join(quote(t) for t in nearest)
-        return Advice(f"{quote(source.familiar)} does not exist; nearest: {listed}.", suggestions)
+        return Advice(
+            Text(
+                "{image} does not exist; nearest: {listed}.",
+                image=quote(source.familiar),
+                listed=listed,
+            ),
+            suggestions,
+        )
 
     async def _elsewhere(self, source: ImageRef) -> Advice | None:
         """A short Docker Hub name that is not there: the same path on the well-known ones."""
@@ -181,7 +191,12 @@ class Lookups:
             return None
         listed = ", ".join(quote(ref) for ref in found)
         return Advice(
-            f"{quote(source.familiar)} is not on Docker Hub; it exists as {listed}.", found
+            Text(
+                "{image} is not on Docker Hub; it exists as {listed}.",
+                image=quote(source.familiar),
+                listed=listed,
+            ),
+            found,
         )
 
     async def _exists(self, ref: ImageRef) -> bool:
@@ -198,8 +213,22 @@ class Lookups:
         if not seen.platforms:
             return None
         has = ", ".join(f"{p.platform} ({human_bytes(p.bytes)})" for p in seen.platforms)
-        wanted = error.platform or "that platform"
-        return Advice(f"{quote(source.familiar)} has no image for {wanted}; it has {has}.")
+        if not error.platform:
+            return Advice(
+                Text(
+                    "{image} has no image for that platform; it has {has}.",
+                    image=quote(source.familiar),
+                    has=has,
+                )
+            )
+        return Advice(
+            Text(
+                "{image} has no image for {platform}; it has {has}.",
+                image=quote(source.familiar),
+                platform=error.platform,
+                has=has,
+            )
+        )
 
     # -- /tags --------------------------------------------------------------------------------
 

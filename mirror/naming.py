@@ -16,6 +16,8 @@ from mirror.platform import Platform
 from mirror.reference import (
     DEFAULT_REGISTRY,
     DEFAULT_TAG,
+    LOWERCASE,
+    UNSAFE,
     ImageRef,
     has_unsafe_chars,
     is_valid_host,
@@ -24,13 +26,14 @@ from mirror.reference import (
     parse_reference,
     quote,
 )
+from mirror.text import Text
 
 OVERRIDE_SEPARATOR = "$"
 _LEGACY_HUB = "index.docker.io"
 _DIGEST_TAG_HEX = 12
 _NOT_IN_COMPONENT_RE = re.compile(r"[^a-z0-9._-]")
-_PATH_RULE = "lowercase letters and digits separated by `.`, `_`, `__`, `-` or `/`"
-_TAG_RULE = "1 to 128 letters, digits, `_`, `.` or `-`, not starting with `.` or `-`"
+_PATH_RULE = Text("lowercase letters and digits separated by `.`, `_`, `__`, `-` or `/`")
+_TAG_RULE = Text("1 to 128 letters, digits, `_`, `.` or `-`, not starting with `.` or `-`")
 
 
 @dataclass(frozen=True)
@@ -56,13 +59,19 @@ def parse_image_spec(text: str) -> ImageSpec:
     """Parse ``IMAGE[$NAME[:TAG]]`` (hub-mirror's syntax; ``$`` never occurs in a reference)."""
     if has_unsafe_chars(text):
         raise InvalidReference(
-            f"{quote(text)} is not a valid image reference: "
-            "it contains whitespace or an invisible character."
+            Text(
+                "{text} is not a valid image reference: {problem}.",
+                text=quote(text),
+                problem=UNSAFE,
+            )
         )
     source_text, dollar, override = text.partition(OVERRIDE_SEPARATOR)
     if dollar and not source_text:
         raise InvalidReference(
-            f"{quote(text)} has no image before `$`: write `IMAGE$NAME` or `IMAGE$NAME:TAG`."
+            Text(
+                "{text} has no image before `$`: write `IMAGE$NAME` or `IMAGE$NAME:TAG`.",
+                text=quote(text),
+            )
         )
     source = parse_reference(source_text)
     if not dollar:
@@ -70,25 +79,36 @@ def parse_image_spec(text: str) -> ImageSpec:
     name, colon, tag = override.partition(":")
     if not name:
         raise InvalidReference(
-            f"{quote(text)} has no name after `$`: write `IMAGE$NAME` or `IMAGE$NAME:TAG`."
+            Text(
+                "{text} has no name after `$`: write `IMAGE$NAME` or `IMAGE$NAME:TAG`.",
+                text=quote(text),
+            )
         )
     if not is_valid_path(name):
         raise InvalidReference(
-            f"The target name {quote(name)} is not valid: {_name_problem(name)}."
+            Text(
+                "The target name {name} is not valid: {problem}.",
+                name=quote(name),
+                problem=_name_problem(name),
+            )
         )
     if colon and not tag:
-        raise InvalidReference(f"{quote(text)} has nothing after the `:` that starts the tag.")
+        raise InvalidReference(
+            Text("{text} has nothing after the `:` that starts the tag.", text=quote(text))
+        )
     if colon and not is_valid_tag(tag):
-        raise InvalidReference(f"The target tag {quote(tag)} is not valid: use {_TAG_RULE}.")
+        raise InvalidReference(
+            Text("The target tag {tag} is not valid: use {rule}.", tag=quote(tag), rule=_TAG_RULE)
+        )
     return ImageSpec(text, source, name, tag if colon else None)
 
 
-def _name_problem(name: str) -> str:
+def _name_problem(name: str) -> Text:
     if name != name.lower():
-        return "repository names must be lowercase"
+        return LOWERCASE
     if len(name) > 255:
-        return "it is longer than 255 characters"
-    return f"use {_PATH_RULE}"
+        return Text("it is longer than 255 characters")
+    return Text("use {rule}", rule=_PATH_RULE)
 
 
 @dataclass(frozen=True)
@@ -109,16 +129,19 @@ def parse_target_base(text: str) -> TargetBase:
     that would make every push fail is refused at start-up rather than at the first job.
     """
     value = text.strip().rstrip("/")
-    bad = f"{quote(text)} is not a valid mirror target"
     if not value:
         raise InvalidReference(
-            "The mirror target is empty: set it to a registry and namespace "
-            "such as `docker.io/alice`."
+            Text(
+                "The mirror target is empty: set it to a registry and namespace "
+                "such as `docker.io/alice`."
+            )
         )
     if has_unsafe_chars(value):
-        raise InvalidReference(f"{bad}: it contains whitespace or an invisible character.")
+        raise InvalidReference(_bad_target(text, UNSAFE))
     if "://" in value:
-        raise InvalidReference(f"{bad}: leave out the URL scheme, as in `harbor.example.com/team`.")
+        raise InvalidReference(
+            _bad_target(text, Text("leave out the URL scheme, as in `harbor.example.com/team`"))
+        )
     first, _, rest = value.partition("/")
     if "." in first or ":" in first or first == "localhost":
         registry, namespace = first, rest
@@ -127,17 +150,37 @@ def parse_target_base(text: str) -> TargetBase:
     if registry == _LEGACY_HUB:
         registry = DEFAULT_REGISTRY
     if not is_valid_host(registry):
-        raise InvalidReference(f"{bad}: {quote(registry)} is not a valid registry host.")
+        raise InvalidReference(
+            _bad_target(text, Text("{host} is not a valid registry host", host=quote(registry)))
+        )
     if registry == DEFAULT_REGISTRY and not namespace:
         raise InvalidReference(
-            f"{bad}: Docker Hub needs a namespace (your user or organisation), "
-            "such as `docker.io/alice`."
+            _bad_target(
+                text,
+                Text(
+                    "Docker Hub needs a namespace (your user or organisation), "
+                    "such as `docker.io/alice`"
+                ),
+            )
         )
     if namespace and not is_valid_path(namespace):
         raise InvalidReference(
-            f"{bad}: the namespace {quote(namespace)} is not valid ({_name_problem(namespace)})."
+            _bad_target(
+                text,
+                Text(
+                    "the namespace {namespace} is not valid ({problem})",
+                    namespace=quote(namespace),
+                    problem=_name_problem(namespace),
+                ),
+            )
         )
     return TargetBase(registry, namespace)
+
+
+def _bad_target(text: str, problem: Text) -> Text:
+    return Text(
+        "{target} is not a valid mirror target: {problem}.", target=quote(text), problem=problem
+    )
 
 
 def flatten(source: ImageRef) -> str:
@@ -181,15 +224,25 @@ def target_for(
     target = ImageRef(base.registry, repository, tag, None)
     if base.registry == DEFAULT_REGISTRY and repository.count("/") > 1:
         raise InvalidReference(
-            f"{quote(spec.text)} would be mirrored as {quote(str(target))}, but Docker Hub takes "
-            "only `namespace/name`: choose a name without `/` by adding `$NAME` to the image."
+            Text(
+                "{image} would be mirrored as {target}, but Docker Hub takes only "
+                "`namespace/name`: choose a name without `/` by adding `$NAME` to the image.",
+                image=quote(spec.text),
+                target=quote(str(target)),
+            )
         )
     if not is_valid_path(repository) or not _round_trips(target):
-        hint = "a shorter name" if len(repository) > 255 else "a name"
-        raise InvalidReference(
-            f"{quote(spec.text)} would be mirrored as {quote(str(target))}, which is not a valid "
-            f"image reference: choose {hint} by adding `$NAME` to the image."
-        )
+        if len(repository) > 255:
+            sentence = (
+                "{image} would be mirrored as {target}, which is not a valid image reference: "
+                "choose a shorter name by adding `$NAME` to the image."
+            )
+        else:
+            sentence = (
+                "{image} would be mirrored as {target}, which is not a valid image reference: "
+                "choose a name by adding `$NAME` to the image."
+            )
+        raise InvalidReference(Text(sentence, image=quote(spec.text), target=quote(str(target))))
     return target
 
 
@@ -221,11 +274,17 @@ def check_unique_targets(pairs: Iterable[tuple[ImageRef, Platform | None, ImageR
         first = seen.setdefault(key, (source, platform))
         if first != (source, platform):
             raise NameConflict(
-                f"{_describe(*first)} and {_describe(source, platform)} would both be mirrored "
-                f"to {quote(key)}: give one of them another name with `$NAME`."
+                Text(
+                    "{first} and {second} would both be mirrored to {target}: give one of them "
+                    "another name with `$NAME`.",
+                    first=_describe(*first),
+                    second=_describe(source, platform),
+                    target=quote(key),
+                )
             )
 
 
-def _describe(source: ImageRef, platform: Platform | None) -> str:
-    where = "all platforms" if platform is None else str(platform)
-    return f"{quote(source.familiar)} ({where})"
+def _describe(source: ImageRef, platform: Platform | None) -> Text:
+    if platform is None:
+        return Text("{image} (all platforms)", image=quote(source.familiar))
+    return Text("{image} ({platform})", image=quote(source.familiar), platform=str(platform))

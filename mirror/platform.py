@@ -13,14 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from mirror.errors import InvalidPlatform
-from mirror.reference import has_unsafe_chars, quote
+from mirror.reference import UNSAFE, has_unsafe_chars, quote
+from mirror.text import Text
 
 ALL = "all"
 
 # Each part must also be usable inside a repository name (``nginx-linux-arm-v7``).
 _PART_RE = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
 _PART_MAX = 32
-_USAGE = "use os/arch[/variant] such as linux/arm64, or all"
+_USAGE = Text("use os/arch[/variant] such as linux/arm64, or all")
 
 
 @dataclass(frozen=True)
@@ -63,26 +64,31 @@ def platform_of(descriptor: Mapping[str, Any]) -> Platform | None:
     return None if platform is None or platform.os == "unknown" else platform
 
 
+def _not_a_platform(text: str, problem: Text) -> Text:
+    return Text("{text} is not a platform: {problem}.", text=quote(text), problem=problem)
+
+
 def parse_platform(text: str) -> Platform | None:
     """Parse ``os/arch[/variant]``; ``all`` gives None, meaning every platform of the image."""
     if not text:
-        raise InvalidPlatform(f"The platform is empty: {_USAGE}.")
+        raise InvalidPlatform(Text("The platform is empty: {usage}.", usage=_USAGE))
     if has_unsafe_chars(text):
-        raise InvalidPlatform(
-            f"{quote(text)} is not a platform: it contains whitespace or an invisible character."
-        )
+        raise InvalidPlatform(_not_a_platform(text, UNSAFE))
     lowered = text.lower()
     if lowered == ALL:
         return None
     parts = lowered.split("/")
     if len(parts) not in (2, 3) or not all(parts):
-        raise InvalidPlatform(f"{quote(text)} is not a platform: {_USAGE}.")
+        raise InvalidPlatform(_not_a_platform(text, _USAGE))
     for part in parts:
         if len(part) > _PART_MAX or _PART_RE.fullmatch(part) is None:
-            raise InvalidPlatform(
-                f"{quote(text)} is not a platform: {quote(part)} must be letters and digits, "
-                f"optionally separated by `.`, `_` or `-`, at most {_PART_MAX} long."
+            problem = Text(
+                "{part} must be letters and digits, optionally separated by `.`, `_` or `-`, "
+                "at most {count} long",
+                part=quote(part),
+                count=_PART_MAX,
             )
+            raise InvalidPlatform(_not_a_platform(text, problem))
     os_name, arch = parts[0], parts[1]
     variant = parts[2] if len(parts) == 3 else None
     arch, variant = _normalize_arch(arch, variant)

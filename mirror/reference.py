@@ -16,6 +16,7 @@ from docker_image import digest as _digest
 from docker_image import reference as _reference
 
 from mirror.errors import InvalidReference
+from mirror.text import Text
 
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"
@@ -37,7 +38,9 @@ _HOST_RE = re.compile(
 _IMAGE_ID_RE = re.compile(r"[a-f0-9]{64}")
 _DIGEST_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 
-_TAG_RULE = "a tag is 1 to 128 letters, digits, `_`, `.` or `-` and cannot start with `.` or `-`"
+_TAG_RULE = Text(
+    "a tag is 1 to 128 letters, digits, `_`, `.` or `-` and cannot start with `.` or `-`"
+)
 
 
 def quote(text: str) -> str:
@@ -143,7 +146,9 @@ class ImageRef:
     def with_tag(self, tag: str) -> ImageRef:
         """The same repository at ``tag``; the digest goes, since it pinned the old content."""
         if not is_valid_tag(tag):
-            raise InvalidReference(f"{quote(tag)} is not a valid tag: {_TAG_RULE}.")
+            raise InvalidReference(
+                Text("{tag} is not a valid tag: {rule}.", tag=quote(tag), rule=_TAG_RULE)
+            )
         return ImageRef(self.registry, self.repository, tag, None)
 
     @property
@@ -164,24 +169,18 @@ def parse_reference(text: str) -> ImageRef:
     """
     if not text:
         raise InvalidReference(
-            "An empty string is not a valid image reference: give one such as `nginx:1.25`."
+            Text("An empty string is not a valid image reference: give one such as `nginx:1.25`.")
         )
     if has_unsafe_chars(text):
-        raise InvalidReference(
-            f"{quote(text)} is not a valid image reference: "
-            "it contains whitespace or an invisible character."
-        )
+        raise InvalidReference(_invalid(text, UNSAFE))
     if len(text) > _TEXT_MAX:
         raise InvalidReference(
-            f"{quote(text)} is not a valid image reference: "
-            f"it is longer than {_TEXT_MAX} characters."
+            _invalid(text, Text("it is longer than {count} characters", count=_TEXT_MAX))
         )
     try:
         parsed: Any = _reference.Reference.parse_normalized_named(text)
     except (_reference.InvalidReference, _digest.InvalidDigest):
-        raise InvalidReference(
-            f"{quote(text)} is not a valid image reference: {_explain(text)}."
-        ) from None
+        raise InvalidReference(_invalid(text, _explain(text))) from None
     registry: str = parsed.repository["domain"]
     repository: str = parsed.repository["path"]
     tag: str | None = parsed["tag"] or None
@@ -191,10 +190,19 @@ def parse_reference(text: str) -> ImageRef:
     return ImageRef(registry, repository, tag, digest)
 
 
-def _explain(text: str) -> str:
+UNSAFE = Text("it contains whitespace or an invisible character")
+
+
+def _invalid(text: str, problem: Text) -> Text:
+    return Text(
+        "{text} is not a valid image reference: {problem}.", text=quote(text), problem=problem
+    )
+
+
+def _explain(text: str) -> Text:
     """Say which part of a rejected reference is wrong (the library does not say)."""
     if "://" in text:
-        return "leave out the URL scheme, as in `quay.io/prometheus/node-exporter:v1.7.0`"
+        return Text("leave out the URL scheme, as in `quay.io/prometheus/node-exporter:v1.7.0`")
     name_and_tag, at, digest = text.partition("@")
     if at:
         problem = _explain_digest(digest)
@@ -203,10 +211,10 @@ def _explain(text: str) -> str:
     name, tag = _split_tag(name_and_tag)
     if tag is not None and not is_valid_tag(tag):
         if not tag:
-            return "nothing follows the `:` that starts the tag"
+            return Text("nothing follows the `:` that starts the tag")
         if len(tag) > 128:
-            return f"the tag {quote(tag)} is longer than 128 characters"
-        return f"the tag {quote(tag)} is not valid ({_TAG_RULE})"
+            return Text("the tag {tag} is longer than 128 characters", tag=quote(tag))
+        return Text("the tag {tag} is not valid ({rule})", tag=quote(tag), rule=_TAG_RULE)
     return _explain_name(name)
 
 
@@ -217,41 +225,55 @@ def _split_tag(name_and_tag: str) -> tuple[str, str | None]:
     return name_and_tag[:colon], name_and_tag[colon + 1 :]
 
 
-def _explain_digest(digest: str) -> str | None:
+def _explain_digest(digest: str) -> Text | None:
     if not digest:
-        return "nothing follows the `@` that starts the digest"
+        return Text("nothing follows the `@` that starts the digest")
     algorithm, colon, encoded = digest.partition(":")
+    shown = quote(digest)
     if not colon or not algorithm or not encoded:
-        return f"the digest {quote(digest)} must look like `sha256:` followed by 64 hex digits"
+        return Text(
+            "the digest {digest} must look like `sha256:` followed by 64 hex digits", digest=shown
+        )
     if algorithm not in _DIGEST_LENGTHS:
-        supported = "sha256, sha384 or sha512"
-        return f"the digest algorithm {quote(algorithm)} is not supported (use {supported})"
+        return Text(
+            "the digest algorithm {algorithm} is not supported (use sha256, sha384 or sha512)",
+            algorithm=quote(algorithm),
+        )
     if re.fullmatch(r"[0-9a-f]+", encoded) is None:
-        return f"the digest {quote(digest)} must be written in lowercase hex digits"
+        return Text("the digest {digest} must be written in lowercase hex digits", digest=shown)
     expected = _DIGEST_LENGTHS[algorithm]
     if len(encoded) != expected:
-        return f"a {algorithm} digest has {expected} hex digits, not {len(encoded)}"
+        return Text(
+            "a {algorithm} digest has {expected} hex digits, not {count}",
+            algorithm=algorithm,
+            expected=expected,
+            count=len(encoded),
+        )
     return None
 
 
-def _explain_name(name: str) -> str:
+def _explain_name(name: str) -> Text:
     if not name:
-        return "the repository name is missing"
+        return Text("the repository name is missing")
     if _IMAGE_ID_RE.fullmatch(name):
-        return "a 64-digit hex string is an image ID, not a repository name"
+        return Text("a 64-digit hex string is an image ID, not a repository name")
     host, path = _reference.Reference.split_docker_domain(name)
     if not is_valid_host(host):
-        return f"{quote(host)} is not a valid registry host"
+        return Text("{host} is not a valid registry host", host=quote(host))
     if path != path.lower():
-        return "repository names must be lowercase"
+        return LOWERCASE
     for part in path.split("/"):
         if not part:
-            return "the repository name has an empty path component (`//` or a `/` at an end)"
+            return Text("the repository name has an empty path component (`//` or a `/` at an end)")
         if _COMPONENT_RE.fullmatch(part) is None:
-            return (
-                f"the path component {quote(part)} must be lowercase letters and digits "
-                "separated by single `.`, `_`, `__` or dashes"
+            return Text(
+                "the path component {part} must be lowercase letters and digits "
+                "separated by single `.`, `_`, `__` or dashes",
+                part=quote(part),
             )
     if len(path) > NAME_MAX_LENGTH:
-        return f"the repository path is longer than {NAME_MAX_LENGTH} characters"
-    return "write it as [registry/]repository[:tag][@digest], such as `nginx:1.25`"
+        return Text("the repository path is longer than {count} characters", count=NAME_MAX_LENGTH)
+    return Text("write it as [registry/]repository[:tag][@digest], such as `nginx:1.25`")
+
+
+LOWERCASE = Text("repository names must be lowercase")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from mirror.reference import ImageRef
+from mirror.text import Text
 
 _HARBOR_PROJECT_RE = re.compile(r"project ([a-z0-9][a-z0-9._-]*) not found", re.IGNORECASE)
 _BAD_LOGIN = (
@@ -42,43 +43,64 @@ def push_refusal(
     ``denied``: the registry refused access (401/403, ``DENIED``); else it said "not found"
     or another 4xx, which names a missing project or namespace or nothing we know.
     """
-    where = f"`{target.registry}`"
-    refused = f"The target registry {where} refused the push of `{target.familiar}`"
+    names = {"registry": target.registry, "image": target.familiar}
     namespace = _namespace(target)
     harbor = _HARBOR_PROJECT_RE.search(message)
     if harbor:
-        return (
-            f"The Harbor project `{harbor.group(1)}` does not exist on {where}: create it "
-            "(Projects, New project) or point MIRROR_TARGET at an existing one."
+        return Text(
+            "The Harbor project `{project}` does not exist on `{registry}`: create it "
+            "(Projects, New project) or point MIRROR_TARGET at an existing one.",
+            project=harbor.group(1),
+            registry=target.registry,
         )
     text = message.lower()
     if not denied:
         acr = is_acr(target.registry) and "namespace" in text
         return (
-            f"{refused}: the ACR namespace `{namespace}` does not exist; create it."
+            Text(
+                "The target registry `{registry}` refused the push of `{image}`: the ACR "
+                "namespace `{namespace}` does not exist; create it.",
+                namespace=namespace,
+                **names,
+            )
             if acr
             else None
         )
     if not logged_in:
-        return (
-            f"{refused}: it wants a login; set MIRROR_TARGET_USERNAME and MIRROR_TARGET_PASSWORD "
-            "(or run `docker login` on the bot's machine)."
+        return Text(
+            "The target registry `{registry}` refused the push of `{image}`: it wants a login; "
+            "set MIRROR_TARGET_USERNAME and MIRROR_TARGET_PASSWORD (or run `docker login` on "
+            "the bot's machine).",
+            **names,
         )
     if is_acr(target.registry) and namespace and any(w in text for w in _ACR_NAMESPACE):
-        return (
-            f"{refused}: the ACR namespace `{namespace}` does not exist or the account may not "
-            "push to it; create it (Container Registry console, Namespaces) or grant the "
-            "account push rights there."
+        return Text(
+            "The target registry `{registry}` refused the push of `{image}`: the ACR namespace "
+            "`{namespace}` does not exist or the account may not push to it; create it "
+            "(Container Registry console, Namespaces) or grant the account push rights there.",
+            namespace=namespace,
+            **names,
         )
     if any(w in text for w in _BAD_LOGIN):
-        return (
-            f"{refused}: it refused the login; check MIRROR_TARGET_USERNAME and "
-            "MIRROR_TARGET_PASSWORD."
+        return Text(
+            "The target registry `{registry}` refused the push of `{image}`: it refused the "
+            "login; check MIRROR_TARGET_USERNAME and MIRROR_TARGET_PASSWORD.",
+            **names,
         )
     if any(w in text for w in _NO_RIGHT):
-        scope = f"the namespace `{namespace}`" if namespace else f"`{target.repository}`"
-        return (
-            f"{refused}: the account may not push to {scope}; grant it push (write) rights "
-            "there, or point MIRROR_TARGET at a namespace it owns."
+        if namespace:
+            return Text(
+                "The target registry `{registry}` refused the push of `{image}`: the account "
+                "may not push to the namespace `{namespace}`; grant it push (write) rights "
+                "there, or point MIRROR_TARGET at a namespace it owns.",
+                namespace=namespace,
+                **names,
+            )
+        return Text(
+            "The target registry `{registry}` refused the push of `{image}`: the account may "
+            "not push to `{repository}`; grant it push (write) rights there, or point "
+            "MIRROR_TARGET at a namespace it owns.",
+            repository=target.repository,
+            **names,
         )
     return None

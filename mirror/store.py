@@ -42,10 +42,11 @@ from mirror.models import (
 )
 from mirror.platform import parse_platform
 from mirror.reference import parse_reference
+from mirror.text import Text
 
 BUSY_TIMEOUT_SECONDS = 3.0
 
-STORE_DOWN = "The bot's database is busy or unavailable (locked or full); try again shortly."
+STORE_DOWN = Text("The bot's database is busy or unavailable (locked or full); try again shortly.")
 
 
 class StoreError(MirrorError):
@@ -131,6 +132,14 @@ class Store(Protocol):
         ...
 
     async def delete_watch(self, watch_id: str) -> None: ...
+
+    async def get_language(self, user: str) -> str | None:
+        """The language ``user`` (``telegram:42``) chose with ``/mirror lang``, if any."""
+        ...
+
+    async def set_language(self, user: str, language: str | None) -> None:
+        """Remember ``user``'s language; None forgets it (back to the client's)."""
+        ...
 
     async def ping(self) -> None:
         """Raise :class:`StoreError` unless the store answers (for the health check)."""
@@ -218,6 +227,14 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 7: when a pull limit lifts, as time.time() seconds: a waiting item runs again then.
     ("ALTER TABLE items ADD COLUMN not_before REAL",),
+    # 8: the language each person chose with `/mirror lang` (issue 17).
+    (
+        """CREATE TABLE user_languages (
+            user TEXT PRIMARY KEY,
+            language TEXT NOT NULL,
+            updated REAL NOT NULL
+        )""",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -426,6 +443,27 @@ class SQLiteStore:
                 "INSERT OR IGNORE INTO notices (key, created) VALUES (?, ?)", (key, time.time())
             )
             return cursor.rowcount == 1
+
+    @_guarded
+    async def get_language(self, user: str) -> str | None:
+        cursor = await self._db.execute(
+            "SELECT language FROM user_languages WHERE user = ?", (user,)
+        )
+        row = await cursor.fetchone()
+        return str(row[0]) if row else None
+
+    @_guarded
+    async def set_language(self, user: str, language: str | None) -> None:
+        async with self._writing, _transaction(self._db):
+            if language is None:
+                await self._db.execute("DELETE FROM user_languages WHERE user = ?", (user,))
+            else:
+                await self._db.execute(
+                    "INSERT INTO user_languages (user, language, updated) VALUES (?, ?, ?) "
+                    "ON CONFLICT (user) DO UPDATE SET language = excluded.language, "
+                    "updated = excluded.updated",
+                    (user, language, time.time()),
+                )
 
     @_guarded
     async def copies_of(self, source: str) -> list[tuple[Item, float]]:

@@ -27,6 +27,7 @@ from mirror.models import Watch
 from mirror.reference import ImageRef
 from mirror.store import Store, StoreError
 from mirror.tags import matches, newest_first
+from mirror.text import Text
 
 if TYPE_CHECKING:
     from mirror.registry.engine import RegistryEngine
@@ -124,7 +125,7 @@ class Watcher:
             watch.error = str(exc)
         except Exception:
             log.exception("watch %s: the check failed", watch.id)
-            watch.error = "The check failed; the bot's log has the details."
+            watch.error = Text("The check failed; the bot's log has the details.")
         else:
             watch.digests = seen
             watch.error = None
@@ -167,7 +168,9 @@ class RegistryUpstream:
 
         engine = self._engines.get("registry")
         if not isinstance(engine, RegistryEngine):
-            raise EngineUnavailable("Watches need the registry engine, which is not set up here.")
+            raise EngineUnavailable(
+                Text("Watches need the registry engine, which is not set up here.")
+            )
         return engine
 
     async def head_digest(self, ref: ImageRef) -> str | None:

@@ -39,6 +39,10 @@ from mirror.errors import (
     PlatformMissing,
     PullLimitReached,
     SourceMissing,
+    access_denied,
+    not_found,
+    push_login_refused,
+    rate_limited,
 )
 from mirror.models import ItemStatus, Outcome
 from mirror.platform import Platform, platform_of
@@ -73,6 +77,7 @@ from mirror.registry.errors import (
 )
 from mirror.registry.hosts import LONG_RETRY_AFTER, PullLimit
 from mirror.registry.referrers import ReferrerFinder
+from mirror.text import Text
 
 log = logging.getLogger(__name__)
 
@@ -419,8 +424,20 @@ class RegistryEngine:
                 if platform_of(entry) == wanted:
                     return await self._get(src, entry["digest"], str(entry.get("mediaType", "")))
             offered = sorted({str(p) for p in map(platform_of, entries) if p is not None})
-            has = f" (it has {', '.join(offered)})" if offered else ""
-            raise PlatformMissing(f"`{src.familiar}` has no image for {wanted}{has}.", str(wanted))
+            if offered:
+                sentence = Text(
+                    "`{image}` has no image for {platform} (it has {offered}).",
+                    image=src.familiar,
+                    platform=str(wanted),
+                    offered=", ".join(offered),
+                )
+            else:
+                sentence = Text(
+                    "`{image}` has no image for {platform}.",
+                    image=src.familiar,
+                    platform=str(wanted),
+                )
+            raise PlatformMissing(sentence, str(wanted))
         if check_config:
             await self._check_platform(src, top, wanted)
         return top
@@ -443,7 +460,12 @@ class RegistryEngine:
             found = platform_of({"platform": doc})
             if found is not None and found != wanted:
                 raise PlatformMissing(
-                    f"`{src.familiar}` is an image for {found} only, not for {wanted}.",
+                    Text(
+                        "`{image}` is an image for {found} only, not for {platform}.",
+                        image=src.familiar,
+                        found=str(found),
+                        platform=str(wanted),
+                    ),
                     str(wanted),
                 )
 
@@ -473,8 +495,14 @@ class RegistryEngine:
             )
         if stored != manifest.digest:
             raise CopyFailed(
-                f"The target registry `{dst.registry}` stored the manifest of `{dst.familiar}` "
-                f"as {stored}, not as {manifest.digest}: it does not keep manifests exactly."
+                Text(
+                    "The target registry `{registry}` stored the manifest of `{image}` as "
+                    "{stored}, not as {digest}: it does not keep manifests exactly.",
+                    registry=dst.registry,
+                    image=dst.familiar,
+                    stored=str(stored),
+                    digest=manifest.digest,
+                )
             )
         return stored
 
@@ -613,31 +641,47 @@ def explain(
 ) -> MirrorError:
     """One sentence for a person. Never ``transient``: this engine already retried, and the
     job service must not multiply its attempts."""
-    where = f"`{exc.registry}`"
+    where = {"registry": exc.registry}
+    image = {"registry": exc.registry, "image": ref.familiar}
     if isinstance(exc, PullLimited):
         return PullLimitReached(exc.registry, exc.lifts_at, exc.limit)
     if isinstance(exc, Untrusted):
         return CopyFailed(f"{exc.detail[:1].upper()}{exc.detail[1:]}.")
     if isinstance(exc, PlainHttp):
         return CopyFailed(
-            f"The registry {where} answers plain HTTP, not HTTPS: list it in "
-            "MIRROR_INSECURE_REGISTRIES if that is intended."
+            Text(
+                "The registry `{registry}` answers plain HTTP, not HTTPS: list it in "
+                "MIRROR_INSECURE_REGISTRIES if that is intended.",
+                **where,
+            )
         )
     if isinstance(exc, DigestMismatch):
         return CopyFailed(
-            f"Content of `{ref.familiar}` arrived corrupted from {where} (its sha256 did not "
-            "match); nothing was tagged at the target."
+            Text(
+                "Content of `{image}` arrived corrupted from `{registry}` (its sha256 did not "
+                "match); nothing was tagged at the target.",
+                **image,
+            )
         )
     if isinstance(exc, RateLimited):
-        return CopyFailed(f"The registry {where} is rate-limiting us; try again later.")
+        return CopyFailed(rate_limited(exc.registry))
     if isinstance(exc, ServerError):
         return CopyFailed(
-            f"The registry {where} kept failing (HTTP {exc.status}); try again later."
+            Text(
+                "The registry `{registry}` kept failing (HTTP {status}); try again later.",
+                status=exc.status,
+                **where,
+            )
         )
     if isinstance(exc, TimedOut):
-        return CopyFailed(f"The registry {where} stopped answering in time.")
+        return CopyFailed(Text("The registry `{registry}` stopped answering in time.", **where))
     if isinstance(exc, Unreachable | TokenRejected):
-        return CopyFailed(f"The registry {where} could not be reached or dropped the connection.")
+        return CopyFailed(
+            Text(
+                "The registry `{registry}` could not be reached or dropped the connection.",
+                **where,
+            )
+        )
     if pushing and isinstance(exc, AccessDenied | NotFound | Refused):
         denied = isinstance(exc, AccessDenied)
         said = push_refusal(ref, exc.detail, logged_in=logged_in, denied=denied)
@@ -645,27 +689,27 @@ def explain(
             return CopyFailed(said)
     if isinstance(exc, AccessDenied):
         if pushing:
-            return CopyFailed(
-                f"The target registry {where} refused the push of `{ref.familiar}`: "
-                "check MIRROR_TARGET_USERNAME and MIRROR_TARGET_PASSWORD."
-            )
-        return SourceMissing(
-            f"Access to `{ref.familiar}` was denied: it does not exist or is private."
-        )
+            return CopyFailed(push_login_refused(exc.registry, ref.familiar))
+        return SourceMissing(access_denied(ref.familiar))
     if isinstance(exc, NotFound):
         if pushing:
             return CopyFailed(
-                f"The target registry {where} lost part of `{ref.familiar}` mid-copy."
+                Text("The target registry `{registry}` lost part of `{image}` mid-copy.", **image)
             )
-        return SourceMissing(f"`{ref.familiar}` was not found in {where}: check the name and tag.")
+        return SourceMissing(not_found(exc.registry, ref.familiar))
     if isinstance(exc, Forbidden):
         return CopyFailed(
-            f"The copy of `{ref.familiar}` was stopped: {where} led to the internal address "
-            f"`{exc.detail}`, which only an operator can allow (MIRROR_ALLOWED_SOURCES)."
+            Text(
+                "The copy of `{image}` was stopped: `{registry}` led to the internal address "
+                "`{address}`, which only an operator can allow (MIRROR_ALLOWED_SOURCES).",
+                address=exc.detail,
+                **image,
+            )
         )
     if isinstance(exc, Refused):
-        side = "target" if pushing else "source"
-        return CopyFailed(
-            f"The {side} registry {where} refused `{ref.familiar}` (HTTP {exc.status})."
-        )
-    return CopyFailed(f"The registry {where} failed on `{ref.familiar}`.")
+        if pushing:
+            sentence = "The target registry `{registry}` refused `{image}` (HTTP {status})."
+        else:
+            sentence = "The source registry `{registry}` refused `{image}` (HTTP {status})."
+        return CopyFailed(Text(sentence, status=exc.status, **image))
+    return CopyFailed(Text("The registry `{registry}` failed on `{image}`.", **image))

@@ -66,6 +66,8 @@ class FakeSlack:
         """How many of the next ``chat.*`` calls get a 503 (Slack is down for a while)."""
         self.closed_channels: set[str] = set()
         """Channels the bot is not a member of: posting there fails with ``not_in_channel``."""
+        self.locales: dict[str, str] = {}
+        """``users.info`` locales by user id; a user not here is ``user_not_found``."""
         self._files: dict[str, bytes] = {}
         self.downloads: list[tuple[str, str]] = []
         """(file id, token) of every file download, with the token it carried."""
@@ -195,6 +197,13 @@ class FakeSlack:
                     wait = max(1, math.ceil(last + CHANNEL_GAP - now))
                     return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(wait)}
                 self._last_in[channel] = now
+        if method == "users.info":
+            if not params.get("include_locale"):
+                return 200, {"ok": True, "user": {"id": params.get("user")}}, {}
+            locale = self.locales.get(str(params.get("user")))
+            if locale is None:
+                return 200, {"ok": False, "error": "user_not_found"}, {}
+            return 200, {"ok": True, "user": {"id": params["user"], "locale": locale}}, {}
         if method == "conversations.open":
             return 200, {"ok": True, "channel": {"id": "D" + params["users"][1:]}}, {}
         if method == "chat.postMessage" and params.get("channel") in self.closed_channels:

@@ -1,0 +1,164 @@
+"""Answers in the asker's language: which language, and the sentences in it (issue 17).
+
+The catalog is gettext's, kept as ``.po`` files in ``bot/locale`` (``bash scripts/dev.sh
+i18n`` extracts and updates them) and read at run time with Babel, only when a language
+other than English is first spoken: English is the source text, so an English bot never
+imports Babel nor reads a file (``mirror-bot mirror`` start-up stays light).
+
+Rendering reads the language from a context variable that :func:`speaking` sets around
+everything done for one asker (as Django's ``translation.override``): render functions keep
+their signatures, and a task started inside inherits the language. ``_``, :func:`ngettext`
+and :func:`localize` (for a :class:`mirror.text.Text` built in ``mirror/``) translate; a
+sentence the catalog lacks, or has only as fuzzy, stays English, never a key.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, overload
+
+from mirror.text import N_, Text
+
+__all__ = ["N_", "_", "localize", "ngettext", "speaking"]
+
+ENGLISH = "en"
+CHINESE = "zh_Hans"
+LANGUAGES = (ENGLISH, CHINESE)
+"""What the bot speaks: gettext locale names, as the catalog directories are named."""
+LOCALE_DIR = Path(__file__).with_name("locale")
+DOMAIN = "messages"
+
+_TRADITIONAL = ("zh-hant", "zh-tw", "zh-hk", "zh-mo")
+
+_speaking: ContextVar[str] = ContextVar("speaking", default=ENGLISH)
+
+
+@contextmanager
+def speaking(language: str) -> Iterator[None]:
+    """Render in ``language`` inside the block (and in tasks started inside it)."""
+    token = _speaking.set(language)
+    try:
+        yield
+    finally:
+        _speaking.reset(token)
+
+
+def current() -> str:
+    return _speaking.get()
+
+
+@dataclass(frozen=True)
+class ClientLanguage:
+    """What a client's language tag (``zh-CN``, ``zh_TW.UTF-8``) comes to here."""
+
+    language: str | None
+    """One of :data:`LANGUAGES`, or None when the tag names none we speak."""
+    unsupported_chinese: bool = False
+    """The tag asked for Traditional Chinese, which the bot does not speak (yet)."""
+
+
+def from_tag(tag: str | None) -> ClientLanguage:
+    """A BCP 47 tag (Telegram, Slack) or a POSIX locale (``LANG``) as a language we speak."""
+    if not tag:
+        return ClientLanguage(None)
+    clean = tag.split(".", 1)[0].split("@", 1)[0].replace("_", "-").strip().lower()
+    if clean in ("c", "posix", ""):
+        return ClientLanguage(None)
+    if clean.startswith(_TRADITIONAL):
+        return ClientLanguage(ENGLISH, unsupported_chinese=True)
+    if clean == "zh" or clean.startswith("zh-"):  # zh-Hans, zh-CN, zh-SG
+        return ClientLanguage(CHINESE)
+    if clean.split("-", 1)[0] == "en":
+        return ClientLanguage(ENGLISH)
+    return ClientLanguage(None)
+
+
+def console_tag(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The terminal's language, as gettext reads it: ``LC_ALL``, ``LC_MESSAGES``, ``LANG``."""
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        if environ.get(name):
+            return environ[name]
+    return None
+
+
+def parse_language(value: str) -> str:
+    """A language as typed in ``/mirror lang`` or ``MIRROR_LANGUAGE``: ``en``, ``zh``,
+    ``zh_Hans``, ``zh-CN``..., as one of :data:`LANGUAGES`; ValueError for any other."""
+    found = from_tag(value)
+    if found.language is None or found.unsupported_chinese:
+        raise ValueError(value)
+    return found.language
+
+
+# -- the catalog ------------------------------------------------------------------------------
+
+
+@functools.cache
+def _catalog(language: str) -> Mapping[Any, Any]:
+    """``msgid`` (a tuple ``(singular, plural)`` for plural entries) -> translation, the
+    untranslated and fuzzy entries left out so they fall back to English."""
+    from babel.messages.pofile import read_po  # the first non-English answer pays for it
+
+    path = LOCALE_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+    if not path.is_file():
+        return {}
+    with path.open("rb") as po:
+        catalog = read_po(po, locale=language)
+    found: dict[Any, Any] = {}
+    for message in catalog:
+        if not message.id or message.fuzzy:
+            continue
+        if isinstance(message.id, tuple | list):
+            forms = tuple(message.string or ())
+            if forms and all(forms):
+                found[(message.id[0], message.id[1])] = forms
+        elif message.string:
+            found[message.id] = message.string
+    return found
+
+
+def _(message: str) -> str:
+    """``message`` in the current language (the name ``pybabel extract`` looks for)."""
+    language = current()
+    if language == ENGLISH:
+        return message
+    return str(_catalog(language).get(message, message))
+
+
+def ngettext(singular: str, plural: str, n: int) -> str:
+    """The form for ``n`` (Chinese has one, English two)."""
+    language = current()
+    english = singular if n == 1 else plural
+    if language == ENGLISH:
+        return english
+    forms = _catalog(language).get((singular, plural))
+    return str(forms[0]) if forms else english
+
+
+@overload
+def localize(sentence: str) -> str: ...
+@overload
+def localize(sentence: None) -> None: ...
+def localize(sentence: str | None) -> str | None:
+    """A sentence from ``mirror/`` (a :class:`Text`, or a plain string such as one read
+    back from the store) in the current language; a plain string the catalog knows as a
+    whole is translated too."""
+    if sentence is None or current() == ENGLISH:
+        return sentence
+    if isinstance(sentence, Text):
+        params = {
+            key: localize(value) if isinstance(value, Text) else value
+            for key, value in sentence.params.items()
+        }
+        template = _(sentence.msgid)
+        try:
+            return template.format(**params) if params else template
+        except (KeyError, IndexError, ValueError):  # a broken translation: English, not a key
+            return str.__str__(sentence)
+    return _(sentence)
