@@ -26,7 +26,7 @@ from mirror.reference import (
     parse_reference,
     quote,
 )
-from mirror.text import Text
+from mirror.text import N_, Text
 
 OVERRIDE_SEPARATOR = "$"
 _LEGACY_HUB = "index.docker.io"
@@ -233,12 +233,12 @@ def target_for(
         )
     if not is_valid_path(repository) or not _round_trips(target):
         if len(repository) > 255:
-            sentence = (
+            sentence = N_(
                 "{image} would be mirrored as {target}, which is not a valid image reference: "
                 "choose a shorter name by adding `$NAME` to the image."
             )
         else:
-            sentence = (
+            sentence = N_(
                 "{image} would be mirrored as {target}, which is not a valid image reference: "
                 "choose a name by adding `$NAME` to the image."
             )

@@ -77,7 +77,7 @@ from mirror.registry.errors import (
 )
 from mirror.registry.hosts import LONG_RETRY_AFTER, PullLimit
 from mirror.registry.referrers import ReferrerFinder
-from mirror.text import Text
+from mirror.text import N_, Text
 
 log = logging.getLogger(__name__)
 
@@ -708,8 +708,8 @@ def explain(
         )
     if isinstance(exc, Refused):
         if pushing:
-            sentence = "The target registry `{registry}` refused `{image}` (HTTP {status})."
+            sentence = N_("The target registry `{registry}` refused `{image}` (HTTP {status}).")
         else:
-            sentence = "The source registry `{registry}` refused `{image}` (HTTP {status})."
+            sentence = N_("The source registry `{registry}` refused `{image}` (HTTP {status}).")
         return CopyFailed(Text(sentence, status=exc.status, **image))
     return CopyFailed(Text("The registry `{registry}` failed on `{image}`.", **image))
