@@ -208,6 +208,7 @@ async def test_start_up_registers_the_menu_in_english_and_chinese(
             "watch",
             "watches",
             "unwatch",
+            "lang",
             "help",
         ]
     assert telegram.ok("deleteWebhook")  # polling starts by removing any webhook, as PTB does

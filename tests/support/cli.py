@@ -20,6 +20,9 @@ def clean_env(db: Path, **overrides: str) -> dict[str, str]:
         k: v for k, v in os.environ.items() if not k.startswith(("MIRROR_", "SLACK_", "TELEGRAM_"))
     }
     env["MIRROR_DB"] = str(db)
+    for name in ("LC_ALL", "LC_MESSAGES"):  # the console answers in the terminal's language
+        env.pop(name, None)
+    env["LANG"] = "C.UTF-8"
     env.update(overrides)
     return env
 

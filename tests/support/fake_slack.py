@@ -90,6 +90,7 @@ class FakeSlack:
     async def _start(self) -> int:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)  # users.info and other reads
         app.router.add_post("/hooks/{path:.*}", self._hook)
         app.router.add_get("/link", self._socket)
         app.router.add_get("/files-pri/{id}/{name}", self._file)

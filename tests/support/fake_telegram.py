@@ -137,13 +137,19 @@ class FakeTelegram:
 
     # -- scripting ----------------------------------------------------------------------------
 
-    def message(self, chat: Chat, user_id: int, text: str) -> dict[str, Any]:
-        """A user's text message as an update (a command gets its ``bot_command`` entity)."""
+    def message(
+        self, chat: Chat, user_id: int, text: str, language: str | None = None
+    ) -> dict[str, Any]:
+        """A user's text message as an update (a command gets its ``bot_command`` entity);
+        ``language`` is the sender's client language (``from.language_code``)."""
+        sender: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"}
+        if language is not None:
+            sender["language_code"] = language
         message: dict[str, Any] = {
             "message_id": next(self._ids),
             "date": int(time.time()),
             "chat": chat.json(),
-            "from": {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"},
+            "from": sender,
             "text": text,
         }
         if text.startswith("/"):
@@ -151,9 +157,9 @@ class FakeTelegram:
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
         return {"update_id": len(self._updates) + 1, "message": message}
 
-    def send(self, chat: Chat, user_id: int, text: str) -> int:
+    def send(self, chat: Chat, user_id: int, text: str, language: str | None = None) -> int:
         """Queue a message for ``getUpdates``; returns its message id."""
-        update = self.message(chat, user_id, text)
+        update = self.message(chat, user_id, text, language)
         self._updates.append(update)
         self._new_update.set()
         return int(update["message"]["message_id"])
