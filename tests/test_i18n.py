@@ -156,7 +156,8 @@ english = to_plain_text(render.help_text())
 before = "babel" in sys.modules
 with speaking("zh_Hans"):
     chinese = to_plain_text(render.help_text())
-print(json.dumps([before, "babel" in sys.modules, english.splitlines()[0], chinese.splitlines()[0]]))
+after = "babel" in sys.modules
+print(json.dumps([before, after, english.splitlines()[0], chinese.splitlines()[0]]))
 """
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
