@@ -85,6 +85,6 @@ class Policy:
                 Text(
                     "`{registry}` is not an allowed source registry; allowed: {allowed}.",
                     registry=source.registry,
-                    allowed=", ".join(self._sources) or "-",
+                    allowed=", ".join(self._sources) or "none",
                 )
             )
