@@ -6,6 +6,7 @@
 #   bash scripts/dev.sh demo           setup, start and seed the lab in .lab, run the bot
 #   bash scripts/dev.sh lab CMD        scripts/lab.py CMD (up|seed|env|down) with the venv python
 #   bash scripts/dev.sh lock           regenerate requirements.lock (hashed pins the image installs)
+#   bash scripts/dev.sh i18n           extract the sentences users read, update bot/locale/*.po
 #
 # Every step is idempotent: a second run only checks.
 set -euo pipefail
@@ -119,8 +120,13 @@ EOF
       --strip-extras --no-emit-index-url --no-emit-find-links --output-file requirements.lock \
       "$@" pyproject.toml
     ;;
+  i18n)
+    # Then translate the new (empty) and fuzzy entries of bot/locale/zh_Hans (docs/architecture.md).
+    setup
+    "$PY" scripts/i18n.py update
+    ;;
   *)
-    sed -n '2,9s/^# \{0,1\}//p' "$0" >&2
+    sed -n '2,10s/^# \{0,1\}//p' "$0" >&2
     exit 2
     ;;
 esac

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from babel.messages.frontend import CommandLineInterface
+from babel.messages.pofile import read_po
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCALE = ROOT / "bot" / "locale"
@@ -26,7 +29,7 @@ def _pybabel(*args: str) -> None:
     cwd = Path.cwd()
     os.chdir(ROOT)
     try:
-        CommandLineInterface().run(["pybabel", "-q", *args])
+        CommandLineInterface().run(["pybabel", "-q", *args])  # type: ignore[no-untyped-call]
     finally:
         os.chdir(cwd)
 
@@ -52,9 +55,21 @@ def extract(output: Path) -> None:
     )
 
 
+def _entries(pot: Path) -> list[tuple[object, ...]]:
+    with pot.open("rb") as file:
+        return [(m.id, tuple(m.locations), tuple(sorted(m.flags))) for m in read_po(file) if m.id]
+
+
 def update() -> None:
+    """Extract; rewrite the catalog only when a sentence changed (no date-only churn)."""
     pot = LOCALE / f"{DOMAIN}.pot"
-    extract(pot)
+    with tempfile.TemporaryDirectory() as scratch:
+        fresh = Path(scratch) / f"{DOMAIN}.pot"
+        extract(fresh)
+        if pot.exists() and _entries(fresh) == _entries(pot):
+            print("the catalog is up to date")
+            return
+        shutil.copyfile(fresh, pot)
     for language in LANGUAGES:
         po = LOCALE / language / "LC_MESSAGES" / f"{DOMAIN}.po"
         if po.exists():
