@@ -57,6 +57,7 @@ from bot.chat import (
 )
 from bot.delivery import reconnecting
 from bot.files import MAX_FILE_BYTES
+from bot.i18n import N_, _
 from bot.pacing import Budget, Pace
 from bot.plugins import AdapterPlugin, AdapterSettings, SettingsPlugin
 from bot.view import MessageView
@@ -71,7 +72,7 @@ CHANNEL_BUDGET = Budget(1, 1.0)
 """Slack: about one message a second per channel, short bursts tolerated."""
 _FATAL_AUTH = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked"})
 _NOT_MEMBER = frozenset({"not_in_channel", "channel_not_found"})
-MOVED_TO_DM = (
+MOVED_TO_DM = N_(
     "I cannot post in this channel, so I answer in our direct messages. "
     "Invite me (/invite @hub-mirror) to get answers here."
 )
@@ -298,7 +299,7 @@ class SlackConversation:
     async def _move_to_dm(self, requester: str, response_url: str) -> None:
         self.channel = await self.api.open_dm(requester)
         self.thread_ts, self.open_thread, self.response_url = None, False, None
-        await self.api.ephemeral(response_url, MOVED_TO_DM)
+        await self.api.ephemeral(response_url, _(MOVED_TO_DM))  # in the asker's language
 
 
 def parse_ref(ref: str) -> tuple[str, str | None, str, str | None] | None:
