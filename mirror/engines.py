@@ -9,7 +9,7 @@ from mirror.artifacts import ArtifactKind
 from mirror.engine import CopyRequest, Engine
 from mirror.errors import EngineUnavailable
 from mirror.reference import ImageRef
-from mirror.text import Text
+from mirror.text import Text, text_of
 
 if TYPE_CHECKING:
     from mirror.registry.hosts import PullLimit
@@ -75,7 +75,7 @@ class EngineChooser:
             try:
                 await engine.ensure_available()
             except EngineUnavailable as exc:
-                tried[name] = str(exc)
+                tried[name] = text_of(exc)
                 continue
             tried[name] = None
             return engine, tried
@@ -97,7 +97,11 @@ class EngineChooser:
         if engine is not None:
             return engine
         if tried:
-            raise EngineUnavailable(" ".join(r for r in tried.values() if r))
+            reasons = [r for r in tried.values() if r]
+            said = reasons[0]
+            for reason in reasons[1:]:  # each sentence stays a Text, translated on its own
+                said = Text("{first} {then}", first=said, then=reason)
+            raise EngineUnavailable(said)
         if request.platform is None:
             raise EngineUnavailable(
                 Text(

@@ -35,7 +35,7 @@ from mirror.models import Item, ItemStatus, Job, Outcome, platform_text
 from mirror.progress import ProgressEvent, ProgressTracker, Stage, StageChanged
 from mirror.store import Store
 from mirror.tasks import TaskSet
-from mirror.text import Text
+from mirror.text import Text, text_of
 
 if TYPE_CHECKING:
     from mirror.lookup import Advice
@@ -385,7 +385,7 @@ class JobService:
                     ItemStatus.WAITING if waits else ItemStatus.FAILED,
                     engine=engine.name if engine else None,
                     seconds=time.monotonic() - started,
-                    error=exc.waiting() if waits else str(exc),
+                    error=exc.waiting() if waits else text_of(exc),
                     not_before=exc.lifts_at.timestamp(),
                 )
             except MirrorError as exc:
@@ -407,7 +407,7 @@ class JobService:
             ItemStatus.FAILED,
             engine=engine_name,
             seconds=seconds,
-            error=advice.sentence if advice else str(failure),
+            error=advice.sentence if advice else text_of(failure),
             suggestions=advice.suggestions if advice else (),
         )
 

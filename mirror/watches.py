@@ -27,7 +27,7 @@ from mirror.models import Watch
 from mirror.reference import ImageRef
 from mirror.store import Store, StoreError
 from mirror.tags import matches, newest_first
-from mirror.text import Text
+from mirror.text import Text, text_of
 
 if TYPE_CHECKING:
     from mirror.registry.engine import RegistryEngine
@@ -115,14 +115,14 @@ class Watcher:
                 await self._fire(watch, due)
         except PullLimitReached as exc:
             log.warning("watch %s paused: %s", watch.id, exc)
-            watch.error = str(exc)
+            watch.error = text_of(exc)
             watch.next_check = max(exc.lifts_at.timestamp(), now + 1.0)
             watch.last_check = now
             await self._save(watch)
             return
         except MirrorError as exc:
             log.warning("watch %s: %s", watch.id, exc)
-            watch.error = str(exc)
+            watch.error = text_of(exc)
         except Exception:
             log.exception("watch %s: the check failed", watch.id)
             watch.error = Text("The check failed; the bot's log has the details.")
