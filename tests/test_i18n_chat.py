@@ -21,11 +21,12 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 import lab as lab_module
 from adapters.slack import SlackAdapter, SlackSettings
 from bot.app import MirrorBot
+from bot.chat import Incoming
 from bot.i18n import CHINESE
 from tests.support.cli import bot_env
 from tests.support.fake_slack import BOT_USER_ID, FakeSlack
 from tests.support.fake_telegram import Chat, FakeTelegram
-from tests.test_app import running_bot, say, settings_for
+from tests.test_app import PLATFORM, Thread, finish, running_bot, say, settings_for
 from tests.test_slack import APP_TOKEN, BOT_TOKEN, USER, _slash_payload
 from tests.test_telegram import TOKEN, final_answer, polling
 from tests.test_telegram import running_bot as running_program
@@ -67,6 +68,25 @@ async def test_the_operator_default_applies_unless_a_person_chose(tmp_path: Path
         chooser = await say(bot, "gus", "c1", "/history")
     assert everyone.texts == ["本聊天还没有同步过镜像。"]
     assert chooser.texts == ["Nothing mirrored from this chat yet."]
+
+
+async def test_a_failed_copy_is_explained_in_the_requesters_language(
+    lab: lab_module.Lab, tmp_path: Path
+) -> None:
+    """The sentence comes from mirror/ (the registry engine's miss, the nearest tags): it
+    reaches the thread translated, with the references in it untouched."""
+    settings = settings_for(tmp_path, lab.target, lab.source)
+    missing_tag = f"{lab.source}/library/hello:9.9"  # answered with the nearest tags
+    missing_repository = f"{lab.source}/library/nothing-here:1.0"  # the engine's own sentence
+    command = f"/mirror {missing_tag} {missing_repository}"
+    async with running_bot(settings) as bot:
+        thread = Thread()
+        await bot.handle(Incoming(PLATFORM, "li", "li", "c1", command, language="zh-CN"), thread)
+        await finish(bot)
+    final = thread.texts[-1]
+    assert "没有同步任何镜像" in final, final
+    assert f"`{missing_tag}` 不存在；最接近的有：" in final, final
+    assert f"在 `{lab.source}` 中找不到 `{missing_repository}`：请检查名称和标签。" in final, final
 
 
 # -- Slack ------------------------------------------------------------------------------------
