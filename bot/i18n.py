@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -99,15 +99,24 @@ def parse_language(value: str) -> str:
 # -- the catalog ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Catalog:
+    messages: Mapping[Any, Any]
+    """``msgid`` (``(singular, plural)`` for plural entries) -> translation (a tuple of forms
+    for plural entries); untranslated and fuzzy entries are left out, so they stay English."""
+    plural: Callable[[int], int]
+    """Which form ``n`` takes (the catalog's ``Plural-Forms``: Chinese has one)."""
+
+
 @functools.cache
-def _catalog(language: str) -> Mapping[Any, Any]:
-    """``msgid`` (a tuple ``(singular, plural)`` for plural entries) -> translation, the
-    untranslated and fuzzy entries left out so they fall back to English."""
+def _catalog(language: str) -> _Catalog:
+    import gettext  # for c2py: the catalog's plural rule as a function
+
     from babel.messages.pofile import read_po  # the first non-English answer pays for it
 
     path = LOCALE_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.po"
     if not path.is_file():
-        return {}
+        return _Catalog({}, lambda n: int(n != 1))
     with path.open("rb") as po:
         catalog = read_po(po, locale=language)
     found: dict[Any, Any] = {}
@@ -120,7 +129,7 @@ def _catalog(language: str) -> Mapping[Any, Any]:
                 found[(message.id[0], message.id[1])] = forms
         elif message.string:
             found[message.id] = message.string
-    return found
+    return _Catalog(found, gettext.c2py(catalog.plural_expr))
 
 
 def _(message: str) -> str:
@@ -128,17 +137,19 @@ def _(message: str) -> str:
     language = current()
     if language == ENGLISH:
         return message
-    return str(_catalog(language).get(message, message))
+    return str(_catalog(language).messages.get(message, message))
 
 
 def ngettext(singular: str, plural: str, n: int) -> str:
-    """The form for ``n`` (Chinese has one, English two)."""
+    """The form for ``n`` in the current language (English: singular for 1)."""
     language = current()
     english = singular if n == 1 else plural
     if language == ENGLISH:
         return english
-    forms = _catalog(language).get((singular, plural))
-    return str(forms[0]) if forms else english
+    catalog = _catalog(language)
+    forms = catalog.messages.get((singular, plural))
+    index = catalog.plural(n)
+    return str(forms[index]) if forms and index < len(forms) else english
 
 
 @overload

@@ -21,7 +21,17 @@ from babel.messages.pofile import read_po
 from bot import render
 from bot.chat import ConfigurationError
 from bot.commands import LanguageCommand, UsageError, parse_command
-from bot.i18n import CHINESE, ENGLISH, LOCALE_DIR, _, console_tag, from_tag, localize, speaking
+from bot.i18n import (
+    CHINESE,
+    ENGLISH,
+    LOCALE_DIR,
+    _,
+    console_tag,
+    from_tag,
+    localize,
+    ngettext,
+    speaking,
+)
 from bot.settings import load_settings
 from mirror.errors import MirrorError, too_large
 from mirror.reference import parse_reference
@@ -131,6 +141,19 @@ def test_nested_sentences_are_translated_part_by_part() -> None:
         view = render.error(text_of(raised.value), usage=True)
     assert view.title == "`Nginx:1.25` 不是有效的镜像引用：仓库名称必须是小写。"
     assert view.footer is not None and view.footer.startswith("用法：/mirror ")
+
+
+def test_plural_forms_follow_each_language() -> None:
+    with speaking(ENGLISH):
+        assert [ngettext("{n} image", "{n} images", n).format(n=n) for n in (1, 2)] == [
+            "1 image",
+            "2 images",
+        ]
+    with speaking(CHINESE):
+        assert [ngettext("{n} image", "{n} images", n).format(n=n) for n in (1, 2)] == [
+            "1 个镜像",
+            "2 个镜像",
+        ]
 
 
 def test_a_missing_translation_is_english_never_a_key() -> None:
