@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import math
 import time
@@ -147,6 +148,9 @@ class _Request:
     future: asyncio.Future[Any] = field(compare=False)
     held: asyncio.Event = field(compare=False, default_factory=asyncio.Event)
     """Set when the request was passed over because the chat is busy (progress only)."""
+    context: contextvars.Context = field(compare=False, default_factory=contextvars.copy_context)
+    """The submitter's context (its language, its job's log id): the call runs in it, not in
+    the lane's, which is whoever's first opened the chat's lane."""
 
 
 class Ticket:
@@ -304,8 +308,9 @@ class Pacer:
 
         async def run(request: _Request) -> None:
             try:
-                result = await deliver(
-                    partial(lane.attempt, request.call), what=what, adapter=adapter
+                result = await asyncio.create_task(
+                    deliver(partial(lane.attempt, request.call), what=what, adapter=adapter),
+                    context=request.context,
                 )
             except asyncio.CancelledError:
                 request.future.cancel()

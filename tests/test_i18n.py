@@ -7,6 +7,7 @@ two ways it could go wrong for a user: a key instead of a sentence, or a templat
 
 from __future__ import annotations
 
+import asyncio
 import json
 import string
 import subprocess
@@ -27,15 +28,18 @@ from bot.i18n import (
     LOCALE_DIR,
     _,
     console_tag,
+    current,
     from_tag,
     localize,
     ngettext,
     speaking,
 )
+from bot.pacing import Pacer, Priority
 from bot.settings import load_settings
 from mirror.errors import MirrorError, too_large
 from mirror.reference import parse_reference
 from mirror.text import Text, text_of
+from tests.support.recording_chat import RecordingChat
 
 ROOT = Path(__file__).resolve().parent.parent
 POT = LOCALE_DIR / "messages.pot"
@@ -189,6 +193,32 @@ print(json.dumps([before, after, english.splitlines()[0], chinese.splitlines()[0
     assert (before, after) == (False, True)
     assert "copies images into a registry" in english
     assert "把镜像复制到" in chinese
+
+
+async def test_a_chats_pacing_lane_runs_each_call_in_its_submitters_language() -> None:
+    """One lane per chat serves every call, and it was started by the first asker: a later
+    asker's call (an adapter's own notice is translated while it is sent) must still run in
+    the later asker's language."""
+    chat, pacer, release = RecordingChat(), Pacer(), asyncio.Event()
+    heard: list[str] = []
+
+    async def first() -> None:
+        await release.wait()
+        heard.append(current())
+
+    async def second() -> None:
+        heard.append(current())
+
+    with speaking(ENGLISH):
+        a = asyncio.ensure_future(pacer.send(chat, Priority.ACK, first, what="a", adapter="t"))
+    await asyncio.sleep(0.01)  # the lane is open, in the first asker's context
+    with speaking(CHINESE):
+        b = asyncio.ensure_future(pacer.send(chat, Priority.ACK, second, what="b", adapter="t"))
+    await asyncio.sleep(0.01)
+    release.set()
+    await asyncio.gather(a, b)
+    await pacer.aclose()
+    assert heard == [ENGLISH, CHINESE]
 
 
 # -- which language ---------------------------------------------------------------------------

@@ -143,6 +143,28 @@ async def test_a_slack_user_whose_locale_is_zh_cn_is_answered_in_chinese(
     assert asked[0].params["user"] == USER
 
 
+async def test_the_slack_adapters_own_notice_is_in_the_askers_language_too(
+    slack_adapter: SlackAdapter, local_slack: FakeSlack, bot: MirrorBot
+) -> None:
+    """A channel the bot may not post in: the adapter says so itself while it delivers the
+    answer, to each asker in theirs."""
+    local_slack.locales[USER] = "zh-CN"
+    local_slack.locales["U0ENGLISH"] = "en-US"
+    english = _slash_payload("C0CLOSED1", "status") | {"user_id": "U0ENGLISH"}
+    app = slack_adapter._build_app(bot.handle)
+    local_slack.closed_channels.add("C0CLOSED1")
+    hook = f"{local_slack.url}/hooks/commands/T/1/x"
+    for body in (english | {"response_url": hook}, _slash_payload("C0CLOSED1", "status", hook)):
+        request = AsyncBoltRequest(body=body, mode="socket_mode")
+        assert (await app.async_dispatch(request)).status == 200
+    async with asyncio.timeout(30):
+        while len(local_slack.of("response_url")) < 2:
+            await asyncio.sleep(0.02)
+    notices = sorted(str(c.params.get("text")) for c in local_slack.of("response_url"))
+    assert notices[0].startswith("I cannot post in this channel")
+    assert notices[1].startswith("我无法在这个频道发消息")
+
+
 async def test_a_slack_locale_that_cannot_be_read_falls_back_to_english(
     slack_adapter: SlackAdapter, local_slack: FakeSlack, bot: MirrorBot
 ) -> None:
