@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from bot.chat import ConfigurationError, Conversation, Handler, Incoming, Reply, Undeliverable
-from bot.i18n import console_tag
+from bot.i18n import ENGLISH, N_, _, console_tag, from_tag, speaking
 from bot.plugins import AdapterPlugin, AdapterSettings, SettingsPlugin
 from bot.view import MessageView, to_plain_text
 from mirror.tasks import TaskSet
 
 PROMPT = "mirror> "
-BANNER = "hub-mirror-bot console. Type /help, or /mirror IMAGE."
+BANNER = N_("hub-mirror-bot console. Type /help, or /mirror IMAGE.")
 
 
 class _Screen:
@@ -107,7 +107,8 @@ class ConsoleAdapter:
     async def serve(self, handler: Handler) -> None:
         """Read commands until end of input (or ``quit``); each runs concurrently."""
         try:
-            self._screen.show(0, BANNER, replace=False)
+            with speaking(from_tag(self._language).language or ENGLISH):  # the terminal's
+                self._screen.show(0, _(BANNER), replace=False)
         except Undeliverable:
             return  # nobody reads the output (`mirror-bot run | head` ended): nothing to serve
         commands = TaskSet("console")
