@@ -230,7 +230,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 8: the language each person chose with `/mirror lang` (issue 17).
     (
         """CREATE TABLE user_languages (
-            user TEXT PRIMARY KEY,
+            person TEXT PRIMARY KEY,
             language TEXT NOT NULL,
             updated REAL NOT NULL
         )""",
@@ -447,7 +447,7 @@ class SQLiteStore:
     @_guarded
     async def get_language(self, user: str) -> str | None:
         cursor = await self._db.execute(
-            "SELECT language FROM user_languages WHERE user = ?", (user,)
+            "SELECT language FROM user_languages WHERE person = ?", (user,)
         )
         row = await cursor.fetchone()
         return str(row[0]) if row else None
@@ -456,11 +456,11 @@ class SQLiteStore:
     async def set_language(self, user: str, language: str | None) -> None:
         async with self._writing, _transaction(self._db):
             if language is None:
-                await self._db.execute("DELETE FROM user_languages WHERE user = ?", (user,))
+                await self._db.execute("DELETE FROM user_languages WHERE person = ?", (user,))
             else:
                 await self._db.execute(
-                    "INSERT INTO user_languages (user, language, updated) VALUES (?, ?, ?) "
-                    "ON CONFLICT (user) DO UPDATE SET language = excluded.language, "
+                    "INSERT INTO user_languages (person, language, updated) VALUES (?, ?, ?) "
+                    "ON CONFLICT (person) DO UPDATE SET language = excluded.language, "
                     "updated = excluded.updated",
                     (user, language, time.time()),
                 )
