@@ -134,7 +134,7 @@ def build_engines(settings: Settings) -> dict[str, Callable[[], Engine]]:
             referrers=settings.mirror_referrers,
             ranged=Ranged(
                 streams=settings.mirror_blob_streams,
-                spool_dir=settings.mirror_db.parent / "spool",
+                spool_dir=settings.data_dir / "spool",
             ),
             certs_dir=settings.mirror_certs_dir,
         )

@@ -6,12 +6,14 @@ operators write them in compose files, not JSON.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -209,7 +211,9 @@ class Settings(BaseSettings):
     stream. Spooled beside ``MIRROR_DB``; see docs/configuration.md for the measurements."""
     mirror_user_rate: Rate | None = None
     """Images one person may mirror per period, written ``20/hour`` (also minute, day)."""
-    mirror_db: Path = Field(default_factory=_default_db)
+    mirror_db: Path | str = Field(default_factory=_default_db)
+    """A SQLite file (a path), or a PostgreSQL server (``postgresql://…``, kept as written:
+    :func:`mirror.store.open_store` tells them apart and refuses any other URL)."""
     mirror_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     """Serve ``/metrics`` and ``/healthz`` on this port (``mirror-bot run`` only)."""
     mirror_metrics_listen: str = "0.0.0.0"
@@ -323,6 +327,21 @@ class Settings(BaseSettings):
     def _level(cls, value: object) -> object:
         return value.strip().upper() or None if isinstance(value, str) else value
 
+    @field_validator("mirror_db", mode="before")
+    @classmethod
+    def _db(cls, value: object) -> object:
+        if isinstance(value, str) and "://" not in value:
+            return Path(value)
+        return value
+
+    @property
+    def data_dir(self) -> Path:
+        """Where the bot keeps files of its own (the blob spool): beside a SQLite
+        ``MIRROR_DB``, or in the user's data directory when the database is a server."""
+        if isinstance(self.mirror_db, Path):
+            return self.mirror_db.parent
+        return _default_db().parent
+
     @field_validator("mirror_watch_interval", mode="before")
     @classmethod
     def _interval(cls, value: object) -> object:
@@ -357,6 +376,11 @@ class Settings(BaseSettings):
 
             for cred in sources.values():  # as typed, and as a Basic header carries it
                 found += [cred.password, basic(cred).removeprefix("Basic ")]
+        if isinstance(self.mirror_db, str):
+            with contextlib.suppress(ValueError):
+                password = urlsplit(self.mirror_db).password
+                if password:
+                    found += [password, unquote(password)]
         return found
 
 

@@ -17,7 +17,7 @@ VENV=.venv
 PY=$VENV/bin/python
 STAMP=$VENV/.dev-installed
 LAB_ROOT=.lab
-APT_PACKAGES=(docker.io docker-registry skopeo apache2-utils tinyproxy)
+APT_PACKAGES=(docker.io docker-registry skopeo apache2-utils tinyproxy postgresql)
 
 log() { printf '>> %s\n' "$*" >&2; }
 die() { printf 'dev.sh: %s\n' "$*" >&2; exit 1; }
@@ -45,6 +45,10 @@ setup_system() {
       break
     fi
   done
+  # The tests' PostgreSQL (scripts/lab.py): Debian keeps its server out of PATH.
+  if ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
+    packages=("${APT_PACKAGES[@]}")
+  fi
   if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && [[ ! -x $PY ]]; then
     packages+=(python3-venv)  # Debian splits venv/ensurepip out of python3
   fi

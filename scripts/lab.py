@@ -1061,6 +1061,191 @@ class Lab:
 
 
 # --------------------------------------------------------------------------------------------
+# PostgreSQL
+# --------------------------------------------------------------------------------------------
+
+PG_USER = "mirror"
+_PG_SERVICE_USER = "postgres"  # Debian's package makes it; the server refuses to run as root
+
+
+def _pg_bindir() -> Path:
+    """Debian keeps the server out of PATH, in one directory per major version."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: p.parts)
+    if not found:
+        raise LabError("PostgreSQL is not installed; run `bash scripts/dev.sh setup`")
+    return found[-1].parent
+
+
+def _as_service_user(root: Path) -> list[str]:
+    """The argv prefix that runs the server unprivileged: as root (CI), it becomes Debian's
+    ``postgres`` user, which is handed ``root``; as anyone else, it runs as that user."""
+    if os.geteuid() != 0:
+        return []
+    import pwd  # Unix only, like the rest of the lab
+
+    entry = pwd.getpwnam(_PG_SERVICE_USER)
+    for path in (root, *root.rglob("*")):
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    return [
+        _need("setpriv"),
+        f"--reuid={entry.pw_uid}",
+        f"--regid={entry.pw_gid}",
+        "--clear-groups",
+        "--",
+    ]
+
+
+@dataclass
+class Postgres:
+    """A throwaway PostgreSQL cluster: ``initdb`` in ``root``, listening on 127.0.0.1 on a
+    free port (unix socket in ``root``), password login for :data:`PG_USER`. Durability is
+    off (fsync, synchronous commit): it lives for one test session."""
+
+    root: Path
+    port: int
+    password: str = field(repr=False)
+    proc: _Proc | None = field(default=None, repr=False)
+    _env: dict[str, str] = field(default_factory=dict, repr=False)
+    _prefix: list[str] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def start(cls, root: Path, *, timeout: float = 30.0) -> Postgres:
+        bindir = _pg_bindir()
+        root = root.resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        pg = cls(root=root, port=0, password=secrets.token_urlsafe(18))
+        pwfile = root / "pwfile"
+        pwfile.write_text(pg.password + "\n")
+        pwfile.chmod(0o600)
+        prefix = _as_service_user(root)
+        env = {**os.environ, "LC_ALL": "C.UTF-8"}
+        data = root / "data"
+        initdb = subprocess.run(
+            [
+                *prefix,
+                str(bindir / "initdb"),
+                "--pgdata",
+                str(data),
+                "--username",
+                PG_USER,
+                "--pwfile",
+                str(pwfile),
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--encoding=UTF8",
+                "--no-locale",
+                "--no-sync",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=root,
+            check=False,
+        )
+        pwfile.unlink()
+        if initdb.returncode != 0:
+            raise LabError(f"initdb failed:\n{initdb.stderr.strip()}")
+        pg._env, pg._prefix = env, prefix
+        last_error = ""
+        for _attempt in range(5):
+            pg.port = free_port()
+            if pg._serve(timeout):
+                return pg
+            last_error = _log_tail(root / "postgres.log")
+        raise LabError(f"postgres did not start:\n{last_error}")
+
+    def restart(self, *, timeout: float = 30.0) -> None:
+        """Stop and start the server again on the same port (clients see it go away)."""
+        self.stop()
+        if not self._serve(timeout):
+            raise LabError(f"postgres did not restart:\n{_log_tail(self.root / 'postgres.log')}")
+
+    def _serve(self, timeout: float) -> bool:
+        """Start the server on ``self.port``; False (and stopped) if it does not answer."""
+        bindir = _pg_bindir()
+        data = self.root / "data"
+        with (self.root / "postgres.log").open("ab") as log:
+            popen = subprocess.Popen(
+                [
+                    *self._prefix,
+                    str(bindir / "postgres"),
+                    "-D",
+                    str(data),
+                    "-p",
+                    str(self.port),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    f"unix_socket_directories={self.root}",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                    "-c",
+                    "max_connections=200",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=self._env,
+                cwd=self.root,
+            )
+        self.proc = _Proc("postgres", popen.pid, str(data), popen)
+        deadline = time.monotonic() + timeout
+        while _alive(self.proc) and time.monotonic() < deadline:
+            if self._ready(bindir):
+                return True
+            time.sleep(0.05)
+        self.stop()
+        return False
+
+    def _ready(self, bindir: Path) -> bool:
+        probe = [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
+        return subprocess.run(probe, check=False, capture_output=True).returncode == 0
+
+    def dsn(self, database: str = "postgres") -> str:
+        """A ``postgresql://`` URL with the password, for ``MIRROR_DB``."""
+        return f"postgresql://{PG_USER}:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        """A new empty database (one per test: no test sees another's rows); its URL."""
+        psql = str(_pg_bindir() / "psql")
+        subprocess.run(
+            [psql, "-q", "-v", "ON_ERROR_STOP=1", self.dsn(), "-c", f'CREATE DATABASE "{name}"'],
+            check=True,
+            capture_output=True,
+        )
+        return self.dsn(name)
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT: clients are disconnected, not waited for), then SIGKILL."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        _signal(proc, signal.SIGINT, group=False)
+        if not _wait_gone([proc], 15.0):
+            _signal(proc, signal.SIGKILL, group=True)
+            _wait_gone([proc], 5.0)
+        if proc.popen is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.popen.wait(1)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------------------------
 # Demo and test data
 # --------------------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ before the project is installed.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import shutil
 import sys
 import tempfile
@@ -59,3 +60,23 @@ def lab() -> Iterator[lab_module.Lab]:
     finally:
         running.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[lab_module.Postgres]:
+    """A throwaway PostgreSQL cluster for the session, started only when a test asks for it."""
+    root = Path(tempfile.mkdtemp(prefix="pg-", dir="/tmp"))
+    try:
+        with lab_module.Postgres.start(root) as running:
+            yield running
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture
+def pg_dsn(postgres: lab_module.Postgres) -> str:
+    """``MIRROR_DB`` for a new, empty PostgreSQL database: no test sees another's rows."""
+    return postgres.create_database(f"test{next(_databases)}")

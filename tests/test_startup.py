@@ -18,6 +18,7 @@ import pytest
 
 from bot.chat import ConfigurationError
 from bot.settings import load_settings
+from lab import free_port
 from tests.support.cli import MIRROR_BOT, clean_env
 
 COMMANDS = {"run": ["run"], "check": ["check"], "mirror": ["mirror", "nginx:1.25"]}
@@ -86,6 +87,22 @@ def test_an_unusable_database_is_one_sentence_and_exit_2(
     line = one_sentence(done, command)
     expected = sentence.format(tmp=tmp_path)
     assert line == (f"configuration: FAILED: {expected}" if command == "check" else expected)
+    assert done.returncode == 2
+
+
+@pytest.mark.slow  # mirror-bot subprocesses
+@pytest.mark.parametrize("command", COMMANDS)
+def test_postgres_out_of_reach_is_one_sentence_and_exit_2(tmp_path: Path, command: str) -> None:
+    port = free_port()  # nobody listens there
+    url = f"postgresql://mirror:pw-not-shown@127.0.0.1:{port}/mirror"
+    done = start(tmp_path, command, MIRROR_DB=url, MIRROR_TARGET="127.0.0.1:5999/m")
+    expected = (
+        f"MIRROR_DB: cannot connect to PostgreSQL at 127.0.0.1:{port}/mirror (Connection "
+        "refused); start it or point MIRROR_DB at a server this bot can reach."
+    )
+    line = one_sentence(done, command)
+    assert line == (f"configuration: FAILED: {expected}" if command == "check" else expected)
+    assert "pw-not-shown" not in done.stdout + done.stderr
     assert done.returncode == 2
 
 

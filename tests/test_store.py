@@ -1,5 +1,6 @@
-"""The SQLite store on a real file: what is written is what a restarted process reads,
-what an older version wrote is upgraded, and every failure is one sentence."""
+"""The store on a real SQLite file and on a real PostgreSQL server (the lab's): what is
+written is what a restarted process reads, what an older version wrote is upgraded, and
+every failure is one sentence."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 
+import lab
 from mirror.artifacts import ArtifactKind, Referrer, ReferrerKind
-from mirror.models import Item, ItemStatus, Job, StoredAction
+from mirror.models import Item, ItemStatus, Job, StoredAction, Watch
 from mirror.platform import DEFAULT_PLATFORM
 from mirror.reference import parse_reference
 from mirror.store import (
@@ -22,6 +25,15 @@ from mirror.store import (
     StoreUnusable,
     open_store,
 )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """``MIRROR_DB`` for each backend: a new SQLite file, or a new PostgreSQL database (the
+    server starts only when a PostgreSQL case runs)."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_dsn"))
+    return tmp_path / "store.db"
 
 
 def make_job(job_id: str, chat: str, *sources: str) -> Job:
@@ -37,8 +49,8 @@ def make_job(job_id: str, chat: str, *sources: str) -> Job:
     return Job(job_id, "console:alice", chat, items, reply_ref="console:1")
 
 
-async def test_jobs_survive_reopening_the_file(tmp_path: Path) -> None:
-    db = tmp_path / "store.db"
+async def test_jobs_survive_reopening_the_store(location: Path | str) -> None:
+    db = location
     store = await open_store(db)
     job = make_job("aaaaaa", "console:local", "nginx:1.25", "quay.io/x/y@sha256:" + "a" * 64)
     await store.add_job(job)
@@ -53,6 +65,7 @@ async def test_jobs_survive_reopening_the_file(tmp_path: Path) -> None:
         loaded = await reopened.get_job("aaaaaa")
         assert loaded is not None
         assert loaded.items == job.items
+        assert loaded.created == job.created  # to the microsecond: no 4-byte REAL anywhere
         assert loaded.items[1].platform is None
         assert loaded.reply_ref == "console:1"
         assert [j.id for j in await reopened.unfinished_jobs()] == ["aaaaaa"]
@@ -66,8 +79,8 @@ async def test_jobs_survive_reopening_the_file(tmp_path: Path) -> None:
         await reopened.close()
 
 
-async def test_recent_jobs_are_per_chat_and_newest_first(tmp_path: Path) -> None:
-    store = await open_store(tmp_path / "store.db")
+async def test_recent_jobs_are_per_chat_and_newest_first(location: Path | str) -> None:
+    store = await open_store(location)
     try:
         for n, chat in enumerate(["console:a", "console:b", "console:a"]):
             job = make_job(f"job00{n}", chat, "nginx")
@@ -244,8 +257,8 @@ async def test_a_locked_database_fails_whole_writes_with_one_sentence(tmp_path: 
         await store.ping()  # a closed store says so in the same words
 
 
-async def test_concurrent_writes_share_one_connection(tmp_path: Path) -> None:
-    store = await open_store(tmp_path / "busy.db")
+async def test_concurrent_writes_are_all_kept(location: Path | str) -> None:
+    store = await open_store(location)
     try:
         jobs = [make_job(f"job{n:03d}", "console:local", "nginx", "redis") for n in range(20)]
         await asyncio.gather(*(store.add_job(job) for job in jobs))
@@ -259,8 +272,8 @@ async def test_concurrent_writes_share_one_connection(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_referrers_and_artifact_kind_are_stored(tmp_path: Path) -> None:
-    db = tmp_path / "store.db"
+async def test_referrers_and_artifact_kind_are_stored(location: Path | str) -> None:
+    db = location
     store = await open_store(db)
     job = make_job("cccccc", "console:local", "ghcr.io/acme/chart:1.0")
     await store.add_job(job)
@@ -286,9 +299,9 @@ async def test_referrers_and_artifact_kind_are_stored(tmp_path: Path) -> None:
 
 
 async def test_a_button_survives_a_restart_keeps_its_first_meaning_and_acts_once(
-    tmp_path: Path,
+    location: Path | str,
 ) -> None:
-    db = tmp_path / "mirror.db"
+    db = location
     store = await open_store(db)
     try:
         first = StoredAction("abc123.cancel", "slack:U1", "slack:C1", "/cancel abc123")
@@ -308,3 +321,138 @@ async def test_a_button_survives_a_restart_keeps_its_first_meaning_and_acts_once
         assert await reopened.use_action("nope") is False
     finally:
         await reopened.close()
+
+
+async def test_copies_of_a_source_are_the_newest_per_target_since_the_first(
+    location: Path | str,
+) -> None:
+    store = await open_store(location)
+    try:
+        stamps = iter([1000.0, 1010.0, 1020.0])
+        for job_id, target in (("cp1", "a:1"), ("cp2", "a:1"), ("cp3", "b:1")):
+            job = make_job(job_id, "console:local", "nginx:1.25")
+            job.items[0].target = parse_reference(f"127.0.0.1:5000/m/{target}")
+            job.items[0].status = ItemStatus.SUCCEEDED
+            job.items[0].bytes = len(job_id) * 100 + int(job_id[-1])
+            await store.add_job(job)
+            _set_updated(location, job_id, next(stamps))
+        failed = make_job("cp4", "console:local", "nginx:1.25")
+        failed.items[0].status = ItemStatus.FAILED
+        await store.add_job(failed)
+
+        copies = await store.copies_of("docker.io/library/nginx:1.25")
+        assert [(str(i.target), i.bytes, since) for i, since in copies] == [
+            ("127.0.0.1:5000/m/b:1", 303, 1020.0),
+            ("127.0.0.1:5000/m/a:1", 302, 1000.0),  # the newest copy, mirrored since the first
+        ]
+        assert await store.copies_of("docker.io/library/redis:7") == []
+    finally:
+        await store.close()
+
+
+def _set_updated(location: Path | str, job_id: str, when: float) -> None:
+    """Back-date a result: ``updated`` is the store's own clock, not a field of the item."""
+    if isinstance(location, str):
+        with psycopg.connect(location, autocommit=True) as conn:
+            conn.execute("UPDATE items SET updated = %s WHERE job_id = %s", (when, job_id))
+    else:
+        with contextlib.closing(sqlite3.connect(location)) as conn:
+            conn.execute("UPDATE items SET updated = ? WHERE job_id = ?", (when, job_id))
+            conn.commit()
+
+
+async def test_watches_counts_and_notices_round_trip(location: Path | str) -> None:
+    store = await open_store(location)
+    try:
+        watch = Watch(
+            id="w1",
+            requester="console:alice",
+            chat="console:local",
+            image=parse_reference("nginx").repo_only,
+            pattern="1.27.*",
+            platform=DEFAULT_PLATFORM,
+            created=1234.5,
+        )
+        await store.add_watch(watch)
+        watch.reply_ref = "console:9"
+        await store.set_watch_reply_ref(watch)
+        watch.digests = {"1.27.0": "", "1.27.1": ""}
+        watch.last_check, watch.next_check, watch.error = 2000.25, 5600.5, "rate limited"
+        await store.save_watch_check(watch)
+        assert await store.get_watch("w1") == watch
+        assert await store.watches("console:local") == [watch]
+        assert await store.watches("slack:C1") == []
+        await store.delete_watch("w1")
+        assert await store.watches() == []
+
+        await store.add_job(make_job("n1", "console:local", "nginx", "redis"))
+        assert await store.count_items_since("console:alice", 0) == 2
+        assert await store.count_items_since("console:bob", 0) == 0
+        assert [await store.first_notice("hub-public") for _ in range(2)] == [True, False]
+        await store.ping()
+    finally:
+        await store.close()
+    with pytest.raises(StoreError, match=STORE_DOWN.split("(")[0].strip()):
+        await store.ping()
+
+
+# -- PostgreSQL only ---------------------------------------------------------------------------
+
+
+async def test_postgres_from_a_newer_bot_is_refused(pg_dsn: str) -> None:
+    store = await open_store(pg_dsn)
+    await store.close()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION + 1,))
+    with pytest.raises(StoreUnusable, match="written by a newer hub-mirror-bot"):
+        await open_store(pg_dsn)
+
+
+async def test_processes_starting_together_upgrade_postgres_once(pg_dsn: str) -> None:
+    stores = await asyncio.gather(*(open_store(pg_dsn) for _ in range(4)))
+    try:
+        await stores[0].add_job(make_job("shared", "console:local", "nginx"))
+        for store in stores:
+            assert (await store.get_job("shared")) is not None
+    finally:
+        await asyncio.gather(*(store.close() for store in stores))
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+
+
+async def test_postgres_out_of_reach_at_start_is_one_sentence_naming_mirror_db(
+    postgres: lab.Postgres,
+) -> None:
+    port = lab.free_port()  # nobody listens there
+    with pytest.raises(StoreUnusable) as refused:
+        await open_store(f"postgresql://mirror:s3cret-pw@127.0.0.1:{port}/mirror")
+    assert str(refused.value) == (
+        f"MIRROR_DB: cannot connect to PostgreSQL at 127.0.0.1:{port}/mirror (Connection "
+        "refused); start it or point MIRROR_DB at a server this bot can reach."
+    )
+    wrong = postgres.dsn().replace(postgres.password, "s3cret-pw")
+    with pytest.raises(StoreUnusable) as denied:
+        await open_store(wrong)
+    assert "password authentication failed" in str(denied.value)
+    assert "s3cret-pw" not in str(denied.value)
+    assert str(denied.value).startswith("MIRROR_DB: ")
+
+
+async def test_a_postgres_restart_during_a_run_costs_only_the_calls_made_meanwhile(
+    postgres: lab.Postgres, pg_dsn: str
+) -> None:
+    store = await open_store(pg_dsn)
+    try:
+        await store.add_job(make_job("before", "console:local", "nginx"))
+        postgres.stop()
+        with pytest.raises(StoreError) as caught:
+            await store.get_job("before")
+        assert str(caught.value) == STORE_DOWN
+        postgres.restart()
+        # The pool replaces the broken connections; no new store, no restart of the bot.
+        job = await store.get_job("before")
+        assert job is not None and job.id == "before"
+        await store.add_job(make_job("after", "console:local", "redis"))
+        assert [j.id for j in await store.recent_jobs("console:local")] == ["after", "before"]
+    finally:
+        await store.close()

@@ -1,0 +1,115 @@
+"""What the bot keeps between restarts, as the rest of the bot sees it: no database type.
+
+Every database failure leaves the store as a :class:`StoreError` whose text is one sentence,
+so SQLite and PostgreSQL can stand behind :func:`mirror.store.open_store` alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from mirror.errors import MirrorError
+from mirror.models import Item, Job, StoredAction, Watch
+from mirror.text import Text
+
+STORE_DOWN = Text("The bot's database is busy or unavailable (locked or full); try again shortly.")
+
+
+class StoreError(MirrorError):
+    """The store could not read or write right now; the cause is chained for the log."""
+
+
+class StoreUnusable(StoreError):
+    """``MIRROR_DB`` cannot be this bot's database (a configuration error, found at start)."""
+
+
+class Store(Protocol):
+    """What the bot keeps between restarts. Every method raises only :class:`StoreError`."""
+
+    async def add_job(self, job: Job) -> None:
+        """Write a new job and its items, all or nothing."""
+        ...
+
+    async def set_reply_ref(self, job: Job) -> None:
+        """Write where the job's progress message is (``job.reply_ref``)."""
+        ...
+
+    async def save_item(self, job: Job, idx: int) -> None: ...
+
+    async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def recent_jobs(self, chat: str, limit: int = 10) -> list[Job]:
+        """This chat's jobs, newest first."""
+        ...
+
+    async def unfinished_jobs(self) -> list[Job]:
+        """Jobs with an item still queued, running or waiting for a pull limit to lift,
+        oldest first (for recovery; a waiting item keeps its ``not_before``)."""
+        ...
+
+    async def history(self, chat: str, limit: int = 20) -> list[Item]:
+        """What this chat mirrored successfully, newest first, one row per target."""
+        ...
+
+    async def count_items_since(self, requester: str, since: float) -> int:
+        """How many images ``requester`` asked for since ``since`` (for per-user rates)."""
+        ...
+
+    async def last_success(self, target: str) -> Item | None:
+        """The newest successful copy to ``target``, from any chat."""
+        ...
+
+    async def add_actions(self, actions: Sequence[StoredAction]) -> None:
+        """Write buttons before the message carrying them is sent; an id already stored keeps
+        its first meaning (a view re-rendered on every edit stores the same buttons again)."""
+        ...
+
+    async def get_action(self, action_id: str) -> StoredAction | None: ...
+
+    async def use_action(self, action_id: str) -> bool:
+        """Mark a button pressed; False when it already was (two presses, one effect)."""
+        ...
+
+    async def first_notice(self, key: str) -> bool:
+        """Record ``key``; True only the first time ever, so a warning is given once."""
+        ...
+
+    async def copies_of(self, source: str) -> list[tuple[Item, float]]:
+        """Every target holding a copy of ``source``: its newest successful copy, and when
+        the first one landed (``/inspect``: "mirrored here since"), newest first."""
+        ...
+
+    async def add_watch(self, watch: Watch) -> None:
+        """Write a new watch (before the chat hears of it)."""
+        ...
+
+    async def set_watch_reply_ref(self, watch: Watch) -> None:
+        """Write where the watch was announced (``watch.reply_ref``), to post there later."""
+        ...
+
+    async def save_watch_check(self, watch: Watch) -> None:
+        """Write what the latest check found: digests, times, error."""
+        ...
+
+    async def get_watch(self, watch_id: str) -> Watch | None: ...
+
+    async def watches(self, chat: str | None = None) -> list[Watch]:
+        """This chat's watches (every chat's when None), oldest first."""
+        ...
+
+    async def delete_watch(self, watch_id: str) -> None: ...
+
+    async def get_language(self, user: str) -> str | None:
+        """The language ``user`` (``telegram:42``) chose with ``/mirror lang``, if any."""
+        ...
+
+    async def set_language(self, user: str, language: str | None) -> None:
+        """Remember ``user``'s language; None forgets it (back to the client's)."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise :class:`StoreError` unless the store answers (for the health check)."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,136 @@
+"""The store on PostgreSQL (``MIRROR_DB=postgresql://…``), for a bot whose copies run on
+several machines (issue 16): psycopg 3 through an async connection pool.
+
+The pool checks a connection before handing it out and replaces broken ones in the background
+with backoff, so a server restart during a run costs the calls made while it is down (each
+one sentence, :data:`STORE_DOWN`), not the process. A server that cannot be reached at start
+is a configuration error: one sentence naming ``MIRROR_DB``, and the bot exits 2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from mirror.store.interface import StoreUnusable
+from mirror.store.schema import MIGRATIONS, SCHEMA_VERSION, check_not_newer
+from mirror.store.sql import Row, SQLStore
+
+CONNECT_TIMEOUT_SECONDS = 5
+WAIT_SECONDS = 5.0
+"""How long a call waits for a connection before it answers "unavailable" to the chat."""
+POOL_SIZE = 8
+_MIGRATION_LOCK = 0x6D6972726F72  # "mirror": one process upgrades the schema at a time
+
+
+@functools.lru_cache(maxsize=256)
+def _placeholders(sql: str) -> str:
+    """The shared SQL's ``?`` as psycopg's ``%s`` (and a literal ``%`` kept literal)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class _Transaction:
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        cursor = await self._conn.execute(_placeholders(sql), params)
+        return cursor.rowcount
+
+
+class PostgresDatabase:
+    errors: tuple[type[Exception], ...] = (psycopg.Error, PoolTimeout)
+
+    def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]]) -> None:
+        self._pool = pool
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(_placeholders(sql), params)
+            return await cursor.fetchall()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_Transaction]:
+        async with self._pool.connection() as conn, conn.transaction():
+            yield _Transaction(conn)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+def describe_location(dsn: str) -> str:
+    """``host:port/database``: where ``MIRROR_DB`` points, without its password."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return "the server MIRROR_DB names"
+    host = parts.get("host") or "localhost"
+    return f"{host}:{parts.get('port') or 5432}/{parts.get('dbname') or parts.get('user') or ''}"
+
+
+def _reason(exc: psycopg.Error) -> str:
+    """The server's or the socket's own words: "Connection refused", "password
+    authentication failed for user …", without the connection string around them."""
+    line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return line.rsplit("failed: ", 1)[-1].removeprefix("FATAL:").strip()
+
+
+async def open_postgres(dsn: str) -> SQLStore:
+    where = describe_location(dsn)
+    unreachable = (
+        f"MIRROR_DB: cannot connect to PostgreSQL at {where} ({{reason}}); start it or point "
+        "MIRROR_DB at a server this bot can reach."
+    )
+    try:
+        conn = await psycopg.AsyncConnection.connect(
+            dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS
+        )
+    except psycopg.Error as exc:
+        raise StoreUnusable(unreachable.format(reason=_reason(exc))) from None
+    try:
+        async with conn:
+            await _migrate(conn)
+    except psycopg.Error as exc:
+        raise StoreUnusable(
+            f"MIRROR_DB: cannot use {where} as the bot's database ({_reason(exc)})."
+        ) from None
+    pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+        dsn,
+        min_size=1,
+        max_size=POOL_SIZE,
+        open=False,
+        timeout=WAIT_SECONDS,
+        kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
+        check=AsyncConnectionPool.check_connection,
+        name="mirror-store",
+    )
+    try:
+        await pool.open(wait=True, timeout=CONNECT_TIMEOUT_SECONDS)
+    except PoolTimeout:
+        await pool.close()
+        raise StoreUnusable(unreachable.format(reason="no connection in time")) from None
+    return SQLStore(PostgresDatabase(pool))
+
+
+async def _migrate(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Bring the schema to :data:`SCHEMA_VERSION` in one transaction (PostgreSQL's DDL is
+    transactional), under a lock so two processes starting together upgrade it once."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        cursor = await conn.execute("SELECT version FROM schema_version")
+        row = await cursor.fetchone()
+        if row is None:
+            await conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+        version = int(row[0]) if row else 0
+        check_not_newer(version)
+        for number in range(version, SCHEMA_VERSION):
+            for statement in MIGRATIONS[number].postgres:
+                await conn.execute(statement)
+        await conn.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION,))

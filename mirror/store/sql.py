@@ -1,0 +1,413 @@
+"""The store's queries, written once for every SQL database behind a :class:`Database`.
+
+The SQL is the dialect SQLite and PostgreSQL share (``ON CONFLICT``, window functions), with
+``?`` placeholders; a :class:`Database` runs it and says which of its driver's exceptions
+mean "unavailable", so that callers only ever see one sentence (:data:`STORE_DOWN`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+from mirror.artifacts import ArtifactKind, Referrer, ReferrerKind
+from mirror.models import (
+    UNFINISHED,
+    Item,
+    ItemStatus,
+    Job,
+    StoredAction,
+    Watch,
+    platform_text,
+)
+from mirror.platform import parse_platform
+from mirror.reference import parse_reference
+from mirror.store.interface import STORE_DOWN, StoreError
+
+Row = tuple[Any, ...]
+
+
+class Writer(Protocol):
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement inside the transaction; how many rows it changed."""
+        ...
+
+
+class Database(Protocol):
+    """One SQL database as :class:`SQLStore` uses it."""
+
+    errors: tuple[type[Exception], ...]
+    """The driver's exceptions that mean "cannot read or write right now"."""
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[Writer]:
+        """All statements or none; a failure to begin comes before any change."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+_ITEM_FIELDS = (
+    "spec",
+    "source",
+    "target",
+    "platform",
+    "status",
+    "engine",
+    "source_digest",
+    "target_digest",
+    "bytes",
+    "seconds",
+    "error",
+    "referrers",
+    "artifact",
+    "not_before",
+)
+_ITEM_COLUMNS = ", ".join(_ITEM_FIELDS)
+_WRITE_ITEM = (
+    f"INSERT INTO items (job_id, idx, {_ITEM_COLUMNS}, updated) "
+    f"VALUES ({', '.join('?' * (len(_ITEM_FIELDS) + 3))}) "
+    "ON CONFLICT (job_id, idx) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in (*_ITEM_FIELDS, "updated"))
+)
+_WATCH_COLUMNS = (
+    "id, requester, chat, image, pattern, platform, created, reply_ref, next_check, "
+    "last_check, digests, error"
+)
+_OK = (ItemStatus.SUCCEEDED.value, ItemStatus.ALREADY_MIRRORED.value)
+
+_Self = TypeVar("_Self", bound="SQLStore")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _guarded(
+    method: Callable[Concatenate[_Self, _P], Coroutine[Any, Any, _R]],
+) -> Callable[Concatenate[_Self, _P], Coroutine[Any, Any, _R]]:
+    """Database failures leave the store as one sentence, the cause chained for the log."""
+
+    @functools.wraps(method)
+    async def guarded(self: _Self, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if self._closed:
+            raise StoreError(STORE_DOWN)
+        try:
+            return await method(self, *args, **kwargs)
+        except self._db.errors as exc:
+            raise StoreError(STORE_DOWN) from exc
+
+    return guarded
+
+
+class SQLStore:
+    """:class:`mirror.store.Store` on a :class:`Database` whose schema is current."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._closed = False
+
+    @_guarded
+    async def ping(self) -> None:
+        await self._db.fetchall("SELECT 1")
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._db.close()
+
+    @_guarded
+    async def add_job(self, job: Job) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO jobs (id, requester, chat, created, reply_ref) VALUES (?, ?, ?, ?, ?)",
+                (job.id, job.requester, job.chat, job.created, job.reply_ref),
+            )
+            for idx, item in enumerate(job.items):
+                await tx.execute(_WRITE_ITEM, _item_row(job.id, idx, item))
+
+    @_guarded
+    async def set_reply_ref(self, job: Job) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute("UPDATE jobs SET reply_ref = ? WHERE id = ?", (job.reply_ref, job.id))
+
+    @_guarded
+    async def save_item(self, job: Job, idx: int) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(_WRITE_ITEM, _item_row(job.id, idx, job.items[idx]))
+
+    @_guarded
+    async def get_job(self, job_id: str) -> Job | None:
+        jobs = await self._jobs("WHERE id = ?", (job_id,))
+        return jobs[0] if jobs else None
+
+    @_guarded
+    async def recent_jobs(self, chat: str, limit: int = 10) -> list[Job]:
+        return await self._jobs("WHERE chat = ? ORDER BY created DESC LIMIT ?", (chat, limit))
+
+    @_guarded
+    async def unfinished_jobs(self) -> list[Job]:
+        unfinished = sorted(status.value for status in UNFINISHED)
+        marks = ", ".join("?" * len(unfinished))
+        return await self._jobs(
+            f"WHERE id IN (SELECT job_id FROM items WHERE status IN ({marks})) ORDER BY created",
+            tuple(unfinished),
+        )
+
+    @_guarded
+    async def history(self, chat: str, limit: int = 20) -> list[Item]:
+        rows = await self._db.fetchall(
+            f"SELECT {_ITEM_COLUMNS} FROM items JOIN jobs ON jobs.id = items.job_id "
+            "WHERE jobs.chat = ? AND items.status IN (?, ?) ORDER BY items.updated DESC LIMIT ?",
+            (chat, *_OK, limit * 4),
+        )
+        latest: dict[str, Item] = {}
+        for row in rows:
+            item = _item(row)
+            latest.setdefault(str(item.target), item)
+        return list(latest.values())[:limit]
+
+    @_guarded
+    async def count_items_since(self, requester: str, since: float) -> int:
+        rows = await self._db.fetchall(
+            "SELECT COUNT(*) FROM items JOIN jobs ON jobs.id = items.job_id "
+            "WHERE jobs.requester = ? AND jobs.created >= ?",
+            (requester, since),
+        )
+        return int(rows[0][0]) if rows else 0
+
+    @_guarded
+    async def last_success(self, target: str) -> Item | None:
+        rows = await self._db.fetchall(
+            f"SELECT {_ITEM_COLUMNS} FROM items WHERE target = ? AND status IN (?, ?) "
+            "ORDER BY updated DESC LIMIT 1",
+            (target, *_OK),
+        )
+        return _item(rows[0]) if rows else None
+
+    @_guarded
+    async def add_actions(self, actions: Sequence[StoredAction]) -> None:
+        if not actions:
+            return
+        async with self._db.transaction() as tx:
+            for a in actions:
+                await tx.execute(
+                    "INSERT INTO actions (id, owner, chat, command, created, used) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                    (a.id, a.owner, a.chat, a.command, a.created, a.used),
+                )
+
+    @_guarded
+    async def get_action(self, action_id: str) -> StoredAction | None:
+        rows = await self._db.fetchall(
+            "SELECT id, owner, chat, command, created, used FROM actions WHERE id = ?",
+            (action_id,),
+        )
+        return StoredAction(*rows[0]) if rows else None
+
+    @_guarded
+    async def use_action(self, action_id: str) -> bool:
+        async with self._db.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE actions SET used = ? WHERE id = ? AND used IS NULL",
+                (time.time(), action_id),
+            )
+        return changed == 1
+
+    @_guarded
+    async def first_notice(self, key: str) -> bool:
+        async with self._db.transaction() as tx:
+            changed = await tx.execute(
+                "INSERT INTO notices (key, created) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                (key, time.time()),
+            )
+        return changed == 1
+
+    @_guarded
+    async def copies_of(self, source: str) -> list[tuple[Item, float]]:
+        rows = await self._db.fetchall(
+            f"SELECT {_ITEM_COLUMNS}, first_copy FROM ("
+            f"SELECT {_ITEM_COLUMNS}, updated, "
+            "ROW_NUMBER() OVER (PARTITION BY target, platform ORDER BY updated DESC) AS newest, "
+            "MIN(updated) OVER (PARTITION BY target) AS first_copy "
+            "FROM items WHERE source = ? AND status IN (?, ?)"
+            ") AS copies WHERE newest = 1 ORDER BY updated DESC",
+            (source, *_OK),
+        )
+        return [(_item(row[:-1]), float(row[-1])) for row in rows]
+
+    @_guarded
+    async def add_watch(self, watch: Watch) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                f"INSERT INTO watches ({_WATCH_COLUMNS}) VALUES ({', '.join('?' * 12)})",
+                _watch_row(watch),
+            )
+
+    @_guarded
+    async def set_watch_reply_ref(self, watch: Watch) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "UPDATE watches SET reply_ref = ? WHERE id = ?", (watch.reply_ref, watch.id)
+            )
+
+    @_guarded
+    async def save_watch_check(self, watch: Watch) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "UPDATE watches SET next_check = ?, last_check = ?, digests = ?, error = ? "
+                "WHERE id = ?",
+                (
+                    watch.next_check,
+                    watch.last_check,
+                    json.dumps(watch.digests),
+                    watch.error,
+                    watch.id,
+                ),
+            )
+
+    @_guarded
+    async def get_watch(self, watch_id: str) -> Watch | None:
+        found = await self._watches("WHERE id = ?", (watch_id,))
+        return found[0] if found else None
+
+    @_guarded
+    async def watches(self, chat: str | None = None) -> list[Watch]:
+        if chat is None:
+            return await self._watches("ORDER BY created", ())
+        return await self._watches("WHERE chat = ? ORDER BY created", (chat,))
+
+    @_guarded
+    async def delete_watch(self, watch_id: str) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute("DELETE FROM watches WHERE id = ?", (watch_id,))
+
+    @_guarded
+    async def get_language(self, user: str) -> str | None:
+        rows = await self._db.fetchall(
+            "SELECT language FROM user_languages WHERE person = ?", (user,)
+        )
+        return str(rows[0][0]) if rows else None
+
+    @_guarded
+    async def set_language(self, user: str, language: str | None) -> None:
+        async with self._db.transaction() as tx:
+            if language is None:
+                await tx.execute("DELETE FROM user_languages WHERE person = ?", (user,))
+            else:
+                await tx.execute(
+                    "INSERT INTO user_languages (person, language, updated) VALUES (?, ?, ?) "
+                    "ON CONFLICT (person) DO UPDATE SET language = excluded.language, "
+                    "updated = excluded.updated",
+                    (user, language, time.time()),
+                )
+
+    async def _watches(self, where: str, params: tuple[Any, ...]) -> list[Watch]:
+        rows = await self._db.fetchall(f"SELECT {_WATCH_COLUMNS} FROM watches {where}", params)
+        return [_watch(row) for row in rows]
+
+    async def _jobs(self, where: str, params: tuple[Any, ...]) -> list[Job]:
+        rows = await self._db.fetchall(
+            f"SELECT id, requester, chat, created, reply_ref FROM jobs {where}", params
+        )
+        jobs = []
+        for job_id, requester, chat, created, reply_ref in rows:
+            item_rows = await self._db.fetchall(
+                f"SELECT {_ITEM_COLUMNS} FROM items WHERE job_id = ? ORDER BY idx", (job_id,)
+            )
+            items = [_item(row) for row in item_rows]
+            jobs.append(Job(job_id, requester, chat, items, created, reply_ref))
+        return jobs
+
+
+def _item_row(job_id: str, idx: int, item: Item) -> Row:
+    return (
+        job_id,
+        idx,
+        item.spec,
+        str(item.source),
+        str(item.target),
+        platform_text(item.platform),
+        item.status.value,
+        item.engine,
+        item.source_digest,
+        item.target_digest,
+        item.bytes,
+        item.seconds,
+        item.error,
+        _referrers_text(item.referrers),
+        item.artifact.value if item.artifact else None,
+        item.not_before,
+        time.time(),
+    )
+
+
+def _watch_row(watch: Watch) -> Row:
+    return (
+        watch.id,
+        watch.requester,
+        watch.chat,
+        watch.image.name,
+        watch.pattern,
+        platform_text(watch.platform),
+        watch.created,
+        watch.reply_ref,
+        watch.next_check,
+        watch.last_check,
+        json.dumps(watch.digests),
+        watch.error,
+    )
+
+
+def _watch(row: Row) -> Watch:
+    (wid, requester, chat, image, pattern, platform, created, reply_ref, nxt, last, dig, err) = row
+    return Watch(
+        id=wid,
+        requester=requester,
+        chat=chat,
+        image=parse_reference(image).repo_only,
+        pattern=pattern,
+        platform=parse_platform(platform),
+        created=created,
+        reply_ref=reply_ref,
+        next_check=nxt,
+        last_check=last,
+        digests=json.loads(dig),
+        error=err,
+    )
+
+
+def _item(row: Row) -> Item:
+    (spec, source, target, platform, status, engine, sdig, tdig, size, seconds, error) = row[:11]
+    referrers, artifact, not_before = row[11:]
+    return Item(
+        spec=spec,
+        source=parse_reference(source),
+        target=parse_reference(target),
+        platform=parse_platform(platform),
+        status=ItemStatus(status),
+        engine=engine,
+        source_digest=sdig,
+        target_digest=tdig,
+        bytes=size,
+        seconds=seconds,
+        error=error,
+        referrers=_referrers_of(referrers),
+        artifact=ArtifactKind(artifact) if artifact else None,
+        not_before=not_before,
+    )
+
+
+def _referrers_text(referrers: tuple[Referrer, ...]) -> str | None:
+    if not referrers:
+        return None
+    return json.dumps([[r.digest, r.artifact_type, r.kind.value] for r in referrers])
+
+
+def _referrers_of(text: str | None) -> tuple[Referrer, ...]:
+    if not text:
+        return ()
+    return tuple(Referrer(d, t, ReferrerKind(k)) for d, t, k in json.loads(text))
