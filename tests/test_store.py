@@ -438,6 +438,7 @@ async def test_postgres_out_of_reach_at_start_is_one_sentence_naming_mirror_db(
     assert str(denied.value).startswith("MIRROR_DB: ")
 
 
+@pytest.mark.slow  # waits out the pool's timeout while the server is down
 async def test_a_postgres_restart_during_a_run_costs_only_the_calls_made_meanwhile(
     postgres: lab.Postgres, pg_dsn: str
 ) -> None:
