@@ -10,35 +10,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import dataclasses
 import inspect
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-from mirror.engine import CopyRequest, Engine, ProgressSink
+from mirror.copier import Advisor, Copier, LocalCopier, already_mirrored
+from mirror.engine import CopyRequest, ProgressSink
 from mirror.engines import EngineChooser
-from mirror.errors import (
-    JOB_CANCELLED,
-    CopyFailed,
-    MirrorError,
-    NameConflict,
-    PlatformMissing,
-    PullLimitReached,
-    SourceMissing,
-    too_large,
-)
+from mirror.errors import JOB_CANCELLED, MirrorError, NameConflict
 from mirror.logcontext import JOB_ID
 from mirror.models import Item, ItemStatus, Job, Outcome, platform_text
-from mirror.progress import ProgressEvent, ProgressTracker, Stage, StageChanged
+from mirror.progress import ProgressEvent, ProgressTracker, StageChanged
 from mirror.store import Store
 from mirror.tasks import TaskSet
-from mirror.text import Text, text_of
+from mirror.text import Text
 
 if TYPE_CHECKING:
-    from mirror.lookup import Advice
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +39,6 @@ JobListener = Callable[[Job], None]
 MEASURING = 4
 """Sizes asked at once, for the confirmation gate and a bulk plan: manifests only, but a
 pasted list of a hundred images should not open a hundred connections."""
-
-INTERNAL_ERROR = Text("An internal error stopped this copy; the bot's log has the details.")
 
 
 @dataclass
@@ -68,24 +57,12 @@ class _Flight:
             sink(event)
 
 
-class Advisor(Protocol):
-    """Turns a miss into the nearest real thing (:class:`mirror.lookup.Lookups`)."""
-
-    async def advise(self, error: MirrorError, request: CopyRequest) -> Advice | None: ...
-
-
 PUBLIC_ON_PUSH = frozenset({"docker.io"})
 """Registries that create a repository they receive by push as public (Docker Hub does,
 unless the account's default privacy says otherwise)."""
 
 OutcomeHook = Callable[[Outcome], None]
 """Called once per copy when it ends (coalesced requesters share it); for metrics."""
-
-
-def _is_transient(exc: BaseException) -> bool:
-    """Only what an engine marks as worth redoing whole (the docker daemon's faults): the
-    registry engine retries its own faults and never marks them, so retries do not multiply."""
-    return isinstance(exc, CopyFailed) and exc.transient
 
 
 class JobService:
@@ -103,22 +80,28 @@ class JobService:
         public_on_push: frozenset[str] = PUBLIC_ON_PUSH,
         wait_for_limits: bool = True,
         confirm_bytes: int | None = None,
+        copier: Copier | None = None,
     ) -> None:
         """``wait_for_limits``: an item stopped by a pull limit waits for it to lift and runs
         again by itself (the bot); False fails it at once, saying when it lifts (scripts).
-        ``confirm_bytes``: an image larger than this waits for :meth:`confirm` (the bot)."""
-        self._wait_for_limits = wait_for_limits
+        ``confirm_bytes``: an image larger than this waits for :meth:`confirm` (the bot).
+        ``copier`` runs each copy (default: this process's engines)."""
         self._confirm_bytes = confirm_bytes
         self._answers: dict[tuple[str, int], asyncio.Future[None]] = {}
         self._measuring = asyncio.Semaphore(MEASURING)
-        self.advisor = advisor
         self._public_on_push = public_on_push
         self._max_bytes = max_bytes
         self.store = store
         self.engines = engines
-        self._slots = asyncio.Semaphore(concurrency)
-        self._attempts = attempts
-        self._retry_wait = retry_wait
+        self.copier: Copier = copier or LocalCopier(
+            store,
+            engines,
+            concurrency=concurrency,
+            attempts=attempts,
+            retry_wait=retry_wait,
+            advisor=advisor,
+            wait_for_limits=wait_for_limits,
+        )
         self._flights: dict[tuple[str, str, str], _Flight] = {}
         self._tasks = TaskSet("job service")
         self._jobs: dict[str, Job] = {}
@@ -340,76 +323,7 @@ class JobService:
             if flight is not None:
                 flight.emit(event)
 
-        async with self._slots:
-            started = time.monotonic()
-            emit(StageChanged(Stage.RESOLVING))
-            engine: Engine | None = None
-            try:
-                engine = await self.engines.choose(request)
-                log.info(
-                    "copy %s -> %s (%s) with the %s engine",
-                    request.source,
-                    request.target,
-                    platform_text(request.platform),
-                    engine.name,
-                )
-                previous = await self._already_mirrored(engine, request)
-                if previous is not None:
-                    return Outcome(
-                        ItemStatus.ALREADY_MIRRORED,
-                        engine=previous.engine,
-                        source_digest=previous.source_digest,
-                        target_digest=previous.target_digest,
-                        bytes=previous.bytes,
-                        referrers=previous.referrers,
-                        artifact=previous.artifact,
-                        seconds=time.monotonic() - started,
-                    )
-                await self._check_size(engine, request)
-                import tenacity  # at the first copy, not on every start-up of the CLI
-
-                result = None
-                async for attempt in tenacity.AsyncRetrying(
-                    stop=tenacity.stop_after_attempt(self._attempts),
-                    wait=tenacity.wait_exponential(multiplier=self._retry_wait, max=30),
-                    retry=tenacity.retry_if_exception(_is_transient),
-                    reraise=True,
-                ):
-                    with attempt:
-                        result = await engine.copy(request, emit)
-                assert result is not None
-                return dataclasses.replace(result, seconds=time.monotonic() - started)
-            except PullLimitReached as exc:
-                waits = self._wait_for_limits
-                return Outcome(
-                    ItemStatus.WAITING if waits else ItemStatus.FAILED,
-                    engine=engine.name if engine else None,
-                    seconds=time.monotonic() - started,
-                    error=exc.waiting() if waits else text_of(exc),
-                    not_before=exc.lifts_at.timestamp(),
-                )
-            except MirrorError as exc:
-                failure = exc  # advised below, once the slot is free for the next copy
-                engine_name = engine.name if engine else None
-                seconds = time.monotonic() - started
-            except Exception:
-                log.exception(
-                    "copy of %s to %s failed unexpectedly", request.source, request.target
-                )
-                return Outcome(
-                    ItemStatus.FAILED,
-                    engine=engine.name if engine else None,
-                    seconds=time.monotonic() - started,
-                    error=INTERNAL_ERROR,
-                )
-        advice = await self._advise(failure, request)
-        return Outcome(
-            ItemStatus.FAILED,
-            engine=engine_name,
-            seconds=seconds,
-            error=advice.sentence if advice else text_of(failure),
-            suggestions=advice.suggestions if advice else (),
-        )
+        return await self.copier.copy(request, emit)
 
     async def _measure(self, item: Item) -> int | None:
         request = CopyRequest(item.source, item.target, item.platform, self._max_bytes)
@@ -454,7 +368,7 @@ class JobService:
         request = CopyRequest(item.source, item.target, item.platform, self._max_bytes)
         try:
             return (
-                await self._already_mirrored(await self.engines.choose(request), request)
+                await already_mirrored(self.store, await self.engines.choose(request), request)
                 is not None
             )
         except MirrorError:
@@ -475,42 +389,3 @@ class JobService:
                     repository=target.repository,
                 ),
             )
-
-    async def _advise(self, error: MirrorError, request: CopyRequest) -> Advice | None:
-        """A miss answered with the nearest real thing; never a reason for a copy to fail
-        differently (the advisor keeps its own failures to itself)."""
-        if self.advisor is None or not isinstance(error, SourceMissing | PlatformMissing):
-            return None
-        try:
-            return await self.advisor.advise(error, request)
-        except Exception:  # a bug in the lookups must not cost the miss its own sentence
-            log.exception("could not advise on %s", request.source)
-            return None
-
-    async def _check_size(self, engine: Engine, request: CopyRequest) -> None:
-        """MIRROR_MAX_IMAGE_BYTES, measured by the engine that copies, before any blob moves
-        when it can tell (else the engine stops its copy once it is over)."""
-        if request.max_bytes is None:
-            return
-        size = await engine.measure(request)
-        if size is not None and size > request.max_bytes:
-            raise too_large(request.source, size, request.max_bytes)
-
-    async def _already_mirrored(self, engine: Engine, request: CopyRequest) -> Item | None:
-        """The earlier copy still at the target, when it was of the source's current digest.
-
-        Only asks the registries when the store knows an earlier copy, so a first copy costs
-        no extra round trip before the transfer.
-        """
-        previous = await self.store.last_success(str(request.target))
-        if (
-            previous is None
-            or previous.platform != request.platform
-            or previous.target_digest is None
-            or previous.source_digest is None
-        ):
-            return None
-        if await engine.source_digest(request) != previous.source_digest:
-            return None
-        current = await engine.target_digest(request.target)
-        return previous if current == previous.target_digest else None
