@@ -85,6 +85,28 @@ def run() -> None:
 
 
 @main.command()
+@click.option(
+    "--heartbeat",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds between this worker's heartbeats.",
+)
+@click.option(
+    "--stalled-after",
+    type=click.FloatRange(min=1.0),
+    default=30.0,
+    show_default=True,
+    help="Requeue a copy whose worker has not beaten for this many seconds.",
+)
+def worker(heartbeat: float, stalled_after: float) -> None:
+    """Run copies from the PostgreSQL queue (MIRROR_DB=postgresql://...); any number, anywhere."""
+    from bot.worker import work
+
+    sys.exit(_run(work(_settings(), heartbeat=heartbeat, stalled_after=stalled_after)))
+
+
+@main.command()
 def check() -> None:
     """Check the configuration and reach every configured service.
 

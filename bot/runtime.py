@@ -18,9 +18,10 @@ from mirror.errors import MirrorError
 from mirror.jobs import JobService, OutcomeHook
 from mirror.naming import parse_target_base
 from mirror.reference import ImageRef
-from mirror.store import Store, open_store
+from mirror.store import Store, is_postgres, open_store
 
 if TYPE_CHECKING:
+    from mirror.copier import Copier
     from mirror.engine import CopyRequest
     from mirror.lookup import Advice, Lookups
 
@@ -150,17 +151,25 @@ async def open_runtime(
     on_outcome: OutcomeHook | None = None,
     wait_for_limits: bool = True,
     asks: bool = False,
+    front: bool = False,
 ) -> AsyncIterator[Runtime]:
-    """Open the parts in order and close them in reverse, also when opening fails half-way.
+    r"""Open the parts in order and close them in reverse, also when opening fails half-way.
 
     ``wait_for_limits``: the bot's jobs wait for a source's pull limit to lift and go on by
     themselves; a script (``mirror-bot mirror``) is told when it lifts instead. ``asks``:
     somebody can answer a question (a chat), so images over MIRROR_CONFIRM_BYTES wait for one;
     a script is never asked.
+    ``front``: the chat front (``mirror-bot run``); with a PostgreSQL ``MIRROR_DB`` it queues
+    its copies for ``mirror-bot worker``\ s instead of copying them itself.
     """
     async with AsyncExitStack() as stack:
         store = await open_store(settings.mirror_db)
         stack.push_async_callback(store.close)
+        copier: Copier | None = None
+        if front and is_postgres(settings.mirror_db):
+            from mirror.queue import open_front  # procrastinate only for a queue
+
+            copier = await stack.enter_async_context(open_front(str(settings.mirror_db)))
         chooser = EngineChooser(engine or settings.mirror_engine, build_engines(settings))
         stack.push_async_callback(chooser.aclose)
         policy = Policy(settings)
@@ -175,6 +184,7 @@ async def open_runtime(
             advisor=lookups,
             wait_for_limits=wait_for_limits,
             confirm_bytes=settings.mirror_confirm_bytes if asks else None,
+            copier=copier,
         )
         stack.push_async_callback(service.aclose)
         yield Runtime(

@@ -41,7 +41,9 @@ async def serve(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with (
-        open_runtime(settings, on_outcome=METRICS.observe_outcome, asks=True) as runtime,
+        open_runtime(
+            settings, on_outcome=METRICS.observe_outcome, asks=True, front=True
+        ) as runtime,
         _metrics_server(runtime),
     ):
         # Built once the store and the port are open, so those are named before a missing chat.

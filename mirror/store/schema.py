@@ -187,6 +187,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    # 9: what each queued copy came to (mirror/queue.py), by procrastinate job id; the queue
+    # exists only on PostgreSQL, so SQLite has nothing to do.
+    Migration(
+        (),
+        (
+            f"""CREATE TABLE copy_outcomes (
+                job_id BIGINT PRIMARY KEY,
+                outcome TEXT NOT NULL,
+                created {_TIME} NOT NULL
+            )""",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,59 @@
+"""``mirror-bot worker``: copies taken from the PostgreSQL queue with this machine's engines.
+
+Run any number, on any machine that reaches PostgreSQL, the sources and the target (near the
+sources is where copies are fastest); ``mirror-bot run`` is then the chat front only. A
+worker stops on SIGTERM or SIGINT once its running copies are done; one killed outright
+leaves its copies to the others (:mod:`mirror.queue`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from contextlib import AsyncExitStack
+
+from bot.chat import ConfigurationError
+from bot.logs import configure_logging
+from bot.policy import Policy
+from bot.runtime import LazyLookups, build_engines
+from bot.settings import Settings
+from mirror.copier import LocalCopier
+from mirror.engines import EngineChooser
+from mirror.store import is_postgres, open_store
+
+NEEDS_POSTGRES = (
+    "MIRROR_DB: `mirror-bot worker` takes its copies from a PostgreSQL queue; set MIRROR_DB "
+    "to the postgresql:// URL the chat front uses."
+)
+
+
+async def work(settings: Settings, *, heartbeat: float, stalled_after: float) -> int:
+    configure_logging(
+        settings.secrets(),
+        level=settings.mirror_log_level or logging.INFO,
+        fmt=settings.mirror_log_format,
+    )
+    if not is_postgres(settings.mirror_db):
+        raise ConfigurationError(NEEDS_POSTGRES)
+    from mirror import queue  # procrastinate only for a worker
+
+    async with AsyncExitStack() as stack:
+        store = await open_store(settings.mirror_db)
+        stack.push_async_callback(store.close)
+        engines = EngineChooser(settings.mirror_engine, build_engines(settings))
+        stack.push_async_callback(engines.aclose)
+        lookups = LazyLookups(settings, Policy(settings))
+        stack.push_async_callback(lookups.aclose)
+        copier = LocalCopier(
+            store, engines, concurrency=settings.mirror_concurrency, advisor=lookups
+        )
+        await queue.work(
+            str(settings.mirror_db),
+            copier,
+            concurrency=settings.mirror_concurrency,
+            name=f"{socket.gethostname()}:{os.getpid()}",
+            heartbeat=heartbeat,
+            stalled_after=stalled_after,
+        )
+    return 0

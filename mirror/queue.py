@@ -1,0 +1,416 @@
+"""Copies as procrastinate tasks on a PostgreSQL ``MIRROR_DB`` (issue 16).
+
+The chat front never copies then: its :class:`QueueCopier` queues each copy (or joins the
+identical one already queued or running) and waits for its outcome, while any number of
+``mirror-bot worker`` processes, on any machine that reaches PostgreSQL, the sources and the
+target, run them with their own engines (:func:`work`).
+
+- **Coalescing**: a copy's ``queueing_lock`` is its source, target and platform, so one such
+  copy waits at a time; its ``lock`` is its target, so two copies never write one target at
+  once. A front that finds the identical copy queued or running follows that one.
+- **Progress**: a worker sends what its engine reports, at most every
+  :data:`PROGRESS_EVERY` seconds (stages and finished blobs always), with PostgreSQL
+  ``NOTIFY``; the front ``LISTEN``\\ s and feeds its live messages as if it copied itself.
+- **Outcomes** are rows of ``copy_outcomes`` (a store migration), written and announced in
+  one statement; the front also reads them every :data:`POLL_SECONDS`, so a notification
+  lost to a reconnect costs seconds, and a front restarted mid-copy finds the copy by its
+  lock and still gets its outcome.
+- **Faults**: workers beat a heartbeat; every :data:`STALLED_SCAN_SECONDS` one of them looks
+  for copies whose worker stopped beating (killed, machine gone) and puts them back in the
+  queue, where another worker finishes them (procrastinate's stalled-job retry).
+
+This module knows no chat: it moves :class:`CopyRequest`\\ s and :class:`Outcome`\\ s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import procrastinate
+import psycopg
+import tenacity
+from procrastinate.exceptions import AlreadyEnqueued
+
+from mirror.artifacts import ArtifactKind, Referrer, ReferrerKind
+from mirror.copier import Copier
+from mirror.engine import CopyRequest, ProgressSink
+from mirror.models import ItemStatus, Outcome, platform_text
+from mirror.platform import parse_platform
+from mirror.progress import BlobDone, BlobProgress, ProgressEvent, Stage, StageChanged
+from mirror.reference import parse_reference
+
+log = logging.getLogger(__name__)
+
+COPY_TASK = "mirror.copy"
+STALLED_TASK = "mirror.retry_stalled"
+QUEUE = "copies"
+CHANNEL = "mirror_copies"
+PROGRESS_EVERY = 0.5
+POLL_SECONDS = 5.0
+HEARTBEAT_SECONDS = 10.0
+STALLED_AFTER_SECONDS = 30.0
+STALLED_SCAN_SECONDS = 5
+_SCHEMA_LOCK = 0x717565756531  # one process applies procrastinate's schema at a time
+_EVENTS_PER_NOTIFY = 40  # a NOTIFY payload must stay under 8000 bytes
+
+LOST = "The worker running this copy stopped without an answer; ask again to retry it."
+
+
+# -- the procrastinate app ---------------------------------------------------------------------
+
+
+def make_app(dsn: str, *, stalled_after: float = STALLED_AFTER_SECONDS) -> procrastinate.App:
+    """The queue's app: the copy task, and the periodic scan that requeues stalled copies."""
+    app = procrastinate.App(
+        connector=procrastinate.PsycopgConnector(conninfo=dsn, min_size=1, max_size=4)
+    )
+
+    @app.task(name=COPY_TASK, queue=QUEUE, pass_context=True)
+    async def copy(
+        context: procrastinate.JobContext,
+        source: str,
+        target: str,
+        platform: str,
+        max_bytes: int | None,
+    ) -> None:
+        worker: QueueWorker = context.additional_context["worker"]
+        assert context.job.id is not None
+        request = CopyRequest(
+            parse_reference(source), parse_reference(target), parse_platform(platform), max_bytes
+        )
+        await worker.run(context.job.id, request)
+
+    @app.periodic(cron=f"* * * * * */{STALLED_SCAN_SECONDS}", periodic_id="stalled")
+    @app.task(name=STALLED_TASK, queue=QUEUE, queueing_lock=STALLED_TASK)
+    async def retry_stalled(timestamp: int) -> None:
+        for job in await app.job_manager.get_stalled_jobs(
+            task_name=COPY_TASK, seconds_since_heartbeat=stalled_after
+        ):
+            log.warning("copy job %s: its worker stopped beating; queued again", job.id)
+            await app.job_manager.retry_job(job)
+
+    return app
+
+
+async def prepare(dsn: str) -> None:
+    """Create procrastinate's tables once per database (front and workers all call this)."""
+    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    async with conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+        cursor = await conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL")
+        row = await cursor.fetchone()
+        if not (row and row[0]):
+            schema = procrastinate.App(connector=procrastinate.PsycopgConnector())
+            await conn.execute(schema.schema_manager.get_schema().encode())
+
+
+# -- wire format -------------------------------------------------------------------------------
+
+
+def _event_json(event: ProgressEvent) -> list[Any]:
+    if isinstance(event, StageChanged):
+        return ["stage", event.stage.value]
+    if isinstance(event, BlobProgress):
+        return ["blob", event.blob, event.done, event.total]
+    return ["done", event.blob, event.size]
+
+
+def _event_of(data: list[Any]) -> ProgressEvent:
+    kind, *rest = data
+    if kind == "stage":
+        return StageChanged(Stage(rest[0]))
+    if kind == "blob":
+        return BlobProgress(rest[0], int(rest[1]), rest[2])
+    return BlobDone(rest[0], rest[1])
+
+
+def outcome_json(outcome: Outcome) -> str:
+    return json.dumps(
+        {
+            "status": outcome.status.value,
+            "engine": outcome.engine,
+            "source_digest": outcome.source_digest,
+            "target_digest": outcome.target_digest,
+            "bytes": outcome.bytes,
+            "seconds": outcome.seconds,
+            "error": outcome.error,
+            "referrers": [[r.digest, r.artifact_type, r.kind.value] for r in outcome.referrers],
+            "artifact": outcome.artifact.value if outcome.artifact else None,
+            "suggestions": list(outcome.suggestions),
+            "not_before": outcome.not_before,
+        }
+    )
+
+
+def outcome_of(text: str) -> Outcome:
+    data = json.loads(text)
+    return Outcome(
+        ItemStatus(data["status"]),
+        engine=data["engine"],
+        source_digest=data["source_digest"],
+        target_digest=data["target_digest"],
+        bytes=data["bytes"],
+        seconds=data["seconds"],
+        error=data["error"],
+        referrers=tuple(Referrer(d, t, ReferrerKind(k)) for d, t, k in data["referrers"]),
+        artifact=ArtifactKind(data["artifact"]) if data["artifact"] else None,
+        suggestions=tuple(data["suggestions"]),
+        not_before=data.get("not_before"),
+    )
+
+
+# -- the worker side ---------------------------------------------------------------------------
+
+
+class _ProgressSender:
+    """Batches a copy's progress into a NOTIFY every :data:`PROGRESS_EVERY` seconds: each
+    blob's latest count since the last stage change (counts are cumulative), and every stage
+    change and finished blob in order."""
+
+    def __init__(self, connector: procrastinate.PsycopgConnector, job_id: int) -> None:
+        self._connector = connector
+        self._job_id = job_id
+        self._pending: list[ProgressEvent] = []
+        self._latest: dict[str, int] = {}
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._send_loop())
+
+    def emit(self, event: ProgressEvent) -> None:
+        if isinstance(event, BlobProgress) and event.blob in self._latest:
+            self._pending[self._latest[event.blob]] = event
+            return
+        if isinstance(event, StageChanged):
+            self._latest.clear()
+        elif isinstance(event, BlobProgress):
+            self._latest[event.blob] = len(self._pending)
+        self._pending.append(event)
+        self._wake.set()
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            await self.flush()
+            await asyncio.sleep(PROGRESS_EVERY)
+
+    async def flush(self) -> None:
+        events, self._pending = self._pending, []
+        self._latest.clear()
+        self._wake.clear()
+        for start in range(0, len(events), _EVENTS_PER_NOTIFY):
+            payload = {
+                "job": self._job_id,
+                "events": [_event_json(e) for e in events[start : start + _EVENTS_PER_NOTIFY]],
+            }
+            try:
+                await self._connector.execute_query_async(
+                    "SELECT pg_notify(%(channel)s, %(payload)s)",
+                    channel=CHANNEL,
+                    payload=json.dumps(payload),
+                )
+            except psycopg.Error as exc:  # progress is a courtesy; the outcome is not
+                log.warning("copy job %s: progress not sent (%s)", self._job_id, exc)
+                return
+
+    async def aclose(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self.flush()
+
+
+class QueueWorker:
+    """Runs the copies this worker takes from the queue with its own copier."""
+
+    def __init__(self, app: procrastinate.App, copier: Copier) -> None:
+        self._app = app
+        self._copier = copier
+
+    async def run(self, job_id: int, request: CopyRequest) -> None:
+        connector = self._app.connector
+        assert isinstance(connector, procrastinate.PsycopgConnector)
+        sender = _ProgressSender(connector, job_id)
+        try:
+            outcome = await self._copier.copy(request, sender.emit)
+        finally:
+            await sender.aclose()
+        await connector.execute_query_async(
+            "WITH saved AS (INSERT INTO copy_outcomes (job_id, outcome, created) "
+            "VALUES (%(job)s, %(outcome)s, %(now)s) ON CONFLICT (job_id) DO UPDATE SET "
+            "outcome = excluded.outcome, created = excluded.created RETURNING job_id) "
+            "SELECT pg_notify(%(channel)s, json_build_object('job', job_id, 'done', true)::text) "
+            "FROM saved",
+            job=job_id,
+            outcome=outcome_json(outcome),
+            now=time.time(),
+            channel=CHANNEL,
+        )
+
+
+async def work(
+    dsn: str,
+    copier: Copier,
+    *,
+    concurrency: int,
+    name: str,
+    heartbeat: float = HEARTBEAT_SECONDS,
+    stalled_after: float = STALLED_AFTER_SECONDS,
+) -> None:
+    """Take copies from the queue until SIGINT/SIGTERM (running copies finish first)."""
+    await prepare(dsn)
+    app = make_app(dsn, stalled_after=stalled_after)
+    async with app.open_async():
+        await app.run_worker_async(
+            queues=[QUEUE],
+            concurrency=concurrency + 1,  # and the stalled-copy scan
+            name=name,
+            additional_context={"worker": QueueWorker(app, copier)},
+            update_heartbeat_interval=heartbeat,
+            stalled_worker_timeout=stalled_after,
+        )
+
+
+# -- the front side ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Waiter:
+    sinks: list[ProgressSink] = field(default_factory=list)
+    landed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class QueueCopier:
+    """The front's :class:`Copier`: queues a copy for the workers and follows it."""
+
+    def __init__(self, app: procrastinate.App, dsn: str) -> None:
+        self._app = app
+        self._dsn = dsn
+        self._waiting: dict[int, _Waiter] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+
+    async def copy(self, request: CopyRequest, emit: ProgressSink) -> Outcome:
+        job_id = await self._enqueue(request)
+        waiter = self._waiting.setdefault(job_id, _Waiter())
+        waiter.sinks.append(emit)
+        try:
+            while True:
+                waiter.landed.clear()
+                outcome = await self._finished(job_id)
+                if outcome is not None:
+                    return outcome
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(POLL_SECONDS):
+                        await waiter.landed.wait()
+        finally:
+            waiter.sinks.remove(emit)
+            if not waiter.sinks:
+                self._waiting.pop(job_id, None)
+
+    async def _enqueue(self, request: CopyRequest) -> int:
+        """The queued or running identical copy's job, or a new one."""
+        platform = platform_text(request.platform)
+        queueing_lock = f"{request.source}|{request.target}|{platform}"
+        for _ in range(3):
+            row = await self._app.connector.execute_query_one_async(
+                "SELECT COALESCE(MAX(id), 0) AS id FROM procrastinate_jobs WHERE task_name = "
+                "%(task)s AND queueing_lock = %(lock)s AND status IN ('todo', 'doing')",
+                task=COPY_TASK,
+                lock=queueing_lock,
+            )
+            if row["id"]:
+                log.info("copy to %s joins queued job %s", request.target, row["id"])
+                return int(row["id"])
+            try:
+                job_id = await self._app.configure_task(
+                    COPY_TASK, lock=str(request.target), queueing_lock=queueing_lock
+                ).defer_async(
+                    source=str(request.source),
+                    target=str(request.target),
+                    platform=platform,
+                    max_bytes=request.max_bytes,
+                )
+            except AlreadyEnqueued:  # another front queued it just now: follow that one
+                continue
+            log.info("copy to %s queued as job %s", request.target, job_id)
+            return job_id
+        raise RuntimeError(f"could not queue or find the copy to {request.target}")
+
+    async def _finished(self, job_id: int) -> Outcome | None:
+        row = await self._app.connector.execute_query_one_async(
+            "SELECT j.status, o.outcome FROM procrastinate_jobs j "
+            "LEFT JOIN copy_outcomes o ON o.job_id = j.id WHERE j.id = %(job)s",
+            job=job_id,
+        )
+        if row["outcome"] is not None:
+            return outcome_of(row["outcome"])
+        if row["status"] in ("todo", "doing"):
+            return None
+        return Outcome(ItemStatus.FAILED, error=LOST)
+
+    def _heard(self, payload: str) -> None:
+        data = json.loads(payload)
+        waiter = self._waiting.get(int(data["job"]))
+        if waiter is None:
+            return
+        for raw in data.get("events", ()):
+            event = _event_of(raw)
+            for sink in list(waiter.sinks):
+                sink(event)
+        if data.get("done"):
+            waiter.landed.set()
+
+    async def _listen(self) -> None:
+        """LISTEN for ever; a lost connection comes back with backoff, and every waiter
+        then looks at its outcome again (what was said meanwhile was not heard)."""
+        async for attempt in tenacity.AsyncRetrying(
+            wait=tenacity.wait_exponential(multiplier=0.5, max=10),
+            retry=tenacity.retry_if_exception_type(psycopg.Error),
+            before_sleep=lambda state: log.warning(
+                "copy queue: listening again after %s", state.outcome and state.outcome.exception()
+            ),
+        ):
+            with attempt:
+                async with await psycopg.AsyncConnection.connect(
+                    self._dsn, autocommit=True
+                ) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self._listening.set()
+                    for waiter in self._waiting.values():
+                        waiter.landed.set()
+                    async for notice in conn.notifies():
+                        try:
+                            self._heard(notice.payload)
+                        except (ValueError, KeyError, TypeError):
+                            log.warning("copy queue: unreadable notification %r", notice.payload)
+
+    async def start(self) -> None:
+        self._listener = asyncio.create_task(self._listen(), name="copy-queue-listener")
+        async with asyncio.timeout(POLL_SECONDS):
+            await self._listening.wait()
+
+    async def aclose(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+
+
+@contextlib.asynccontextmanager
+async def open_front(dsn: str) -> AsyncIterator[QueueCopier]:
+    """The front's copier for the queue on ``dsn``, listening until the context ends."""
+    await prepare(dsn)
+    app = make_app(dsn)
+    async with app.open_async():
+        copier = QueueCopier(app, dsn)
+        await copier.start()
+        try:
+            yield copier
+        finally:
+            await copier.aclose()

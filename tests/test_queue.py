@@ -1,0 +1,242 @@
+"""Copies through the PostgreSQL queue: a front in this process that cannot copy at all (its
+only engine is a Docker daemon that does not exist), real ``mirror-bot worker`` processes,
+the lab's registries and PostgreSQL. A worker killed mid-copy leaves it to another, and a
+front restarted mid-copy still gets the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import lab as lab_module
+from bot.runtime import Runtime, open_runtime
+from bot.settings import Settings
+from mirror.artifacts import ArtifactKind, Referrer, ReferrerKind
+from mirror.models import Item, ItemStatus, Job, Outcome, new_job_id
+from mirror.naming import parse_image_spec, parse_target_base, target_for
+from mirror.platform import DEFAULT_PLATFORM
+from mirror.queue import COPY_TASK, outcome_json, outcome_of
+from tests.support.cli import MIRROR_BOT, bot_env
+from tests.support.throttle import throttled
+
+Workers = Callable[[str], subprocess.Popen[bytes]]
+
+
+def item_for(lab: lab_module.Lab, image: str, namespace: str) -> Item:
+    spec = parse_image_spec(image)
+    target = target_for(
+        spec, parse_target_base(f"{lab.target}/{namespace}"), DEFAULT_PLATFORM, DEFAULT_PLATFORM
+    )
+    return Item(spec.text, spec.source, target, DEFAULT_PLATFORM)
+
+
+def job_of(*items: Item) -> Job:
+    return Job(new_job_id(), "console:alice", "console:local", list(items))
+
+
+def front(lab: lab_module.Lab, dsn: str, *sources: str) -> AbstractAsyncContextManager[Runtime]:
+    """``mirror-bot run``'s runtime, with a Docker engine that cannot reach any daemon: if it
+    copied anything itself, the copy would fail."""
+    settings = Settings(
+        mirror_target=f"{lab.target}/mirror",
+        mirror_db=dsn,
+        mirror_engine="docker",
+        docker_host="unix:///nonexistent/docker.sock",
+        mirror_allowed_sources=(lab.source, *sources),
+        mirror_insecure_registries=(lab.source, lab.target, *sources),
+    )
+    return open_runtime(settings, front=True)
+
+
+@pytest.fixture
+def workers(lab: lab_module.Lab, pg_dsn: str, tmp_path: Path) -> Iterator[Workers]:
+    """Starts ``mirror-bot worker`` processes (registry engine, fast heartbeats); all are
+    killed at the end. ``extra`` sources are allowed and reached over plain HTTP."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(extra: str = "") -> subprocess.Popen[bytes]:
+        sources = ",".join(filter(None, [lab.source, lab.target, extra]))
+        env = bot_env(
+            lab,
+            tmp_path / "unused.db",
+            MIRROR_DB=pg_dsn,
+            MIRROR_ENGINE="registry",
+            MIRROR_ALLOWED_SOURCES=sources,
+            MIRROR_INSECURE_REGISTRIES=sources,
+        )
+        log = (tmp_path / f"worker{len(started)}.log").open("ab")
+        with log:
+            proc = subprocess.Popen(
+                [MIRROR_BOT, "worker", "--heartbeat", "0.5", "--stalled-after", "2"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in started:
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def copy_jobs(dsn: str) -> list[tuple[int, str]]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT id, status::text FROM procrastinate_jobs WHERE task_name = %s ORDER BY id",
+            (COPY_TASK,),
+        ).fetchall()
+    return [(int(job_id), status) for job_id, status in rows]
+
+
+async def wait_for(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+async def test_workers_copy_for_fronts_and_identical_copies_run_once(
+    lab: lab_module.Lab, pg_dsn: str, workers: Workers
+) -> None:
+    workers("")
+    workers("")
+    image = f"{lab.source}/library/multi:1.0"
+    stages: dict[str, set[str]] = {}
+
+    def watch(job: Job) -> None:
+        progress = job.items[0].progress
+        if progress is not None:
+            stages.setdefault(job.id, set()).add(progress.stage.value)
+
+    async with front(lab, pg_dsn) as one, front(lab, pg_dsn) as two:
+        first = job_of(
+            item_for(lab, image, "q"), item_for(lab, f"{lab.source}/library/hello:1.0", "q")
+        )
+        second = job_of(item_for(lab, image, "q"))
+        done = await asyncio.wait_for(
+            asyncio.gather(
+                await one.service.submit(first, watch), await two.service.submit(second, watch)
+            ),
+            timeout=120,
+        )
+    for job in done:
+        for item in job.items:
+            assert item.status is ItemStatus.SUCCEEDED, item.error
+            assert item.engine == "registry"  # a worker's engine: the fronts have none that work
+    assert done[0].items[0].target_digest == done[1].items[0].target_digest
+    assert "copying" in stages[first.id] and "copying" in stages[second.id]  # heard live
+    # Two fronts asked for the same copy at once: it was queued once (and hello once).
+    assert [status for _, status in copy_jobs(pg_dsn)] == ["succeeded", "succeeded"]
+
+
+@pytest.mark.slow  # a throttled copy, a killed worker, the stalled-copy scan
+async def test_a_worker_killed_mid_copy_leaves_it_to_another_and_a_new_front_posts_it(
+    lab: lab_module.Lab, pg_dsn: str, workers: Workers
+) -> None:
+    with throttled(lab.source, 1_000_000) as relay:
+        image = f"{relay.address}/library/multi:1.0"  # 6 MiB at 1 MB/s
+        job = job_of(item_for(lab, image, "killed"))
+        first = workers(relay.address)
+        seen: list[int] = []
+
+        def watch(job: Job) -> None:
+            progress = job.items[0].progress
+            if progress is not None and progress.done:
+                seen.append(progress.done)
+
+        async with front(lab, pg_dsn, relay.address) as before:
+            await before.service.submit(job, watch)
+            await wait_for(lambda: bool(seen), "bytes copied by the first worker")
+        # The front stopped without an outcome (as on SIGTERM: the job stays unfinished) ...
+        [(job_id, status)] = copy_jobs(pg_dsn)
+        assert status == "doing"
+        os.killpg(first.pid, signal.SIGKILL)  # ... and the worker copying it dies outright.
+        first.wait(10)
+        workers(relay.address)
+
+        async with front(lab, pg_dsn, relay.address) as after:
+            [unfinished] = await after.service.store.unfinished_jobs()
+            assert unfinished.id == job.id
+            done = await asyncio.wait_for(after.service.start(unfinished, lambda _: None), 120)
+    [item] = done.items
+    assert item.status is ItemStatus.SUCCEEDED, item.error
+    assert copy_jobs(pg_dsn) == [(job_id, "succeeded")]  # the same job, finished by the other
+    with psycopg.connect(pg_dsn) as conn:
+        [(attempts,)] = conn.execute(
+            "SELECT attempts FROM procrastinate_jobs WHERE id = %s", (job_id,)
+        ).fetchall()
+    # procrastinate counts ended runs: the killed one (requeued by the stalled-copy scan) and
+    # the other worker's; a copy that ran once counts 1.
+    assert attempts == 2
+    stored = await _stored(pg_dsn, job.id)
+    assert stored.items[0].status is ItemStatus.SUCCEEDED
+
+
+async def _stored(dsn: str, job_id: str) -> Job:
+    from mirror.store import open_store
+
+    store = await open_store(dsn)
+    try:
+        job = await store.get_job(job_id)
+    finally:
+        await store.close()
+    assert job is not None
+    return job
+
+
+async def test_a_worker_without_postgres_is_one_sentence_and_exit_2(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [MIRROR_BOT, "worker"],
+        env={**os.environ, "MIRROR_DB": str(tmp_path / "m.db")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "MIRROR_DB: `mirror-bot worker` takes its copies from a PostgreSQL queue; set MIRROR_DB "
+        "to the postgresql:// URL the chat front uses."
+    ]
+
+
+def test_every_field_of_an_outcome_crosses_the_queue() -> None:
+    """What a worker writes is what the front applies: a field left out of the wire format
+    (a pull limit's ``not_before``, say) would silently change what the bot does next."""
+    outcome = Outcome(
+        ItemStatus.WAITING,
+        engine="registry",
+        source_digest="sha256:" + "a" * 64,
+        target_digest="sha256:" + "b" * 64,
+        bytes=1234,
+        seconds=1.5,
+        error="Docker Hub's pull limit for anonymous users is reached; waiting.",
+        referrers=(Referrer("sha256:" + "c" * 64, "application/x", ReferrerKind.SIGNATURE),),
+        artifact=ArtifactKind.CHART,
+        suggestions=("docker.io/library/nginx:1.27",),
+        not_before=1_800_000_000.25,
+    )
+    assert {f.name for f in dataclasses.fields(Outcome)} <= set(json.loads(outcome_json(outcome)))
+    assert outcome_of(outcome_json(outcome)) == outcome
