@@ -36,7 +36,7 @@ from typing import Any
 import procrastinate
 import psycopg
 import tenacity
-from procrastinate.exceptions import AlreadyEnqueued
+from procrastinate.exceptions import AlreadyEnqueued, ConnectorException
 
 from mirror.artifacts import ArtifactKind, Referrer, ReferrerKind
 from mirror.copier import Copier
@@ -59,8 +59,12 @@ STALLED_AFTER_SECONDS = 30.0
 STALLED_SCAN_SECONDS = 5
 _SCHEMA_LOCK = 0x717565756531  # one process applies procrastinate's schema at a time
 _EVENTS_PER_NOTIFY = 40  # a NOTIFY payload must stay under 8000 bytes
+_DOWN = (psycopg.Error, ConnectorException)  # procrastinate wraps psycopg's errors in its own
 
 LOST = "The worker running this copy stopped without an answer; ask again to retry it."
+QUEUE_DOWN = "The copy queue (PostgreSQL) is unavailable right now; try again shortly."
+OUTCOME_WRITE_SECONDS = 120.0
+"""How long a worker keeps trying to write an outcome while PostgreSQL is away."""
 
 
 # -- the procrastinate app ---------------------------------------------------------------------
@@ -214,7 +218,7 @@ class _ProgressSender:
                     channel=CHANNEL,
                     payload=json.dumps(payload),
                 )
-            except psycopg.Error as exc:  # progress is a courtesy; the outcome is not
+            except _DOWN as exc:  # progress is a courtesy; the outcome is not
                 log.warning("copy job %s: progress not sent (%s)", self._job_id, exc)
                 return
 
@@ -240,6 +244,19 @@ class QueueWorker:
             outcome = await self._copier.copy(request, sender.emit)
         finally:
             await sender.aclose()
+        async for attempt in tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_delay(OUTCOME_WRITE_SECONDS),
+            wait=tenacity.wait_exponential(multiplier=0.5, max=10),
+            retry=tenacity.retry_if_exception_type(_DOWN),
+            reraise=True,
+        ):
+            with attempt:
+                await self._save(connector, job_id, outcome)
+
+    async def _save(
+        self, connector: procrastinate.PsycopgConnector, job_id: int, outcome: Outcome
+    ) -> None:
+        """Write the outcome and announce it in one statement: heard means stored."""
         await connector.execute_query_async(
             "WITH saved AS (INSERT INTO copy_outcomes (job_id, outcome, created) "
             "VALUES (%(job)s, %(outcome)s, %(now)s) ON CONFLICT (job_id) DO UPDATE SET "
@@ -296,13 +313,21 @@ class QueueCopier:
         self._listening = asyncio.Event()
 
     async def copy(self, request: CopyRequest, emit: ProgressSink) -> Outcome:
-        job_id = await self._enqueue(request)
+        try:
+            job_id = await self._enqueue(request)
+        except _DOWN as exc:
+            log.warning("copy to %s not queued: %s", request.target, exc)
+            return Outcome(ItemStatus.FAILED, error=QUEUE_DOWN)
         waiter = self._waiting.setdefault(job_id, _Waiter())
         waiter.sinks.append(emit)
         try:
             while True:
                 waiter.landed.clear()
-                outcome = await self._finished(job_id)
+                try:
+                    outcome = await self._finished(job_id)
+                except _DOWN as exc:  # the copy goes on; ask again at the next poll
+                    log.warning("copy job %s: outcome not readable now (%s)", job_id, exc)
+                    outcome = None
                 if outcome is not None:
                     return outcome
                 with contextlib.suppress(TimeoutError):

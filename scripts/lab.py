@@ -1099,7 +1099,11 @@ def _as_service_user(root: Path) -> list[str]:
 class Postgres:
     """A throwaway PostgreSQL cluster: ``initdb`` in ``root``, listening on 127.0.0.1 on a
     free port (unix socket in ``root``), password login for :data:`PG_USER`. Durability is
-    off (fsync, synchronous commit): it lives for one test session."""
+    off (fsync, synchronous commit): it lives for one test session.
+
+    As root, ``root`` is handed to Debian's ``postgres`` user, so it must be a directory of
+    its own that user can reach (a fresh ``mkdtemp`` in /tmp, not one inside another).
+    """
 
     root: Path
     port: int

@@ -16,6 +16,7 @@ import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "copy_bench.py"
 STARTUP = BENCH.with_name("startup.py")
+WORKERS = BENCH.with_name("workers.py")
 
 
 @pytest.mark.lab  # the benchmark starts a lab of its own, not the fixture: marked by hand
@@ -120,3 +121,22 @@ def test_bench_wan_mode_copies_many_images_through_the_long_link() -> None:
     assert rows["engine-registry:MIRROR_BLOB_STREAMS=1"]["command"].endswith(
         "with MIRROR_BLOB_STREAMS=1"
     )
+
+
+@pytest.mark.lab  # the benchmark starts a lab and a PostgreSQL of its own: marked by hand
+def test_bench_workers_runs_a_round_per_worker_count() -> None:
+    argv = ["--images", "2", "--size-mib", "1", "--workers", "1,2", "--json"]
+    done = subprocess.run(
+        [sys.executable, str(WORKERS), *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rounds = json.loads(done.stdout)["rounds"]
+    assert [r["workers"] for r in rounds] == [1, 2]
+    for r in rounds:
+        assert r["succeeded"] == r["images"] == 2  # every copy done, by the workers
+        assert r["copies_per_minute"] > 0
+        assert r["front_cpu_seconds"] > 0  # the kernel's account of a real exited front
