@@ -194,6 +194,7 @@ class JobService:
     async def aclose(self) -> None:
         """Stop running jobs without marking them: a restart resumes them from the store."""
         self._shutting_down = True
+        await self.copier.aclose()  # first: what it runs elsewhere is not cancelled, only left
         await self._tasks.aclose()
         for flight in list(self._flights.values()):
             flight.task.cancel()

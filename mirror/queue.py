@@ -311,6 +311,7 @@ class QueueCopier:
         self._waiting: dict[int, _Waiter] = {}
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
+        self._closing = False
 
     async def copy(self, request: CopyRequest, emit: ProgressSink) -> Outcome:
         try:
@@ -333,10 +334,22 @@ class QueueCopier:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(POLL_SECONDS):
                         await waiter.landed.wait()
+        except asyncio.CancelledError:
+            if not self._closing and waiter.sinks == [emit]:  # /cancel, and nobody else here
+                await asyncio.shield(self._abort(job_id))
+            raise
         finally:
             waiter.sinks.remove(emit)
             if not waiter.sinks:
                 self._waiting.pop(job_id, None)
+
+    async def _abort(self, job_id: int) -> None:
+        """Take a copy nobody wants off the queue, or stop the worker running it (procrastinate
+        cancels its task). Another front following the same copy then hears :data:`LOST`."""
+        try:
+            await self._app.job_manager.cancel_job_by_id_async(job_id, abort=True)
+        except _DOWN as exc:
+            log.warning("copy job %s: not cancelled (%s)", job_id, exc)
 
     async def _enqueue(self, request: CopyRequest) -> int:
         """The queued or running identical copy's job, or a new one."""
@@ -421,6 +434,8 @@ class QueueCopier:
             await self._listening.wait()
 
     async def aclose(self) -> None:
+        """Stop following copies; the queue keeps them for the next start (not cancelled)."""
+        self._closing = True
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -193,6 +193,31 @@ async def test_a_worker_killed_mid_copy_leaves_it_to_another_and_a_new_front_pos
     assert stored.items[0].status is ItemStatus.SUCCEEDED
 
 
+@pytest.mark.slow  # a throttled copy
+async def test_cancel_stops_the_copy_on_the_worker(
+    lab: lab_module.Lab, pg_dsn: str, workers: Workers
+) -> None:
+    with throttled(lab.source, 1_000_000) as relay:
+        workers(relay.address)
+        seen: list[int] = []
+
+        def watch(job: Job) -> None:
+            progress = job.items[0].progress
+            if progress is not None and progress.done:
+                seen.append(progress.done)
+
+        async with front(lab, pg_dsn, relay.address) as runtime:
+            job = job_of(item_for(lab, f"{relay.address}/library/multi:1.0", "cancelled"))
+            await runtime.service.submit(job, watch)
+            await wait_for(lambda: bool(seen), "bytes copied by the worker")
+            assert await runtime.service.cancel(job.id)
+            assert job.items[0].status is ItemStatus.CANCELLED
+            # The worker's copy is stopped, not left to finish for nobody.
+            await wait_for(
+                lambda: [s for _, s in copy_jobs(pg_dsn)] == ["aborted"], "the copy aborted"
+            )
+
+
 async def _stored(dsn: str, job_id: str) -> Job:
     from mirror.store import open_store
 
