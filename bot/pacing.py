@@ -239,7 +239,9 @@ class _Lane:
                 start = self._free_at(now)
                 request = self._choose(now)
                 if request is None or start > now:
-                    wake = min(start, self._next_wake(now))
+                    # Nothing may go (progress held for room): wait for what could change
+                    # that, not for a budget that is already free, which would spin.
+                    wake = start if request is not None else self._next_wake(now)
                     self.wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.wake.wait(), max(wake - now, 0.0))
