@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 COPY_TASK = "mirror.copy"
 STALLED_TASK = "mirror.retry_stalled"
 QUEUE = "copies"
+MAINTENANCE = "copies-maintenance"
 CHANNEL = "mirror_copies"
 PROGRESS_EVERY = 0.5
 POLL_SECONDS = 5.0
@@ -92,7 +93,7 @@ def make_app(dsn: str, *, stalled_after: float = STALLED_AFTER_SECONDS) -> procr
         await worker.run(context.job.id, request)
 
     @app.periodic(cron=f"* * * * * */{STALLED_SCAN_SECONDS}", periodic_id="stalled")
-    @app.task(name=STALLED_TASK, queue=QUEUE, queueing_lock=STALLED_TASK)
+    @app.task(name=STALLED_TASK, queue=MAINTENANCE, queueing_lock=STALLED_TASK)
     async def retry_stalled(timestamp: int) -> None:
         for job in await app.job_manager.get_stalled_jobs(
             task_name=COPY_TASK, seconds_since_heartbeat=stalled_after
@@ -279,18 +280,38 @@ async def work(
     heartbeat: float = HEARTBEAT_SECONDS,
     stalled_after: float = STALLED_AFTER_SECONDS,
 ) -> None:
-    """Take copies from the queue until SIGINT/SIGTERM (running copies finish first)."""
+    """Take copies from the queue until SIGINT/SIGTERM (running copies finish first).
+
+    Copies take exactly ``concurrency`` slots, so a busy worker leaves the next copy to an
+    idle one; the stalled-copy scan runs beside them in a slot of its own (a second
+    procrastinate worker on its own queue), so copies never crowd it out.
+    """
     await prepare(dsn)
     app = make_app(dsn, stalled_after=stalled_after)
     async with app.open_async():
-        await app.run_worker_async(
-            queues=[QUEUE],
-            concurrency=concurrency + 1,  # and the stalled-copy scan
-            name=name,
-            additional_context={"worker": QueueWorker(app, copier)},
-            update_heartbeat_interval=heartbeat,
-            stalled_worker_timeout=stalled_after,
+        scan = asyncio.create_task(
+            app.run_worker_async(
+                queues=[MAINTENANCE],
+                concurrency=1,
+                name=f"{name} (scan)",
+                install_signal_handlers=False,
+                update_heartbeat_interval=heartbeat,
+                stalled_worker_timeout=stalled_after,
+            )
         )
+        try:
+            await app.run_worker_async(
+                queues=[QUEUE],
+                concurrency=concurrency,
+                name=name,
+                additional_context={"worker": QueueWorker(app, copier)},
+                update_heartbeat_interval=heartbeat,
+                stalled_worker_timeout=stalled_after,
+            )
+        finally:
+            scan.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await scan
 
 
 # -- the front side ----------------------------------------------------------------------------
