@@ -15,7 +15,7 @@ target, run them with their own engines (:func:`work`).
   one statement; the front also reads them every :data:`POLL_SECONDS`, so a notification
   lost to a reconnect costs seconds, and a front restarted mid-copy finds the copy by its
   lock and still gets its outcome.
-- **Faults**: workers beat a heartbeat; every :data:`STALLED_SCAN_SECONDS` one of them looks
+- **Faults**: workers beat a heartbeat; every :data:`STALLED_SCAN_SECONDS` each of them looks
   for copies whose worker stopped beating (killed, machine gone) and puts them back in the
   queue, where another worker finishes them (procrastinate's stalled-job retry).
 
@@ -49,15 +49,13 @@ from mirror.reference import parse_reference
 log = logging.getLogger(__name__)
 
 COPY_TASK = "mirror.copy"
-STALLED_TASK = "mirror.retry_stalled"
 QUEUE = "copies"
-MAINTENANCE = "copies-maintenance"
 CHANNEL = "mirror_copies"
 PROGRESS_EVERY = 0.5
 POLL_SECONDS = 5.0
 HEARTBEAT_SECONDS = 10.0
 STALLED_AFTER_SECONDS = 30.0
-STALLED_SCAN_SECONDS = 5
+STALLED_SCAN_SECONDS = 5.0
 _SCHEMA_LOCK = 0x717565756531  # one process applies procrastinate's schema at a time
 _EVENTS_PER_NOTIFY = 40  # a NOTIFY payload must stay under 8000 bytes
 _DOWN = (psycopg.Error, ConnectorException)  # procrastinate wraps psycopg's errors in its own
@@ -71,8 +69,8 @@ OUTCOME_WRITE_SECONDS = 120.0
 # -- the procrastinate app ---------------------------------------------------------------------
 
 
-def make_app(dsn: str, *, stalled_after: float = STALLED_AFTER_SECONDS) -> procrastinate.App:
-    """The queue's app: the copy task, and the periodic scan that requeues stalled copies."""
+def make_app(dsn: str) -> procrastinate.App:
+    """The queue's app and its one task, the copy."""
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(conninfo=dsn, min_size=1, max_size=4)
     )
@@ -91,15 +89,6 @@ def make_app(dsn: str, *, stalled_after: float = STALLED_AFTER_SECONDS) -> procr
             parse_reference(source), parse_reference(target), parse_platform(platform), max_bytes
         )
         await worker.run(context.job.id, request)
-
-    @app.periodic(cron=f"* * * * * */{STALLED_SCAN_SECONDS}", periodic_id="stalled")
-    @app.task(name=STALLED_TASK, queue=MAINTENANCE, queueing_lock=STALLED_TASK)
-    async def retry_stalled(timestamp: int) -> None:
-        for job in await app.job_manager.get_stalled_jobs(
-            task_name=COPY_TASK, seconds_since_heartbeat=stalled_after
-        ):
-            log.warning("copy job %s: its worker stopped beating; queued again", job.id)
-            await app.job_manager.retry_job(job)
 
     return app
 
@@ -283,22 +272,12 @@ async def work(
     """Take copies from the queue until SIGINT/SIGTERM (running copies finish first).
 
     Copies take exactly ``concurrency`` slots, so a busy worker leaves the next copy to an
-    idle one; the stalled-copy scan runs beside them in a slot of its own (a second
-    procrastinate worker on its own queue), so copies never crowd it out.
+    idle one; the stalled-copy scan runs beside them.
     """
     await prepare(dsn)
-    app = make_app(dsn, stalled_after=stalled_after)
+    app = make_app(dsn)
     async with app.open_async():
-        scan = asyncio.create_task(
-            app.run_worker_async(
-                queues=[MAINTENANCE],
-                concurrency=1,
-                name=f"{name} (scan)",
-                install_signal_handlers=False,
-                update_heartbeat_interval=heartbeat,
-                stalled_worker_timeout=stalled_after,
-            )
-        )
+        scan = asyncio.create_task(_requeue_stalled(app, stalled_after))
         try:
             await app.run_worker_async(
                 queues=[QUEUE],
@@ -312,6 +291,24 @@ async def work(
             scan.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await scan
+
+
+async def _requeue_stalled(app: procrastinate.App, stalled_after: float) -> None:
+    """Every :data:`STALLED_SCAN_SECONDS`, put back in the queue the copies of workers that
+    stopped beating (procrastinate's stalled jobs). Every worker scans; a job is requeued
+    once, by whichever gets there first (the others' attempt finds it no longer running)."""
+    while True:
+        await asyncio.sleep(STALLED_SCAN_SECONDS)
+        try:
+            stalled = await app.job_manager.get_stalled_jobs(
+                task_name=COPY_TASK, seconds_since_heartbeat=stalled_after
+            )
+            for job in stalled:
+                with contextlib.suppress(ConnectorException):  # another worker was first
+                    await app.job_manager.retry_job(job)
+                    log.warning("copy job %s: its worker stopped beating; queued again", job.id)
+        except _DOWN as exc:
+            log.warning("stalled-copy scan skipped: %s", exc)
 
 
 # -- the front side ----------------------------------------------------------------------------
