@@ -14,6 +14,7 @@ from bot.runtime import build_engines, credentials
 from bot.settings import Settings
 from mirror.errors import MirrorError
 from mirror.naming import parse_target_base
+from mirror.store import StoreError, is_postgres
 
 
 @dataclass(frozen=True)
@@ -203,10 +204,40 @@ async def check_adapters() -> list[CheckResult]:
     return [result for result in results if result is not None]
 
 
+async def check_queue(settings: Settings) -> list[CheckResult]:
+    """With a PostgreSQL ``MIRROR_DB`` the front copies nothing itself: someone must work."""
+    if not is_postgres(settings.mirror_db):
+        return []
+    from mirror.queue import census
+
+    part = "copy workers"
+    try:
+        found = await census(str(settings.mirror_db))
+    except StoreError as exc:
+        return [CheckResult(part, False, str(exc))]
+    if not found.workers:
+        return [
+            CheckResult(
+                part,
+                False,
+                "no `mirror-bot worker` has beaten in the last 30 s, so copies would wait in "
+                "the queue; start one where it reaches PostgreSQL, the sources and the target.",
+            )
+        ]
+    return [
+        CheckResult(
+            part,
+            True,
+            f"{found.workers} beating; {found.waiting} copies waiting, {found.running} running",
+        )
+    ]
+
+
 async def run_checks(settings: Settings) -> list[CheckResult]:
     return [
         await check_target(settings),
         *await check_sources(settings),
         await check_docker(settings),
+        *await check_queue(settings),
         *await check_adapters(),
     ]

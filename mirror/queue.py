@@ -45,6 +45,7 @@ from mirror.models import ItemStatus, Outcome, platform_text
 from mirror.platform import parse_platform
 from mirror.progress import BlobDone, BlobProgress, ProgressEvent, Stage, StageChanged
 from mirror.reference import parse_reference
+from mirror.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,41 @@ async def prepare(dsn: str) -> None:
         if not (row and row[0]):
             schema = procrastinate.App(connector=procrastinate.PsycopgConnector())
             await conn.execute(schema.schema_manager.get_schema().encode())
+
+
+@dataclass(frozen=True)
+class Census:
+    workers: int
+    """Workers that beat within the stalled-after time."""
+    waiting: int
+    running: int
+
+
+async def census(dsn: str, *, stalled_after: float = STALLED_AFTER_SECONDS) -> Census:
+    """Who works and what waits (``mirror-bot check``): a front without workers would queue
+    copies that nobody runs."""
+    try:
+        return await _census(dsn, stalled_after)
+    except psycopg.Error as exc:
+        raise StoreError(QUEUE_DOWN) from exc
+
+
+async def _census(dsn: str, stalled_after: float) -> Census:
+    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, connect_timeout=5)
+    async with conn:
+        cursor = await conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL")
+        row = await cursor.fetchone()
+        if not (row and row[0]):
+            return Census(0, 0, 0)
+        cursor = await conn.execute(
+            "SELECT (SELECT COUNT(*) FROM procrastinate_workers WHERE last_heartbeat > "
+            "NOW() - make_interval(secs => %s)), "
+            "COUNT(*) FILTER (WHERE status = 'todo'), COUNT(*) FILTER (WHERE status = 'doing') "
+            "FROM procrastinate_jobs WHERE task_name = %s",
+            (stalled_after, COPY_TASK),
+        )
+        workers, waiting, running = await cursor.fetchone() or (0, 0, 0)
+    return Census(int(workers), int(waiting), int(running))
 
 
 # -- wire format -------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import psycopg
 import pytest
 
 import lab as lab_module
+from bot.check import check_queue
 from bot.runtime import Runtime, open_runtime
 from bot.settings import Settings
 from mirror.artifacts import ArtifactKind, Referrer, ReferrerKind
@@ -265,3 +266,30 @@ def test_every_field_of_an_outcome_crosses_the_queue() -> None:
     )
     assert {f.name for f in dataclasses.fields(Outcome)} <= set(json.loads(outcome_json(outcome)))
     assert outcome_of(outcome_json(outcome)) == outcome
+
+
+async def test_check_says_whether_any_worker_beats(
+    lab: lab_module.Lab, pg_dsn: str, workers: Workers
+) -> None:
+    settings = Settings(mirror_target=f"{lab.target}/mirror", mirror_db=pg_dsn)
+    [alone] = await check_queue(settings)
+    assert alone.line() == (
+        "copy workers: FAILED: no `mirror-bot worker` has beaten in the last 30 s, so copies "
+        "would wait in the queue; start one where it reaches PostgreSQL, the sources and the "
+        "target."
+    )
+    workers("")
+    found: list[str] = []
+
+    async def beating() -> bool:
+        [result] = await check_queue(settings)
+        found.append(result.line())
+        return result.ok
+
+    deadline = time.monotonic() + 60
+    while not await beating():
+        assert time.monotonic() < deadline, found[-1]
+        await asyncio.sleep(0.2)
+    assert found[-1] == "copy workers: ok (1 beating; 0 copies waiting, 0 running)"
+    no_queue = Settings(mirror_target=f"{lab.target}/mirror", mirror_db=str(Path("x.db")))
+    assert await check_queue(no_queue) == []  # SQLite: the bot copies itself
