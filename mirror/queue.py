@@ -370,7 +370,7 @@ class QueueCopier:
     async def copy(self, request: CopyRequest, emit: ProgressSink) -> Outcome:
         try:
             job_id = await self._enqueue(request)
-        except _DOWN as exc:
+        except (*_DOWN, AlreadyEnqueued) as exc:
             log.warning("copy to %s not queued: %s", request.target, exc)
             return Outcome(ItemStatus.FAILED, error=QUEUE_DOWN)
         waiter = self._waiting.setdefault(job_id, _Waiter())
@@ -406,33 +406,39 @@ class QueueCopier:
             log.warning("copy job %s: not cancelled (%s)", job_id, exc)
 
     async def _enqueue(self, request: CopyRequest) -> int:
-        """The queued or running identical copy's job, or a new one."""
+        """The queued or running identical copy's job, or a new one. Another front may queue
+        the same copy between the look and the defer: then it is followed instead."""
+        async for attempt in tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(3),
+            retry=tenacity.retry_if_exception_type(AlreadyEnqueued),
+            reraise=True,
+        ):
+            with attempt:
+                return await self._join_or_defer(request)
+        raise AssertionError("tenacity returns or raises")
+
+    async def _join_or_defer(self, request: CopyRequest) -> int:
         platform = platform_text(request.platform)
         queueing_lock = f"{request.source}|{request.target}|{platform}"
-        for _ in range(3):
-            row = await self._app.connector.execute_query_one_async(
-                "SELECT COALESCE(MAX(id), 0) AS id FROM procrastinate_jobs WHERE task_name = "
-                "%(task)s AND queueing_lock = %(lock)s AND status IN ('todo', 'doing')",
-                task=COPY_TASK,
-                lock=queueing_lock,
-            )
-            if row["id"]:
-                log.info("copy to %s joins queued job %s", request.target, row["id"])
-                return int(row["id"])
-            try:
-                job_id = await self._app.configure_task(
-                    COPY_TASK, lock=str(request.target), queueing_lock=queueing_lock
-                ).defer_async(
-                    source=str(request.source),
-                    target=str(request.target),
-                    platform=platform,
-                    max_bytes=request.max_bytes,
-                )
-            except AlreadyEnqueued:  # another front queued it just now: follow that one
-                continue
-            log.info("copy to %s queued as job %s", request.target, job_id)
-            return job_id
-        raise RuntimeError(f"could not queue or find the copy to {request.target}")
+        row = await self._app.connector.execute_query_one_async(
+            "SELECT COALESCE(MAX(id), 0) AS id FROM procrastinate_jobs WHERE task_name = "
+            "%(task)s AND queueing_lock = %(lock)s AND status IN ('todo', 'doing')",
+            task=COPY_TASK,
+            lock=queueing_lock,
+        )
+        if row["id"]:
+            log.info("copy to %s joins queued job %s", request.target, row["id"])
+            return int(row["id"])
+        job_id = await self._app.configure_task(
+            COPY_TASK, lock=str(request.target), queueing_lock=queueing_lock
+        ).defer_async(
+            source=str(request.source),
+            target=str(request.target),
+            platform=platform,
+            max_bytes=request.max_bytes,
+        )
+        log.info("copy to %s queued as job %s", request.target, job_id)
+        return job_id
 
     async def _finished(self, job_id: int) -> Outcome | None:
         row = await self._app.connector.execute_query_one_async(
