@@ -293,3 +293,20 @@ async def test_check_says_whether_any_worker_beats(
     assert found[-1] == "copy workers: ok (1 beating; 0 copies waiting, 0 running)"
     no_queue = Settings(mirror_target=f"{lab.target}/mirror", mirror_db=str(Path("x.db")))
     assert await check_queue(no_queue) == []  # SQLite: the bot copies itself
+
+
+@pytest.mark.slow  # a PostgreSQL restart and the reconnections after it
+async def test_front_and_worker_ride_out_a_postgres_restart(
+    lab: lab_module.Lab, postgres: lab_module.Postgres, pg_dsn: str, workers: Workers
+) -> None:
+    workers("")
+    async with front(lab, pg_dsn) as runtime:
+        first = job_of(item_for(lab, f"{lab.source}/library/hello:1.0", "restart"))
+        done = await asyncio.wait_for(await runtime.service.submit(first, lambda _: None), 120)
+        assert done.items[0].status is ItemStatus.SUCCEEDED, done.items[0].error
+        postgres.restart()
+        # Same front, same worker: both reconnect by themselves.
+        second = job_of(item_for(lab, f"{lab.source}/library/multi:1.0", "restart"))
+        done = await asyncio.wait_for(await runtime.service.submit(second, lambda _: None), 120)
+    assert done.items[0].status is ItemStatus.SUCCEEDED, done.items[0].error
+    assert done.items[0].engine == "registry"
