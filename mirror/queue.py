@@ -202,17 +202,24 @@ def outcome_of(text: str) -> Outcome:
 class _ProgressSender:
     """Batches a copy's progress into a NOTIFY every :data:`PROGRESS_EVERY` seconds: each
     blob's latest count since the last stage change (counts are cumulative), and every stage
-    change and finished blob in order."""
+    change and finished blob in order. The whole state so far (the stage, each blob's latest
+    event) is written to ``copy_progress`` as well, for a front that joins later (restarted,
+    or another one asking for the same copy) to start from."""
 
     def __init__(self, connector: procrastinate.PsycopgConnector, job_id: int) -> None:
         self._connector = connector
         self._job_id = job_id
         self._pending: list[ProgressEvent] = []
         self._latest: dict[str, int] = {}
+        self._state: dict[str, ProgressEvent] = {}
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._send_loop())
 
     def emit(self, event: ProgressEvent) -> None:
+        if isinstance(event, StageChanged):
+            self._state = {"": event}
+        elif not isinstance(self._state.get(event.blob), BlobDone):
+            self._state[event.blob] = event
         if isinstance(event, BlobProgress) and event.blob in self._latest:
             self._pending[self._latest[event.blob]] = event
             return
@@ -233,20 +240,28 @@ class _ProgressSender:
         events, self._pending = self._pending, []
         self._latest.clear()
         self._wake.clear()
-        for start in range(0, len(events), _EVENTS_PER_NOTIFY):
-            payload = {
-                "job": self._job_id,
-                "events": [_event_json(e) for e in events[start : start + _EVENTS_PER_NOTIFY]],
-            }
-            try:
+        if not events:
+            return
+        try:
+            await self._connector.execute_query_async(
+                "INSERT INTO copy_progress (job_id, events, updated) VALUES "
+                "(%(job)s, %(events)s, %(now)s) ON CONFLICT (job_id) DO UPDATE SET "
+                "events = excluded.events, updated = excluded.updated",
+                job=self._job_id,
+                events=json.dumps([_event_json(e) for e in self._state.values()]),
+                now=time.time(),
+            )
+            for start in range(0, len(events), _EVENTS_PER_NOTIFY):
+                chunk = events[start : start + _EVENTS_PER_NOTIFY]
                 await self._connector.execute_query_async(
                     "SELECT pg_notify(%(channel)s, %(payload)s)",
                     channel=CHANNEL,
-                    payload=json.dumps(payload),
+                    payload=json.dumps(
+                        {"job": self._job_id, "events": [_event_json(e) for e in chunk]}
+                    ),
                 )
-            except _DOWN as exc:  # progress is a courtesy; the outcome is not
-                log.warning("copy job %s: progress not sent (%s)", self._job_id, exc)
-                return
+        except _DOWN as exc:  # progress is a courtesy; the outcome is not
+            log.warning("copy job %s: progress not sent (%s)", self._job_id, exc)
 
     async def aclose(self) -> None:
         self._task.cancel()
@@ -282,9 +297,11 @@ class QueueWorker:
     async def _save(
         self, connector: procrastinate.PsycopgConnector, job_id: int, outcome: Outcome
     ) -> None:
-        """Write the outcome and announce it in one statement: heard means stored."""
+        """Write the outcome and announce it in one statement: heard means stored (and the
+        copy's progress is no one's concern any more)."""
         await connector.execute_query_async(
-            "WITH saved AS (INSERT INTO copy_outcomes (job_id, outcome, created) "
+            "WITH done AS (DELETE FROM copy_progress WHERE job_id = %(job)s), "
+            "saved AS (INSERT INTO copy_outcomes (job_id, outcome, created) "
             "VALUES (%(job)s, %(outcome)s, %(now)s) ON CONFLICT (job_id) DO UPDATE SET "
             "outcome = excluded.outcome, created = excluded.created RETURNING job_id) "
             "SELECT pg_notify(%(channel)s, json_build_object('job', job_id, 'done', true)::text) "
@@ -376,6 +393,8 @@ class QueueCopier:
         waiter = self._waiting.setdefault(job_id, _Waiter())
         waiter.sinks.append(emit)
         try:
+            for event in await self._progress_so_far(job_id):
+                emit(event)
             while True:
                 waiter.landed.clear()
                 try:
@@ -396,6 +415,20 @@ class QueueCopier:
             waiter.sinks.remove(emit)
             if not waiter.sinks:
                 self._waiting.pop(job_id, None)
+
+    async def _progress_so_far(self, job_id: int) -> list[ProgressEvent]:
+        """Where a copy already is, for a front that joins it running (its notifications
+        carry only what changes from now on)."""
+        try:
+            row = await self._app.connector.execute_query_one_async(
+                "SELECT COALESCE((SELECT events FROM copy_progress WHERE job_id = %(job)s), "
+                "'[]') AS events",
+                job=job_id,
+            )
+        except _DOWN as exc:
+            log.warning("copy job %s: progress so far not readable (%s)", job_id, exc)
+            return []
+        return [_event_of(raw) for raw in json.loads(row["events"])]
 
     async def _abort(self, job_id: int) -> None:
         """Take a copy nobody wants off the queue, or stop the worker running it (procrastinate

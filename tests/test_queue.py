@@ -310,3 +310,37 @@ async def test_front_and_worker_ride_out_a_postgres_restart(
         done = await asyncio.wait_for(await runtime.service.submit(second, lambda _: None), 120)
     assert done.items[0].status is ItemStatus.SUCCEEDED, done.items[0].error
     assert done.items[0].engine == "registry"
+
+
+@pytest.mark.slow  # a throttled copy
+async def test_a_front_joining_a_running_copy_starts_where_it_is(
+    lab: lab_module.Lab, pg_dsn: str, workers: Workers
+) -> None:
+    with throttled(lab.source, 1_000_000) as relay:
+        workers(relay.address)
+        image = f"{relay.address}/library/multi:1.0"
+        moving: list[int] = []
+        joined: list[tuple[str, ItemStatus]] = []
+
+        def watch_first(job: Job) -> None:
+            progress = job.items[0].progress
+            if progress is not None and progress.done:
+                moving.append(progress.done)
+
+        def watch_second(job: Job) -> None:
+            progress = job.items[0].progress
+            if progress is not None:
+                joined.append((progress.stage.value, job.items[0].status))
+
+        async with (
+            front(lab, pg_dsn, relay.address) as one,
+            front(lab, pg_dsn, relay.address) as two,
+        ):
+            first = await one.service.submit(job_of(item_for(lab, image, "join")), watch_first)
+            await wait_for(lambda: bool(moving), "bytes copied")
+            second = await two.service.submit(job_of(item_for(lab, image, "join")), watch_second)
+            done = await asyncio.wait_for(asyncio.gather(first, second), 120)
+    assert [job.items[0].status for job in done] == [ItemStatus.SUCCEEDED] * 2
+    # Its first view is the copy as it stands, not "queued" until the next stage.
+    assert joined[0] == ("copying", ItemStatus.RUNNING)
+    assert len(copy_jobs(pg_dsn)) == 1

@@ -187,8 +187,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
-    # 9: what each queued copy came to (mirror/queue.py), by procrastinate job id; the queue
-    # exists only on PostgreSQL, so SQLite has nothing to do.
+    # 9: what each queued copy came to, and where a running one is (mirror/queue.py), by
+    # procrastinate job id; the queue exists only on PostgreSQL, so SQLite has nothing to do.
     Migration(
         (),
         (
@@ -196,6 +196,11 @@ MIGRATIONS: tuple[Migration, ...] = (
                 job_id BIGINT PRIMARY KEY,
                 outcome TEXT NOT NULL,
                 created {_TIME} NOT NULL
+            )""",
+            f"""CREATE TABLE copy_progress (
+                job_id BIGINT PRIMARY KEY,
+                events TEXT NOT NULL,
+                updated {_TIME} NOT NULL
             )""",
         ),
     ),
