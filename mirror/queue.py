@@ -10,7 +10,9 @@ target, run them with their own engines (:func:`work`).
   once. A front that finds the identical copy queued or running follows that one.
 - **Progress**: a worker sends what its engine reports, at most every
   :data:`PROGRESS_EVERY` seconds (stages and finished blobs always), with PostgreSQL
-  ``NOTIFY``; the front ``LISTEN``\\ s and feeds its live messages as if it copied itself.
+  ``NOTIFY``, and keeps the state so far in ``copy_progress``; the front ``LISTEN``\\ s and
+  feeds its live messages as if it copied itself, starting from that state when it joins a
+  copy already running.
 - **Outcomes** are rows of ``copy_outcomes`` (a store migration), written and announced in
   one statement; the front also reads them every :data:`POLL_SECONDS`, so a notification
   lost to a reconnect costs seconds, and a front restarted mid-copy finds the copy by its
