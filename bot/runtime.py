@@ -165,13 +165,16 @@ async def open_runtime(
     async with AsyncExitStack() as stack:
         store = await open_store(settings.mirror_db)
         stack.push_async_callback(store.close)
+        chooser = EngineChooser(engine or settings.mirror_engine, build_engines(settings))
+        stack.push_async_callback(chooser.aclose)
         copier: Copier | None = None
         if front and is_postgres(settings.mirror_db):
             from mirror.queue import open_front  # procrastinate only for a queue
 
-            copier = await stack.enter_async_context(open_front(str(settings.mirror_db)))
-        chooser = EngineChooser(engine or settings.mirror_engine, build_engines(settings))
-        stack.push_async_callback(chooser.aclose)
+            registry = chooser.get("registry")  # reads manifests only: the size limit
+            copier = await stack.enter_async_context(
+                open_front(str(settings.mirror_db), measure=registry.measure if registry else None)
+            )
         policy = Policy(settings)
         lookups = LazyLookups(settings, policy)
         stack.push_async_callback(lookups.aclose)

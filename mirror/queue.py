@@ -31,7 +31,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,7 @@ from procrastinate.exceptions import AlreadyEnqueued, ConnectorException
 from mirror.artifacts import ArtifactKind, Referrer, ReferrerKind
 from mirror.copier import Copier
 from mirror.engine import CopyRequest, ProgressSink
+from mirror.errors import MirrorError, too_large
 from mirror.models import ItemStatus, Outcome, platform_text
 from mirror.platform import parse_platform
 from mirror.progress import BlobDone, BlobProgress, ProgressEvent, Stage, StageChanged
@@ -50,6 +51,8 @@ from mirror.reference import parse_reference
 from mirror.store import StoreError
 
 log = logging.getLogger(__name__)
+
+Measure = Callable[[CopyRequest], Awaitable[int | None]]
 
 COPY_TASK = "mirror.copy"
 QUEUE = "copies"
@@ -378,15 +381,19 @@ class _Waiter:
 class QueueCopier:
     """The front's :class:`Copier`: queues a copy for the workers and follows it."""
 
-    def __init__(self, app: procrastinate.App, dsn: str) -> None:
+    def __init__(self, app: procrastinate.App, dsn: str, measure: Measure | None = None) -> None:
         self._app = app
         self._dsn = dsn
+        self._measure = measure
         self._waiting: dict[int, _Waiter] = {}
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
         self._closing = False
 
     async def copy(self, request: CopyRequest, emit: ProgressSink) -> Outcome:
+        refused = await self._over_limit(request)
+        if refused is not None:
+            return Outcome(ItemStatus.FAILED, error=str(refused))
         try:
             job_id = await self._enqueue(request)
         except (*_DOWN, AlreadyEnqueued) as exc:
@@ -417,6 +424,21 @@ class QueueCopier:
             waiter.sinks.remove(emit)
             if not waiter.sinks:
                 self._waiting.pop(job_id, None)
+
+    async def _over_limit(self, request: CopyRequest) -> MirrorError | None:
+        """MIRROR_MAX_IMAGE_BYTES before the copy is queued, from the manifests, so a refusal
+        needs no worker; when the size cannot be told here, the worker checks it again before
+        any blob moves."""
+        if request.max_bytes is None or self._measure is None:
+            return None
+        try:
+            size = await self._measure(request)
+        except MirrorError as exc:
+            log.info("copy to %s: size not known before queueing (%s)", request.target, exc)
+            return None
+        if size is not None and size > request.max_bytes:
+            return too_large(request.source, size, request.max_bytes)
+        return None
 
     async def _progress_so_far(self, job_id: int) -> list[ProgressEvent]:
         """Where a copy already is, for a front that joins it running (its notifications
@@ -538,12 +560,13 @@ class QueueCopier:
 
 
 @contextlib.asynccontextmanager
-async def open_front(dsn: str) -> AsyncIterator[QueueCopier]:
-    """The front's copier for the queue on ``dsn``, listening until the context ends."""
+async def open_front(dsn: str, *, measure: Measure | None = None) -> AsyncIterator[QueueCopier]:
+    """The front's copier for the queue on ``dsn``, listening until the context ends;
+    ``measure`` tells an image's size for the size limit before it is queued."""
     await prepare(dsn)
     app = make_app(dsn)
     async with app.open_async():
-        copier = QueueCopier(app, dsn)
+        copier = QueueCopier(app, dsn, measure)
         await copier.start()
         try:
             yield copier

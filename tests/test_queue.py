@@ -46,10 +46,13 @@ def job_of(*items: Item) -> Job:
     return Job(new_job_id(), "console:alice", "console:local", list(items))
 
 
-def front(lab: lab_module.Lab, dsn: str, *sources: str) -> AbstractAsyncContextManager[Runtime]:
+def front(
+    lab: lab_module.Lab, dsn: str, *sources: str, max_bytes: int | None = None
+) -> AbstractAsyncContextManager[Runtime]:
     """``mirror-bot run``'s runtime, with a Docker engine that cannot reach any daemon: if it
     copied anything itself, the copy would fail."""
     settings = Settings(
+        mirror_max_image_bytes=max_bytes,
         mirror_target=f"{lab.target}/mirror",
         mirror_db=dsn,
         mirror_engine="docker",
@@ -344,3 +347,15 @@ async def test_a_front_joining_a_running_copy_starts_where_it_is(
     # Its first view is the copy as it stands, not "queued" until the next stage.
     assert joined[0] == ("copying", ItemStatus.RUNNING)
     assert len(copy_jobs(pg_dsn)) == 1
+
+
+async def test_the_size_limit_refuses_before_anything_is_queued(
+    lab: lab_module.Lab, pg_dsn: str
+) -> None:
+    async with front(lab, pg_dsn, max_bytes=1 << 20) as runtime:  # no worker at all
+        job = job_of(item_for(lab, f"{lab.source}/library/multi:1.0", "big"))
+        done = await asyncio.wait_for(await runtime.service.submit(job, lambda _: None), 60)
+    [item] = done.items
+    assert item.status is ItemStatus.FAILED
+    assert item.error is not None and "MIRROR_MAX_IMAGE_BYTES" in item.error
+    assert copy_jobs(pg_dsn) == []
