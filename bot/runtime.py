@@ -169,7 +169,7 @@ async def open_runtime(
         stack.push_async_callback(chooser.aclose)
         copier: Copier | None = None
         if front and is_postgres(settings.mirror_db):
-            from mirror.queue import open_front  # procrastinate only for a queue
+            from mirror.queue.front import open_front  # procrastinate only for a queue
 
             registry = chooser.get("registry")  # reads manifests only: the size limit
             copier = await stack.enter_async_context(

@@ -3,7 +3,7 @@
 Run any number, on any machine that reaches PostgreSQL, the sources and the target (near the
 sources is where copies are fastest); ``mirror-bot run`` is then the chat front only. A
 worker stops on SIGTERM or SIGINT once its running copies are done; one killed outright
-leaves its copies to the others (:mod:`mirror.queue`).
+leaves its copies to the others (:mod:`mirror.queue.worker`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ async def work(settings: Settings, *, heartbeat: float, stalled_after: float) ->
     )
     if not is_postgres(settings.mirror_db):
         raise ConfigurationError(NEEDS_POSTGRES)
-    from mirror import queue  # procrastinate only for a worker
+    from mirror.queue.worker import work as work_queue  # procrastinate only for a worker
 
     async with AsyncExitStack() as stack:
         store = await open_store(settings.mirror_db)
@@ -48,7 +48,7 @@ async def work(settings: Settings, *, heartbeat: float, stalled_after: float) ->
         copier = LocalCopier(
             store, engines, concurrency=settings.mirror_concurrency, advisor=lookups
         )
-        await queue.work(
+        await work_queue(
             str(settings.mirror_db),
             copier,
             concurrency=settings.mirror_concurrency,

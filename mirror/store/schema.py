@@ -187,7 +187,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
-    # 9: what each queued copy came to, and where a running one is (mirror/queue.py), by
+    # 9: what each queued copy came to, and where a running one is (mirror/queue/), by
     # procrastinate job id; the queue exists only on PostgreSQL, so SQLite has nothing to do.
     Migration(
         (),

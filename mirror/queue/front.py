@@ -1,0 +1,239 @@
+"""The front side of the copy queue: queue a copy (or follow the identical one already
+queued or running) and hear how it goes, as if this process copied it itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import procrastinate
+import psycopg
+import tenacity
+from procrastinate.exceptions import AlreadyEnqueued
+
+from mirror.engine import CopyRequest, ProgressSink
+from mirror.errors import MirrorError, too_large
+from mirror.models import ItemStatus, Outcome, platform_text
+from mirror.progress import ProgressEvent
+from mirror.queue import (
+    CHANNEL,
+    COPY_TASK,
+    DOWN,
+    POLL_SECONDS,
+    QUEUE_DOWN,
+    event_of,
+    make_app,
+    outcome_of,
+    prepare,
+)
+
+log = logging.getLogger(__name__)
+
+Measure = Callable[[CopyRequest], Awaitable[int | None]]
+LOST = "The worker running this copy stopped without an answer; ask again to retry it."
+
+
+@dataclass
+class _Waiter:
+    sinks: list[ProgressSink] = field(default_factory=list)
+    landed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class QueueCopier:
+    """The front's :class:`Copier`: queues a copy for the workers and follows it."""
+
+    def __init__(self, app: procrastinate.App, dsn: str, measure: Measure | None = None) -> None:
+        self._app = app
+        self._dsn = dsn
+        self._measure = measure
+        self._waiting: dict[int, _Waiter] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+        self._closing = False
+
+    async def copy(self, request: CopyRequest, emit: ProgressSink) -> Outcome:
+        refused = await self._over_limit(request)
+        if refused is not None:
+            return Outcome(ItemStatus.FAILED, error=str(refused))
+        try:
+            job_id = await self._enqueue(request)
+        except (*DOWN, AlreadyEnqueued) as exc:
+            log.warning("copy to %s not queued: %s", request.target, exc)
+            return Outcome(ItemStatus.FAILED, error=QUEUE_DOWN)
+        waiter = self._waiting.setdefault(job_id, _Waiter())
+        waiter.sinks.append(emit)
+        try:
+            for event in await self._progress_so_far(job_id):
+                emit(event)
+            while True:
+                waiter.landed.clear()
+                try:
+                    outcome = await self._finished(job_id)
+                except DOWN as exc:  # the copy goes on; ask again at the next poll
+                    log.warning("copy job %s: outcome not readable now (%s)", job_id, exc)
+                    outcome = None
+                if outcome is not None:
+                    return outcome
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(POLL_SECONDS):
+                        await waiter.landed.wait()
+        except asyncio.CancelledError:
+            if not self._closing and waiter.sinks == [emit]:  # /cancel, and nobody else here
+                await asyncio.shield(self._abort(job_id))
+            raise
+        finally:
+            waiter.sinks.remove(emit)
+            if not waiter.sinks:
+                self._waiting.pop(job_id, None)
+
+    async def _over_limit(self, request: CopyRequest) -> MirrorError | None:
+        """MIRROR_MAX_IMAGE_BYTES before the copy is queued, from the manifests, so a refusal
+        needs no worker; when the size cannot be told here, the worker checks it again before
+        any blob moves."""
+        if request.max_bytes is None or self._measure is None:
+            return None
+        try:
+            size = await self._measure(request)
+        except MirrorError as exc:
+            log.info("copy to %s: size not known before queueing (%s)", request.target, exc)
+            return None
+        if size is not None and size > request.max_bytes:
+            return too_large(request.source, size, request.max_bytes)
+        return None
+
+    async def _progress_so_far(self, job_id: int) -> list[ProgressEvent]:
+        """Where a copy already is, for a front that joins it running (its notifications
+        carry only what changes from now on)."""
+        try:
+            row = await self._app.connector.execute_query_one_async(
+                "SELECT COALESCE((SELECT events FROM copy_progress WHERE job_id = %(job)s), "
+                "'[]') AS events",
+                job=job_id,
+            )
+        except DOWN as exc:
+            log.warning("copy job %s: progress so far not readable (%s)", job_id, exc)
+            return []
+        return [event_of(raw) for raw in json.loads(row["events"])]
+
+    async def _abort(self, job_id: int) -> None:
+        """Take a copy nobody wants off the queue, or stop the worker running it (procrastinate
+        cancels its task). Another front following the same copy then hears :data:`LOST`."""
+        try:
+            await self._app.job_manager.cancel_job_by_id_async(job_id, abort=True)
+        except DOWN as exc:
+            log.warning("copy job %s: not cancelled (%s)", job_id, exc)
+
+    async def _enqueue(self, request: CopyRequest) -> int:
+        """The queued or running identical copy's job, or a new one. Another front may queue
+        the same copy between the look and the defer: then it is followed instead."""
+        async for attempt in tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(3),
+            retry=tenacity.retry_if_exception_type(AlreadyEnqueued),
+            reraise=True,
+        ):
+            with attempt:
+                return await self._join_or_defer(request)
+        raise AssertionError("tenacity returns or raises")
+
+    async def _join_or_defer(self, request: CopyRequest) -> int:
+        platform = platform_text(request.platform)
+        queueing_lock = f"{request.source}|{request.target}|{platform}"
+        row = await self._app.connector.execute_query_one_async(
+            "SELECT COALESCE(MAX(id), 0) AS id FROM procrastinate_jobs WHERE task_name = "
+            "%(task)s AND queueing_lock = %(lock)s AND status IN ('todo', 'doing')",
+            task=COPY_TASK,
+            lock=queueing_lock,
+        )
+        if row["id"]:
+            log.info("copy to %s joins queued job %s", request.target, row["id"])
+            return int(row["id"])
+        job_id = await self._app.configure_task(
+            COPY_TASK, lock=str(request.target), queueing_lock=queueing_lock
+        ).defer_async(
+            source=str(request.source),
+            target=str(request.target),
+            platform=platform,
+            max_bytes=request.max_bytes,
+        )
+        log.info("copy to %s queued as job %s", request.target, job_id)
+        return job_id
+
+    async def _finished(self, job_id: int) -> Outcome | None:
+        row = await self._app.connector.execute_query_one_async(
+            "SELECT j.status, o.outcome FROM procrastinate_jobs j "
+            "LEFT JOIN copy_outcomes o ON o.job_id = j.id WHERE j.id = %(job)s",
+            job=job_id,
+        )
+        if row["outcome"] is not None:
+            return outcome_of(row["outcome"])
+        if row["status"] in ("todo", "doing"):
+            return None
+        return Outcome(ItemStatus.FAILED, error=LOST)
+
+    def _heard(self, payload: str) -> None:
+        data = json.loads(payload)
+        waiter = self._waiting.get(int(data["job"]))
+        if waiter is None:
+            return
+        for raw in data.get("events", ()):
+            event = event_of(raw)
+            for sink in list(waiter.sinks):
+                sink(event)
+        if data.get("done"):
+            waiter.landed.set()
+
+    async def _listen(self) -> None:
+        """LISTEN for ever; a lost connection comes back with backoff, and every waiter
+        then looks at its outcome again (what was said meanwhile was not heard)."""
+        async for attempt in tenacity.AsyncRetrying(
+            wait=tenacity.wait_exponential(multiplier=0.5, max=10),
+            retry=tenacity.retry_if_exception_type(psycopg.Error),
+            before_sleep=lambda state: log.warning(
+                "copy queue: listening again after %s", state.outcome and state.outcome.exception()
+            ),
+        ):
+            with attempt:
+                async with await psycopg.AsyncConnection.connect(
+                    self._dsn, autocommit=True
+                ) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self._listening.set()
+                    for waiter in self._waiting.values():
+                        waiter.landed.set()
+                    async for notice in conn.notifies():
+                        try:
+                            self._heard(notice.payload)
+                        except (ValueError, KeyError, TypeError):
+                            log.warning("copy queue: unreadable notification %r", notice.payload)
+
+    async def start(self) -> None:
+        self._listener = asyncio.create_task(self._listen(), name="copy-queue-listener")
+        async with asyncio.timeout(POLL_SECONDS):
+            await self._listening.wait()
+
+    async def aclose(self) -> None:
+        """Stop following copies; the queue keeps them for the next start (not cancelled)."""
+        self._closing = True
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+
+
+@contextlib.asynccontextmanager
+async def open_front(dsn: str, *, measure: Measure | None = None) -> AsyncIterator[QueueCopier]:
+    """The front's copier for the queue on ``dsn``, listening until the context ends;
+    ``measure`` tells an image's size for the size limit before it is queued."""
+    await prepare(dsn)
+    app = make_app(dsn)
+    async with app.open_async():
+        copier = QueueCopier(app, dsn, measure)
+        await copier.start()
+        try:
+            yield copier
+        finally:
+            await copier.aclose()

@@ -1,0 +1,204 @@
+"""The worker side of the copy queue: run copies taken from it with this process's copier,
+tell the fronts how they go, and requeue the copies of workers that stopped beating."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+
+import procrastinate
+import tenacity
+from procrastinate.exceptions import ConnectorException
+
+from mirror.copier import Copier
+from mirror.engine import CopyRequest
+from mirror.models import Outcome
+from mirror.progress import BlobDone, BlobProgress, ProgressEvent, StageChanged
+from mirror.queue import (
+    CHANNEL,
+    COPY_TASK,
+    DOWN,
+    HEARTBEAT_SECONDS,
+    PROGRESS_EVERY,
+    QUEUE,
+    STALLED_AFTER_SECONDS,
+    STALLED_SCAN_SECONDS,
+    event_json,
+    make_app,
+    outcome_json,
+    prepare,
+)
+
+log = logging.getLogger(__name__)
+
+EVENTS_PER_NOTIFY = 40  # a NOTIFY payload must stay under 8000 bytes
+OUTCOME_WRITE_SECONDS = 120.0
+"""How long a worker keeps trying to write an outcome while PostgreSQL is away."""
+
+
+class _ProgressSender:
+    """Batches a copy's progress into a NOTIFY every :data:`PROGRESS_EVERY` seconds: each
+    blob's latest count since the last stage change (counts are cumulative), and every stage
+    change and finished blob in order. The whole state so far (the stage, each blob's latest
+    event) is written to ``copy_progress`` as well, for a front that joins later (restarted,
+    or another one asking for the same copy) to start from."""
+
+    def __init__(self, connector: procrastinate.PsycopgConnector, job_id: int) -> None:
+        self._connector = connector
+        self._job_id = job_id
+        self._pending: list[ProgressEvent] = []
+        self._latest: dict[str, int] = {}
+        self._state: dict[str, ProgressEvent] = {}
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._send_loop())
+
+    def emit(self, event: ProgressEvent) -> None:
+        if isinstance(event, StageChanged):
+            self._state = {"": event}
+        elif not isinstance(self._state.get(event.blob), BlobDone):
+            self._state[event.blob] = event
+        if isinstance(event, BlobProgress) and event.blob in self._latest:
+            self._pending[self._latest[event.blob]] = event
+            return
+        if isinstance(event, StageChanged):
+            self._latest.clear()
+        elif isinstance(event, BlobProgress):
+            self._latest[event.blob] = len(self._pending)
+        self._pending.append(event)
+        self._wake.set()
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            await self.flush()
+            await asyncio.sleep(PROGRESS_EVERY)
+
+    async def flush(self) -> None:
+        events, self._pending = self._pending, []
+        self._latest.clear()
+        self._wake.clear()
+        if not events:
+            return
+        try:
+            await self._connector.execute_query_async(
+                "INSERT INTO copy_progress (job_id, events, updated) VALUES "
+                "(%(job)s, %(events)s, %(now)s) ON CONFLICT (job_id) DO UPDATE SET "
+                "events = excluded.events, updated = excluded.updated",
+                job=self._job_id,
+                events=json.dumps([event_json(e) for e in self._state.values()]),
+                now=time.time(),
+            )
+            for start in range(0, len(events), EVENTS_PER_NOTIFY):
+                chunk = events[start : start + EVENTS_PER_NOTIFY]
+                await self._connector.execute_query_async(
+                    "SELECT pg_notify(%(channel)s, %(payload)s)",
+                    channel=CHANNEL,
+                    payload=json.dumps(
+                        {"job": self._job_id, "events": [event_json(e) for e in chunk]}
+                    ),
+                )
+        except DOWN as exc:  # progress is a courtesy; the outcome is not
+            log.warning("copy job %s: progress not sent (%s)", self._job_id, exc)
+
+    async def aclose(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self.flush()
+
+
+class QueueWorker:
+    """Runs the copies this worker takes from the queue with its own copier."""
+
+    def __init__(self, app: procrastinate.App, copier: Copier) -> None:
+        self._app = app
+        self._copier = copier
+
+    async def run(self, job_id: int, request: CopyRequest) -> None:
+        connector = self._app.connector
+        assert isinstance(connector, procrastinate.PsycopgConnector)
+        sender = _ProgressSender(connector, job_id)
+        try:
+            outcome = await self._copier.copy(request, sender.emit)
+        finally:
+            await sender.aclose()
+        async for attempt in tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_delay(OUTCOME_WRITE_SECONDS),
+            wait=tenacity.wait_exponential(multiplier=0.5, max=10),
+            retry=tenacity.retry_if_exception_type(DOWN),
+            reraise=True,
+        ):
+            with attempt:
+                await self._save(connector, job_id, outcome)
+
+    async def _save(
+        self, connector: procrastinate.PsycopgConnector, job_id: int, outcome: Outcome
+    ) -> None:
+        """Write the outcome and announce it in one statement: heard means stored (and the
+        copy's progress is no one's concern any more)."""
+        await connector.execute_query_async(
+            "WITH done AS (DELETE FROM copy_progress WHERE job_id = %(job)s), "
+            "saved AS (INSERT INTO copy_outcomes (job_id, outcome, created) "
+            "VALUES (%(job)s, %(outcome)s, %(now)s) ON CONFLICT (job_id) DO UPDATE SET "
+            "outcome = excluded.outcome, created = excluded.created RETURNING job_id) "
+            "SELECT pg_notify(%(channel)s, json_build_object('job', job_id, 'done', true)::text) "
+            "FROM saved",
+            job=job_id,
+            outcome=outcome_json(outcome),
+            now=time.time(),
+            channel=CHANNEL,
+        )
+
+
+async def work(
+    dsn: str,
+    copier: Copier,
+    *,
+    concurrency: int,
+    name: str,
+    heartbeat: float = HEARTBEAT_SECONDS,
+    stalled_after: float = STALLED_AFTER_SECONDS,
+) -> None:
+    """Take copies from the queue until SIGINT/SIGTERM (running copies finish first).
+
+    Copies take exactly ``concurrency`` slots, so a busy worker leaves the next copy to an
+    idle one; the stalled-copy scan runs beside them.
+    """
+    await prepare(dsn)
+    app = make_app(dsn)
+    async with app.open_async():
+        scan = asyncio.create_task(_requeue_stalled(app, stalled_after))
+        try:
+            await app.run_worker_async(
+                queues=[QUEUE],
+                concurrency=concurrency,
+                name=name,
+                additional_context={"worker": QueueWorker(app, copier)},
+                update_heartbeat_interval=heartbeat,
+                stalled_worker_timeout=stalled_after,
+            )
+        finally:
+            scan.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await scan
+
+
+async def _requeue_stalled(app: procrastinate.App, stalled_after: float) -> None:
+    """Every :data:`STALLED_SCAN_SECONDS`, put back in the queue the copies of workers that
+    stopped beating (procrastinate's stalled jobs). Every worker scans; a job is requeued
+    once, by whichever gets there first (the others' attempt finds it no longer running)."""
+    while True:
+        await asyncio.sleep(STALLED_SCAN_SECONDS)
+        try:
+            stalled = await app.job_manager.get_stalled_jobs(
+                task_name=COPY_TASK, seconds_since_heartbeat=stalled_after
+            )
+            for job in stalled:
+                with contextlib.suppress(ConnectorException):  # another worker was first
+                    await app.job_manager.retry_job(job)
+                    log.warning("copy job %s: its worker stopped beating; queued again", job.id)
+        except DOWN as exc:
+            log.warning("stalled-copy scan skipped: %s", exc)
