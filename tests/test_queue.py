@@ -28,6 +28,7 @@ from mirror.models import Item, ItemStatus, Job, Outcome, new_job_id
 from mirror.naming import parse_image_spec, parse_target_base, target_for
 from mirror.platform import DEFAULT_PLATFORM
 from mirror.queue import COPY_TASK, outcome_json, outcome_of
+from mirror.text import Text
 from tests.support.cli import MIRROR_BOT, bot_env
 from tests.support.throttle import throttled
 
@@ -261,14 +262,23 @@ def test_every_field_of_an_outcome_crosses_the_queue() -> None:
         target_digest="sha256:" + "b" * 64,
         bytes=1234,
         seconds=1.5,
-        error="Docker Hub's pull limit for anonymous users is reached; waiting.",
+        error=Text(
+            "`{image}` is too large: {size} MiB, over {limit}.",
+            image="nginx",
+            size=Text("at least {n:.1f}", n=3.25),
+            limit=12,
+        ),
         referrers=(Referrer("sha256:" + "c" * 64, "application/x", ReferrerKind.SIGNATURE),),
         artifact=ArtifactKind.CHART,
         suggestions=("docker.io/library/nginx:1.27",),
         not_before=1_800_000_000.25,
     )
     assert {f.name for f in dataclasses.fields(Outcome)} <= set(json.loads(outcome_json(outcome)))
-    assert outcome_of(outcome_json(outcome)) == outcome
+    back = outcome_of(outcome_json(outcome))
+    assert back == outcome
+    # The front renders it in the asker's language: the template crosses, not only English.
+    assert isinstance(back.error, Text) and back.error.msgid == outcome.error.msgid
+    assert isinstance(back.error.params["size"], Text)
 
 
 async def test_check_says_whether_any_worker_beats(

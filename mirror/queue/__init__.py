@@ -41,6 +41,7 @@ from mirror.platform import parse_platform
 from mirror.progress import BlobDone, BlobProgress, ProgressEvent, Stage, StageChanged
 from mirror.reference import parse_reference
 from mirror.store import StoreError
+from mirror.text import Text
 
 if TYPE_CHECKING:
     from mirror.queue.worker import QueueWorker
@@ -153,6 +154,27 @@ def event_of(data: list[Any]) -> ProgressEvent:
     return BlobDone(rest[0], rest[1])
 
 
+def _sentence_json(value: Any) -> Any:
+    """A :class:`Text` as its template and parameters (so the front answers in the asker's
+    language), with its English beside it; anything else as JSON has it."""
+    if isinstance(value, Text):
+        params = {key: _sentence_json(param) for key, param in value.params.items()}
+        return {"text": str(value), "msgid": value.msgid, "params": params}
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _sentence_of(data: Any) -> Any:
+    if not isinstance(data, dict):
+        return data
+    try:
+        rebuilt = Text(data["msgid"], **{k: _sentence_of(v) for k, v in data["params"].items()})
+    except (KeyError, ValueError, TypeError, IndexError):
+        return data["text"]
+    return rebuilt if rebuilt == data["text"] else data["text"]  # a parameter lost its type
+
+
 def outcome_json(outcome: Outcome) -> str:
     return json.dumps(
         {
@@ -162,7 +184,7 @@ def outcome_json(outcome: Outcome) -> str:
             "target_digest": outcome.target_digest,
             "bytes": outcome.bytes,
             "seconds": outcome.seconds,
-            "error": outcome.error,
+            "error": _sentence_json(outcome.error),
             "referrers": [[r.digest, r.artifact_type, r.kind.value] for r in outcome.referrers],
             "artifact": outcome.artifact.value if outcome.artifact else None,
             "suggestions": list(outcome.suggestions),
@@ -180,7 +202,7 @@ def outcome_of(text: str) -> Outcome:
         target_digest=data["target_digest"],
         bytes=data["bytes"],
         seconds=data["seconds"],
-        error=data["error"],
+        error=_sentence_of(data["error"]),
         referrers=tuple(Referrer(d, t, ReferrerKind(k)) for d, t, k in data["referrers"]),
         artifact=ArtifactKind(data["artifact"]) if data["artifact"] else None,
         suggestions=tuple(data["suggestions"]),
