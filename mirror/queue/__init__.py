@@ -57,7 +57,7 @@ STALLED_SCAN_SECONDS = 5.0
 _SCHEMA_LOCK = 0x717565756531  # one process applies procrastinate's schema at a time
 DOWN = (psycopg.Error, ConnectorException)  # procrastinate wraps psycopg's errors in its own
 
-QUEUE_DOWN = "The copy queue (PostgreSQL) is unavailable right now; try again shortly."
+QUEUE_DOWN = Text("The copy queue (PostgreSQL) is unavailable right now; try again shortly.")
 
 
 # -- the procrastinate app ---------------------------------------------------------------------

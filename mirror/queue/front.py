@@ -30,11 +30,12 @@ from mirror.queue import (
     outcome_of,
     prepare,
 )
+from mirror.text import Text
 
 log = logging.getLogger(__name__)
 
 Measure = Callable[[CopyRequest], Awaitable[int | None]]
-LOST = "The worker running this copy stopped without an answer; ask again to retry it."
+LOST = Text("The worker running this copy stopped without an answer; ask again to retry it.")
 
 
 @dataclass
