@@ -395,6 +395,7 @@ class MirrorBot:
             requester=requester,
             chat=f"{incoming.platform}:{incoming.chat_id}",
             items=items,
+            confirmed=command.confirmed and len(items) > limit,  # the bulk plan showed sizes
         )
         await self._start(incoming.platform, conversation, job, command.pasted)
 
@@ -408,7 +409,8 @@ class MirrorBot:
         """Store, acknowledge, store where, start and follow: the one way a job begins."""
         store = self.service.store
         ack = render.acknowledgement(job)
-        ahead = actions.confirmations(job) if self.settings.mirror_confirm_bytes else ()
+        asks = self.settings.mirror_confirm_bytes and not job.confirmed
+        ahead = actions.confirmations(job) if asks else ()
         await store.add_actions(actions.stored(job, (*ack.actions, *ahead)))  # before shown
         await store.add_job(job)  # failing here, nobody was told and nothing runs
         with job_context(job.id):  # the live message and the follower log with the job's id

@@ -338,9 +338,10 @@ class JobService:
         """MIRROR_CONFIRM_BYTES: an image measured over it waits, stored as ``AWAITING`` with
         its size, until :meth:`confirm` (or a cancel). Outside the copy slots, so a question
         nobody answers holds no one else up; before the flight, so each requester answers for
-        their own job. The listener hears of the wait only once it is stored."""
+        their own job. The listener hears of the wait only once it is stored. A job an admin
+        agreed to as a whole (``Job.confirmed``) asks nothing."""
         item = job.items[idx]
-        if self._confirm_bytes is None:
+        if self._confirm_bytes is None or job.confirmed:
             if item.status is ItemStatus.AWAITING:  # asked before a restart that stopped asking
                 item.status = ItemStatus.QUEUED
             return

@@ -150,6 +150,10 @@ class Job:
     """``adapter:opaque`` handle of the progress message, to resume it after a restart."""
     origin: str | None = field(default=None, compare=False)
     """Why the job exists when nobody typed it (a watch saw a change); shown, not stored."""
+    confirmed: bool = False
+    """An admin agreed to every image's size before it started (a bulk plan's "Copy all",
+    which listed them): the confirmation gate asks about none of them, now or after a
+    restart."""
 
     @property
     def finished(self) -> bool:

@@ -96,6 +96,36 @@ async def test_a_bulk_plan_shows_sizes_and_only_an_admin_copies_all(
         ]
 
 
+async def test_an_admins_copy_all_on_a_bulk_plan_asks_no_image_again(
+    lab: lab_module.Lab, tmp_path: Path
+) -> None:
+    """The plan listed every size and the admin agreed to them all: no image of the job
+    waits for a "Copy N GB", though each is over MIRROR_CONFIRM_BYTES; the agreement is
+    stored with the job, so a restart does not ask either."""
+    settings = settings_for(
+        tmp_path, lab.target, lab.source, mirror_max_images=2, mirror_confirm_bytes=1000
+    )
+    images = [f"{lab.source}/library/{name}" for name in ("hello:1.0", "multi:1.0", "app:1.0.0")]
+    async with running_bot(settings, asks=True) as bot:
+        plan = await say(bot, "alice", "room1", "/mirror " + "\n".join(images))
+        [copy_all] = plan.messages[0].views[-1].actions
+        assert await press(bot, "carol", "room1", copy_all.id, plan) == []
+        await until(lambda: any(w in plan.texts[-1] for w in ("awaiting", "done:")))
+        assert "done: 3 images ready" in plan.texts[-1], plan.texts
+        views = [view for message in plan.messages for view in message.views]
+        assert not any("awaiting" in to_plain_text(view) for view in views)
+        [job] = await bot.service.store.recent_jobs("test:room1")
+        assert job.confirmed and all(item.status.ok for item in job.items)
+
+        # A plain /mirror by the same admin (to a new name: nothing held yet) is asked about.
+        thread = await say(bot, "carol", "room1", f"/mirror {images[0]}$hello-again")
+        await until(lambda: "awaiting confirmation" in thread.messages[0].text)
+        asked = await bot.service.store.get_job(job_id_of(thread))
+        assert asked is not None and not asked.confirmed
+        await say(bot, "carol", "room1", f"/cancel {asked.id}")
+        await finish(bot)
+
+
 async def test_tags_and_inspect_answers_carry_buttons_that_mirror_what_they_show(
     lab: lab_module.Lab, tmp_path: Path
 ) -> None:

@@ -204,6 +204,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    # 10: a job whose sizes an admin agreed to up front (a bulk plan's Copy all) asks nothing.
+    Migration(("ALTER TABLE jobs ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 0",)),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -123,8 +123,9 @@ class SQLStore:
     async def add_job(self, job: Job) -> None:
         async with self._db.transaction() as tx:
             await tx.execute(
-                "INSERT INTO jobs (id, requester, chat, created, reply_ref) VALUES (?, ?, ?, ?, ?)",
-                (job.id, job.requester, job.chat, job.created, job.reply_ref),
+                "INSERT INTO jobs (id, requester, chat, created, reply_ref, confirmed) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (job.id, job.requester, job.chat, job.created, job.reply_ref, int(job.confirmed)),
             )
             for idx, item in enumerate(job.items):
                 await tx.execute(_WRITE_ITEM, _item_row(job.id, idx, item))
@@ -311,15 +312,17 @@ class SQLStore:
 
     async def _jobs(self, where: str, params: tuple[Any, ...]) -> list[Job]:
         rows = await self._db.fetchall(
-            f"SELECT id, requester, chat, created, reply_ref FROM jobs {where}", params
+            f"SELECT id, requester, chat, created, reply_ref, confirmed FROM jobs {where}", params
         )
         jobs = []
-        for job_id, requester, chat, created, reply_ref in rows:
+        for job_id, requester, chat, created, reply_ref, confirmed in rows:
             item_rows = await self._db.fetchall(
                 f"SELECT {_ITEM_COLUMNS} FROM items WHERE job_id = ? ORDER BY idx", (job_id,)
             )
             items = [_item(row) for row in item_rows]
-            jobs.append(Job(job_id, requester, chat, items, created, reply_ref))
+            jobs.append(
+                Job(job_id, requester, chat, items, created, reply_ref, confirmed=bool(confirmed))
+            )
         return jobs
 
 
