@@ -77,7 +77,7 @@ async def check_target(settings: Settings) -> CheckResult:
             part, False, f"{registry} resolves to an internal address the egress guard refuses."
         )
     except Untrusted as exc:
-        return CheckResult(part, False, f"{exc.detail[:1].upper()}{exc.detail[1:]}.")
+        return CheckResult(part, False, exc.detail)
     except (Unreachable, TimedOut) as exc:
         hint = (
             ""

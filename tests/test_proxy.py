@@ -25,6 +25,7 @@ from mirror.errors import CopyFailed
 from mirror.reference import ImageRef
 from mirror.registry.client import RegistryClient
 from mirror.registry.engine import RegistryEngine
+from mirror.text import Text, text_of
 from tests.support.cli import MIRROR_BOT, bot_env
 from tests.support.tls_registry import LabCA, tls_registry, trust
 
@@ -193,6 +194,8 @@ async def test_an_untrusted_certificate_is_named_with_where_its_ca_goes(
         f"The certificate of {tls_target} is not trusted: put its CA in "
         f"{certs}/{tls_target}/ca.crt."
     )
+    sentence = text_of(refused.value)  # a catalog sentence, so a Chinese asker reads it so
+    assert isinstance(sentence, Text) and sentence.params["host"] == tls_target
 
 
 async def test_with_its_ca_in_place_the_copy_succeeds(

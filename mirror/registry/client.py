@@ -46,6 +46,7 @@ from mirror.registry.errors import (
     Untrusted,
 )
 from mirror.registry.hosts import LONG_RETRY_AFTER, HostState, PullLimit
+from mirror.text import Text
 
 DEFAULT_CERTS_DIR = Path("/etc/docker/certs.d")
 """Where the docker client looks for a registry's CA and client certificate, too."""
@@ -174,11 +175,13 @@ class RegistryClient:
             self._ssl[netloc] = _ssl_context(self._certs_dir, (netloc, hostname))
         return self._ssl[netloc]
 
-    def _ca_hint(self, url: str) -> str:
+    def _ca_hint(self, url: str) -> Text:
+        """The sentence a person reads (a copy's failure, ``mirror-bot check``), in the catalog."""
         netloc = urlsplit(url).netloc.rpartition("@")[2].lower()
-        return (
-            f"the certificate of {netloc} is not trusted: put its CA in "
-            f"{self._certs_dir / netloc / 'ca.crt'}"
+        return Text(
+            "The certificate of {host} is not trusted: put its CA in {path}.",
+            host=netloc,
+            path=str(self._certs_dir / netloc / "ca.crt"),
         )
 
     async def aclose(self) -> None:

@@ -646,7 +646,7 @@ def explain(
     if isinstance(exc, PullLimited):
         return PullLimitReached(exc.registry, exc.lifts_at, exc.limit)
     if isinstance(exc, Untrusted):
-        return CopyFailed(f"{exc.detail[:1].upper()}{exc.detail[1:]}.")
+        return CopyFailed(exc.detail)  # the client's sentence, a Text
     if isinstance(exc, PlainHttp):
         return CopyFailed(
             Text(

@@ -86,8 +86,9 @@ class Forbidden(Final):
 
 
 class Untrusted(Final):
-    """The registry's TLS certificate is not signed by a CA we trust; the detail says where
-    its CA belongs (``/etc/docker/certs.d/HOST/ca.crt``, as for the docker client)."""
+    """The registry's TLS certificate is not signed by a CA we trust; the detail is the
+    sentence (a ``Text``) saying where its CA belongs (``/etc/docker/certs.d/HOST/ca.crt``,
+    as for the docker client)."""
 
 
 class DigestMismatch(Final):
