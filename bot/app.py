@@ -601,6 +601,15 @@ class MirrorBot:
         self._watching.spawn(self.watcher.run(), name="watcher")
         return self.watcher
 
+    def follow_fired_watches(self, adapters: Mapping[str, ChatAdapter], dsn: str) -> None:
+        """With a PostgreSQL store the workers check the watches: mirror and post what they
+        saw move, here, where the watches were made (:mod:`mirror.queue.watching`)."""
+        from mirror.queue.watching import FiredWatches  # procrastinate only for a queue
+
+        self._adapters = adapters
+        fired = FiredWatches(dsn, self.service.store, self._watch_fired)
+        self._watching.spawn(fired.run(), name="fired-watches")
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def _reopen(self, reply_ref: str | None) -> tuple[str, Conversation, Reply] | None:

@@ -21,6 +21,7 @@ from bot.metrics import METRICS
 from bot.plugins import configured_adapters
 from bot.runtime import Runtime, open_runtime
 from bot.settings import Settings
+from mirror.store import is_postgres
 from mirror.watches import RegistryUpstream
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,10 @@ async def serve(settings: Settings) -> int:
             resumed = await bot.recover(adapters)
             if resumed:
                 log.warning("resumed %d job(s) interrupted by a restart", resumed)
-            bot.start_watching(adapters, RegistryUpstream(runtime.service.engines))
+            if is_postgres(settings.mirror_db):  # the workers check; this front posts
+                bot.follow_fired_watches(adapters, str(settings.mirror_db))
+            else:
+                bot.start_watching(adapters, RegistryUpstream(runtime.service.engines))
             await _serve_until_stopped(bot, adapters, stop)
     return 0
 

@@ -1,7 +1,8 @@
 """``mirror-bot worker``: copies taken from the PostgreSQL queue with this machine's engines.
 
 Run any number, on any machine that reaches PostgreSQL, the sources and the target (near the
-sources is where copies are fastest); ``mirror-bot run`` is then the chat front only. A
+sources is where copies are fastest); ``mirror-bot run`` is then the chat front only, and the
+workers check the watches too (their own ``MIRROR_WATCH_INTERVAL``). A
 worker stops on SIGTERM or SIGINT once its running copies are done; one killed outright
 leaves its copies to the others (:mod:`mirror.queue.worker`).
 """
@@ -21,6 +22,7 @@ from bot.settings import Settings
 from mirror.copier import LocalCopier
 from mirror.engines import EngineChooser
 from mirror.store import is_postgres, open_store
+from mirror.watches import RegistryUpstream
 
 NEEDS_POSTGRES = (
     "MIRROR_DB: `mirror-bot worker` takes its copies from a PostgreSQL queue; set MIRROR_DB "
@@ -52,6 +54,9 @@ async def work(settings: Settings, *, heartbeat: float, stalled_after: float) ->
             str(settings.mirror_db),
             copier,
             concurrency=settings.mirror_concurrency,
+            store=store,
+            upstream=RegistryUpstream(engines),
+            watch_interval=settings.mirror_watch_interval,
             name=f"{socket.gethostname()}:{os.getpid()}",
             heartbeat=heartbeat,
             stalled_after=stalled_after,

@@ -85,15 +85,22 @@ class Watcher:
         while True:
             self._wake.clear()
             try:
-                for watch in await self._store.watches():
-                    due = watch.reply_ref is not None and watch.next_check <= self._clock()
-                    if due and await self._store.get_watch(watch.id) is not None:  # not stopped
-                        await self.check(watch)
-                upcoming = [w.next_check for w in await self._store.watches() if w.reply_ref]
+                upcoming = await self.check_due()
             except StoreError as exc:
                 log.error("watches: the store failed: %s", exc.__cause__ or exc)
-                upcoming = [self._clock() + self.interval]
-            await self._sleep(min(upcoming) - self._clock() if upcoming else IDLE_SECONDS)
+                upcoming = self._clock() + self.interval
+            await self._sleep(upcoming - self._clock() if upcoming else IDLE_SECONDS)
+
+    async def check_due(self) -> float | None:
+        """Check every watch that is due once; when the next one is due (None: no watch).
+        The one pass both schedules share: this process's loop, and the queue's periodic
+        task on a PostgreSQL store. Raises :class:`StoreError` when the store cannot list."""
+        for watch in await self._store.watches():
+            due = watch.reply_ref is not None and watch.next_check <= self._clock()
+            if due and await self._store.get_watch(watch.id) is not None:  # not stopped
+                await self.check(watch)
+        upcoming = [w.next_check for w in await self._store.watches() if w.reply_ref]
+        return min(upcoming) if upcoming else None
 
     async def _sleep(self, seconds: float) -> None:
         if seconds <= 0:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import os
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -31,6 +34,7 @@ if "lab" not in sys.modules:
     _load_lab_module()
 
 import lab as lab_module  # noqa: E402  (registered just above)
+from tests.support.cli import MIRROR_BOT, Workers, bot_env  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -80,3 +84,46 @@ _databases = itertools.count()
 def pg_dsn(postgres: lab_module.Postgres) -> str:
     """``MIRROR_DB`` for a new, empty PostgreSQL database: no test sees another's rows."""
     return postgres.create_database(f"test{next(_databases)}")
+
+
+@pytest.fixture
+def workers(lab: lab_module.Lab, pg_dsn: str, tmp_path: Path) -> Iterator[Workers]:
+    """Starts ``mirror-bot worker`` processes (registry engine, fast heartbeats); all are
+    killed at the end. ``extra`` sources are allowed and reached over plain HTTP; ``more``
+    adds settings."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(extra: str = "", **more: str) -> subprocess.Popen[bytes]:
+        sources = ",".join(filter(None, [lab.source, lab.target, extra]))
+        env = bot_env(
+            lab,
+            tmp_path / "unused.db",
+            MIRROR_DB=pg_dsn,
+            MIRROR_ENGINE="registry",
+            MIRROR_ALLOWED_SOURCES=sources,
+            MIRROR_INSECURE_REGISTRIES=sources,
+            **more,
+        )
+        log = (tmp_path / f"worker{len(started)}.log").open("ab")
+        with log:
+            proc = subprocess.Popen(
+                [MIRROR_BOT, "worker", "--heartbeat", "0.5", "--stalled-after", "2"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in started:
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)

@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
@@ -29,10 +29,8 @@ from mirror.naming import parse_image_spec, parse_target_base, target_for
 from mirror.platform import DEFAULT_PLATFORM
 from mirror.queue import COPY_TASK, outcome_json, outcome_of
 from mirror.text import Text
-from tests.support.cli import MIRROR_BOT, bot_env
+from tests.support.cli import MIRROR_BOT, Workers
 from tests.support.throttle import throttled
-
-Workers = Callable[[str], subprocess.Popen[bytes]]
 
 
 def item_for(lab: lab_module.Lab, image: str, namespace: str) -> Item:
@@ -62,47 +60,6 @@ def front(
         mirror_insecure_registries=(lab.source, lab.target, *sources),
     )
     return open_runtime(settings, front=True)
-
-
-@pytest.fixture
-def workers(lab: lab_module.Lab, pg_dsn: str, tmp_path: Path) -> Iterator[Workers]:
-    """Starts ``mirror-bot worker`` processes (registry engine, fast heartbeats); all are
-    killed at the end. ``extra`` sources are allowed and reached over plain HTTP."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(extra: str = "") -> subprocess.Popen[bytes]:
-        sources = ",".join(filter(None, [lab.source, lab.target, extra]))
-        env = bot_env(
-            lab,
-            tmp_path / "unused.db",
-            MIRROR_DB=pg_dsn,
-            MIRROR_ENGINE="registry",
-            MIRROR_ALLOWED_SOURCES=sources,
-            MIRROR_INSECURE_REGISTRIES=sources,
-        )
-        log = (tmp_path / f"worker{len(started)}.log").open("ab")
-        with log:
-            proc = subprocess.Popen(
-                [MIRROR_BOT, "worker", "--heartbeat", "0.5", "--stalled-after", "2"],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in started:
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
 
 
 def copy_jobs(dsn: str) -> list[tuple[int, str]]:

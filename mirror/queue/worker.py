@@ -31,6 +31,9 @@ from mirror.queue import (
     outcome_json,
     prepare,
 )
+from mirror.queue.watching import WATCH_QUEUE, add_watch_check, hand_over
+from mirror.store import Store
+from mirror.watches import Upstream, Watcher
 
 log = logging.getLogger(__name__)
 
@@ -159,24 +162,33 @@ async def work(
     *,
     concurrency: int,
     name: str,
+    store: Store,
+    upstream: Upstream,
+    watch_interval: float,
     heartbeat: float = HEARTBEAT_SECONDS,
     stalled_after: float = STALLED_AFTER_SECONDS,
 ) -> None:
-    """Take copies from the queue until SIGINT/SIGTERM (running copies finish first).
+    """Take copies from the queue until SIGINT/SIGTERM (running copies finish first), and
+    check the watches on the periodic tick (:mod:`mirror.queue.watching`).
 
-    Copies take exactly ``concurrency`` slots, so a busy worker leaves the next copy to an
-    idle one; the stalled-copy scan runs beside them.
+    Copies get ``concurrency`` slots and the watch pass one more, so checks are not held up
+    behind long copies (the copier itself runs at most ``concurrency`` copies at once); the
+    stalled-copy scan runs beside them.
     """
     await prepare(dsn)
     app = make_app(dsn)
+    connector = app.connector
+    assert isinstance(connector, procrastinate.PsycopgConnector)
+    add_watch_check(app, watch_interval)
+    watcher = Watcher(store, upstream, hand_over(connector), interval=watch_interval)
     async with app.open_async():
         scan = asyncio.create_task(_requeue_stalled(app, stalled_after))
         try:
             await app.run_worker_async(
-                queues=[QUEUE],
-                concurrency=concurrency,
+                queues=[QUEUE, WATCH_QUEUE],
+                concurrency=concurrency + 1,
                 name=name,
-                additional_context={"worker": QueueWorker(app, copier)},
+                additional_context={"worker": QueueWorker(app, copier), "watcher": watcher},
                 update_heartbeat_interval=heartbeat,
                 stalled_worker_timeout=stalled_after,
             )

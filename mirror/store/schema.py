@@ -206,6 +206,19 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     # 10: a job whose sizes an admin agreed to up front (a bulk plan's Copy all) asks nothing.
     Migration(("ALTER TABLE jobs ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 0",)),
+    # 11: what a worker's watch check saw move, for the front to mirror and post (one row per
+    # watch and tag, newest sighting wins); only the PostgreSQL queue checks on workers.
+    Migration(
+        (),
+        (
+            f"""CREATE TABLE watch_fires (
+                watch_id TEXT NOT NULL,
+                tag TEXT NOT NULL,
+                seen {_TIME} NOT NULL,
+                PRIMARY KEY (watch_id, tag)
+            )""",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

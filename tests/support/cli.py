@@ -6,12 +6,16 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lab as lab_module
 
 MIRROR_BOT = str(Path(sys.executable).parent / "mirror-bot")
+
+Workers = Callable[..., subprocess.Popen[bytes]]
+"""The ``workers`` fixture: start a ``mirror-bot worker`` (extra sources, extra settings)."""
 
 
 def clean_env(db: Path, **overrides: str) -> dict[str, str]:
