@@ -607,7 +607,10 @@ class MirrorBot:
         from mirror.queue.watching import FiredWatches  # procrastinate only for a queue
 
         self._adapters = adapters
-        fired = FiredWatches(dsn, self.service.store, self._watch_fired)
+        fired = FiredWatches(
+            dsn, self.service.store, self._watch_fired,
+            retry_after=self.settings.mirror_watch_interval,
+        )  # fmt: skip
         self._watching.spawn(fired.run(), name="fired-watches")
 
     # -- lifecycle ----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -108,6 +109,47 @@ async def test_workers_check_watches_and_the_front_posts_also_after_a_restart(
         stored = await bot.service.store.get_watch(watch_id)
         assert stored is not None and stored.digests == {"1.0": again} and stored.error is None
     assert len(answers(thread)) == 3
+
+
+async def test_a_move_the_front_could_not_post_stays_stored_until_it_can(
+    lab: lab_module.Lab, pg_dsn: str, workers: Workers
+) -> None:
+    repository = f"library/unposted-{uuid.uuid4().hex[:8]}"
+    first = push(lab.source, repository, "1.0", seed=501)
+    worker = workers("", MIRROR_WATCH_INTERVAL="1s")
+    room = Room()  # it cannot find the watch's thread again: the chat is out of reach
+    query = "SELECT tag, not_before > seen FROM watch_fires WHERE watch_id = %s"
+    async with front(front_settings(lab, pg_dsn), room) as bot:
+        thread = await say(bot, "alice", "room1", f"/watch {lab.source}/{repository}:1.0")
+        watch_id = thread.texts[0].split()[1].rstrip(":")
+        # The worker saw it; the front tried, could not post, and put it off.
+        put_off = "SELECT 1 FROM watch_fires WHERE watch_id = %s AND not_before > seen"
+        await until_rows(pg_dsn, put_off, watch_id)
+        # Without checks (they would clear the watch's error when nothing moved) the front's
+        # retries keep saying why in /watches; the sighting stays, once.
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+        errors: list[str | None] = []
+
+        async def until_told_why() -> None:
+            while not errors or errors[-1] is None:
+                found = await bot.service.store.get_watch(watch_id)
+                errors.append(found.error if found else None)
+                await asyncio.sleep(0.1)
+
+        async with asyncio.timeout(60):
+            await until_told_why()
+        assert errors[-1] == "The bot could not reach the chat where this watch was made."
+        listed = await say(bot, "alice", "room1", "/watches")
+        assert "could not reach the chat" in listed.texts[0]
+        assert rows(pg_dsn, query, watch_id) == [("1.0", True)]
+        assert len(thread.messages) == 1 and answers(thread) == []
+
+        room.keep(thread)  # the chat is back, and a worker to copy
+        workers("", MIRROR_WATCH_INTERVAL="1s")
+        await until(lambda: len(answers(thread)) == 1, "the copy once the chat is back")
+        assert first in answers(thread)[0]
+        await until(lambda: not rows(pg_dsn, query, watch_id), "the sighting handled")
 
 
 @pytest.mark.parametrize(

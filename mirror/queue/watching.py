@@ -6,7 +6,8 @@ dedups periodic deferrals; a ``queueing_lock`` keeps a slow pass from piling up 
 The pass is :meth:`mirror.watches.Watcher.check_due`, with a ``fire`` that hands what moved
 to the front: a row of ``watch_fires`` (a store migration), then a ``NOTIFY``. The front
 reads those rows when notified and every :data:`POLL_SECONDS` (a front that was down finds
-them at its start), starts each job the usual way, and deletes the rows it handled.
+them at its start), starts each job the usual way, and deletes the rows it handled; a
+row whose job could not start waits ``MIRROR_WATCH_INTERVAL`` before the next try.
 
 The tick is the floor of the interval: the largest of :data:`TICKS` not over
 ``MIRROR_WATCH_INTERVAL`` (1 s to 30 s), else one minute, so a watch is checked at the first
@@ -98,12 +99,15 @@ def hand_over(connector: procrastinate.PsycopgConnector) -> Fire:
 
 
 class FiredWatches:
-    """The front's side: mirror and post what the workers saw move, once each."""
+    """The front's side: mirror and post what the workers saw move, once each. A sighting
+    whose copy could not start (the chat out of reach, the policy changed) stays stored and
+    is tried again ``retry_after`` seconds later, never sooner."""
 
-    def __init__(self, dsn: str, store: Store, fire: Fire) -> None:
+    def __init__(self, dsn: str, store: Store, fire: Fire, *, retry_after: float) -> None:
         self._dsn = dsn
         self._store = store
         self._fire = fire
+        self._retry_after = retry_after
         self._wake = asyncio.Event()
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
 
@@ -128,53 +132,59 @@ class FiredWatches:
             await self._disconnect()
 
     async def handle_pending(self) -> int:
-        """Start a job for every stored sighting; how many watches fired."""
+        """Start a job for every stored sighting that is due; how many watches fired."""
         conn = await self._connection()
         cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (_FRONT_LOCK,))
         locked = await cursor.fetchone()
         if not (locked and locked[0]):
             return 0  # another front is posting them
         try:
-            cursor = await conn.execute("SELECT watch_id, tag, seen FROM watch_fires ORDER BY seen")
+            cursor = await conn.execute(
+                "SELECT watch_id, tag, seen FROM watch_fires WHERE not_before <= %s ORDER BY seen",
+                (time.time(),),
+            )
             pending: defaultdict[str, dict[str, float]] = defaultdict(dict)
             for watch_id, tag, seen in await cursor.fetchall():
                 pending[str(watch_id)][str(tag)] = float(seen)  # type: ignore[arg-type]
+            started = 0
             for watch_id, seen in pending.items():
-                await self._one(watch_id, list(seen))
-                await conn.execute(
-                    "DELETE FROM watch_fires WHERE watch_id = %s AND tag = ANY(%s) AND seen <= %s",
-                    (watch_id, list(seen), max(seen.values())),
-                )
-            return len(pending)
+                tags = list(seen)
+                if await self._one(watch_id, tags):
+                    started += 1
+                    await conn.execute(
+                        "DELETE FROM watch_fires WHERE watch_id = %s AND tag = ANY(%s) "
+                        "AND seen <= %s",
+                        (watch_id, tags, max(seen.values())),
+                    )
+                else:
+                    await conn.execute(
+                        "UPDATE watch_fires SET not_before = %s WHERE watch_id = %s "
+                        "AND tag = ANY(%s)",
+                        (time.time() + self._retry_after, watch_id, tags),
+                    )
+            return started
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_FRONT_LOCK,))
 
-    async def _one(self, watch_id: str, tags: list[str]) -> None:
-        try:
-            watch = await self._store.get_watch(watch_id)
-        except StoreError as exc:
-            log.error("watch %s: the store failed: %s", watch_id, exc.__cause__ or exc)
-            raise
+    async def _one(self, watch_id: str, tags: list[str]) -> bool:
+        """Mirror and post one watch's sighting; False to try it again later."""
+        watch = await self._store.get_watch(watch_id)
         if watch is None or watch.reply_ref is None:
-            return  # stopped since (its rows go with it)
+            return True  # stopped since: its sightings go with it
         try:
             await self._fire(watch, tags)
-            return
+            return True
         except MirrorError as exc:
             log.warning("watch %s: %s", watch.id, exc)
-            error = text_of(exc)
+            watch.error = text_of(exc)
         except Exception:
             log.exception("watch %s: mirroring what moved failed", watch.id)
-            error = FAILED
-        # As when the front checks itself: a change whose copy did not start is seen again
-        # at the next check, so the watch forgets it saw these tags.
-        watch.error = error
-        for tag in tags:
-            watch.digests.pop(tag, None)
-        try:
+            watch.error = FAILED
+        try:  # shown by /watches (until a later check goes well)
             await self._store.save_watch_check(watch)
         except StoreError as exc:
             log.error("watch %s: the store failed: %s", watch.id, exc.__cause__ or exc)
+        return False
 
     async def _connection(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
         if self._conn is None or self._conn.closed:

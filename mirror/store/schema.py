@@ -207,7 +207,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     # 10: a job whose sizes an admin agreed to up front (a bulk plan's Copy all) asks nothing.
     Migration(("ALTER TABLE jobs ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 0",)),
     # 11: what a worker's watch check saw move, for the front to mirror and post (one row per
-    # watch and tag, newest sighting wins); only the PostgreSQL queue checks on workers.
+    # watch and tag, newest sighting wins; tried again from ``not_before`` when the front
+    # could not start its copy); only the PostgreSQL queue checks on workers.
     Migration(
         (),
         (
@@ -215,6 +216,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 watch_id TEXT NOT NULL,
                 tag TEXT NOT NULL,
                 seen {_TIME} NOT NULL,
+                not_before {_TIME} NOT NULL DEFAULT 0,
                 PRIMARY KEY (watch_id, tag)
             )""",
         ),
