@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import time
 
 import procrastinate
@@ -181,21 +182,64 @@ async def work(
     assert isinstance(connector, procrastinate.PsycopgConnector)
     add_watch_check(app, watch_interval)
     watcher = Watcher(store, upstream, hand_over(connector), interval=watch_interval)
+    options: procrastinate.app.WorkerOptions = {
+        "queues": [QUEUE, WATCH_QUEUE],
+        "concurrency": concurrency + 1,
+        "name": name,
+        "additional_context": {"worker": QueueWorker(app, copier), "watcher": watcher},
+        "update_heartbeat_interval": heartbeat,
+        "stalled_worker_timeout": stalled_after,
+        "install_signal_handlers": False,
+    }
     async with app.open_async():
         scan = asyncio.create_task(_requeue_stalled(app, stalled_after))
         try:
-            await app.run_worker_async(
-                queues=[QUEUE, WATCH_QUEUE],
-                concurrency=concurrency + 1,
-                name=name,
-                additional_context={"worker": QueueWorker(app, copier), "watcher": watcher},
-                update_heartbeat_interval=heartbeat,
-                stalled_worker_timeout=stalled_after,
-            )
+            await _run_until_signalled(app, options)
         finally:
             scan.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await scan
+
+
+class _WorkerStopped(Exception):
+    """procrastinate's worker ended by itself: one of its side tasks (the job listener, the
+    periodic deferrer) failed, as when PostgreSQL restarts."""
+
+
+async def _run_until_signalled(
+    app: procrastinate.App, options: procrastinate.app.WorkerOptions
+) -> None:
+    """Run procrastinate's worker until SIGINT/SIGTERM, and again (with backoff) whenever it
+    stops by itself: it stops when its listener cannot reconnect at once, and a worker that
+    quietly went away would leave its copies and watches to nobody."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async for attempt in tenacity.AsyncRetrying(
+            wait=tenacity.wait_exponential(multiplier=0.5, max=10),
+            retry=tenacity.retry_if_exception_type((_WorkerStopped, *DOWN)),
+            before_sleep=lambda state: log.warning(
+                "copy queue: the worker stopped (%s); starting it again",
+                state.outcome and state.outcome.exception(),
+            ),
+        ):
+            with attempt:
+                running = asyncio.create_task(app.run_worker_async(**options))
+                stopping = asyncio.create_task(stop.wait())
+                await asyncio.wait([running, stopping], return_when=asyncio.FIRST_COMPLETED)
+                if stop.is_set():  # running copies finish first (procrastinate's cancel)
+                    running.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await running
+                    return
+                stopping.cancel()
+                running.result()  # a failure to start raises here (DOWN: try again)
+                raise _WorkerStopped("its listener or periodic deferrer failed")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
 
 
 async def _requeue_stalled(app: procrastinate.App, stalled_after: float) -> None:
