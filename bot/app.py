@@ -607,10 +607,8 @@ class MirrorBot:
         from mirror.queue.watching import FiredWatches  # procrastinate only for a queue
 
         self._adapters = adapters
-        fired = FiredWatches(
-            dsn, self.service.store, self._watch_fired,
-            retry_after=self.settings.mirror_watch_interval,
-        )  # fmt: skip
+        interval = self.settings.mirror_watch_interval  # a copy that could not start waits
+        fired = FiredWatches(dsn, self.service.store, self._watch_fired, retry_after=interval)
         self._watching.spawn(fired.run(), name="fired-watches")
 
     # -- lifecycle ----------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 
 Run any number, on any machine that reaches PostgreSQL, the sources and the target (near the
 sources is where copies are fastest); ``mirror-bot run`` is then the chat front only, and the
-workers check the watches too (their own ``MIRROR_WATCH_INTERVAL``). A
-worker stops on SIGTERM or SIGINT once its running copies are done; one killed outright
-leaves its copies to the others (:mod:`mirror.queue.worker`).
+workers check the watches too (with their own ``MIRROR_WATCH_INTERVAL``). A worker stops on
+SIGTERM or SIGINT once its running copies are done; one killed outright leaves its copies to
+the others (:mod:`mirror.queue.worker`).
 """
 
 from __future__ import annotations
