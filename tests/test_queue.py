@@ -81,27 +81,35 @@ async def wait_for(check: Callable[[], bool], what: str, timeout: float = 60) ->
 async def test_workers_copy_for_fronts_and_identical_copies_run_once(
     lab: lab_module.Lab, pg_dsn: str, workers: Workers
 ) -> None:
-    workers("")
-    workers("")
-    image = f"{lab.source}/library/multi:1.0"
-    stages: dict[str, set[str]] = {}
+    # The source is slowed so the first copy is still running when the second front asks:
+    # without it, a fast copy can finish first and the second job is "already mirrored".
+    with throttled(lab.source, 2_000_000) as relay:
+        workers(relay.address)
+        workers(relay.address)
+        image = f"{relay.address}/library/multi:1.0"  # 6 MiB at 2 MB/s
+        stages: dict[str, set[str]] = {}
 
-    def watch(job: Job) -> None:
-        progress = job.items[0].progress
-        if progress is not None:
-            stages.setdefault(job.id, set()).add(progress.stage.value)
+        def watch(job: Job) -> None:
+            progress = job.items[0].progress
+            if progress is not None:
+                stages.setdefault(job.id, set()).add(progress.stage.value)
 
-    async with front(lab, pg_dsn) as one, front(lab, pg_dsn) as two:
-        first = job_of(
-            item_for(lab, image, "q"), item_for(lab, f"{lab.source}/library/hello:1.0", "q")
-        )
-        second = job_of(item_for(lab, image, "q"))
-        done = await asyncio.wait_for(
-            asyncio.gather(
-                await one.service.submit(first, watch), await two.service.submit(second, watch)
-            ),
-            timeout=120,
-        )
+        async with (
+            front(lab, pg_dsn, relay.address) as one,
+            front(lab, pg_dsn, relay.address) as two,
+        ):
+            first = job_of(
+                item_for(lab, image, "q"),
+                item_for(lab, f"{relay.address}/library/hello:1.0", "q"),
+            )
+            second = job_of(item_for(lab, image, "q"))
+            done = await asyncio.wait_for(
+                asyncio.gather(
+                    await one.service.submit(first, watch),
+                    await two.service.submit(second, watch),
+                ),
+                timeout=120,
+            )
     for job in done:
         for item in job.items:
             assert item.status is ItemStatus.SUCCEEDED, item.error

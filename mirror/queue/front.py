@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import procrastinate
 import psycopg
 import tenacity
-from procrastinate.exceptions import AlreadyEnqueued
 
 from mirror.engine import CopyRequest, ProgressSink
 from mirror.errors import MirrorError, too_large
@@ -62,7 +61,7 @@ class QueueCopier:
             return Outcome(ItemStatus.FAILED, error=str(refused))
         try:
             job_id = await self._enqueue(request)
-        except (*DOWN, AlreadyEnqueued) as exc:
+        except DOWN as exc:
             log.warning("copy to %s not queued: %s", request.target, exc)
             return Outcome(ItemStatus.FAILED, error=QUEUE_DOWN)
         waiter = self._waiting.setdefault(job_id, _Waiter())
@@ -129,37 +128,33 @@ class QueueCopier:
             log.warning("copy job %s: not cancelled (%s)", job_id, exc)
 
     async def _enqueue(self, request: CopyRequest) -> int:
-        """The queued or running identical copy's job, or a new one. Another front may queue
-        the same copy between the look and the defer: then it is followed instead."""
-        async for attempt in tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(3),
-            retry=tenacity.retry_if_exception_type(AlreadyEnqueued),
-            reraise=True,
-        ):
-            with attempt:
-                return await self._join_or_defer(request)
-        raise AssertionError("tenacity returns or raises")
+        """The queued or running identical copy's job, or a new one.
 
-    async def _join_or_defer(self, request: CopyRequest) -> int:
+        procrastinate's queueing lock only covers jobs still waiting ('todo'): between our look
+        and our defer, a worker may take the identical job ('doing') and the defer would then
+        queue a second copy. So every front looks and defers under one PostgreSQL advisory lock
+        per copy, held by a transaction on a connection of its own (the defer uses the pool)."""
         platform = platform_text(request.platform)
         queueing_lock = f"{request.source}|{request.target}|{platform}"
-        row = await self._app.connector.execute_query_one_async(
-            "SELECT COALESCE(MAX(id), 0) AS id FROM procrastinate_jobs WHERE task_name = "
-            "%(task)s AND queueing_lock = %(lock)s AND status IN ('todo', 'doing')",
-            task=COPY_TASK,
-            lock=queueing_lock,
-        )
-        if row["id"]:
-            log.info("copy to %s joins queued job %s", request.target, row["id"])
-            return int(row["id"])
-        job_id = await self._app.configure_task(
-            COPY_TASK, lock=str(request.target), queueing_lock=queueing_lock
-        ).defer_async(
-            source=str(request.source),
-            target=str(request.target),
-            platform=platform,
-            max_bytes=request.max_bytes,
-        )
+        async with await psycopg.AsyncConnection.connect(self._dsn) as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (queueing_lock,))
+            cursor = await conn.execute(
+                "SELECT COALESCE(MAX(id), 0) FROM procrastinate_jobs WHERE task_name = %s "
+                "AND queueing_lock = %s AND status IN ('todo', 'doing')",
+                (COPY_TASK, queueing_lock),
+            )
+            row = await cursor.fetchone()
+            if row and row[0]:
+                log.info("copy to %s joins queued job %s", request.target, row[0])
+                return int(row[0])
+            job_id = await self._app.configure_task(
+                COPY_TASK, lock=str(request.target), queueing_lock=queueing_lock
+            ).defer_async(
+                source=str(request.source),
+                target=str(request.target),
+                platform=platform,
+                max_bytes=request.max_bytes,
+            )
         log.info("copy to %s queued as job %s", request.target, job_id)
         return job_id
 
