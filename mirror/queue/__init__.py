@@ -27,11 +27,14 @@ This module knows no chat: it moves :class:`CopyRequest`\\ s and :class:`Outcome
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import procrastinate
 import psycopg
+import tenacity
 from procrastinate.exceptions import ConnectorException
 
 from mirror.artifacts import ArtifactKind, Referrer, ReferrerKind
@@ -208,3 +211,25 @@ def outcome_of(text: str) -> Outcome:
         suggestions=tuple(data["suggestions"]),
         not_before=data.get("not_before"),
     )
+
+
+async def listen(
+    dsn: str, channel: str, *, connected: Callable[[], None], heard: Callable[[str], None]
+) -> None:
+    """LISTEN on ``channel`` for ever. A lost connection comes back with backoff, and
+    ``connected`` runs after every (re)connect: what was said meanwhile was not heard, so the
+    listener looks at the stored state again."""
+    log = logging.getLogger(__name__)
+    async for attempt in tenacity.AsyncRetrying(
+        wait=tenacity.wait_exponential(multiplier=0.5, max=10),
+        retry=tenacity.retry_if_exception_type(psycopg.Error),
+        before_sleep=lambda state: log.warning(
+            "%s: listening again after %s", channel, state.outcome and state.outcome.exception()
+        ),
+    ):
+        with attempt:
+            async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+                await conn.execute(f"LISTEN {channel}")
+                connected()
+                async for notice in conn.notifies():
+                    heard(notice.payload)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import procrastinate
 import psycopg
-import tenacity
 
 from mirror.engine import CopyRequest, ProgressSink
 from mirror.errors import MirrorError, too_large
@@ -25,6 +24,7 @@ from mirror.queue import (
     POLL_SECONDS,
     QUEUE_DOWN,
     event_of,
+    listen,
     make_app,
     outcome_of,
     prepare,
@@ -182,32 +182,23 @@ class QueueCopier:
         if data.get("done"):
             waiter.landed.set()
 
-    async def _listen(self) -> None:
-        """LISTEN for ever; a lost connection comes back with backoff, and every waiter
-        then looks at its outcome again (what was said meanwhile was not heard)."""
-        async for attempt in tenacity.AsyncRetrying(
-            wait=tenacity.wait_exponential(multiplier=0.5, max=10),
-            retry=tenacity.retry_if_exception_type(psycopg.Error),
-            before_sleep=lambda state: log.warning(
-                "copy queue: listening again after %s", state.outcome and state.outcome.exception()
-            ),
-        ):
-            with attempt:
-                async with await psycopg.AsyncConnection.connect(
-                    self._dsn, autocommit=True
-                ) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    self._listening.set()
-                    for waiter in self._waiting.values():
-                        waiter.landed.set()
-                    async for notice in conn.notifies():
-                        try:
-                            self._heard(notice.payload)
-                        except (ValueError, KeyError, TypeError):
-                            log.warning("copy queue: unreadable notification %r", notice.payload)
+    def _connected(self) -> None:
+        """Listening (again): every waiter looks at its outcome, which may have landed unheard."""
+        self._listening.set()
+        for waiter in self._waiting.values():
+            waiter.landed.set()
+
+    def _heard_safely(self, payload: str) -> None:
+        try:
+            self._heard(payload)
+        except (ValueError, KeyError, TypeError):
+            log.warning("copy queue: unreadable notification %r", payload)
 
     async def start(self) -> None:
-        self._listener = asyncio.create_task(self._listen(), name="copy-queue-listener")
+        self._listener = asyncio.create_task(
+            listen(self._dsn, CHANNEL, connected=self._connected, heard=self._heard_safely),
+            name="copy-queue-listener",
+        )
         async with asyncio.timeout(POLL_SECONDS):
             await self._listening.wait()
 

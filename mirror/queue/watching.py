@@ -26,11 +26,10 @@ from collections import defaultdict
 
 import procrastinate
 import psycopg
-import tenacity
 
 from mirror.errors import MirrorError
 from mirror.models import Watch
-from mirror.queue import DOWN, POLL_SECONDS
+from mirror.queue import DOWN, POLL_SECONDS, listen
 from mirror.store import Store, StoreError
 from mirror.text import Text, text_of
 from mirror.watches import Fire, Watcher
@@ -113,7 +112,15 @@ class FiredWatches:
 
     async def run(self) -> None:
         """Post what moved, when told and every :data:`POLL_SECONDS`; until cancelled."""
-        listener = asyncio.create_task(self._listen(), name="watch-fires-listener")
+        listener = asyncio.create_task(
+            listen(
+                self._dsn,
+                WATCH_CHANNEL,
+                connected=self._wake.set,
+                heard=lambda _: self._wake.set(),
+            ),
+            name="watch-fires-listener",
+        )
         try:
             while True:
                 self._wake.clear()
@@ -196,22 +203,3 @@ class FiredWatches:
         if conn is not None:
             with contextlib.suppress(psycopg.Error):
                 await conn.close()
-
-    async def _listen(self) -> None:
-        """LISTEN for ever; a lost connection comes back with backoff and a look at the rows
-        (what was said meanwhile was not heard)."""
-        async for attempt in tenacity.AsyncRetrying(
-            wait=tenacity.wait_exponential(multiplier=0.5, max=10),
-            retry=tenacity.retry_if_exception_type(psycopg.Error),
-            before_sleep=lambda state: log.warning(
-                "watches: listening again after %s", state.outcome and state.outcome.exception()
-            ),
-        ):
-            with attempt:
-                async with await psycopg.AsyncConnection.connect(
-                    self._dsn, autocommit=True
-                ) as conn:
-                    await conn.execute(f"LISTEN {WATCH_CHANNEL}")
-                    self._wake.set()
-                    async for _ in conn.notifies():
-                        self._wake.set()
