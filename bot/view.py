@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from bot.i18n import _
 from mirror.units import human_bytes, human_seconds
 
 __all__ = ["Bar", "MessageView", "Row", "Tone", "bar_text", "human_bytes", "human_seconds"]
@@ -109,5 +110,10 @@ def to_plain_text(view: MessageView) -> str:
         out.extend(f"    {line}" for line in view.code)
     if view.footer:
         out.append(view.footer)
-    out.extend(f"[{action.label}] type: {action.command}" for action in view.actions)
+    # The console shows a button as the command that does the same; "type" is a word for the
+    # reader, the command is never translated.
+    out.extend(
+        _("[{label}] type: {command}").format(label=action.label, command=action.command)
+        for action in view.actions
+    )
     return "\n".join(out)

@@ -36,6 +36,7 @@ from bot.i18n import (
 )
 from bot.pacing import Pacer, Priority
 from bot.settings import load_settings
+from bot.view import Action, MessageView, to_plain_text
 from mirror.errors import MirrorError, too_large
 from mirror.reference import parse_reference
 from mirror.text import Text, text_of
@@ -283,3 +284,10 @@ def test_a_bad_mirror_language_is_one_sentence_naming_it(monkeypatch: pytest.Mon
     with pytest.raises(ConfigurationError) as raised:
         load_settings()
     assert str(raised.value) == "MIRROR_LANGUAGE: `klingon` is not auto, en or zh_Hans."
+
+
+def test_the_console_shows_a_button_as_its_command_with_the_hint_in_the_askers_language() -> None:
+    view = MessageView("t", actions=(Action("a1", "取消", "/cancel job1"),))
+    with speaking(CHINESE):
+        assert to_plain_text(view).splitlines()[-1] == "[取消] 输入：/cancel job1"
+    assert to_plain_text(view).splitlines()[-1] == "[取消] type: /cancel job1"
