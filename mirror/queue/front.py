@@ -171,16 +171,19 @@ class QueueCopier:
         return Outcome(ItemStatus.FAILED, error=LOST)
 
     def _heard(self, payload: str) -> None:
-        data = json.loads(payload)
-        waiter = self._waiting.get(int(data["job"]))
-        if waiter is None:
-            return
-        for raw in data.get("events", ()):
-            event = event_of(raw)
-            for sink in list(waiter.sinks):
-                sink(event)
-        if data.get("done"):
-            waiter.landed.set()
+        try:
+            data = json.loads(payload)
+            waiter = self._waiting.get(int(data["job"]))
+            if waiter is None:
+                return
+            for raw in data.get("events", ()):
+                event = event_of(raw)
+                for sink in list(waiter.sinks):
+                    sink(event)
+            if data.get("done"):
+                waiter.landed.set()
+        except (ValueError, KeyError, TypeError):
+            log.warning("copy queue: unreadable notification %r", payload)
 
     def _connected(self) -> None:
         """Listening (again): every waiter looks at its outcome, which may have landed unheard."""
@@ -188,15 +191,9 @@ class QueueCopier:
         for waiter in self._waiting.values():
             waiter.landed.set()
 
-    def _heard_safely(self, payload: str) -> None:
-        try:
-            self._heard(payload)
-        except (ValueError, KeyError, TypeError):
-            log.warning("copy queue: unreadable notification %r", payload)
-
     async def start(self) -> None:
         self._listener = asyncio.create_task(
-            listen(self._dsn, CHANNEL, connected=self._connected, heard=self._heard_safely),
+            listen(self._dsn, CHANNEL, connected=self._connected, heard=self._heard),
             name="copy-queue-listener",
         )
         async with asyncio.timeout(POLL_SECONDS):
