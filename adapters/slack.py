@@ -78,10 +78,6 @@ MOVED_TO_DM = N_(
 )
 
 
-class SlackSetupError(ConfigurationError):
-    """The Slack settings cannot work (missing secret, rejected token); one sentence."""
-
-
 class _QuietTokenWarning(logging.Filter):
     """Bolt warns that ``SLACK_BOT_TOKEN`` from the environment is unused when it is given a
     client; the client carries that very token (and the API root), so the warning misleads."""
@@ -364,7 +360,7 @@ class SlackAdapter:
         host: str = "0.0.0.0",
     ) -> None:
         if not app_token and not signing_secret:
-            raise SlackSetupError(
+            raise ConfigurationError(
                 "Set SLACK_APP_TOKEN for Socket Mode or SLACK_SIGNING_SECRET for HTTP mode."
             )
         self._app_token = app_token
@@ -387,7 +383,7 @@ class SlackAdapter:
 
         token = secret(settings.bot_token)
         if not token:
-            raise SlackSetupError("SLACK_BOT_TOKEN is not set.")
+            raise ConfigurationError("SLACK_BOT_TOKEN is not set.")
         return cls(
             bot_token=token,
             app_token=secret(settings.app_token),
@@ -418,11 +414,11 @@ class SlackAdapter:
         try:
             response = await self._api.client.auth_test()
         except SlackApiError as exc:
-            raise SlackSetupError(
+            raise ConfigurationError(
                 f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')}); check the bot token."
             ) from None
         except (TimeoutError, OSError, ClientError) as exc:
-            raise SlackSetupError(
+            raise ConfigurationError(
                 f"Slack's Web API at {self._api.client.base_url} did not answer "
                 f"({type(exc).__name__}); check SLACK_API_URL and HTTPS_PROXY."
             ) from None
@@ -433,7 +429,7 @@ class SlackAdapter:
         try:
             response: AsyncSlackResponse = await _RECONNECTING.copy()(self._api.client.auth_test)
         except SlackApiError as exc:
-            raise SlackSetupError(
+            raise ConfigurationError(
                 f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')}); check the bot token."
             ) from None
         self.bot_user_id = str(response.get("user_id") or "") or None
