@@ -68,7 +68,25 @@ class ConfigurationError(MirrorError):
     """An adapter cannot start with the settings given; ``str`` is one sentence for the operator."""
 
 
-class RateLimited(Exception):
+# What an adapter raises from a chat call, and ``bot.delivery`` on top (httpx-style, one root):
+#
+#   ChatError                  the chat platform did not take a call
+#   ├── RateLimited            429: wait ``retry_after`` seconds and try again
+#   ├── ChatUnavailable        unreachable, timed out, 5xx: a later try may work
+#   ├── Undeliverable          refused for good (archived, bot removed): do not retry
+#   │   └── DeliveryBug        bot.delivery: failed on a bug, logged once, not retried
+#   └── GaveUp                 bot.delivery: the trouble outlasted the deadline
+#                              (also a TimeoutError, as callers have long caught it)
+#
+# ConfigurationError (below MirrorError) is not among them: it stops the start, not a message.
+
+
+class ChatError(Exception):
+    """The chat platform did not take a call (a post, an edit, a download): what the platform
+    did, never what the message said. Everything :mod:`bot.delivery` can raise is one."""
+
+
+class RateLimited(ChatError):
     """Raised by an adapter when the chat API answered 429; the caller waits and retries."""
 
     def __init__(self, retry_after: float) -> None:
@@ -76,12 +94,12 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
-class ChatUnavailable(Exception):
+class ChatUnavailable(ChatError):
     """Raised by an adapter when the chat API could not be reached, timed out or answered with
     a server error (5xx): the platform's trouble, not the message's, so a later try may work."""
 
 
-class Undeliverable(Exception):
+class Undeliverable(ChatError):
     """Raised by an adapter when the chat API refused for good (archived channel, bot removed
     from the chat, message deleted): retrying cannot help, so the caller gives up at once.
     ``code`` is the platform's own word for it (``is_archived``), for the adapter's use."""
