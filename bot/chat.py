@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from bot.view import MessageView
 from mirror.errors import MirrorError
@@ -149,4 +149,25 @@ class ChatAdapter(Protocol):
 
     async def reopen(self, ref: str) -> tuple[Conversation, Reply] | None:
         """The thread and message behind ``Reply.ref``, to finish a job that outlived a restart."""
+        ...
+
+
+@runtime_checkable
+class Addressable(Protocol):
+    """A chat adapter that can start a conversation nobody asked in: a chat named by its id
+    (``MIRROR_ADMIN_CHAT``, where approvals are asked) or one person privately (an admin, a
+    one-time sign-in link). Optional beside :class:`ChatAdapter`, like
+    :class:`bot.pacing.Paced`: a platform that cannot message first simply is not one.
+
+    Ids are the platform's own, without the ``platform:`` prefix. Both raise
+    :class:`Undeliverable` when the platform refuses for good (the bot is not in that chat,
+    the person never opened a private chat with it), so the caller can say so instead.
+    """
+
+    async def open_chat(self, chat_id: str) -> Conversation:
+        """Where to post in the chat ``chat_id`` (not a thread of any message)."""
+        ...
+
+    async def open_private(self, user_id: str) -> Conversation:
+        """A private conversation with the person ``user_id``."""
         ...
