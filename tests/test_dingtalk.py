@@ -15,6 +15,8 @@ import json
 import logging
 import random
 import signal
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -48,7 +50,7 @@ from bot.chat import (
 from bot.runtime import open_runtime
 from bot.settings import Settings
 from bot.view import Action, MessageView, Row, Tone
-from tests.support.cli import MIRROR_BOT, bot_env, run_mirror
+from tests.support.cli import MIRROR_BOT, bot_env, clean_env, run_mirror
 from tests.support.fake_dingtalk import (
     CARDS_TOPIC,
     CLIENT_ID,
@@ -738,3 +740,29 @@ async def test_thirty_requests_at_once_are_all_answered_and_nothing_is_refused(
         assert len([s for s in sent if "docker pull" in s.text]) == 15
         assert len([s for s in sent if "mirroring 1 image" in s.title]) == 15
     assert fake.refused == 0
+
+
+@pytest.mark.slow
+def test_without_the_extra_the_adapter_loads_and_configured_says_what_to_install(
+    tmp_path: Path,
+) -> None:
+    """The module imports no SDK (every installed adapter is loaded to read its settings); set
+    up without dingtalk-stream, the start stops with one sentence naming the pip install."""
+    script = (
+        "import sys\n"
+        "sys.modules['dingtalk_stream'] = None  # as if the extra were not installed\n"
+        "from bot.chat import ConfigurationError\n"
+        "from bot.plugins import configured_adapters\n"
+        "try:\n"
+        "    configured_adapters()\n"
+        "except ConfigurationError as exc:\n"
+        "    print(exc)\n"
+    )
+    env = clean_env(tmp_path / "m.db", DINGTALK_CLIENT_ID=CLIENT_ID)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == (
+        "DINGTALK_CLIENT_ID is set, but the chat SDK it needs (dingtalk_stream) is not "
+        "installed: run pip install 'hub-mirror-bot[dingtalk]'."
+    ), done.stderr
