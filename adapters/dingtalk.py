@@ -349,12 +349,12 @@ class DingTalkConversation:
         return MessageReply(self)
 
     async def send(self, view: MessageView) -> None:
-        """A markdown message: through the webhook while it lasts, else the Open API."""
-        mention = self.where.staff_id if self.where.group else None
-        text = markdown(view, mention=mention)
+        """A markdown message: through the webhook while it lasts, else the Open API (which
+        cannot ``@`` anyone in a markdown message)."""
         title = title_text(view)
         if self.webhook is not None and self.webhook.usable:
-            message = {"title": title, "text": text}
+            mention = self.where.staff_id if self.where.group else None
+            message = {"title": title, "text": markdown(view, mention=mention)}
             body: dict[str, Any] = {"msgtype": "markdown", "markdown": message}
             if view.notify and mention:
                 body["at"] = {"atUserIds": [mention]}
@@ -364,7 +364,7 @@ class DingTalkConversation:
             except Undeliverable as exc:  # expired early, or gone: the Open API still can
                 log.info("dingtalk: the session webhook refused (%s); using the Open API", exc)
                 self.webhook = None
-        await self._send_by_api(title, text)
+        await self._send_by_api(title, markdown(view))
 
     async def _send_by_api(self, title: str, text: str) -> None:
         where = self.where

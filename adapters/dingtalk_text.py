@@ -36,11 +36,15 @@ _MORE = "…"
 # -- DingTalk text in ----------------------------------------------------------------------------
 
 
+_MENTIONS = re.compile(r"^(?:@\S+\s+)+")
+
+
 def command_text(text: str) -> str:
     """A message's text as the grammar reads it. DingTalk leaves the ``@robot`` mention out of
-    a group message's text (what remains often starts with a space) and sends full-width
-    spaces as typed; ``bot.paste`` reads the rest."""
-    return text.replace("\u3000", " ").strip()
+    a group message's text (what remains starts with a space), but other mentions before the
+    command stay (``@bob mirror x``): they are dropped, and full-width spaces become spaces;
+    ``bot.paste`` reads the rest."""
+    return _MENTIONS.sub("", text.replace("\u3000", " ").strip())
 
 
 # -- DingTalk markdown out -----------------------------------------------------------------------

@@ -171,6 +171,11 @@ async def test_stream_messages_are_answered_where_they_were_asked_once_each(
     [opened] = dingtalk.opened
     assert opened["subscriptions"] == [{"type": "CALLBACK", "topic": MESSAGES_TOPIC}]
     assert dingtalk.acked(first)["code"] == 200  # type: ignore[index]
+    # A long job's answer mentions its requester (the webhook's ``at`` makes it a ping).
+    _, conversation = recorder.seen[0]
+    await conversation.post(MessageView("long job done", Tone.SUCCESS, notify=True))
+    *_, notified = dingtalk.in_conversation(GROUP)
+    assert notified.at == (ALICE,) and notified.text.startswith(f"@{ALICE} **")
 
 
 async def test_a_stopped_adapter_leaves_no_stream_client_behind(dingtalk: FakeDingTalk) -> None:
@@ -766,3 +771,9 @@ def test_without_the_extra_the_adapter_loads_and_configured_says_what_to_install
         "DINGTALK_CLIENT_ID is set, but the chat SDK it needs (dingtalk_stream) is not "
         "installed: run pip install 'hub-mirror-bot[dingtalk]'."
     ), done.stderr
+
+
+def test_dingtalk_text_becomes_the_grammar() -> None:
+    assert dingtalk_text.command_text(" mirror nginx:1.25") == "mirror nginx:1.25"
+    assert dingtalk_text.command_text("@bob\u3000@carol /mirror a b") == "/mirror a b"
+    assert dingtalk_text.command_text("mirror a@sha256:ab") == "mirror a@sha256:ab"
