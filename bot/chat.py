@@ -68,7 +68,12 @@ class ConfigurationError(MirrorError):
     """An adapter cannot start with the settings given; ``str`` is one sentence for the operator."""
 
 
-class RateLimited(Exception):
+class ChatError(Exception):
+    """The root of every chat-delivery failure an adapter raises: the chat's trouble, not the
+    command's (the bot logs it; there is nobody to tell)."""
+
+
+class RateLimited(ChatError):
     """Raised by an adapter when the chat API answered 429; the caller waits and retries."""
 
     def __init__(self, retry_after: float) -> None:
@@ -76,12 +81,12 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
-class ChatUnavailable(Exception):
+class ChatUnavailable(ChatError):
     """Raised by an adapter when the chat API could not be reached, timed out or answered with
     a server error (5xx): the platform's trouble, not the message's, so a later try may work."""
 
 
-class Undeliverable(Exception):
+class Undeliverable(ChatError):
     """Raised by an adapter when the chat API refused for good (archived channel, bot removed
     from the chat, message deleted): retrying cannot help, so the caller gives up at once.
     ``code`` is the platform's own word for it (``is_archived``), for the adapter's use."""
