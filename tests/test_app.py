@@ -20,8 +20,9 @@ import pytest
 
 import lab as lab_module
 from bot import actions
-from bot.app import NOT_ACKNOWLEDGED, MirrorBot
+from bot.app import MirrorBot
 from bot.chat import Incoming, Press, Undeliverable
+from bot.following import NOT_ACKNOWLEDGED
 from bot.runtime import open_runtime
 from bot.settings import Settings, parse_rate
 from bot.view import MessageView, to_plain_text
