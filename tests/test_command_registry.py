@@ -187,35 +187,35 @@ def test_a_stale_command_list_is_found_and_rewritten(tmp_path: Path) -> None:
 
 
 @dataclass(frozen=True)
-class _Pinged:
+class _Opened:
     pass
 
 
-def _parse_ping(typed: Typed) -> _Pinged:
-    return _Pinged()
+def _parse_sesame(typed: Typed) -> _Opened:
+    return _Opened()
 
 
 async def test_an_admin_only_command_is_refused_to_others_before_it_runs(tmp_path: Path) -> None:
     ran: list[str] = []
 
     @command(
-        "ping",
-        usage="/ping",
+        "sesame",
+        usage="/sesame",
         summary=N_("What this chat mirrored"),
-        parse=_parse_ping,
+        parse=_parse_sesame,
         admin_only=True,
     )
-    async def ping(ctx: Context, args: _Pinged) -> MessageView:
+    async def sesame(ctx: Context, args: _Opened) -> MessageView:
         ran.append(ctx.requester)
-        return MessageView("pong")
+        return MessageView("open")
 
-    commands = Commands([*discover(), ping])
+    commands = Commands([*discover(), sesame])
     settings = settings_for(tmp_path, "127.0.0.1:5999", "127.0.0.1:5998")
     async with running_bot(settings, commands=commands) as bot:
-        refused = await say(bot, "dave", "room", "/ping")
-        answered = await say(bot, "carol", "room", "/ping")  # carol is an admin
+        refused = await say(bot, "dave", "room", "/sesame")
+        answered = await say(bot, "carol", "room", "/sesame")  # carol is an admin
         shown = await say(bot, "dave", "room", "/help")
-    assert refused.texts == ["Only an admin may use `/ping`."]
-    assert answered.texts == ["pong"]
+    assert refused.texts == ["Only an admin may use `/sesame`."]
+    assert answered.texts == ["open"]
     assert ran == ["test:carol"]
-    assert "/ping — What this chat mirrored" in shown.texts[0]
+    assert "/sesame — What this chat mirrored" in shown.texts[0]
