@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from bot import actions, render
 from bot.commands._base import Context, Typed, UsageError, command, no_options, one_image
-from bot.commands._looks import with_buttons
+from bot.commands._buttons import with_buttons
 from bot.i18n import N_
 from bot.view import MessageView
 from mirror.models import new_job_id
