@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from bot.i18n import _, speaking
@@ -28,10 +27,10 @@ from mirror.reference import ImageRef
 from mirror.text import Text
 
 if TYPE_CHECKING:
-    from bot.chat import Conversation, Incoming, Reply
+    from bot.chat import Conversation, Incoming
     from bot.following import JobFollower
     from bot.languages import Languages
-    from bot.pacing import Pacer, Priority
+    from bot.pacing import Pacer
     from bot.planner import Planner
     from bot.policy import Policy
     from bot.render import RenderOptions
@@ -122,16 +121,6 @@ class Context:
     @property
     def is_admin(self) -> bool:
         return self.services.policy.is_admin(self.incoming)
-
-    async def post(self, view: MessageView, priority: Priority, what: str) -> Reply:
-        """A message in the thread, in its turn in the chat's pace (:mod:`bot.pacing`)."""
-        return await self.services.pacer.send(
-            self.conversation,
-            priority,
-            partial(self.conversation.post, view),
-            what=what,
-            adapter=self.incoming.platform,
-        )
 
 
 Parser = Callable[[Typed], A]
