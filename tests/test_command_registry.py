@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import pkgutil
+import re
 import shutil
 import subprocess
 import sys
@@ -132,6 +133,9 @@ def test_telegram_menus_and_group_words_come_from_the_registry() -> None:
     for language in (ENGLISH, CHINESE):
         shown = telegram.menu(language)
         assert [c.command for c in shown] == [e.name for e in discover() if e.menu]
+        for entry in shown:  # what setMyCommands accepts
+            assert re.fullmatch(r"[a-z0-9_]{1,32}", entry.command)
+            assert 1 <= len(entry.description) <= 256
     tags = {c.command: c.description for c in telegram.menu(CHINESE)}["tags"]
     assert tags == "镜像的标签，新的在前：/tags IMAGE [FILTER]"
     history = {c.command: c.description for c in telegram.menu(ENGLISH)}["history"]
