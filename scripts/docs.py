@@ -36,7 +36,8 @@ def _code(text: str) -> str:
 
 
 def table(commands: Iterable[Command[Any]]) -> str:
-    """The command table: usage, the other spellings, what it does (in English)."""
+    """The command table: usage, the spellings it declares (Slack's ``/mirror NAME`` is
+    said once, under the table), what it does (in English)."""
     rows = ["| command | also typed as | what it does |", "| --- | --- | --- |"]
     for entry in commands:
         what = entry.summary + "."
@@ -44,7 +45,7 @@ def table(commands: Iterable[Command[Any]]) -> str:
             what += " " + entry.details
         if entry.admin_only:
             what += " Admins only."
-        also = ", ".join(_code(spelling) for spelling in entry.spellings)
+        also = ", ".join(_code(alias) for alias in entry.aliases)
         rows.append(f"| {_code(entry.usage)} | {also} | {_cell(what)} |")
     return "\n".join(rows)
 
