@@ -184,9 +184,9 @@ class MirrorBot:
         """Check every stored watch on schedule until the bot closes."""
         return self.watches.start_watching(adapters, upstream)
 
-    def follow_fired_watches(self, adapters: Mapping[str, ChatAdapter], dsn: str) -> None:
+    def follow_fired_watches(self, adapters: Mapping[str, ChatAdapter]) -> None:
         """With a PostgreSQL store the workers check the watches: post what they saw move."""
-        self.watches.follow_fired_watches(adapters, dsn)
+        self.watches.follow_fired_watches(adapters)
 
     async def recover(self, adapters: Mapping[str, ChatAdapter]) -> int:
         """Resume jobs a restart interrupted, in the thread that asked; fail the orphans."""

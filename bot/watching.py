@@ -152,14 +152,14 @@ class ChatWatches:
         self._tasks.spawn(self.watcher.run(), name="watcher")
         return self.watcher
 
-    def follow_fired_watches(self, adapters: Mapping[str, ChatAdapter], dsn: str) -> None:
+    def follow_fired_watches(self, adapters: Mapping[str, ChatAdapter]) -> None:
         """With a PostgreSQL store the workers check the watches: mirror and post what they
         saw move, here, where the watches were made (:mod:`mirror.queue.watching`)."""
         from mirror.queue.watching import FiredWatches  # procrastinate only for a queue
 
         self._adapters = adapters
         interval = self._settings.mirror_watch_interval  # a copy that could not start waits
-        fired = FiredWatches(dsn, self._service.store, self.fired, retry_after=interval)
+        fired = FiredWatches(self._service.store, self.fired, retry_after=interval)
         self._tasks.spawn(fired.run(), name="fired-watches")
 
     async def aclose(self) -> None:
