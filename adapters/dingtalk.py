@@ -529,6 +529,13 @@ def _stale(sent_at_ms: Any) -> bool:
 # -- the adapter -------------------------------------------------------------------------------
 
 
+def _refused(exc: _Refused) -> ConfigurationError:
+    return ConfigurationError(
+        f"DingTalk refused DINGTALK_CLIENT_ID and DINGTALK_CLIENT_SECRET ({exc}); "
+        "check the app's credentials."
+    )
+
+
 def _may_pass(exc: BaseException) -> bool:
     """At start-up: DingTalk unreachable or in trouble, not credentials it refuses."""
     return isinstance(exc, TimeoutError | OSError | ClientError | ChatUnavailable)
@@ -554,7 +561,8 @@ class DingTalkAdapter:
                 "robot's callbacks reach."
             )
         self.mode = mode
-        self._port = port
+        self.port = port
+        """Where http mode listens (``DINGTALK_PORT``)."""
         self._host = host
         self._secret = client_secret
         self.api = OpenApi(api_url, client_id, client_secret)
@@ -563,8 +571,6 @@ class DingTalkAdapter:
         self._seen = _Seen()
         self._commands = TaskSet(PLATFORM)
         self._handler: Handler | None = None
-        self.port: int | None = None
-        """The port http mode listens on, once it does (``DINGTALK_PORT``)."""
 
     @classmethod
     def from_settings(cls, settings: DingTalkSettings) -> DingTalkAdapter:
@@ -590,10 +596,7 @@ class DingTalkAdapter:
         try:
             await self.api.token()
         except _Refused as exc:
-            raise ConfigurationError(
-                f"DingTalk refused DINGTALK_CLIENT_ID and DINGTALK_CLIENT_SECRET ({exc}); "
-                "check the app's credentials."
-            ) from None
+            raise _refused(exc) from None
         except (TimeoutError, ClientError, ChatUnavailable) as exc:
             raise ConfigurationError(
                 f"DingTalk's Open API at {self.api.base} did not answer ({type(exc).__name__}); "
@@ -607,10 +610,7 @@ class DingTalkAdapter:
         try:
             await reconnecting(_may_pass, "DingTalk").copy()(self.api.token)
         except _Refused as exc:
-            raise ConfigurationError(
-                f"DingTalk refused DINGTALK_CLIENT_ID and DINGTALK_CLIENT_SECRET ({exc}); "
-                "check the app's credentials."
-            ) from None
+            raise _refused(exc) from None
         log.info("connected to DingTalk as app %s (%s mode)", self.api.client_id, self.mode)
 
     # -- serving -----------------------------------------------------------------------------
@@ -660,10 +660,8 @@ class DingTalkAdapter:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self._host, self._port)
-            await site.start()
-            self.port = self._port
-            log.info("serving DingTalk callbacks on port %s at %s", self._port, EVENTS_PATH)
+            await web.TCPSite(runner, self._host, self.port).start()
+            log.info("serving DingTalk callbacks on port %s at %s", self.port, EVENTS_PATH)
             await asyncio.Event().wait()
         finally:
             await runner.cleanup()

@@ -40,6 +40,7 @@ from adapters.dingtalk import (
 )
 from bot.app import MirrorBot
 from bot.chat import (
+    Addressable,
     ChatUnavailable,
     ConfigurationError,
     Conversation,
@@ -125,7 +126,7 @@ async def serving(
 async def until_listening(adapter: DingTalkAdapter, task: asyncio.Task[None]) -> None:
     while not task.done():
         try:
-            _, writer = await asyncio.open_connection("127.0.0.1", adapter._port)
+            _, writer = await asyncio.open_connection("127.0.0.1", adapter.port)
         except OSError:
             await asyncio.sleep(0.02)
             continue
@@ -235,8 +236,8 @@ class Harness:
             await until(self.fake, lambda: self.fake.acked(frame))
             return
         path = EVENTS_PATH if topic == MESSAGES_TOPIC else CARDS_PATH
-        assert self.adapter._port is not None
-        assert await callback(self.adapter._port, path, data, signed_headers()) == 200
+        assert self.adapter.port is not None
+        assert await callback(self.adapter.port, path, data, signed_headers()) == 200
 
     async def say(self, conversation: str, staff: str | None, text: str, **more: Any) -> None:
         await self.deliver(MESSAGES_TOPIC, self.fake.message(conversation, staff, text, **more))
@@ -506,6 +507,7 @@ async def test_the_open_api_failures_in_the_ports_terms(dingtalk: FakeDingTalk) 
     token DingTalk stopped taking is fetched again; a recipient it does not know is
     Undeliverable, as are credentials it refuses."""
     adapter = settings_for(dingtalk).build()
+    assert isinstance(adapter, Addressable)  # approvals and private notes can reach DingTalk
     group = await adapter.open_chat("cidErrors01==")
     person = await adapter.open_private("erin05")
     dingtalk.limit_next = 1
