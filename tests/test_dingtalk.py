@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import random
@@ -38,6 +39,7 @@ from adapters.dingtalk import (
     parse_ref,
     plugin,
 )
+from adapters.dingtalk_gateway import SDK_LOG
 from bot.app import MirrorBot
 from bot.chat import (
     Addressable,
@@ -48,6 +50,7 @@ from bot.chat import (
     RateLimited,
     Undeliverable,
 )
+from bot.logs import RedactSecrets
 from bot.runtime import open_runtime
 from bot.settings import Settings
 from bot.view import Action, MessageView, Row, Tone
@@ -779,3 +782,22 @@ def test_dingtalk_text_becomes_the_grammar() -> None:
     assert dingtalk_text.command_text(" mirror nginx:1.25") == "mirror nginx:1.25"
     assert dingtalk_text.command_text("@bob\u3000@carol /mirror a b") == "/mirror a b"
     assert dingtalk_text.command_text("mirror a@sha256:ab") == "mirror a@sha256:ab"
+
+
+def test_the_sdks_badly_formatted_log_lines_cannot_end_its_client() -> None:
+    """dingtalk-stream's ``start()`` logs ``logger.exception('unknown exception', e)`` when a
+    connection fails in a way it did not foresee: an argument without a placeholder. Under a
+    handler that formats in a filter (ours redacts secrets), the TypeError would escape the
+    logging call and end the client; its records are made safe first, and one line."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(RedactSecrets([CLIENT_SECRET]))
+    SDK_LOG.addHandler(handler)
+    try:
+        try:
+            raise OSError("the gateway went away")
+        except OSError as exc:
+            SDK_LOG.exception("unknown exception", exc)  # as start() does
+    finally:
+        SDK_LOG.removeHandler(handler)
+    assert out.getvalue() == "unknown exception: (OSError('the gateway went away'),) (OSError)\n"
