@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.plugins import AdapterPlugin, installed
-from bot.runtime import build_engines, credentials
+from bot.runtime import build_engines, build_remote, credentials
 from bot.settings import Settings
 from mirror.errors import MirrorError
 from mirror.naming import parse_target_base
@@ -36,8 +36,7 @@ class CheckResult:
 
 
 async def check_target(settings: Settings) -> CheckResult:
-    from mirror.registry.engine import RegistryEngine
-    from mirror.registry.errors import (
+    from mirror.errors import (
         AccessDenied,
         Forbidden,
         RegistryError,
@@ -53,9 +52,8 @@ async def check_target(settings: Settings) -> CheckResult:
         registry = parse_target_base(settings.mirror_target).registry
     except MirrorError as exc:
         return CheckResult(part, False, str(exc))
-    engine = build_engines(settings)["registry"]()
-    assert isinstance(engine, RegistryEngine)
-    client = engine.client
+    remote = build_remote(settings)
+    client = remote.client
     user = credentials(settings).get(registry) or client.credential(registry)
     try:
         async with client.request("GET", registry, "/v2/", scope=""):
@@ -93,7 +91,7 @@ async def check_target(settings: Settings) -> CheckResult:
     except RegistryError as exc:
         return CheckResult(part, False, f"{registry} answered {exc.detail or 'with an error'}.")
     finally:
-        await engine.aclose()
+        await remote.aclose()
     who = f"logged in as {user.username}" if user else "no credentials; anonymous access works"
     return CheckResult(part, True, f"{registry}, {who}")
 
@@ -111,13 +109,11 @@ async def check_sources(settings: Settings) -> list[CheckResult]:
     if not found:
         return []
     from bot.render import pulls_left
-    from mirror.registry.auth import DOCKER_HUB, pull_scope
-    from mirror.registry.engine import RegistryEngine
-    from mirror.registry.errors import AccessDenied, RegistryError
+    from mirror.engines.registry.auth import DOCKER_HUB, pull_scope
+    from mirror.errors import AccessDenied, RegistryError
 
-    engine = build_engines(settings)["registry"]()
-    assert isinstance(engine, RegistryEngine)
-    client = engine.client
+    remote = build_remote(settings)
+    client = remote.client
     results = []
     try:
         for registry, cred in found.items():
@@ -146,7 +142,7 @@ async def check_sources(settings: Settings) -> list[CheckResult]:
             left = f"; {pulls_left(limit)}" if limit is not None else ""
             results.append(CheckResult(part, True, f"logged in as {cred.username}{left}"))
     finally:
-        await engine.aclose()
+        await remote.aclose()
     return results
 
 
@@ -156,7 +152,9 @@ async def check_docker(settings: Settings) -> CheckResult:
     part = "docker daemon"
     if settings.mirror_engine == "registry":
         return CheckResult(part, False, "MIRROR_ENGINE=registry.", counts=False)
-    engine = build_engines(settings)["docker"]()
+    engines = build_engines(settings)
+    engine = engines.get("docker")
+    assert engine is not None
     try:
         await engine.ensure_available()
     except EngineUnavailable as exc:
@@ -165,7 +163,7 @@ async def check_docker(settings: Settings) -> CheckResult:
         detail = str(exc) if required else f"{exc} The registry engine copies instead."
         return CheckResult(part, False, detail, counts=required)
     finally:
-        await engine.aclose()
+        await engines.aclose()
     where = settings.docker_host or "the local socket"
     if _proxy_set():  # the bot's HTTPS_PROXY reaches the registry engine, not the daemon
         where += "; proxies are the daemon's own settings"

@@ -23,8 +23,8 @@ from mirror.reference import ImageRef, parse_reference, quote
 from mirror.text import Text
 
 if TYPE_CHECKING:
+    from mirror.engines.registry.hosts import PullLimit
     from mirror.lookup import Inspection, TagList
-    from mirror.registry.hosts import PullLimit
 
 
 @dataclass(frozen=True)

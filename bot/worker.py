@@ -20,7 +20,6 @@ from bot.policy import Policy
 from bot.runtime import LazyLookups, build_engines
 from bot.settings import Settings
 from mirror.copier import LocalCopier
-from mirror.engines import EngineChooser
 from mirror.store import is_postgres, open_store
 from mirror.watches import RegistryUpstream
 
@@ -43,10 +42,9 @@ async def work(settings: Settings, *, heartbeat: float, stalled_after: float) ->
     async with AsyncExitStack() as stack:
         store = await open_store(settings.mirror_db)
         stack.push_async_callback(store.close)
-        engines = EngineChooser(settings.mirror_engine, build_engines(settings))
+        engines = build_engines(settings)
         stack.push_async_callback(engines.aclose)
-        lookups = LazyLookups(settings, Policy(settings))
-        stack.push_async_callback(lookups.aclose)
+        lookups = LazyLookups(settings, Policy(settings), engines.remote)
         copier = LocalCopier(
             store, engines, concurrency=settings.mirror_concurrency, advisor=lookups
         )

@@ -38,7 +38,7 @@ import tenacity
 from procrastinate.exceptions import ConnectorException
 
 from mirror.artifacts import ArtifactKind, Referrer, ReferrerKind
-from mirror.engine import CopyRequest
+from mirror.engines.base import CopyRequest
 from mirror.models import ItemStatus, Outcome
 from mirror.platform import parse_platform
 from mirror.progress import BlobDone, BlobProgress, ProgressEvent, Stage, StageChanged

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import procrastinate
 import psycopg
 
-from mirror.engine import CopyRequest, ProgressSink
+from mirror.engines.base import CopyRequest, ProgressSink
 from mirror.errors import MirrorError, too_large
 from mirror.models import ItemStatus, Outcome, platform_text
 from mirror.progress import ProgressEvent

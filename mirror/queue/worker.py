@@ -15,7 +15,7 @@ import tenacity
 from procrastinate.exceptions import ConnectorException
 
 from mirror.copier import Copier
-from mirror.engine import CopyRequest
+from mirror.engines.base import CopyRequest
 from mirror.models import Outcome
 from mirror.progress import BlobDone, BlobProgress, ProgressEvent, StageChanged
 from mirror.queue import (
