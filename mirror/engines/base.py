@@ -95,7 +95,7 @@ class Engine(Protocol):
         ...
 
     async def aclose(self) -> None:
-        """Release what the engine holds (not the shared remote: the runtime closes that)."""
+        """Release what the engine holds (not the shared remote: the chooser closes that)."""
         ...
 
 

@@ -2,14 +2,15 @@
 
 The SDK is synchronous and streams JSON events, so each copy runs in a worker thread with its
 own client (docker-py clients are not thread-safe) and hands events to the event loop. The
-daemon reports many failures *inside* a 200 stream, so every event is checked for ``error``.
+daemon reports many failures *inside* a 200 stream, so every event is checked for ``error``;
+its words (often the registry's, passed on) are read by :mod:`mirror.engines.faults`.
 
 Sizes are compressed blob bytes, as for the registry engine. The daemon cannot tell them
 before a pull (its distribution inspect gives the manifest's descriptor and platforms, not
 layer sizes), so ``measure`` says None and MIRROR_MAX_IMAGE_BYTES is enforced *during* the
 pull, from the layer totals in the progress stream: the pull stops as soon as they add up to
 more than the limit. The bytes reported after a copy are read from the manifest the daemon
-pushed, at the target registry.
+pushed, at the target registry, through the process's shared registry client (the remote).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class DockerEngine:
         timeout: int = 600,
         remove_after: bool = True,
     ) -> None:
-        """``remote``: the process's registry client, shared (the runtime closes it); the
+        """``remote``: the process's registry client, shared (the chooser closes it); the
         engine reads the size of what it pushed through it."""
         self._remote = remote
         self._owns_remote = False

@@ -136,7 +136,7 @@ class RegistryEngine:
         max_wait: float = 30.0,
         referrers: ReferrerPolicy = "all",
     ) -> None:
-        """``remote``: the process's registry client, shared (the runtime closes it)."""
+        """``remote``: the process's registry client, shared (the chooser closes it)."""
         self._remote = remote
         self._owns_remote = False
         self._ranged = ranged or Ranged()
