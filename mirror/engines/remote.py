@@ -36,7 +36,8 @@ def connection_limit(blob_concurrency: int, streams: int) -> int:
 
 
 class Remote:
-    """The one registry client, built on first use and closed by whoever made this."""
+    """The one registry client, built on first use; closed by its owner (in the bot, the
+    chooser that holds the engines, after them)."""
 
     def __init__(
         self,
