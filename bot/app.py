@@ -601,14 +601,14 @@ class MirrorBot:
         self._watching.spawn(self.watcher.run(), name="watcher")
         return self.watcher
 
-    def follow_fired_watches(self, adapters: Mapping[str, ChatAdapter], dsn: str) -> None:
+    def follow_fired_watches(self, adapters: Mapping[str, ChatAdapter]) -> None:
         """With a PostgreSQL store the workers check the watches: mirror and post what they
         saw move, here, where the watches were made (:mod:`mirror.queue.watching`)."""
         from mirror.queue.watching import FiredWatches  # procrastinate only for a queue
 
         self._adapters = adapters
         interval = self.settings.mirror_watch_interval  # a copy that could not start waits
-        fired = FiredWatches(dsn, self.service.store, self._watch_fired, retry_after=interval)
+        fired = FiredWatches(self.service.store, self._watch_fired, retry_after=interval)
         self._watching.spawn(fired.run(), name="fired-watches")
 
     # -- lifecycle ----------------------------------------------------------------------------

@@ -1,12 +1,15 @@
-"""Wiring: settings -> store, engines, job service, policy, planner; for ``run`` and ``mirror``."""
+"""Wiring: settings -> store, engines, job service, policy, planner, and the copy queue when
+the deployment has one; for ``run``, ``worker`` and ``mirror``."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING
 
+from bot.chat import ConfigurationError
 from bot.planner import Planner
 from bot.policy import Policy
 from bot.render import RenderOptions
@@ -26,6 +29,43 @@ if TYPE_CHECKING:
     from mirror.copier import Copier
     from mirror.engines.base import CopyRequest
     from mirror.lookup import Advice, Lookups
+    from mirror.queue.app import Queue
+
+NEEDS_POSTGRES = (
+    "MIRROR_DB: `mirror-bot worker` takes its copies from a PostgreSQL queue; set MIRROR_DB "
+    "to the postgresql:// URL the chat front uses."
+)
+
+
+class Deployment(Enum):
+    r"""How the bot is laid out, decided once, here, from ``MIRROR_DB``; everything that
+    differs between the two asks :attr:`Runtime.deployment` (or :meth:`of`).
+
+    - ``LOCAL`` (a SQLite file): ``mirror-bot run`` copies and checks the watches itself.
+    - ``QUEUE`` (PostgreSQL): ``mirror-bot run`` is the chat front, which queues its copies
+      and posts what the watches saw move; ``mirror-bot worker``\ s copy and check the
+      watches (:mod:`mirror.queue`).
+
+    ``mirror-bot mirror`` copies by itself in either.
+    """
+
+    LOCAL = "local"
+    QUEUE = "queue"
+
+    @classmethod
+    def of(cls, settings: Settings) -> Deployment:
+        return cls.QUEUE if is_postgres(settings.mirror_db) else cls.LOCAL
+
+
+class Role(Enum):
+    """This process's part; in a ``QUEUE`` deployment a front or a worker opens the queue."""
+
+    ALONE = "alone"
+    """Copies by itself (``mirror-bot mirror``)."""
+    FRONT = "front"
+    """``mirror-bot run``: the chat; with a queue, its copies go to the workers."""
+    WORKER = "worker"
+    """``mirror-bot worker``: runs the queue's copies and watch checks."""
 
 
 class LazyLookups:
@@ -72,6 +112,9 @@ class Runtime:
     planner: Planner
     render_options: RenderOptions
     lookups: LazyLookups
+    deployment: Deployment
+    queue: Queue | None = None
+    """The copy queue, open for a front or a worker of a ``QUEUE`` deployment."""
 
 
 def credentials(settings: Settings) -> dict[str, Credential]:
@@ -147,30 +190,25 @@ async def open_runtime(
     on_outcome: OutcomeHook | None = None,
     wait_for_limits: bool = True,
     asks: bool = False,
-    front: bool = False,
+    role: Role = Role.ALONE,
 ) -> AsyncIterator[Runtime]:
-    r"""Open the parts in order and close them in reverse, also when opening fails half-way.
+    """Open the parts in order and close them in reverse, also when opening fails half-way.
 
     ``wait_for_limits``: the bot's jobs wait for a source's pull limit to lift and go on by
     themselves; a script (``mirror-bot mirror``) is told when it lifts instead. ``asks``:
     somebody can answer a question (a chat), so images over MIRROR_CONFIRM_BYTES wait for one;
-    a script is never asked.
-    ``front``: the chat front (``mirror-bot run``); with a PostgreSQL ``MIRROR_DB`` it queues
-    its copies for ``mirror-bot worker``\ s instead of copying them itself.
+    a script is never asked. ``role``: with a ``QUEUE`` deployment a front queues its copies
+    for the workers instead of copying them itself; a worker needs one.
     """
+    deployment = Deployment.of(settings)
+    if role is Role.WORKER and deployment is Deployment.LOCAL:
+        raise ConfigurationError(NEEDS_POSTGRES)
     async with AsyncExitStack() as stack:
         store = await open_store(settings.mirror_db)
         stack.push_async_callback(store.close)
         chooser = build_engines(settings, engine)
         stack.push_async_callback(chooser.aclose)
-        copier: Copier | None = None
-        if front and is_postgres(settings.mirror_db):
-            from mirror.queue.front import open_front  # procrastinate only for a queue
-
-            registry = chooser.get("registry")  # reads manifests only: the size limit
-            copier = await stack.enter_async_context(
-                open_front(str(settings.mirror_db), measure=registry.measure if registry else None)
-            )
+        queue, copier = await _open_queue(stack, deployment, role, store, chooser)
         policy = Policy(settings)
         lookups = LazyLookups(settings, policy, chooser.remote)
         service = JobService(
@@ -193,4 +231,28 @@ async def open_runtime(
             Planner(settings, policy),
             render_options(settings),
             lookups,
+            deployment,
+            queue,
         )
+
+
+async def _open_queue(
+    stack: AsyncExitStack,
+    deployment: Deployment,
+    role: Role,
+    store: Store,
+    chooser: EngineChooser,
+) -> tuple[Queue | None, Copier | None]:
+    """The copy queue, for a front or a worker of a ``QUEUE`` deployment, on the store's pool;
+    and a front's copier on it (without one, the job service copies in this process)."""
+    if deployment is Deployment.LOCAL or role is Role.ALONE:
+        return None, None
+    from mirror.queue.app import open_queue  # procrastinate only for a queue
+    from mirror.queue.front import open_front
+
+    queue = await stack.enter_async_context(open_queue(store))
+    if role is Role.WORKER:
+        return queue, None
+    registry = chooser.get("registry")  # reads manifests only: the size limit
+    measure = registry.measure if registry else None
+    return queue, await stack.enter_async_context(open_front(queue, measure=measure))
