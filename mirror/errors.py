@@ -31,8 +31,10 @@
     │       ├── DigestMismatch  content did not hash to its digest
     │       ├── PlainHttp       HTTPS spoken to a plain-HTTP registry (configuration)
     │       └── PullLimited     429 with a long Retry-After: a pull limit until ``lifts_at``
-    └── EgressDenied            a connection to an internal address nobody allowed (also an
-                                OSError: aiohttp's resolver passes only those on)
+    ├── EgressDenied            a connection to an internal address nobody allowed (also an
+    │                           OSError: aiohttp's resolver passes only those on)
+    └── _WorkerStopped          (mirror.queue.worker, private) procrastinate's worker ended by
+                                itself; retried there, never shown
 
 Every failure that reaches a person is a ``MirrorError`` whose ``str()`` is the sentence, so
 adapters and the CLI show it verbatim without ever leaking a traceback or a credential. The
