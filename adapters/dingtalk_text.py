@@ -90,6 +90,9 @@ def body_blocks(view: MessageView, *, typed_actions: bool) -> list[str]:
         out.append("\n".join([_FENCE, *view.code, _FENCE]))
     if view.footer:
         out.append(f"*{inline(view.footer)}*")
+    if view.link is not None:
+        url = view.link.url.replace("(", "%28").replace(")", "%29")
+        out.append(f"[{escape(view.link.label)}]({url})")
     if typed_actions:
         # The same catalog sentence as the console's; the command itself is never translated.
         out.extend(

@@ -94,6 +94,8 @@ def to_mrkdwn(view: MessageView, requester: str | None = None) -> str:
         out.append("```\n" + "\n".join(escape(line) for line in view.code) + "\n```")
     if view.footer:
         out.append(f"_{escape(view.footer)}_")
+    if view.link is not None:  # posted with unfurl_links/unfurl_media off: no preview
+        out.append(f"<{escape(view.link.url)}|{escape(view.link.label).replace('|', '/')}>")
     text = "\n".join(out)
     return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
 

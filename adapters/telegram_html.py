@@ -85,6 +85,9 @@ def blocks(view: MessageView, who: Mention | None = None) -> list[str]:
     out.extend(_code_blocks(view.code, LIMIT // 2))
     if view.footer:
         out.append(f"<i>{inline(view.footer)}</i>")
+    if view.link is not None:  # sent with link_preview_options.is_disabled: no preview
+        href = html.escape(view.link.url, quote=True)
+        out.append(f'<a href="{href}">{html.escape(view.link.label, quote=False)}</a>')
     return out
 
 

@@ -36,6 +36,7 @@ from bot.runtime import LazyLookups
 from bot.settings import Settings
 from bot.view import MessageView
 from bot.watching import ChatWatches
+from bot.web import Web
 from mirror.errors import MirrorError
 from mirror.jobs import JobService
 from mirror.store import StoreError
@@ -60,6 +61,7 @@ class MirrorBot:
         render_options: render.RenderOptions,
         lookups: LazyLookups | None = None,
         commands: Commands | None = None,
+        web: Web | None = None,
     ) -> None:
         self.settings = settings
         self.service = service
@@ -88,6 +90,7 @@ class MirrorBot:
             jobs=self.jobs,
             watches=self.watches,
             commands=self.commands,
+            web=web,
         )
 
     @property

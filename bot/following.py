@@ -19,6 +19,7 @@ import logging
 import time
 from dataclasses import replace
 from functools import partial
+from typing import Protocol
 
 from bot import actions, render
 from bot.chat import ChatError, Conversation, Reply
@@ -42,6 +43,16 @@ NOT_ACKNOWLEDGED = Text(
 )
 
 
+class JobObserver(Protocol):
+    """Someone besides the chat who follows every job (the job pages, :mod:`bot.web`): told
+    of each change the live message is told of, on the event loop, and once more when the
+    job's answer is ready (its rewrite stored). Must not block."""
+
+    def changed(self, job: Job) -> None: ...
+
+    def ended(self, job: Job) -> None: ...
+
+
 class JobFollower:
     """Every job the bot started or resumed, from its acknowledgement to its final answer."""
 
@@ -57,6 +68,22 @@ class JobFollower:
         self._pacer = pacer
         self._render_options = render_options
         self._followers = TaskSet("bot")
+        self._observers: list[JobObserver] = []
+
+    def observe(self, observer: JobObserver) -> None:
+        """Tell ``observer`` of every job's changes from now on."""
+        self._observers.append(observer)
+
+    def _listener(self, live: LiveMessage, language: str) -> JobListener:
+        to_chat = progress_to(live, language, self._render_options)
+        observers = self._observers
+
+        def listener(job: Job) -> None:
+            to_chat(job)
+            for observer in observers:
+                observer.changed(job)
+
+        return listener
 
     async def start(
         self,
@@ -67,7 +94,7 @@ class JobFollower:
     ) -> None:
         """Store, acknowledge, store where, start and follow: the one way a job begins."""
         store = self._service.store
-        ack = render.acknowledgement(job)
+        ack = render.acknowledgement(job, self._render_options)
         asks = self._settings.mirror_confirm_bytes and not job.confirmed
         ahead = actions.confirmations(job) if asks else ()
         await store.add_actions(actions.stored(job, (*ack.actions, *ahead)))  # before shown
@@ -88,7 +115,7 @@ class JobFollower:
             if not await self._where_stored(adapter, conversation, job, reply):
                 return
             live = LiveMessage(self._pacer, conversation, reply, initial=ack, adapter=adapter)
-            task = self._service.start(job, progress_to(live, current()))
+            task = self._service.start(job, self._listener(live, current()))
             self._follow(job, task, conversation, live, pasted)
 
     async def _where_stored(
@@ -117,8 +144,8 @@ class JobFollower:
         """Follow a job a restart interrupted, in its old live message, in ``language``."""
         with job_context(job.id), speaking(language):
             live = LiveMessage(self._pacer, conversation, reply, adapter=platform)
-            live.update(render.progress(job))
-            task = self._service.start(job, progress_to(live, language))
+            live.update(render.progress(job, self._render_options))
+            task = self._service.start(job, self._listener(live, language))
             self._follow(job, task, conversation, live)
 
     async def fail_unacknowledged(self, job: Job) -> None:
@@ -163,13 +190,21 @@ class JobFollower:
             log.error("job %s could not record its result: %s", job.id, exc)
         long_job = time.monotonic() - started >= self._settings.mirror_long_job_seconds
         extra = rewrite(job.items, pasted) if pasted is not None else ()
+        if extra:
+            job.rewrite = extra
+            try:
+                await self._service.store.set_rewrite(job)
+            except StoreError as exc:  # the answer still carries it
+                log.error("job %s: its rewrite was not stored: %s", job.id, exc)
+        for observer in self._observers:
+            observer.ended(job)
         final = render.answer(job, self._render_options, notify=long_job, rewrite=extra)
         try:
             await self._service.store.add_actions(actions.stored(job, final.actions))
         except StoreError as exc:  # the answer still goes out, without buttons nobody could use
             log.error("job %s: its buttons were not stored: %s", job.id, exc)
             final = replace(final, actions=())
-        await live.finish(render.progress(job), final)
+        await live.finish(render.progress(job, self._render_options), final)
 
     async def drain(self, stop: asyncio.Event) -> None:
         """Wait for running jobs to deliver their answers, unless asked to stop first."""
@@ -179,11 +214,13 @@ class JobFollower:
         await self._followers.aclose()
 
 
-def progress_to(live: LiveMessage, language: str) -> JobListener:
+def progress_to(
+    live: LiveMessage, language: str, options: render.RenderOptions | None = None
+) -> JobListener:
     """Render every change in the requester's language, whichever task reports it."""
 
     def listener(job: Job) -> None:
         with speaking(language):
-            live.update(render.progress(job))
+            live.update(render.progress(job, options))
 
     return listener

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot import actions
 from bot.i18n import N_, _, localize, ngettext
-from bot.view import Action, Bar, MessageView, Row, Tone, human_bytes, human_seconds
+from bot.view import Action, Bar, Link, MessageView, Row, Tone, human_bytes, human_seconds
 from mirror.artifacts import ArtifactKind, along_text
 from mirror.errors import MirrorError
 from mirror.models import Item, ItemStatus, Job, Watch, platform_text
@@ -36,6 +36,8 @@ class RenderOptions:
     """Targets reached over plain HTTP: ``ctr`` then needs ``--plain-http``."""
     login_registries: frozenset[str] = frozenset()
     """Targets we push to with credentials: users likely need ``docker login`` to pull."""
+    web_url: str | None = None
+    """``MIRROR_WEB_URL``: every job's messages link to its page there."""
 
 
 _STATE_WORDS = {
@@ -80,6 +82,11 @@ def _state(word: str) -> str:
 
 def _job_state(job: Job) -> str:
     return _(_JOB_STATES.get(job.state, job.state))
+
+
+def job_states() -> dict[str, str]:
+    """Every state a job can be in, and its words in the current language."""
+    return {state: _(word) for state, word in _JOB_STATES.items()}
 
 
 def pull_reference(item: Item) -> str:
@@ -157,12 +164,25 @@ def _title(job: Job) -> str:
     return _("Job {job}: mirroring {images}").format(job=job.id, images=_images(len(job.items)))
 
 
-def acknowledgement(job: Job) -> MessageView:
-    return progress(job)
+def job_page(job: Job, web_url: str) -> str:
+    """The job's page: a capability URL (``bot.web``), the job's token in it."""
+    return f"{web_url}/jobs/{job.id}/{job.token}"
 
 
-def progress(job: Job) -> MessageView:
-    """The live message; once the job is finished, its compact final state."""
+def job_link(job: Job, options: RenderOptions | None) -> Link | None:
+    """The link to the job's page, when the bot serves pages and the job has one."""
+    if options is None or options.web_url is None or job.token is None:
+        return None
+    return Link(job_page(job, options.web_url), _("The job's page"))
+
+
+def acknowledgement(job: Job, options: RenderOptions | None = None) -> MessageView:
+    return progress(job, options)
+
+
+def progress(job: Job, options: RenderOptions | None = None) -> MessageView:
+    """The live message; once the job is finished, its compact final state (with a link to
+    the job's page when ``options`` name one)."""
     if job.finished:
         ok = sum(1 for i in job.items if i.status.ok)
         title = _("Job {job}: {state} ({ok}/{total} mirrored)").format(
@@ -173,7 +193,12 @@ def progress(job: Job) -> MessageView:
         title, tone = _title(job), Tone.WORKING
     rows = tuple(_progress_row(i) for i in job.items)
     return MessageView(
-        title=title, tone=tone, rows=rows, lines=_readings(job), actions=actions.while_running(job)
+        title=title,
+        tone=tone,
+        rows=rows,
+        lines=_readings(job),
+        actions=actions.while_running(job),
+        link=job_link(job, options),
     )
 
 
@@ -281,6 +306,7 @@ def answer(
         (*parts.code, *rewrite),
         notify=notify,
         actions=actions.when_finished(job),
+        link=job_link(job, options),
     )
 
 

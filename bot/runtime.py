@@ -140,6 +140,7 @@ def render_options(settings: Settings) -> RenderOptions:
     return RenderOptions(
         insecure_registries=frozenset(settings.mirror_insecure_registries),
         login_registries=frozenset(target_credentials(settings)),
+        web_url=settings.mirror_web_url,
     )
 
 

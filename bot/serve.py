@@ -21,6 +21,7 @@ from bot.metrics import METRICS
 from bot.plugins import configured_adapters
 from bot.runtime import Deployment, Role, Runtime, open_runtime
 from bot.settings import Settings
+from bot.web import Web
 from mirror.watches import RegistryUpstream
 
 log = logging.getLogger(__name__)
@@ -48,14 +49,21 @@ async def serve(settings: Settings) -> int:
     ):
         # Built once the store and the port are open, so those are named before a missing chat.
         adapters = {entry.name: entry.setup.build() for entry in configured}
-        async with MirrorBot(
-            settings,
-            runtime.service,
-            runtime.policy,
-            runtime.planner,
-            runtime.render_options,
-            runtime.lookups,
-        ) as bot:
+        web = Web.of(settings)
+        if web is not None:
+            web.adapters = adapters
+        async with (
+            MirrorBot(
+                settings,
+                runtime.service,
+                runtime.policy,
+                runtime.planner,
+                runtime.render_options,
+                runtime.lookups,
+                web=web,
+            ) as bot,
+            _web_server(web, bot),
+        ):
             resumed = await bot.recover(adapters)
             if resumed:
                 log.warning("resumed %d job(s) interrupted by a restart", resumed)
@@ -91,6 +99,19 @@ async def _serve_until_stopped(
         if len(failed.exceptions) == 1:
             raise failed.exceptions[0] from None
         raise
+
+
+@asynccontextmanager
+async def _web_server(web: Web | None, bot: MirrorBot) -> AsyncIterator[None]:
+    """The job pages and the operator's view (``MIRROR_WEB_URL``), on their own port; aiohttp's
+    server and Jinja2 are imported only when they are on."""
+    if web is None:
+        yield
+        return
+    from bot.web.app import serve_web
+
+    async with serve_web(web, bot):
+        yield
 
 
 @asynccontextmanager

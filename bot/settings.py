@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.chat import ConfigurationError
@@ -218,6 +218,13 @@ class Settings(BaseSettings):
     mirror_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     """Serve ``/metrics`` and ``/healthz`` on this port (``mirror-bot run`` only)."""
     mirror_metrics_listen: str = "0.0.0.0"
+    mirror_web_url: str | None = None
+    """The public base URL of the job pages and the operator's view (``https://mirror.example
+    .com``); unset, there are none and no answer carries a link."""
+    mirror_web_port: int = Field(default=8080, ge=1, le=65535)
+    """Where those pages are served (``mirror-bot run`` only): a port of their own, never the
+    metrics' (``/metrics`` stays off it)."""
+    mirror_web_listen: str = "0.0.0.0"
     mirror_log_format: Literal["text", "json"] = "text"
     mirror_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
     """Default INFO, WARNING for the console (whose screen the log would clutter)."""
@@ -352,6 +359,44 @@ class Settings(BaseSettings):
         if isinstance(self.mirror_db, Path):
             return self.mirror_db.parent
         return _default_db().parent
+
+    @field_validator("mirror_web_url", mode="before")
+    @classmethod
+    def _web_url(cls, value: object) -> object:
+        """An http(s) URL people's browsers reach, without query or fragment; kept without
+        its trailing slash, so a link is this plus ``/jobs/...``."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            parts = urlsplit(text)
+            parts.port  # noqa: B018  (raises on a port that is no number)
+        except ValueError:
+            parts = None
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.query
+            or parts.fragment
+            or parts.username
+        ):
+            raise ValueError(
+                f"{quote(text)} is not the pages' public address; write it as "
+                "https://HOST[:PORT][/PATH], without query or credentials"
+            )
+        return text.rstrip("/")
+
+    @model_validator(mode="after")
+    def _web_port(self) -> Settings:
+        if self.mirror_web_url and self.mirror_web_port == self.mirror_metrics_port:
+            raise ValueError(
+                f"MIRROR_WEB_PORT: {self.mirror_web_port} is MIRROR_METRICS_PORT's; the pages "
+                "need a port of their own"
+            )
+        return self
 
     @field_validator("mirror_watch_interval", mode="before")
     @classmethod

@@ -13,7 +13,7 @@ from enum import StrEnum
 from bot.i18n import _
 from mirror.units import human_bytes, human_seconds
 
-__all__ = ["Bar", "MessageView", "Row", "Tone", "bar_text", "human_bytes", "human_seconds"]
+__all__ = ["Bar", "Link", "MessageView", "Row", "Tone", "bar_text", "human_bytes", "human_seconds"]
 
 
 class Tone(StrEnum):
@@ -64,6 +64,16 @@ class Action:
 
 
 @dataclass(frozen=True)
+class Link:
+    """A web page that says more than the message (a job's page): adapters show it as a link
+    with the platform's preview of it turned off, since its URL is a capability a preview
+    would hand to the platform's servers."""
+
+    url: str
+    label: str
+
+
+@dataclass(frozen=True)
 class MessageView:
     title: str
     tone: Tone = Tone.INFO
@@ -75,6 +85,8 @@ class MessageView:
     """Ask the adapter to mention the requester (a long job just finished)."""
     actions: tuple[Action, ...] = ()
     """Buttons under the message; a view without them removes the ones an edit replaces."""
+    link: Link | None = None
+    """Shown after the text (before the buttons)."""
 
 
 def bar_text(bar: Bar, width: int = 16) -> str:
@@ -110,6 +122,8 @@ def to_plain_text(view: MessageView) -> str:
         out.extend(f"    {line}" for line in view.code)
     if view.footer:
         out.append(view.footer)
+    if view.link is not None:
+        out.append(f"{view.link.label}: {view.link.url}")
     # The console shows a button as the command that does the same; "type" is a word for the
     # reader, the command is never translated.
     out.extend(

@@ -137,6 +137,11 @@ def new_job_id() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(6))
 
 
+def new_token() -> str:
+    """A job's capability: 192 random bits, URL-safe (its page is ``/jobs/ID/TOKEN``)."""
+    return secrets.token_urlsafe(24)
+
+
 @dataclass
 class Job:
     id: str
@@ -154,6 +159,12 @@ class Job:
     """An admin agreed to every image's size before it started (a bulk plan's "Copy all",
     which listed them): the confirmation gate asks about none of them, now or after a
     restart."""
+    token: str | None = field(default_factory=new_token, compare=False)
+    """Whoever holds it may read the job (its web page, a capability URL); stored with the job
+    and gone with it. None for a job stored before jobs had one: it has no page."""
+    rewrite: tuple[str, ...] = field(default=(), compare=False)
+    """The lines the answer gave to point pasted manifests at the mirror (``bot.rewrite``),
+    stored once the job ended, so its page can offer them after a restart."""
 
     @property
     def finished(self) -> bool:

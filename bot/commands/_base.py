@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from bot.settings import Settings
     from bot.view import MessageView
     from bot.watching import ChatWatches
+    from bot.web import Web
     from mirror.jobs import JobService
     from mirror.store import Store
 
@@ -91,6 +92,8 @@ class Services:
     jobs: JobFollower
     watches: ChatWatches
     commands: Commands
+    web: Web | None = None
+    """The job pages and the operator's view, when ``MIRROR_WEB_URL`` is set."""
 
     @property
     def store(self) -> Store:

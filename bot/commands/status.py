@@ -42,4 +42,4 @@ async def status(ctx: Context, args: StatusArgs) -> MessageView:
         return render.error(_("There is no job `{job}` in this chat.").format(job=args.job_id[:20]))
     if job.finished:
         return render.answer(job, ctx.services.render_options)
-    return render.progress(job)
+    return render.progress(job, ctx.services.render_options)

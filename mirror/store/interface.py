@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from mirror.errors import StoreError, StoreUnusable
-from mirror.models import Item, Job, StoredAction, Watch
+from mirror.models import Item, ItemStatus, Job, StoredAction, Watch
 from mirror.text import Text
 
 __all__ = ["STORE_DOWN", "Store", "StoreError", "StoreUnusable"]  # the errors: mirror.errors' tree
@@ -30,6 +30,10 @@ class Store(Protocol):
         ...
 
     async def save_item(self, job: Job, idx: int) -> None: ...
+
+    async def set_rewrite(self, job: Job) -> None:
+        """Write the rewrite the job's answer gave (``job.rewrite``)."""
+        ...
 
     async def get_job(self, job_id: str) -> Job | None: ...
 
@@ -72,6 +76,22 @@ class Store(Protocol):
     async def copies_of(self, source: str) -> list[tuple[Item, float]]:
         """Every target holding a copy of ``source``: its newest successful copy, and when
         the first one landed (``/inspect``: "mirrored here since"), newest first."""
+        ...
+
+    async def find_jobs(
+        self, *, person: str | None = None, source: str | None = None, limit: int = 500
+    ) -> list[Job]:
+        """Every chat's jobs, newest first: those whose requester, or one of whose sources,
+        holds the text given (case folded), at most ``limit`` (the operator's view)."""
+        ...
+
+    async def finished_since(self, since: float) -> list[tuple[float, ItemStatus, int | None]]:
+        """Each image that ended at or after ``since``: when, how, and the bytes it moved,
+        oldest first (the operator's view charts them)."""
+        ...
+
+    async def copies_by_source(self) -> list[tuple[str, int, int]]:
+        """Per source reference: how many copies succeeded, and the bytes they moved."""
         ...
 
     async def add_watch(self, watch: Watch) -> None:

@@ -221,6 +221,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    # 12: each job's capability token (its web page, issue 28) and the rewrite its answer gave.
+    Migration(
+        (
+            "ALTER TABLE jobs ADD COLUMN token TEXT",
+            "ALTER TABLE jobs ADD COLUMN rewrite TEXT",
+        )
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -79,6 +79,9 @@ _WATCH_COLUMNS = (
     "id, requester, chat, image, pattern, platform, created, reply_ref, next_check, "
     "last_check, digests, error"
 )
+_IDS_PER_QUERY = 500
+"""Job ids in one ``IN (...)``: well below SQLite's and PostgreSQL's parameter limits."""
+_JOB_COLUMNS = "id, requester, chat, created, reply_ref, confirmed, token, rewrite"
 _OK = (ItemStatus.SUCCEEDED.value, ItemStatus.ALREADY_MIRRORED.value)
 
 _Self = TypeVar("_Self", bound="SQLStore")
@@ -123,9 +126,17 @@ class SQLStore:
     async def add_job(self, job: Job) -> None:
         async with self._db.transaction() as tx:
             await tx.execute(
-                "INSERT INTO jobs (id, requester, chat, created, reply_ref, confirmed) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (job.id, job.requester, job.chat, job.created, job.reply_ref, int(job.confirmed)),
+                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job.id,
+                    job.requester,
+                    job.chat,
+                    job.created,
+                    job.reply_ref,
+                    int(job.confirmed),
+                    job.token,
+                    _lines_text(job.rewrite),
+                ),
             )
             for idx, item in enumerate(job.items):
                 await tx.execute(_WRITE_ITEM, _item_row(job.id, idx, item))
@@ -134,6 +145,13 @@ class SQLStore:
     async def set_reply_ref(self, job: Job) -> None:
         async with self._db.transaction() as tx:
             await tx.execute("UPDATE jobs SET reply_ref = ? WHERE id = ?", (job.reply_ref, job.id))
+
+    @_guarded
+    async def set_rewrite(self, job: Job) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "UPDATE jobs SET rewrite = ? WHERE id = ?", (_lines_text(job.rewrite), job.id)
+            )
 
     @_guarded
     async def save_item(self, job: Job, idx: int) -> None:
@@ -241,6 +259,39 @@ class SQLStore:
         return [(_item(row[:-1]), float(row[-1])) for row in rows]
 
     @_guarded
+    async def find_jobs(
+        self, *, person: str | None = None, source: str | None = None, limit: int = 500
+    ) -> list[Job]:
+        where, params = [], []
+        if person:
+            where.append("LOWER(requester) LIKE ? ESCAPE '!'")
+            params.append(_containing(person))
+        if source:
+            where.append("id IN (SELECT job_id FROM items WHERE LOWER(source) LIKE ? ESCAPE '!')")
+            params.append(_containing(source))
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        return await self._jobs(f"{clause}ORDER BY created DESC LIMIT ?", (*params, limit))
+
+    @_guarded
+    async def finished_since(self, since: float) -> list[tuple[float, ItemStatus, int | None]]:
+        finished = sorted(s.value for s in ItemStatus if s.finished)
+        rows = await self._db.fetchall(
+            f"SELECT updated, status, bytes FROM items WHERE updated >= ? "
+            f"AND status IN ({', '.join('?' * len(finished))}) ORDER BY updated",
+            (since, *finished),
+        )
+        return [(float(when), ItemStatus(status), size) for when, status, size in rows]
+
+    @_guarded
+    async def copies_by_source(self) -> list[tuple[str, int, int]]:
+        rows = await self._db.fetchall(
+            "SELECT source, COUNT(*), COALESCE(SUM(bytes), 0) FROM items WHERE status = ? "
+            "GROUP BY source",
+            (ItemStatus.SUCCEEDED.value,),
+        )
+        return [(str(source), int(count), int(size)) for source, count, size in rows]
+
+    @_guarded
     async def add_watch(self, watch: Watch) -> None:
         async with self._db.transaction() as tx:
             await tx.execute(
@@ -311,19 +362,36 @@ class SQLStore:
         return [_watch(row) for row in rows]
 
     async def _jobs(self, where: str, params: tuple[Any, ...]) -> list[Job]:
-        rows = await self._db.fetchall(
-            f"SELECT id, requester, chat, created, reply_ref, confirmed FROM jobs {where}", params
-        )
-        jobs = []
-        for job_id, requester, chat, created, reply_ref, confirmed in rows:
+        """The jobs ``where`` selects, in its order, each with its items (one more query for
+        all their items, not one per job)."""
+        rows = await self._db.fetchall(f"SELECT {_JOB_COLUMNS} FROM jobs {where}", params)
+        if not rows:
+            return []
+        items: dict[str, list[Item]] = {row[0]: [] for row in rows}
+        ids = list(items)
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = ids[start : start + _IDS_PER_QUERY]
             item_rows = await self._db.fetchall(
-                f"SELECT {_ITEM_COLUMNS} FROM items WHERE job_id = ? ORDER BY idx", (job_id,)
+                f"SELECT job_id, {_ITEM_COLUMNS} FROM items WHERE job_id IN "
+                f"({', '.join('?' * len(chunk))}) ORDER BY job_id, idx",
+                tuple(chunk),
             )
-            items = [_item(row) for row in item_rows]
-            jobs.append(
-                Job(job_id, requester, chat, items, created, reply_ref, confirmed=bool(confirmed))
+            for row in item_rows:
+                items[row[0]].append(_item(row[1:]))
+        return [
+            Job(
+                job_id,
+                requester,
+                chat,
+                items[job_id],
+                created,
+                reply_ref,
+                confirmed=bool(confirmed),
+                token=token,
+                rewrite=_lines_of(rewrite),
             )
-        return jobs
+            for job_id, requester, chat, created, reply_ref, confirmed, token, rewrite in rows
+        ]
 
 
 def _item_row(job_id: str, idx: int, item: Item) -> Row:
@@ -402,6 +470,21 @@ def _item(row: Row) -> Item:
         artifact=ArtifactKind(artifact) if artifact else None,
         not_before=not_before,
     )
+
+
+def _containing(text: str) -> str:
+    """A ``LIKE`` pattern (``ESCAPE '!'``) for ``text`` anywhere, case folded, its own ``%``
+    and ``_`` taken literally."""
+    escaped = text.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return f"%{escaped}%"
+
+
+def _lines_text(lines: tuple[str, ...]) -> str | None:
+    return json.dumps(list(lines)) if lines else None
+
+
+def _lines_of(text: str | None) -> tuple[str, ...]:
+    return tuple(json.loads(text)) if text else ()
 
 
 def _referrers_text(referrers: tuple[Referrer, ...]) -> str | None:
