@@ -18,7 +18,7 @@ VENV=.venv
 PY=$VENV/bin/python
 STAMP=$VENV/.dev-installed
 LAB_ROOT=.lab
-APT_PACKAGES=(docker.io docker-registry skopeo apache2-utils tinyproxy postgresql)
+APT_PACKAGES=(docker.io docker-registry skopeo apache2-utils tinyproxy postgresql chromium)
 
 log() { printf '>> %s\n' "$*" >&2; }
 die() { printf 'dev.sh: %s\n' "$*" >&2; exit 1; }
@@ -40,7 +40,8 @@ have() {
 
 setup_system() {
   local packages=() tool
-  for tool in dockerd docker-registry skopeo htpasswd tinyproxy; do
+  # chromium: the web pages' tests drive Debian's browser (Playwright, never its own download).
+  for tool in dockerd docker-registry skopeo htpasswd tinyproxy chromium; do
     if ! have "$tool"; then
       packages=("${APT_PACKAGES[@]}")
       break

@@ -702,6 +702,23 @@ def _unmount_under(path: Path) -> None:
             subprocess.run([umount, "-l", point], check=False, capture_output=True)
 
 
+CHROMIUM = "/usr/bin/chromium"
+"""Debian's browser (``scripts/dev.sh`` installs it): the web pages' tests and screenshots drive
+it through Playwright, which never downloads a browser of its own here."""
+CHROMIUM_ARGS = (
+    "--no-sandbox",  # as root
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    # Without these it tries to reach Google's servers, and fails slowly.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+"""Flags for a headless Chromium on a machine with no network but loopback (Playwright adds
+``--headless`` and a fresh ``--user-data-dir`` of its own)."""
+
+
 def free_port() -> int:
     """A loopback TCP port nobody listens on right now (the lab's and the tests' servers)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -56,9 +56,15 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
+NO_REFERRER = "no-referrer"
+"""A job's URL is a capability: it never leaves in a ``Referer``."""
+SAME_ORIGIN = "same-origin"
+"""The operator's pages post forms, and a browser sends ``Origin: null`` with a POST from a
+``no-referrer`` page; same-origin still sends nothing to other sites, and their URLs hold no
+capability (the sign-in link's is spent by that very POST)."""
 HEADERS = {
     "Content-Security-Policy": CSP,
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": NO_REFERRER,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
@@ -172,6 +178,7 @@ class Site:
         *,
         status: int = 200,
         as_json: bool = False,
+        referrer: str = NO_REFERRER,
         **extra: Any,
     ) -> web.Response:
         """``page`` as HTML (the template) or as itself (JSON), in ``language``."""
@@ -179,9 +186,14 @@ class Site:
             return _json(page, status)
         with speaking(language):
             html = self.env.get_template(template).render(
-                page=page, base=self.base, lang=_html_lang(language), **extra
+                page=page, base=self.base, lang=_html_lang(language), referrer=referrer, **extra
             )
-        return web.Response(text=html, status=status, content_type="text/html")
+        return web.Response(
+            text=html,
+            status=status,
+            content_type="text/html",
+            headers={"Referrer-Policy": referrer},
+        )
 
     # -- a job's page ---------------------------------------------------------------------
 
@@ -328,6 +340,7 @@ class Site:
             "admin.html",
             page,
             language,
+            referrer=SAME_ORIGIN,
             csrf=session.csrf,
             notice=notice,
             decide=self.decider is not None,
@@ -357,6 +370,7 @@ class Site:
             "signin.html",
             {"admin": admin, "action": f"{self.base}/admin/signin/{token}"},
             await self.bot.languages.of_user(admin),
+            referrer=SAME_ORIGIN,
         )
 
     async def sign_in(self, request: web.Request) -> web.Response:
@@ -367,11 +381,11 @@ class Site:
             return self._link_spent(request)
         session = self.web.sessions.open(admin)
         log.info("%s signed in to the operator's view", admin)
-        response = web.HTTPSeeOther(f"{self.base}/admin")
+        response = _see_other(f"{self.base}/admin")
         response.set_cookie(
             COOKIE,
             session.id,
-            path=f"{self.base}/" if self.base else "/",
+            path=self.base or "/",
             httponly=True,
             samesite="Strict",
             secure=self.web.secure,
@@ -397,8 +411,8 @@ class Site:
         ):
             return self._refused(request)
         self.web.sessions.close(session.id)
-        response = web.HTTPSeeOther(f"{self.base}/admin")
-        response.del_cookie(COOKIE, path=f"{self.base}/" if self.base else "/")
+        response = _see_other(f"{self.base}/admin")
+        response.del_cookie(COOKIE, path=self.base or "/")
         return response
 
     async def decide(self, request: web.Request) -> web.Response:
@@ -429,7 +443,7 @@ class Site:
             except MirrorError as exc:
                 said = localize(text_of(exc))
         self.web.sessions.tell(session.id, said)
-        return web.HTTPSeeOther(f"{self.base}/admin")
+        return _see_other(f"{self.base}/admin")
 
     def _same_origin(self, request: web.Request) -> bool:
         """A POST must come from these pages: its ``Origin`` is this site's (browsers send it
@@ -445,6 +459,11 @@ class Site:
                 "page and try again."
             )
         return self._render("problem.html", {"sentence": sentence}, language, status=403)
+
+
+def _see_other(location: str) -> web.Response:
+    """After a POST, the page to GET (returned, not raised: it carries a cookie)."""
+    return web.Response(status=303, headers={"Location": location})
 
 
 def _field(form: Any, name: str) -> str:
