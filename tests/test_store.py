@@ -399,6 +399,56 @@ async def test_watches_counts_and_notices_round_trip(location: Path | str) -> No
 # -- PostgreSQL only ---------------------------------------------------------------------------
 
 
+async def test_the_web_pages_reads_round_trip(location: Path | str) -> None:
+    """Each job's token and rewrite, and what the operator's view asks: jobs by person and
+    source (a ``%`` or ``_`` typed is that character), images finished since a time, copies
+    per source."""
+    store = await open_store(location)
+    try:
+        first = make_job("job001", "slack:C1", "nginx:1.25", "quay.io/a_b/c:1")
+        first.requester = "slack:U100"
+        first.created = 1000.0
+        second = make_job("job002", "slack:C2", "redis:7")
+        second.created = 2000.0
+        await store.add_job(first)
+        await store.add_job(second)
+        first.rewrite = ("images:", "- name: nginx")
+        await store.set_rewrite(first)
+        for idx, (status, size) in enumerate(
+            [(ItemStatus.SUCCEEDED, 100), (ItemStatus.FAILED, None)]
+        ):
+            first.items[idx].status, first.items[idx].bytes = status, size
+            await store.save_item(first, idx)
+        second.items[0].status, second.items[0].bytes = ItemStatus.SUCCEEDED, 50
+        await store.save_item(second, 0)
+
+        loaded = await store.get_job("job001")
+        assert loaded is not None
+        assert loaded.token == first.token and loaded.token is not None and len(loaded.token) >= 32
+        assert loaded.rewrite == ("images:", "- name: nginx")
+        assert [j.id for j in await store.find_jobs()] == ["job002", "job001"]
+        assert [j.id for j in await store.find_jobs(person="u100")] == ["job001"]
+        assert [j.id for j in await store.find_jobs(source="REDIS")] == ["job002"]
+        assert [j.id for j in await store.find_jobs(source="a_b")] == ["job001"]
+        assert await store.find_jobs(source="a%c") == []
+        assert await store.find_jobs(source="a_b/c", person="slack:C2") == []
+        assert [j.id for j in await store.find_jobs(limit=1)] == ["job002"]
+        found = await store.find_jobs(source="nginx")
+        assert [len(j.items) for j in found] == [2]  # every item of the job, not the match
+
+        ended = await store.finished_since(0.0)
+        assert sorted((status, size) for _when, status, size in ended) == sorted(
+            [(ItemStatus.SUCCEEDED, 100), (ItemStatus.FAILED, None), (ItemStatus.SUCCEEDED, 50)]
+        )
+        assert await store.finished_since(ended[-1][0] + 1) == []
+        assert sorted(await store.copies_by_source()) == [
+            ("docker.io/library/nginx:1.25", 1, 100),
+            ("docker.io/library/redis:7", 1, 50),
+        ]
+    finally:
+        await store.close()
+
+
 async def test_postgres_from_a_newer_bot_is_refused(pg_dsn: str) -> None:
     store = await open_store(pg_dsn)
     await store.close()
