@@ -91,7 +91,9 @@ case $cmd in
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check bot mirror adapters tests scripts bench
     "$VENV/bin/mypy"
-    "$PY" -m pytest -q -p no:cacheprovider "$@"
+    # Workers beyond the two CPUs pay: most of a test's time is waiting (chat pacing, copies
+    # through slow relays, restarts), and each worker has its own lab (tests/conftest.py).
+    "$PY" -m pytest -q -p no:cacheprovider -n "${MIRROR_TEST_WORKERS:-4}" --dist loadgroup "$@"
     ;;
   demo)
     setup

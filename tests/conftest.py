@@ -38,15 +38,49 @@ from tests.support.cli import MIRROR_BOT, Workers, bot_env  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that needs the lab, directly or through another fixture, as ``lab``.
+    """Mark every test that needs the lab, directly or through another fixture, as ``lab``;
+    group tests that share a module's fixture; run the long tests first.
 
     ``fixturenames`` is the whole closure of a test's fixtures, so a fixture built on ``lab``
     counts too, and nobody has to remember a decorator: ``pytest -m "not lab"`` is the fast
     run, with no daemon and no registry started.
+
+    The order is the one pytest-xdist hands tests out in: the image build (``early``) and
+    then the tests of the lab or marked ``slow`` come first, so that the second-long ones do
+    not start last and keep one worker busy while the others are done; the quick ones fill
+    the gaps at the end. Each group keeps its own order.
     """
     for item in items:
         if "lab" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.lab)
+        if _uses_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    items.sort(key=_start_order)
+
+
+def _start_order(item: pytest.Item) -> int:
+    if item.get_closest_marker("early"):
+        return 0
+    if item.get_closest_marker("lab") or item.get_closest_marker("slow"):
+        return 1
+    return 2
+
+
+def _uses_module_fixture(item: pytest.Item) -> bool:
+    """Whether a fixture of the test lives for its module (a bot process, a registry).
+
+    Under pytest-xdist (``--dist loadgroup``, as ``scripts/dev.sh test`` runs it) such tests
+    are one group, so they run in one worker and the fixture is built once, not once per
+    worker that happens to get one of them. Session fixtures (the lab) are per worker anyway.
+    """
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(
+        definition.scope in ("module", "package", "class")
+        for definitions in info.name2fixturedefs.values()
+        for definition in definitions
+    )
 
 
 @pytest.fixture(scope="session")

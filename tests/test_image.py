@@ -101,6 +101,7 @@ def image(lab: lab_module.Lab, tmp_path_factory: pytest.TempPathFactory) -> Iter
 # The timeout covers the module's image build (vfs storage, a venv of ~45 wheels): ~2 min on an
 # idle 2-CPU machine, over the default 5 when other suites share it.
 @pytest.mark.timeout(900)
+@pytest.mark.early
 def test_the_bot_runs_in_the_image_as_non_root_and_is_healthy(
     lab: lab_module.Lab, image: str
 ) -> None:
