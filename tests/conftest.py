@@ -17,6 +17,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -34,28 +35,33 @@ if "lab" not in sys.modules:
     _load_lab_module()
 
 import lab as lab_module  # noqa: E402  (registered just above)
+from tests.support import scheduling  # noqa: E402
 from tests.support.cli import MIRROR_BOT, Workers, bot_env  # noqa: E402
 
+if TYPE_CHECKING:
+    from xdist.remote import Producer
+    from xdist.scheduler.protocol import Scheduling
+    from xdist.workermanage import WorkerController
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test that needs the lab, directly or through another fixture, as ``lab``;
-    group tests that share a module's fixture; run the long tests first.
+    run the long tests first; under pytest-xdist, tell the controller which tests share a
+    module's fixture (``tests/support/scheduling.py``).
 
     ``fixturenames`` is the whole closure of a test's fixtures, so a fixture built on ``lab``
     counts too, and nobody has to remember a decorator: ``pytest -m "not lab"`` is the fast
     run, with no daemon and no registry started.
 
-    The order is the one pytest-xdist hands tests out in: the image build (``early``) and
-    then the tests of the lab or marked ``slow`` come first, so that the second-long ones do
-    not start last and keep one worker busy while the others are done; the quick ones fill
-    the gaps at the end. Each group keeps its own order.
+    The order is the one pytest-xdist hands single tests out in: the image build (``early``)
+    first, then the tests of the lab or marked ``slow``, so that no long test starts last and
+    keeps one worker busy while the others are done; the quick ones fill the gaps at the end.
     """
     for item in items:
         if "lab" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.lab)
-        if _uses_module_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
     items.sort(key=_start_order)
+    scheduling.record(config, items)
 
 
 def _start_order(item: pytest.Item) -> int:
@@ -66,21 +72,27 @@ def _start_order(item: pytest.Item) -> int:
     return 2
 
 
-def _uses_module_fixture(item: pytest.Item) -> bool:
-    """Whether a fixture of the test lives for its module (a bot process, a registry).
+_GROUPS_DIR = pytest.StashKey[Path]()
 
-    Under pytest-xdist (``--dist loadgroup``, as ``scripts/dev.sh test`` runs it) such tests
-    are one group, so they run in one worker and the fixture is built once, not once per
-    worker that happens to get one of them. Session fixtures (the lab) are per worker anyway.
-    """
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return False
-    return any(
-        definition.scope in ("module", "package", "class")
-        for definitions in info.name2fixturedefs.values()
-        for definition in definitions
-    )
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: WorkerController) -> None:
+    """In the xdist controller, for each worker: where to write the groups it collects."""
+    config = node.config
+    if _GROUPS_DIR not in config.stash:
+        groups = Path(tempfile.mkdtemp(prefix="pytest-groups-"))
+        config.add_cleanup(lambda: shutil.rmtree(groups, ignore_errors=True))
+        config.stash[_GROUPS_DIR] = groups
+    node.workerinput[scheduling.WORKER_INPUT] = str(config.stash[_GROUPS_DIR])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> Scheduling | None:
+    """``--dist loadgroup`` (as ``scripts/dev.sh test`` runs): tests one by one, but those
+    sharing a module's fixture together (``tests/support/scheduling.py``)."""
+    if config.getvalue("dist") != "loadgroup" or _GROUPS_DIR not in config.stash:
+        return None
+    return scheduling.ModuleGroups(config, config.stash[_GROUPS_DIR], log)
 
 
 @pytest.fixture(scope="session")
