@@ -80,6 +80,21 @@ async def polling(telegram: FakeTelegram) -> None:
     await telegram.wait_for(lambda: telegram.ok("getUpdates"))
 
 
+async def listening(port: int, timeout: float = 60.0) -> None:
+    """Until something accepts connections on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            assert time.monotonic() < deadline, f"nothing listens on port {port}"
+            await asyncio.sleep(0.05)
+        else:
+            writer.close()
+            await writer.wait_closed()
+            return
+
+
 def pre_blocks(text: str) -> list[str]:
     return [html.unescape(block) for block in re.findall(r"<pre>(.*?)</pre>", text, re.S)]
 
@@ -344,6 +359,7 @@ async def test_webhook_mode_needs_the_secret_header(
         [registered] = await telegram.wait_for(lambda: telegram.ok("setWebhook"))
         assert registered.params["url"] == hook
         assert registered.params["secret_token"] == secret
+        await listening(port)  # PTB registers the webhook before its server listens
         statuses = []
         refused = []
         for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}):
