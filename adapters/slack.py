@@ -78,10 +78,6 @@ MOVED_TO_DM = N_(
 )
 
 
-class SlackSetupError(ConfigurationError):
-    """The Slack settings cannot work (missing secret, rejected token); one sentence."""
-
-
 class _QuietTokenWarning(logging.Filter):
     """Bolt warns that ``SLACK_BOT_TOKEN`` from the environment is unused when it is given a
     client; the client carries that very token (and the API root), so the warning misleads."""
@@ -364,7 +360,7 @@ class SlackAdapter:
         host: str = "0.0.0.0",
     ) -> None:
         if not app_token and not signing_secret:
-            raise SlackSetupError(
+            raise ConfigurationError(
                 "Set SLACK_APP_TOKEN for Socket Mode or SLACK_SIGNING_SECRET for HTTP mode."
             )
         self._app_token = app_token
@@ -387,7 +383,7 @@ class SlackAdapter:
 
         token = secret(settings.bot_token)
         if not token:
-            raise SlackSetupError("SLACK_BOT_TOKEN is not set.")
+            raise ConfigurationError("SLACK_BOT_TOKEN is not set.")
         return cls(
             bot_token=token,
             app_token=secret(settings.app_token),
@@ -418,11 +414,11 @@ class SlackAdapter:
         try:
             response = await self._api.client.auth_test()
         except SlackApiError as exc:
-            raise SlackSetupError(
+            raise ConfigurationError(
                 f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')}); check the bot token."
             ) from None
         except (TimeoutError, OSError, ClientError) as exc:
-            raise SlackSetupError(
+            raise ConfigurationError(
                 f"Slack's Web API at {self._api.client.base_url} did not answer "
                 f"({type(exc).__name__}); check SLACK_API_URL and HTTPS_PROXY."
             ) from None
@@ -433,7 +429,7 @@ class SlackAdapter:
         try:
             response: AsyncSlackResponse = await _RECONNECTING.copy()(self._api.client.auth_test)
         except SlackApiError as exc:
-            raise SlackSetupError(
+            raise ConfigurationError(
                 f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')}); check the bot token."
             ) from None
         self.bot_user_id = str(response.get("user_id") or "") or None
@@ -460,6 +456,8 @@ class SlackAdapter:
             await runner.cleanup()
 
     def _build_app(self, handler: Handler) -> AsyncApp:
+        """Bolt's app: each listener acknowledges at once (Slack waits 3 s at most), turns the
+        payload into the port's terms and runs the command in a task of its own."""
         bolt_logger = logging.getLogger("slack_bolt")
         bolt_logger.addFilter(_QuietTokenWarning())
         app = AsyncApp(
@@ -469,26 +467,17 @@ class SlackAdapter:
             logger=bolt_logger,
         )
 
+        def run(incoming: Incoming, conversation: SlackConversation) -> None:
+            self._spawn(self._in_language(handler, incoming, conversation))
+
         async def on_command(ack: Callable[[], Awaitable[None]], command: dict[str, Any]) -> None:
             await ack()
-            text = slash_text(str(command.get("command", "")), command_text(command["text"] or ""))
-            channel = str(command["channel_id"])
-            user = str(command["user_id"])
-            incoming = self._incoming(user, str(command.get("user_name") or user), channel, text)
-            conversation = SlackConversation(
-                self._api,
-                channel,
-                None,
-                user,
-                open_thread=True,
-                response_url=command.get("response_url") or None,
-            )
-            self._spawn(self._in_language(handler, incoming, conversation))
+            run(*self._slash_command(command))
 
         async def on_mention(body: dict[str, Any], event: dict[str, Any]) -> None:
             if not self._seen.first_time(body.get("event_id")) or event.get("bot_id"):
                 return
-            self._dispatch(handler, event, str(event.get("thread_ts") or event["ts"]))
+            run(*self._message(event, str(event.get("thread_ts") or event["ts"])))
 
         async def on_message(body: dict[str, Any], event: dict[str, Any]) -> None:
             subtype = event.get("subtype")
@@ -499,33 +488,12 @@ class SlackAdapter:
             if not self._seen.first_time(body.get("event_id")):
                 return
             thread = event.get("thread_ts")
-            self._dispatch(handler, event, str(thread) if thread else None)
+            run(*self._message(event, str(thread) if thread else None))
 
         async def on_button(ack: Callable[[], Awaitable[None]], body: dict[str, Any]) -> None:
             await ack()
-            user = str(body.get("user", {}).get("id", ""))
-            channel = str(body.get("channel", {}).get("id", ""))
-            message = body.get("message") or {}
-            actions = body.get("actions") or [{}]
-            if not user or not channel or not message.get("ts"):
-                return
-            # The answer to a press goes in the thread of the message that carried the button.
-            thread = str(message.get("thread_ts") or message["ts"])
-
-            async def answer_privately(text: str) -> None:
-                await self._api.whisper(channel, user, thread, text)
-
-            incoming = Incoming(
-                platform="slack",
-                user_id=user,
-                user_name=str(body.get("user", {}).get("username") or user),
-                chat_id=channel,
-                text="",
-                is_group=not channel.startswith("D"),
-                press=Press(str(actions[0].get("value") or ""), answer_privately),
-            )
-            conversation = SlackConversation(self._api, channel, thread, user)
-            self._spawn(self._in_language(handler, incoming, conversation))
+            if (pressed := self._pressed(body)) is not None:
+                run(*pressed)
 
         app.command(re.compile(r"^/.+"))(on_command)
         app.action(re.compile(f"^{re.escape(ACTION_PREFIX)}"))(on_button)
@@ -533,12 +501,54 @@ class SlackAdapter:
         app.event("message")(on_message)
         return app
 
-    def _dispatch(self, handler: Handler, event: dict[str, Any], thread_ts: str | None) -> None:
+    def _slash_command(self, command: dict[str, Any]) -> tuple[Incoming, SlackConversation]:
+        """``/mirror ...``: answered in the channel, in a thread its first answer opens."""
+        text = slash_text(str(command.get("command", "")), command_text(command["text"] or ""))
+        channel = str(command["channel_id"])
+        user = str(command["user_id"])
+        incoming = self._incoming(user, str(command.get("user_name") or user), channel, text)
+        conversation = SlackConversation(
+            self._api,
+            channel,
+            None,
+            user,
+            open_thread=True,
+            response_url=command.get("response_url") or None,
+        )
+        return incoming, conversation
+
+    def _message(
+        self, event: dict[str, Any], thread_ts: str | None
+    ) -> tuple[Incoming, SlackConversation]:
+        """A mention or a DM (with the file it shares), answered in ``thread_ts``."""
         user, channel = str(event.get("user", "")), str(event["channel"])
         text = command_text(str(event.get("text") or ""), self.bot_user_id)
         incoming = self._incoming(user, user, channel, text, self._shared(event))
-        conversation = SlackConversation(self._api, channel, thread_ts, user)
-        self._spawn(self._in_language(handler, incoming, conversation))
+        return incoming, SlackConversation(self._api, channel, thread_ts, user)
+
+    def _pressed(self, body: dict[str, Any]) -> tuple[Incoming, SlackConversation] | None:
+        """A button of ours pressed; answered in the thread of the message that carried it."""
+        user = str(body.get("user", {}).get("id", ""))
+        channel = str(body.get("channel", {}).get("id", ""))
+        message = body.get("message") or {}
+        actions = body.get("actions") or [{}]
+        if not user or not channel or not message.get("ts"):
+            return None
+        thread = str(message.get("thread_ts") or message["ts"])
+
+        async def answer_privately(text: str) -> None:
+            await self._api.whisper(channel, user, thread, text)
+
+        incoming = Incoming(
+            platform="slack",
+            user_id=user,
+            user_name=str(body.get("user", {}).get("username") or user),
+            chat_id=channel,
+            text="",
+            is_group=not channel.startswith("D"),
+            press=Press(str(actions[0].get("value") or ""), answer_privately),
+        )
+        return incoming, SlackConversation(self._api, channel, thread, user)
 
     async def _in_language(
         self, handler: Handler, incoming: Incoming, conversation: Conversation

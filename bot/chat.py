@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from bot.view import MessageView
 from mirror.errors import MirrorError
@@ -68,7 +68,25 @@ class ConfigurationError(MirrorError):
     """An adapter cannot start with the settings given; ``str`` is one sentence for the operator."""
 
 
-class RateLimited(Exception):
+# What an adapter raises from a chat call, and ``bot.delivery`` on top (httpx-style, one root):
+#
+#   ChatError                  the chat platform did not take a call
+#   ├── RateLimited            429: wait ``retry_after`` seconds and try again
+#   ├── ChatUnavailable        unreachable, timed out, 5xx: a later try may work
+#   ├── Undeliverable          refused for good (archived, bot removed): do not retry
+#   │   └── DeliveryBug        bot.delivery: failed on a bug, logged once, not retried
+#   └── GaveUp                 bot.delivery: the trouble outlasted the deadline
+#                              (also a TimeoutError, as callers have long caught it)
+#
+# ConfigurationError (below MirrorError) is not among them: it stops the start, not a message.
+
+
+class ChatError(Exception):
+    """The chat platform did not take a call (a post, an edit, a download): what the platform
+    did, never what the message said. Everything :mod:`bot.delivery` can raise is one."""
+
+
+class RateLimited(ChatError):
     """Raised by an adapter when the chat API answered 429; the caller waits and retries."""
 
     def __init__(self, retry_after: float) -> None:
@@ -76,12 +94,12 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
-class ChatUnavailable(Exception):
+class ChatUnavailable(ChatError):
     """Raised by an adapter when the chat API could not be reached, timed out or answered with
     a server error (5xx): the platform's trouble, not the message's, so a later try may work."""
 
 
-class Undeliverable(Exception):
+class Undeliverable(ChatError):
     """Raised by an adapter when the chat API refused for good (archived channel, bot removed
     from the chat, message deleted): retrying cannot help, so the caller gives up at once.
     ``code`` is the platform's own word for it (``is_archived``), for the adapter's use."""
@@ -131,4 +149,25 @@ class ChatAdapter(Protocol):
 
     async def reopen(self, ref: str) -> tuple[Conversation, Reply] | None:
         """The thread and message behind ``Reply.ref``, to finish a job that outlived a restart."""
+        ...
+
+
+@runtime_checkable
+class Addressable(Protocol):
+    """A chat adapter that can start a conversation nobody asked in: a chat named by its id
+    (``MIRROR_ADMIN_CHAT``, where approvals are asked) or one person privately (an admin, a
+    one-time sign-in link). Optional beside :class:`ChatAdapter`, like
+    :class:`bot.pacing.Paced`: a platform that cannot message first simply is not one.
+
+    Ids are the platform's own, without the ``platform:`` prefix. Both raise
+    :class:`Undeliverable` when the platform refuses for good (the bot is not in that chat,
+    the person never opened a private chat with it), so the caller can say so instead.
+    """
+
+    async def open_chat(self, chat_id: str) -> Conversation:
+        """Where to post in the chat ``chat_id`` (not a thread of any message)."""
+        ...
+
+    async def open_private(self, user_id: str) -> Conversation:
+        """A private conversation with the person ``user_id``."""
         ...

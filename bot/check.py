@@ -8,13 +8,18 @@ Chat services are asked by their adapters' plugins (``bot`` knows no chat platfo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bot.plugins import AdapterPlugin, installed
-from bot.runtime import build_engines, credentials
+from bot.runtime import Deployment, build_engines, build_remote, credentials
 from bot.settings import Settings
 from mirror.errors import MirrorError
 from mirror.naming import parse_target_base
-from mirror.store import StoreError, is_postgres
+from mirror.store import StoreError, open_store
+
+if TYPE_CHECKING:
+    from mirror.credentials import Credential
+    from mirror.errors import RegistryError
 
 
 @dataclass(frozen=True)
@@ -36,15 +41,7 @@ class CheckResult:
 
 
 async def check_target(settings: Settings) -> CheckResult:
-    from mirror.registry.engine import RegistryEngine
-    from mirror.registry.errors import (
-        AccessDenied,
-        Forbidden,
-        RegistryError,
-        TimedOut,
-        Unreachable,
-        Untrusted,
-    )
+    from mirror.errors import RegistryError
 
     part = "target registry"
     if not settings.mirror_target:
@@ -53,49 +50,51 @@ async def check_target(settings: Settings) -> CheckResult:
         registry = parse_target_base(settings.mirror_target).registry
     except MirrorError as exc:
         return CheckResult(part, False, str(exc))
-    engine = build_engines(settings)["registry"]()
-    assert isinstance(engine, RegistryEngine)
-    client = engine.client
+    remote = build_remote(settings)
+    client = remote.client
     user = credentials(settings).get(registry) or client.credential(registry)
     try:
         async with client.request("GET", registry, "/v2/", scope=""):
             pass
-    except AccessDenied:
+    except RegistryError as exc:
+        return CheckResult(part, False, _target_failed(settings, registry, user, exc))
+    finally:
+        await remote.aclose()
+    who = f"logged in as {user.username}" if user else "no credentials; anonymous access works"
+    return CheckResult(part, True, f"{registry}, {who}")
+
+
+def _target_failed(
+    settings: Settings, registry: str, user: Credential | None, exc: RegistryError
+) -> str:
+    """Why the target registry cannot be used, and what to set or run about it."""
+    from mirror.errors import AccessDenied, Forbidden, TimedOut, Unreachable, Untrusted
+
+    if isinstance(exc, AccessDenied):
         if user is None:
-            why = (
+            return (
                 f"{registry} asks for a login and none is set: set MIRROR_TARGET_USERNAME and "
                 f"MIRROR_TARGET_PASSWORD, or run `docker login {registry}`."
             )
-        else:
-            why = (
-                f"{registry} refused the login of {user.username}: check "
-                "MIRROR_TARGET_USERNAME and MIRROR_TARGET_PASSWORD (or `docker login`)."
-            )
-        return CheckResult(part, False, why)
-    except Forbidden:
-        return CheckResult(
-            part, False, f"{registry} resolves to an internal address the egress guard refuses."
+        return (
+            f"{registry} refused the login of {user.username}: check "
+            "MIRROR_TARGET_USERNAME and MIRROR_TARGET_PASSWORD (or `docker login`)."
         )
-    except Untrusted as exc:
-        return CheckResult(part, False, exc.detail)
-    except (Unreachable, TimedOut) as exc:
+    if isinstance(exc, Forbidden):
+        return f"{registry} resolves to an internal address the egress guard refuses."
+    if isinstance(exc, Untrusted):
+        return exc.detail
+    if isinstance(exc, Unreachable | TimedOut):
         hint = (
             ""
             if registry in settings.mirror_insecure_registries
             else ("; a plain-HTTP registry must be listed in MIRROR_INSECURE_REGISTRIES")
         )
-        return CheckResult(
-            part,
-            False,
+        return (
             f"{registry} does not answer ({exc.detail or 'no answer'}): check the address, "
-            f"the network and HTTPS_PROXY{hint}.",
+            f"the network and HTTPS_PROXY{hint}."
         )
-    except RegistryError as exc:
-        return CheckResult(part, False, f"{registry} answered {exc.detail or 'with an error'}.")
-    finally:
-        await engine.aclose()
-    who = f"logged in as {user.username}" if user else "no credentials; anonymous access works"
-    return CheckResult(part, True, f"{registry}, {who}")
+    return f"{registry} answered {exc.detail or 'with an error'}."
 
 
 DOCKER_HUB_PROBE = "ratelimitpreview/test"
@@ -111,13 +110,11 @@ async def check_sources(settings: Settings) -> list[CheckResult]:
     if not found:
         return []
     from bot.render import pulls_left
-    from mirror.registry.auth import DOCKER_HUB, pull_scope
-    from mirror.registry.engine import RegistryEngine
-    from mirror.registry.errors import AccessDenied, RegistryError
+    from mirror.engines.registry.auth import DOCKER_HUB, pull_scope
+    from mirror.errors import AccessDenied, RegistryError
 
-    engine = build_engines(settings)["registry"]()
-    assert isinstance(engine, RegistryEngine)
-    client = engine.client
+    remote = build_remote(settings)
+    client = remote.client
     results = []
     try:
         for registry, cred in found.items():
@@ -146,7 +143,7 @@ async def check_sources(settings: Settings) -> list[CheckResult]:
             left = f"; {pulls_left(limit)}" if limit is not None else ""
             results.append(CheckResult(part, True, f"logged in as {cred.username}{left}"))
     finally:
-        await engine.aclose()
+        await remote.aclose()
     return results
 
 
@@ -156,7 +153,9 @@ async def check_docker(settings: Settings) -> CheckResult:
     part = "docker daemon"
     if settings.mirror_engine == "registry":
         return CheckResult(part, False, "MIRROR_ENGINE=registry.", counts=False)
-    engine = build_engines(settings)["docker"]()
+    engines = build_engines(settings)
+    engine = engines.get("docker")
+    assert engine is not None
     try:
         await engine.ensure_available()
     except EngineUnavailable as exc:
@@ -165,7 +164,7 @@ async def check_docker(settings: Settings) -> CheckResult:
         detail = str(exc) if required else f"{exc} The registry engine copies instead."
         return CheckResult(part, False, detail, counts=required)
     finally:
-        await engine.aclose()
+        await engines.aclose()
     where = settings.docker_host or "the local socket"
     if _proxy_set():  # the bot's HTTPS_PROXY reaches the registry engine, not the daemon
         where += "; proxies are the daemon's own settings"
@@ -205,14 +204,19 @@ async def check_adapters() -> list[CheckResult]:
 
 
 async def check_queue(settings: Settings) -> list[CheckResult]:
-    """With a PostgreSQL ``MIRROR_DB`` the front copies nothing itself: someone must work."""
-    if not is_postgres(settings.mirror_db):
+    """In a queue deployment the front copies nothing itself: someone must work. Asked on
+    the store's pool, as the front would."""
+    if Deployment.of(settings) is Deployment.LOCAL:
         return []
-    from mirror.queue import census
+    from mirror.queue.app import census
 
     part = "copy workers"
     try:
-        found = await census(str(settings.mirror_db))
+        store = await open_store(settings.mirror_db)
+        try:
+            found = await census(store)
+        finally:
+            await store.close()
     except StoreError as exc:
         return [CheckResult(part, False, str(exc))]
     if not found.workers:

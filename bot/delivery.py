@@ -6,6 +6,9 @@ or a network error an adapter let through), backed off exponentially. A refusal 
 (:class:`Undeliverable`) ends at once. Anything else is a bug of ours or of the adapter: it
 is logged with its traceback, once, and not retried (:class:`DeliveryBug`), because a bug
 retried for fifteen minutes only hides it.
+
+A delivery that fails ends in :class:`GaveUp` or :class:`Undeliverable` (a
+:class:`DeliveryBug` among them), both under :class:`bot.chat.ChatError`, which callers catch.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from bot.chat import ChatUnavailable, RateLimited, Undeliverable
+from bot.chat import ChatError, ChatUnavailable, RateLimited, Undeliverable
 from bot.metrics import METRICS
 
 log = logging.getLogger(__name__)
@@ -30,8 +33,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class GaveUp(TimeoutError):
-    """The chat did not take a call before the deadline; its platform's trouble lasted."""
+class GaveUp(ChatError, TimeoutError):
+    """The chat did not take a call before the deadline; its platform's trouble lasted.
+
+    A :class:`ChatError` like every delivery failure, and a ``TimeoutError`` still, for the
+    callers that catch ``(TimeoutError, Undeliverable)``."""
 
 
 class DeliveryBug(Undeliverable):

@@ -18,7 +18,7 @@ import logging
 import time
 from typing import Any
 
-from bot.chat import Conversation, Reply, Undeliverable
+from bot.chat import ChatError, Conversation, Reply
 from bot.pacing import Pacer, Priority, Ticket
 from bot.view import MessageView
 
@@ -97,7 +97,7 @@ class LiveMessage:
                 what="final answer",
                 adapter=self._adapter,
             )
-        except (TimeoutError, Undeliverable) as exc:
+        except ChatError as exc:  # deliver gave up, or the chat refused for good
             log.error("the chat did not take the final answer of %s: %s", self._reply.ref, exc)
 
     def _queue(self) -> Ticket | None:

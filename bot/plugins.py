@@ -6,6 +6,12 @@ the entry point names is an :class:`AdapterPlugin`. It reads the adapter's own s
 own environment prefix), says whether the environment asks for it, builds it, checks it for
 ``mirror-bot check`` and lists its secrets for log redaction. A new platform is one module
 and one entry point; ``docs/adapters.md`` shows how.
+
+A platform whose SDK is heavy comes as a pip extra (``hub-mirror-bot[feishu]``): its module
+imports the SDK only in ``build``/``check``/``serve``, so every installed adapter can be loaded
+to read its settings, and its plugin declares the :class:`Extra`. Configured without the
+extra installed, it stops ``run`` and ``check`` with one sentence naming the variable that
+asked for it and the ``pip install`` to run.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
+from importlib.util import find_spec
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import SecretStr, ValidationError
@@ -60,7 +67,8 @@ class AdapterPlugin(Protocol):
 
         ``None`` when the environment does not ask for the adapter (its token is unset).
         Raises :class:`ConfigurationError`, one sentence naming the variable, when a
-        setting is wrong, so ``mirror-bot run`` stops at start instead of at first use.
+        setting is wrong or the SDK it needs is not installed (:meth:`Extra.require`), so
+        ``mirror-bot run`` stops at start instead of at first use.
         """
         ...
 
@@ -79,6 +87,14 @@ class AdapterSettings(BaseSettings, ABC):
         """Whether the environment asks for this adapter: by default, any of its variables set."""
         return bool(self.model_fields_set)
 
+    @property
+    def asked_by(self) -> str:
+        """The variable that asks for this adapter, named in sentences to the operator: by
+        default the first one set (override it with ``configured``)."""
+        prefix = str(self.model_config.get("env_prefix") or "")
+        fields = [name for name in type(self).model_fields if name in self.model_fields_set]
+        return (prefix + (fields[0] if fields else "*")).upper()
+
     def secrets(self) -> list[str]:
         values = (getattr(self, name) for name in type(self).model_fields)
         return [v.get_secret_value() for v in values if isinstance(v, SecretStr)]
@@ -95,15 +111,59 @@ A = TypeVar("A", bound=AdapterSettings)
 
 
 @dataclass(frozen=True)
+class Extra:
+    """The pip extra a chat platform's SDK comes in, when it is too heavy for every install.
+
+    ``modules`` are the top-level modules the adapter imports in ``build``, ``check`` and
+    ``serve`` (never at the top of its own module); they are looked for, not imported.
+    """
+
+    name: str
+    """``feishu``: installed with ``pip install 'hub-mirror-bot[feishu]'``."""
+    modules: tuple[str, ...]
+    distribution: str = "hub-mirror-bot"
+    """Whose extra it is: another distribution's, for an adapter installed from elsewhere."""
+
+    @property
+    def install(self) -> str:
+        return f"pip install '{self.distribution}[{self.name}]'"
+
+    def missing(self) -> list[str]:
+        return [module for module in self.modules if not _importable(module)]
+
+    def require(self, asked_by: str) -> None:
+        """Raise :class:`ConfigurationError` unless every module is installed: one sentence
+        naming ``asked_by``, the variable that asked for the adapter, and what to install."""
+        if missing := self.missing():
+            raise ConfigurationError(
+                f"{asked_by} is set, but the chat SDK it needs ({', '.join(missing)}) is not "
+                f"installed: run {self.install}."
+            )
+
+
+def _importable(module: str) -> bool:
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing; a module without a spec
+        return False
+
+
+@dataclass(frozen=True)
 class SettingsPlugin(Generic[A]):
-    """The usual entry point object: ``plugin = SettingsPlugin(SlackSettings)``."""
+    """The usual entry point object: ``plugin = SettingsPlugin(SlackSettings)``, or with the
+    extra its SDK comes in: ``SettingsPlugin(FeishuSettings, extra=Extra("feishu", ...))``."""
 
     settings_type: type[A]
     fallback: bool = False
+    extra: Extra | None = None
 
     def configure(self) -> A | None:
         settings = read_settings(self.settings_type)
-        return settings if settings.configured else None
+        if not settings.configured:
+            return None
+        if self.extra is not None:
+            self.extra.require(settings.asked_by)
+        return settings
 
 
 def read_settings(settings_type: type[S]) -> S:
@@ -128,7 +188,8 @@ class Configured:
 
 
 def installed() -> dict[str, AdapterPlugin]:
-    """Every adapter installed, by name; importing one imports its chat SDK."""
+    """Every adapter installed, by name: its module, which imports a heavy SDK (an extra's)
+    only once built; Slack's and Telegram's, core dependencies, come with it."""
     return {entry.name: _load(entry) for entry in entry_points(group=GROUP)}
 
 

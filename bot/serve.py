@@ -19,9 +19,8 @@ from bot.health import make_app, start_server
 from bot.logs import configure_logging
 from bot.metrics import METRICS
 from bot.plugins import configured_adapters
-from bot.runtime import Runtime, open_runtime
+from bot.runtime import Deployment, Role, Runtime, open_runtime
 from bot.settings import Settings
-from mirror.store import is_postgres
 from mirror.watches import RegistryUpstream
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ async def serve(settings: Settings) -> int:
         loop.add_signal_handler(sig, stop.set)
     async with (
         open_runtime(
-            settings, on_outcome=METRICS.observe_outcome, asks=True, front=True
+            settings, on_outcome=METRICS.observe_outcome, asks=True, role=Role.FRONT
         ) as runtime,
         _metrics_server(runtime),
     ):
@@ -60,8 +59,8 @@ async def serve(settings: Settings) -> int:
             resumed = await bot.recover(adapters)
             if resumed:
                 log.warning("resumed %d job(s) interrupted by a restart", resumed)
-            if is_postgres(settings.mirror_db):  # the workers check; this front posts
-                bot.follow_fired_watches(adapters, str(settings.mirror_db))
+            if runtime.deployment is Deployment.QUEUE:  # the workers check; this front posts
+                bot.follow_fired_watches(adapters)
             else:
                 bot.start_watching(adapters, RegistryUpstream(runtime.service.engines))
             await _serve_until_stopped(bot, adapters, stop)

@@ -12,50 +12,31 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from contextlib import AsyncExitStack
 
-from bot.chat import ConfigurationError
 from bot.logs import configure_logging
-from bot.policy import Policy
-from bot.runtime import LazyLookups, build_engines
+from bot.runtime import Role, open_runtime
 from bot.settings import Settings
-from mirror.copier import LocalCopier
-from mirror.engines import EngineChooser
-from mirror.store import is_postgres, open_store
 from mirror.watches import RegistryUpstream
-
-NEEDS_POSTGRES = (
-    "MIRROR_DB: `mirror-bot worker` takes its copies from a PostgreSQL queue; set MIRROR_DB "
-    "to the postgresql:// URL the chat front uses."
-)
 
 
 async def work(settings: Settings, *, heartbeat: float, stalled_after: float) -> int:
+    """Open the worker's runtime (a local deployment has no queue: one sentence, exit 2)
+    and take copies with its job service's copier, the engines of this process."""
     configure_logging(
         settings.secrets(),
         level=settings.mirror_log_level or logging.INFO,
         fmt=settings.mirror_log_format,
     )
-    if not is_postgres(settings.mirror_db):
-        raise ConfigurationError(NEEDS_POSTGRES)
-    from mirror.queue.worker import work as work_queue  # procrastinate only for a worker
+    async with open_runtime(settings, role=Role.WORKER) as runtime:
+        from mirror.queue.worker import work as work_queue  # procrastinate only for a worker
 
-    async with AsyncExitStack() as stack:
-        store = await open_store(settings.mirror_db)
-        stack.push_async_callback(store.close)
-        engines = EngineChooser(settings.mirror_engine, build_engines(settings))
-        stack.push_async_callback(engines.aclose)
-        lookups = LazyLookups(settings, Policy(settings))
-        stack.push_async_callback(lookups.aclose)
-        copier = LocalCopier(
-            store, engines, concurrency=settings.mirror_concurrency, advisor=lookups
-        )
+        assert runtime.queue is not None  # a worker's runtime has one, or it did not open
         await work_queue(
-            str(settings.mirror_db),
-            copier,
+            runtime.queue,
+            runtime.service.copier,
             concurrency=settings.mirror_concurrency,
-            store=store,
-            upstream=RegistryUpstream(engines),
+            store=runtime.store,
+            upstream=RegistryUpstream(runtime.service.engines),
             watch_interval=settings.mirror_watch_interval,
             name=f"{socket.gethostname()}:{os.getpid()}",
             heartbeat=heartbeat,

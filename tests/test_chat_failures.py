@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 import lab as lab_module
-from adapters.slack import SlackAdapter, SlackConversation, SlackSetupError
+from adapters.slack import SlackAdapter, SlackConversation
 from adapters.telegram import TelegramAdapter
-from bot.chat import ChatUnavailable, RateLimited, Undeliverable
+from bot.chat import ChatUnavailable, ConfigurationError, RateLimited, Undeliverable
 from bot.view import MessageView
 from tests.support.fake_slack import FakeSlack
 from tests.support.fake_telegram import FakeTelegram
@@ -106,6 +106,6 @@ async def test_slack_unreachable_is_unavailable() -> None:
 
 async def test_slack_start_up_does_not_retry_a_refused_token(slack: FakeSlack) -> None:
     adapter = slack_adapter(slack.api_url, token="xoxb-wrong")
-    with pytest.raises(SlackSetupError, match="invalid_auth"):
+    with pytest.raises(ConfigurationError, match="invalid_auth"):
         await adapter._who_am_i()
     assert len(slack.of("auth.test")) == 1

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from bot.chat import ChatUnavailable, RateLimited, Undeliverable
+from bot.chat import ChatError, ChatUnavailable, RateLimited, Undeliverable
 from bot.delivery import DeliveryBug, GaveUp, deliver
 
 
@@ -88,6 +88,27 @@ async def test_a_nested_delivery_that_gave_up_is_not_retried_again() -> None:
     with pytest.raises(GaveUp):
         await deliver(outer)
     assert len(inner_calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "give_up_after", "raised"),
+    [
+        (Undeliverable("archived", code="is_archived"), 900.0, Undeliverable),
+        (KeyError("ts"), 900.0, DeliveryBug),
+        (RateLimited(30.0), 5.0, GaveUp),
+    ],
+    ids=["refused", "bug", "gave up"],
+)
+async def test_every_failure_of_a_delivery_is_one_chat_error(
+    answer: Exception, give_up_after: float, raised: type[ChatError]
+) -> None:
+    """Callers catch ``ChatError``; ``GaveUp`` stays a ``TimeoutError`` for those that catch
+    ``(TimeoutError, Undeliverable)``."""
+    call, _ = answering(answer)
+    with pytest.raises(ChatError) as caught:
+        await deliver(call, give_up_after=give_up_after)
+    assert type(caught.value) is raised
+    assert isinstance(caught.value, TimeoutError | Undeliverable)
 
 
 async def test_cancelling_stops_the_retries() -> None:

@@ -6,6 +6,10 @@ with ``entry_points.txt``, and puts it on the ``PYTHONPATH`` of ``mirror-bot run
 ``mirror-bot check`` subprocesses. ``importlib.metadata`` finds it as it finds any plugin;
 nothing in ``bot/`` changes. Its settings come from its own ``FILECHAT_`` prefix, its secret
 is kept out of the logs, and its check is a line of ``mirror-bot check``.
+
+A platform whose SDK is a pip extra (``sdkchat``) is proved the same way: configured without
+the SDK, ``run`` and ``check`` stop with the ``pip install`` to run; with it on the path, the
+same settings work.
 """
 
 from __future__ import annotations
@@ -18,7 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
+from bot.chat import ChatAdapter, ConfigurationError
+from bot.check import check_adapter, check_adapters
+from bot.plugins import AdapterSettings, Extra, SettingsPlugin, configured_adapters, installed
 from tests.support.cli import MIRROR_BOT
 
 TOKEN = "filechat-secret-token-4711"
@@ -274,3 +282,143 @@ def test_an_entry_point_that_is_no_plugin_is_one_sentence(
         "`fallback` and `configure()`." in done.stderr
     )
     assert "Traceback" not in done.stderr
+
+
+# -- a platform whose SDK comes as an extra ------------------------------------------------------
+
+SDK = "sdkchat_sdk_4711"
+"""A module no environment has, until a test writes it where pip would have put it."""
+
+MISSING_SDK = (
+    f"SDKCHAT_TOKEN is set, but the chat SDK it needs ({SDK}) is not installed: "
+    "run pip install 'hub-mirror-bot[sdkchat]'."
+)
+
+
+class SdkChatSettings(AdapterSettings, env_prefix="SDKCHAT_"):
+    token: SecretStr | None = None
+    port: int = 443
+
+    @property
+    def configured(self) -> bool:
+        return self.token is not None
+
+    def build(self) -> ChatAdapter:
+        raise AssertionError("never built here")
+
+
+@pytest.fixture
+def sdkchat_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    monkeypatch.chdir(tmp_path)  # no stray .env file
+    for name in list(os.environ):
+        if name.startswith("SDKCHAT_"):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+async def test_an_adapter_configured_without_its_extra_names_the_pip_install(
+    sdkchat_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    plugin = SettingsPlugin(SdkChatSettings, extra=Extra("sdkchat", (SDK,)))
+    plugins = {"sdkchat": plugin}
+    assert configured_adapters(plugins=plugins) == []  # not asked for: nothing to install
+    sdkchat_env.setenv("SDKCHAT_PORT", "8443")
+    assert configured_adapters(plugins=plugins) == []
+    sdkchat_env.setenv("SDKCHAT_TOKEN", "t0ken")  # the variable that asks for the platform
+
+    with pytest.raises(ConfigurationError) as caught:
+        configured_adapters(plugins=plugins)
+    assert str(caught.value) == MISSING_SDK
+    checked = await check_adapter("sdkchat", plugin)
+    assert checked is not None and checked.misconfigured  # `check` exits 2, as `run` does
+    assert checked.line() == f"sdkchat: FAILED: {MISSING_SDK}"
+
+    (tmp_path / f"{SDK}.py").write_text("")  # the extra installed: the same settings run
+    sdkchat_env.syspath_prepend(str(tmp_path))
+    [configured] = configured_adapters(plugins=plugins)
+    assert configured.name == "sdkchat"
+    assert isinstance(configured.setup, SdkChatSettings)
+
+
+def test_the_distribution_of_an_extra_is_the_adapters_own() -> None:
+    extra = Extra("sdk", ("json", SDK), distribution="sdkchat-adapter")
+    assert extra.missing() == [SDK]
+    with pytest.raises(ConfigurationError, match=r"run pip install 'sdkchat-adapter\[sdk\]'\.$"):
+        extra.require("SDKCHAT_TOKEN")
+    Extra("sdk", ("json",)).require("SDKCHAT_TOKEN")  # all there: nothing to say
+
+
+SDK_ADAPTER = f'''
+"""sdkchat: a chat whose SDK is an extra; this module loads without it."""
+
+from pydantic import SecretStr
+
+from bot.chat import ChatAdapter
+from bot.plugins import AdapterSettings, Extra, SettingsPlugin
+
+
+class SdkChatSettings(AdapterSettings, env_prefix="SDKCHAT_"):
+    token: SecretStr | None = None
+
+    def build(self) -> ChatAdapter:
+        raise NotImplementedError
+
+    async def check(self) -> str:
+        import {SDK}  # the SDK, only once the adapter is asked for
+
+        return {SDK}.WHO
+
+
+plugin = SettingsPlugin(SdkChatSettings, extra=Extra("sdkchat", ("{SDK}",)))
+'''
+
+
+@pytest.mark.slow  # mirror-bot subprocesses
+def test_run_and_check_stop_with_the_pip_install_when_the_extra_is_missing(
+    tmp_path: Path,
+) -> None:
+    site = tmp_path / "site"
+    info = site / "sdkchat-0.1.dist-info"
+    info.mkdir(parents=True)
+    (site / "sdkchat.py").write_text(SDK_ADAPTER)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: sdkchat\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[hub_mirror_bot.adapters]\nsdkchat = sdkchat:plugin\n")
+    env = environment(site, tmp_path, SDKCHAT_TOKEN="t0ken")
+
+    ran, checked = bot("run", env, tmp_path), bot("check", env, tmp_path)
+    assert ran.returncode == 2
+    assert ran.stderr.strip().splitlines()[-1] == MISSING_SDK
+    assert checked.returncode == 2
+    assert checked.stdout.splitlines()[-1] == f"sdkchat: FAILED: {MISSING_SDK}"
+    for done in (ran, checked):
+        assert "Traceback" not in done.stdout + done.stderr
+
+    extra = tmp_path / "extra"  # `pip install --target`, as it were
+    extra.mkdir()
+    (extra / f"{SDK}.py").write_text('WHO = "signed in as sdkchat-bot"\n')
+    env["PYTHONPATH"] = os.pathsep.join((str(site), str(extra)))
+    installed_check = bot("check", env, tmp_path)
+    assert installed_check.stdout.splitlines()[-1] == "sdkchat: ok (signed in as sdkchat-bot)"
+
+
+async def test_an_entry_point_whose_module_cannot_be_imported_is_one_sentence(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A third-party adapter that imports a missing SDK at its top cannot even be loaded."""
+    info = tmp_path / "brokenchat-0.1.dist-info"
+    info.mkdir()
+    (tmp_path / "brokenchat.py").write_text(f"import {SDK}\n")
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenchat\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[hub_mirror_bot.adapters]\nbrokenchat = brokenchat:plugin\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sentence = (
+        f"The chat adapter 'brokenchat' (brokenchat:plugin) cannot be loaded: No module named "
+        f"'{SDK}'"
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        installed()
+    assert str(caught.value) == sentence
+    [result] = await check_adapters()
+    assert result.line() == f"chat adapters: FAILED: {sentence}"

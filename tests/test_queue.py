@@ -6,6 +6,7 @@ front restarted mid-copy still gets the outcome."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -21,13 +22,16 @@ import pytest
 
 import lab as lab_module
 from bot.check import check_queue
-from bot.runtime import Runtime, open_runtime
+from bot.runtime import Deployment, Role, Runtime, open_runtime
 from bot.settings import Settings
 from mirror.artifacts import ArtifactKind, Referrer, ReferrerKind
+from mirror.engines.base import CopyRequest
 from mirror.models import Item, ItemStatus, Job, Outcome, new_job_id
 from mirror.naming import parse_image_spec, parse_target_base, target_for
 from mirror.platform import DEFAULT_PLATFORM
-from mirror.queue import COPY_TASK, outcome_json, outcome_of
+from mirror.queue.app import COPY_TASK, open_queue, pool_of
+from mirror.queue.codec import outcome_json, outcome_of
+from mirror.reference import parse_reference
 from mirror.text import Text
 from tests.support.cli import MIRROR_BOT, Workers
 from tests.support.throttle import throttled
@@ -59,7 +63,7 @@ def front(
         mirror_allowed_sources=(lab.source, *sources),
         mirror_insecure_registries=(lab.source, lab.target, *sources),
     )
-    return open_runtime(settings, front=True)
+    return open_runtime(settings, role=Role.FRONT)
 
 
 def copy_jobs(dsn: str) -> list[tuple[int, str]]:
@@ -334,3 +338,59 @@ async def test_the_size_limit_refuses_before_anything_is_queued(
     assert item.status is ItemStatus.FAILED
     assert item.error is not None and "MIRROR_MAX_IMAGE_BYTES" in item.error
     assert copy_jobs(pg_dsn) == []
+
+
+def connections_to(dsn: str) -> int:
+    """Client sessions on ``dsn``'s database, this question's own left out."""
+    with psycopg.connect(dsn) as conn:
+        [(count,)] = conn.execute(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return int(count)
+
+
+async def test_a_front_s_every_connection_is_one_of_the_store_s_pool(pg_dsn: str) -> None:
+    settings = Settings(mirror_db=pg_dsn, mirror_target="registry.example/mirror")
+    async with open_runtime(settings, role=Role.FRONT) as runtime:
+        assert runtime.deployment is Deployment.QUEUE
+        assert runtime.queue is not None
+        pool = pool_of(runtime.store)
+        assert runtime.queue.pool is pool and runtime.queue.connector.pool is pool
+        # Queue and hear a little (the defer, the progress read, the LISTEN) ...
+        async with asyncio.timeout(30):
+            request = CopyRequest(
+                parse_reference("registry.example/a:1"),
+                parse_reference("registry.example/mirror/a:1"),
+                DEFAULT_PLATFORM,
+                None,
+            )
+            queued = asyncio.create_task(runtime.service.copier.copy(request, lambda _: None))
+            while not copy_jobs(pg_dsn):
+                await asyncio.sleep(0.05)
+            queued.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await queued
+        # ... and the database sees no session but the pool's (one it is still opening is
+        # counted by the pool first).
+        assert 0 < connections_to(pg_dsn) <= pool.get_stats()["pool_size"]
+
+
+async def test_a_listen_gives_its_connection_back_not_listening(pg_dsn: str) -> None:
+    from mirror.queue.front import open_front
+    from mirror.store import open_store
+
+    store = await open_store(pg_dsn)
+    try:
+        async with open_queue(store) as queue:
+            async with open_front(queue):
+                pass
+            pool = queue.pool
+            size = pool.get_stats()["pool_size"]
+            async with contextlib.AsyncExitStack() as borrowed:
+                for _ in range(size):  # every connection the pool holds
+                    conn = await borrowed.enter_async_context(pool.connection())
+                    cursor = await conn.execute("SELECT COUNT(*) FROM pg_listening_channels()")
+                    assert await cursor.fetchone() == (0,)
+    finally:
+        await store.close()

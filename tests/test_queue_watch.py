@@ -16,7 +16,7 @@ import pytest
 
 import lab as lab_module
 from bot.app import MirrorBot
-from bot.runtime import open_runtime
+from bot.runtime import Role, open_runtime
 from bot.settings import Settings
 from mirror.queue.watching import WATCH_TASK, cron_of, tick_of
 from tests.support.cli import Workers
@@ -41,12 +41,12 @@ def front_settings(lab: lab_module.Lab, dsn: str) -> Settings:
 async def front(settings: Settings, room: Room) -> AsyncIterator[MirrorBot]:
     """``mirror-bot run``'s front on the queue, posting fired watches in ``room``."""
     async with (
-        open_runtime(settings, front=True) as runtime,
+        open_runtime(settings, role=Role.FRONT) as runtime,
         MirrorBot(
             settings, runtime.service, runtime.policy, runtime.planner, runtime.render_options
         ) as bot,
     ):
-        bot.follow_fired_watches({PLATFORM: room}, str(settings.mirror_db))
+        bot.follow_fired_watches({PLATFORM: room})
         yield bot
 
 

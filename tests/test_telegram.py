@@ -80,21 +80,6 @@ async def polling(telegram: FakeTelegram) -> None:
     await telegram.wait_for(lambda: telegram.ok("getUpdates"))
 
 
-async def listening(port: int, timeout: float = 60.0) -> None:
-    """Until something accepts connections on 127.0.0.1:``port``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            assert time.monotonic() < deadline, f"nothing listens on port {port}"
-            await asyncio.sleep(0.05)
-        else:
-            writer.close()
-            await writer.wait_closed()
-            return
-
-
 def pre_blocks(text: str) -> list[str]:
     return [html.unescape(block) for block in re.findall(r"<pre>(.*?)</pre>", text, re.S)]
 
@@ -343,6 +328,21 @@ async def test_a_429_storm_is_waited_out_and_the_answer_still_arrives(
     assert pre_blocks(final.text)[0].startswith("docker pull ")
 
 
+async def listening(port: int) -> None:
+    """Until ``port`` accepts connections: PTB calls ``setWebhook`` before its server listens
+    (Telegram itself retries a webhook it cannot reach)."""
+    async with asyncio.timeout(60):
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            return
+
+
 async def test_webhook_mode_needs_the_secret_header(
     env: dict[str, str], telegram: FakeTelegram, tmp_path: Path
 ) -> None:
@@ -359,7 +359,7 @@ async def test_webhook_mode_needs_the_secret_header(
         [registered] = await telegram.wait_for(lambda: telegram.ok("setWebhook"))
         assert registered.params["url"] == hook
         assert registered.params["secret_token"] == secret
-        await listening(port)  # PTB registers the webhook before its server listens
+        await listening(port)
         statuses = []
         refused = []
         for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}):

@@ -5,30 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-import procrastinate
-import psycopg
-
-from mirror.engine import CopyRequest, ProgressSink
+from mirror.engines.base import CopyRequest, ProgressSink
 from mirror.errors import MirrorError, too_large
 from mirror.models import ItemStatus, Outcome, platform_text
 from mirror.progress import ProgressEvent
-from mirror.queue import (
-    CHANNEL,
-    COPY_TASK,
-    DOWN,
-    POLL_SECONDS,
-    QUEUE_DOWN,
-    event_of,
-    listen,
-    make_app,
-    outcome_of,
-    prepare,
-)
+from mirror.queue.app import CHANNEL, COPY_TASK, DOWN, POLL_SECONDS, QUEUE_DOWN, Queue, listen
+from mirror.queue.codec import events_of, notice_of, outcome_of, task_args
 from mirror.text import Text
 
 log = logging.getLogger(__name__)
@@ -46,9 +32,9 @@ class _Waiter:
 class QueueCopier:
     """The front's :class:`Copier`: queues a copy for the workers and follows it."""
 
-    def __init__(self, app: procrastinate.App, dsn: str, measure: Measure | None = None) -> None:
-        self._app = app
-        self._dsn = dsn
+    def __init__(self, queue: Queue, measure: Measure | None = None) -> None:
+        self._queue = queue
+        self._app = queue.app
         self._measure = measure
         self._waiting: dict[int, _Waiter] = {}
         self._listener: asyncio.Task[None] | None = None
@@ -117,7 +103,7 @@ class QueueCopier:
         except DOWN as exc:
             log.warning("copy job %s: progress so far not readable (%s)", job_id, exc)
             return []
-        return [event_of(raw) for raw in json.loads(row["events"])]
+        return events_of(row["events"])
 
     async def _abort(self, job_id: int) -> None:
         """Take a copy nobody wants off the queue, or stop the worker running it (procrastinate
@@ -133,10 +119,10 @@ class QueueCopier:
         procrastinate's queueing lock only covers jobs still waiting ('todo'): between our look
         and our defer, a worker may take the identical job ('doing') and the defer would then
         queue a second copy. So every front looks and defers under one PostgreSQL advisory lock
-        per copy, held by a transaction on a connection of its own (the defer uses the pool)."""
-        platform = platform_text(request.platform)
-        queueing_lock = f"{request.source}|{request.target}|{platform}"
-        async with await psycopg.AsyncConnection.connect(self._dsn) as conn, conn.transaction():
+        per copy, in one transaction on a connection borrowed for its length: the new job and
+        the lock's release commit together."""
+        queueing_lock = f"{request.source}|{request.target}|{platform_text(request.platform)}"
+        async with self._queue.pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (queueing_lock,))
             cursor = await conn.execute(
                 "SELECT COALESCE(MAX(id), 0) FROM procrastinate_jobs WHERE task_name = %s "
@@ -148,13 +134,8 @@ class QueueCopier:
                 log.info("copy to %s joins queued job %s", request.target, row[0])
                 return int(row[0])
             job_id = await self._app.configure_task(
-                COPY_TASK, lock=str(request.target), queueing_lock=queueing_lock
-            ).defer_async(
-                source=str(request.source),
-                target=str(request.target),
-                platform=platform,
-                max_bytes=request.max_bytes,
-            )
+                COPY_TASK, lock=str(request.target), queueing_lock=queueing_lock, connection=conn
+            ).defer_async(**task_args(request))
         log.info("copy to %s queued as job %s", request.target, job_id)
         return job_id
 
@@ -172,18 +153,18 @@ class QueueCopier:
 
     def _heard(self, payload: str) -> None:
         try:
-            data = json.loads(payload)
-            waiter = self._waiting.get(int(data["job"]))
-            if waiter is None:
-                return
-            for raw in data.get("events", ()):
-                event = event_of(raw)
-                for sink in list(waiter.sinks):
-                    sink(event)
-            if data.get("done"):
-                waiter.landed.set()
+            notice = notice_of(payload)
         except (ValueError, KeyError, TypeError):
             log.warning("copy queue: unreadable notification %r", payload)
+            return
+        waiter = self._waiting.get(notice.job)
+        if waiter is None:
+            return
+        for event in notice.events:
+            for sink in list(waiter.sinks):
+                sink(event)
+        if notice.done:
+            waiter.landed.set()
 
     def _connected(self) -> None:
         """Listening (again): every waiter looks at its outcome, which may have landed unheard."""
@@ -193,7 +174,7 @@ class QueueCopier:
 
     async def start(self) -> None:
         self._listener = asyncio.create_task(
-            listen(self._dsn, CHANNEL, connected=self._connected, heard=self._heard),
+            listen(self._queue.pool, CHANNEL, connected=self._connected, heard=self._heard),
             name="copy-queue-listener",
         )
         async with asyncio.timeout(POLL_SECONDS):
@@ -209,15 +190,12 @@ class QueueCopier:
 
 
 @contextlib.asynccontextmanager
-async def open_front(dsn: str, *, measure: Measure | None = None) -> AsyncIterator[QueueCopier]:
-    """The front's copier for the queue on ``dsn``, listening until the context ends;
-    ``measure`` tells an image's size for the size limit before it is queued."""
-    await prepare(dsn)
-    app = make_app(dsn)
-    async with app.open_async():
-        copier = QueueCopier(app, dsn, measure)
-        await copier.start()
-        try:
-            yield copier
-        finally:
-            await copier.aclose()
+async def open_front(queue: Queue, *, measure: Measure | None = None) -> AsyncIterator[QueueCopier]:
+    """The front's copier on ``queue``, listening until the context ends; ``measure`` tells an
+    image's size for the size limit before it is queued."""
+    copier = QueueCopier(queue, measure)
+    await copier.start()
+    try:
+        yield copier
+    finally:
+        await copier.aclose()

@@ -23,13 +23,14 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
+from typing import Any
 
 import procrastinate
 import psycopg
 
 from mirror.errors import MirrorError
 from mirror.models import Watch
-from mirror.queue import DOWN, POLL_SECONDS, listen
+from mirror.queue.app import DOWN, POLL_SECONDS, listen, pool_of
 from mirror.store import Store, StoreError
 from mirror.text import Text, text_of
 from mirror.watches import Fire, Watcher
@@ -100,21 +101,21 @@ def hand_over(connector: procrastinate.PsycopgConnector) -> Fire:
 class FiredWatches:
     """The front's side: mirror and post what the workers saw move, once each. A sighting
     whose copy could not start (the chat out of reach, the policy changed) stays stored and
-    is tried again ``retry_after`` seconds later, never sooner."""
+    is tried again ``retry_after`` seconds later, never sooner. Its connections (the LISTEN,
+    and one per pass that holds the posting lock) are borrowed from the store's pool."""
 
-    def __init__(self, dsn: str, store: Store, fire: Fire, *, retry_after: float) -> None:
-        self._dsn = dsn
+    def __init__(self, store: Store, fire: Fire, *, retry_after: float) -> None:
         self._store = store
+        self._pool = pool_of(store)
         self._fire = fire
         self._retry_after = retry_after
         self._wake = asyncio.Event()
-        self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
 
     async def run(self) -> None:
         """Post what moved, when told and every :data:`POLL_SECONDS`; until cancelled."""
         listener = asyncio.create_task(
             listen(
-                self._dsn,
+                self._pool,
                 WATCH_CHANNEL,
                 connected=self._wake.set,
                 heard=lambda _: self._wake.set(),
@@ -128,7 +129,6 @@ class FiredWatches:
                     await self.handle_pending()
                 except (*DOWN, StoreError) as exc:  # the rows stay for the next pass
                     log.warning("watches: what moved is not handled now (%s)", exc)
-                    await self._disconnect()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(POLL_SECONDS):
                         await self._wake.wait()
@@ -136,42 +136,49 @@ class FiredWatches:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
-            await self._disconnect()
 
     async def handle_pending(self) -> int:
-        """Start a job for every stored sighting that is due; how many watches fired."""
-        conn = await self._connection()
-        cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (_FRONT_LOCK,))
-        locked = await cursor.fetchone()
-        if not (locked and locked[0]):
-            return 0  # another front is posting them
-        try:
-            cursor = await conn.execute(
-                "SELECT watch_id, tag, seen FROM watch_fires WHERE not_before <= %s ORDER BY seen",
-                (time.time(),),
-            )
-            pending: defaultdict[str, dict[str, float]] = defaultdict(dict)
-            for watch_id, tag, seen in await cursor.fetchall():
-                pending[str(watch_id)][str(tag)] = float(seen)  # type: ignore[arg-type]
-            started = 0
-            for watch_id, seen in pending.items():
-                tags = list(seen)
-                if await self._one(watch_id, tags):
-                    started += 1
-                    await conn.execute(
-                        "DELETE FROM watch_fires WHERE watch_id = %s AND tag = ANY(%s) "
-                        "AND seen <= %s",
-                        (watch_id, tags, max(seen.values())),
-                    )
-                else:
-                    await conn.execute(
-                        "UPDATE watch_fires SET not_before = %s WHERE watch_id = %s "
-                        "AND tag = ANY(%s)",
-                        (time.time() + self._retry_after, watch_id, tags),
-                    )
-            return started
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(%s)", (_FRONT_LOCK,))
+        """Start a job for every stored sighting that is due; how many watches fired. One
+        front at a time does this, under a session's advisory lock: the connection is held
+        for the pass and given back unlocked (or closed, when the unlock failed, so the lock
+        ends with its session)."""
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (_FRONT_LOCK,))
+            locked = await cursor.fetchone()
+            if not (locked and locked[0]):
+                return 0  # another front is posting them
+            try:
+                return await self._handle(conn)
+            finally:
+                try:
+                    await conn.execute("SELECT pg_advisory_unlock(%s)", (_FRONT_LOCK,))
+                except BaseException:
+                    await conn.close()
+                    raise
+
+    async def _handle(self, conn: psycopg.AsyncConnection[Any]) -> int:
+        cursor = await conn.execute(
+            "SELECT watch_id, tag, seen FROM watch_fires WHERE not_before <= %s ORDER BY seen",
+            (time.time(),),
+        )
+        pending: defaultdict[str, dict[str, float]] = defaultdict(dict)
+        for watch_id, tag, seen in await cursor.fetchall():
+            pending[str(watch_id)][str(tag)] = float(seen)
+        started = 0
+        for watch_id, seen in pending.items():
+            tags = list(seen)
+            if await self._one(watch_id, tags):
+                started += 1
+                await conn.execute(
+                    "DELETE FROM watch_fires WHERE watch_id = %s AND tag = ANY(%s) AND seen <= %s",
+                    (watch_id, tags, max(seen.values())),
+                )
+            else:
+                await conn.execute(
+                    "UPDATE watch_fires SET not_before = %s WHERE watch_id = %s AND tag = ANY(%s)",
+                    (time.time() + self._retry_after, watch_id, tags),
+                )
+        return started
 
     async def _one(self, watch_id: str, tags: list[str]) -> bool:
         """Mirror and post one watch's sighting; False to try it again later."""
@@ -192,14 +199,3 @@ class FiredWatches:
         except StoreError as exc:
             log.error("watch %s: the store failed: %s", watch.id, exc.__cause__ or exc)
         return False
-
-    async def _connection(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
-        if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
-        return self._conn
-
-    async def _disconnect(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                await conn.close()

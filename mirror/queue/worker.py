@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 import time
@@ -15,10 +14,11 @@ import tenacity
 from procrastinate.exceptions import ConnectorException
 
 from mirror.copier import Copier
-from mirror.engine import CopyRequest
+from mirror.engines.base import CopyRequest
+from mirror.errors import MirrorError
 from mirror.models import Outcome
 from mirror.progress import BlobDone, BlobProgress, ProgressEvent, StageChanged
-from mirror.queue import (
+from mirror.queue.app import (
     CHANNEL,
     COPY_TASK,
     DOWN,
@@ -27,11 +27,9 @@ from mirror.queue import (
     QUEUE,
     STALLED_AFTER_SECONDS,
     STALLED_SCAN_SECONDS,
-    event_json,
-    make_app,
-    outcome_json,
-    prepare,
+    Queue,
 )
+from mirror.queue.codec import events_json, outcome_json, progress_notice
 from mirror.queue.watching import WATCH_QUEUE, add_watch_check, hand_over
 from mirror.store import Store
 from mirror.watches import Upstream, Watcher
@@ -92,7 +90,7 @@ class _ProgressSender:
                 "(%(job)s, %(events)s, %(now)s) ON CONFLICT (job_id) DO UPDATE SET "
                 "events = excluded.events, updated = excluded.updated",
                 job=self._job_id,
-                events=json.dumps([event_json(e) for e in self._state.values()]),
+                events=events_json(self._state.values()),
                 now=time.time(),
             )
             for start in range(0, len(events), EVENTS_PER_NOTIFY):
@@ -100,9 +98,7 @@ class _ProgressSender:
                 await self._connector.execute_query_async(
                     "SELECT pg_notify(%(channel)s, %(payload)s)",
                     channel=CHANNEL,
-                    payload=json.dumps(
-                        {"job": self._job_id, "events": [event_json(e) for e in chunk]}
-                    ),
+                    payload=progress_notice(self._job_id, chunk),
                 )
         except DOWN as exc:  # progress is a courtesy; the outcome is not
             log.warning("copy job %s: progress not sent (%s)", self._job_id, exc)
@@ -117,14 +113,12 @@ class _ProgressSender:
 class QueueWorker:
     """Runs the copies this worker takes from the queue with its own copier."""
 
-    def __init__(self, app: procrastinate.App, copier: Copier) -> None:
-        self._app = app
+    def __init__(self, connector: procrastinate.PsycopgConnector, copier: Copier) -> None:
+        self._connector = connector
         self._copier = copier
 
     async def run(self, job_id: int, request: CopyRequest) -> None:
-        connector = self._app.connector
-        assert isinstance(connector, procrastinate.PsycopgConnector)
-        sender = _ProgressSender(connector, job_id)
+        sender = _ProgressSender(self._connector, job_id)
         try:
             outcome = await self._copier.copy(request, sender.emit)
         finally:
@@ -136,14 +130,12 @@ class QueueWorker:
             reraise=True,
         ):
             with attempt:
-                await self._save(connector, job_id, outcome)
+                await self._save(job_id, outcome)
 
-    async def _save(
-        self, connector: procrastinate.PsycopgConnector, job_id: int, outcome: Outcome
-    ) -> None:
+    async def _save(self, job_id: int, outcome: Outcome) -> None:
         """Write the outcome and announce it in one statement: heard means stored (and the
         copy's progress is no one's concern any more)."""
-        await connector.execute_query_async(
+        await self._connector.execute_query_async(
             "WITH done AS (DELETE FROM copy_progress WHERE job_id = %(job)s), "
             "saved AS (INSERT INTO copy_outcomes (job_id, outcome, created) "
             "VALUES (%(job)s, %(outcome)s, %(now)s) ON CONFLICT (job_id) DO UPDATE SET "
@@ -158,7 +150,7 @@ class QueueWorker:
 
 
 async def work(
-    dsn: str,
+    queue: Queue,
     copier: Copier,
     *,
     concurrency: int,
@@ -176,32 +168,27 @@ async def work(
     behind long copies (the copier itself runs at most ``concurrency`` copies at once); the
     stalled-copy scan runs beside them.
     """
-    await prepare(dsn)
-    app = make_app(dsn)
-    connector = app.connector
-    assert isinstance(connector, procrastinate.PsycopgConnector)
-    add_watch_check(app, watch_interval)
-    watcher = Watcher(store, upstream, hand_over(connector), interval=watch_interval)
+    add_watch_check(queue.app, watch_interval)
+    watcher = Watcher(store, upstream, hand_over(queue.connector), interval=watch_interval)
     options: procrastinate.app.WorkerOptions = {
         "queues": [QUEUE, WATCH_QUEUE],
         "concurrency": concurrency + 1,
         "name": name,
-        "additional_context": {"worker": QueueWorker(app, copier), "watcher": watcher},
+        "additional_context": {"worker": QueueWorker(queue.connector, copier), "watcher": watcher},
         "update_heartbeat_interval": heartbeat,
         "stalled_worker_timeout": stalled_after,
         "install_signal_handlers": False,
     }
-    async with app.open_async():
-        scan = asyncio.create_task(_requeue_stalled(app, stalled_after))
-        try:
-            await _run_until_signalled(app, options)
-        finally:
-            scan.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await scan
+    scan = asyncio.create_task(_requeue_stalled(queue.app, stalled_after))
+    try:
+        await _run_until_signalled(queue.app, options)
+    finally:
+        scan.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await scan
 
 
-class _WorkerStopped(Exception):
+class _WorkerStopped(MirrorError):
     """procrastinate's worker ended by itself: one of its side tasks (the job listener, the
     periodic deferrer) failed, as when PostgreSQL restarts."""
 

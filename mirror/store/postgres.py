@@ -1,10 +1,14 @@
 """The store on PostgreSQL (``MIRROR_DB=postgresql://…``), for a bot whose copies run on
 several machines (issue 16): psycopg 3 through an async connection pool.
 
-The pool checks a connection before handing it out and replaces broken ones in the background
-with backoff, so a server restart during a run costs the calls made while it is down (each
-one sentence, :data:`STORE_DOWN`), not the process. A server that cannot be reached at start
-is a configuration error: one sentence naming ``MIRROR_DB``, and the bot exits 2.
+The pool is the process's only one: the copy queue (:mod:`mirror.queue.app`) opens
+procrastinate's connector on it and borrows its connections for LISTEN and advisory locks, so
+every PostgreSQL connection of a front or a worker comes from here (procrastinate's worker
+adds one of its own for its LISTEN). The pool checks a connection before handing it out and
+replaces broken ones in the background with backoff, so a server restart during a run costs
+the calls made while it is down (each one sentence, :data:`STORE_DOWN`), not the process. A
+server that cannot be reached at start is a configuration error: one sentence naming
+``MIRROR_DB``, and the bot exits 2.
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ from mirror.store.sql import Row, SQLStore
 CONNECT_TIMEOUT_SECONDS = 5
 WAIT_SECONDS = 5.0
 """How long a call waits for a connection before it answers "unavailable" to the chat."""
-POOL_SIZE = 8
+POOL_SIZE = 12
+"""The store's calls and the queue's share it; a front holds two for as long as it runs (its
+LISTENs for copies and for watches) and a third while it posts what watches saw move."""
+Pool = AsyncConnectionPool[psycopg.AsyncConnection[Any]]
 _MIGRATION_LOCK = 0x6D6972726F72  # "mirror": one process upgrades the schema at a time
 
 
@@ -47,21 +54,21 @@ class _Transaction:
 class PostgresDatabase:
     errors: tuple[type[Exception], ...] = (psycopg.Error, PoolTimeout)
 
-    def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]]) -> None:
-        self._pool = pool
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        async with self._pool.connection() as conn:
+        async with self.pool.connection() as conn:
             cursor = await conn.execute(_placeholders(sql), params)
             return await cursor.fetchall()
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[_Transaction]:
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self.pool.connection() as conn, conn.transaction():
             yield _Transaction(conn)
 
     async def close(self) -> None:
-        await self._pool.close()
+        await self.pool.close()
 
 
 def describe_location(dsn: str) -> str:
@@ -81,7 +88,24 @@ def _reason(exc: psycopg.Error) -> str:
     return line.rsplit("failed: ", 1)[-1].removeprefix("FATAL:").strip()
 
 
-async def open_postgres(dsn: str) -> SQLStore:
+class PostgresStore(SQLStore):
+    """The store on PostgreSQL, whose pool the copy queue shares."""
+
+    def __init__(self, db: PostgresDatabase) -> None:
+        super().__init__(db)
+        self.pool = db.pool
+
+
+async def _autocommit(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Each statement commits by itself unless a transaction is opened. Set per connection,
+    not in the pool's connection arguments: procrastinate opens its LISTEN connection with
+    those arguments and ``autocommit=True`` of its own, and a second one would be refused."""
+    await conn.set_autocommit(True)
+
+
+async def open_postgres(dsn: str) -> PostgresStore:
+    """The schema upgraded on a connection of its own (whose failure says why the server
+    cannot be used), then the pool every later call borrows from."""
     where = describe_location(dsn)
     unreachable = (
         f"MIRROR_DB: cannot connect to PostgreSQL at {where} ({{reason}}); start it or point "
@@ -100,13 +124,14 @@ async def open_postgres(dsn: str) -> SQLStore:
         raise StoreUnusable(
             f"MIRROR_DB: cannot use {where} as the bot's database ({_reason(exc)})."
         ) from None
-    pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+    pool: Pool = AsyncConnectionPool(
         dsn,
         min_size=1,
         max_size=POOL_SIZE,
         open=False,
         timeout=WAIT_SECONDS,
-        kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
+        kwargs={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+        configure=_autocommit,
         check=AsyncConnectionPool.check_connection,
         name="mirror-store",
     )
@@ -115,7 +140,7 @@ async def open_postgres(dsn: str) -> SQLStore:
     except PoolTimeout:
         await pool.close()
         raise StoreUnusable(unreachable.format(reason="no connection in time")) from None
-    return SQLStore(PostgresDatabase(pool))
+    return PostgresStore(PostgresDatabase(pool))
 
 
 async def _migrate(conn: psycopg.AsyncConnection[Any]) -> None:
