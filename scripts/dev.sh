@@ -71,7 +71,7 @@ setup_python() {
   want=$(sha256sum pyproject.toml | cut -d' ' -f1)
   if [[ ! -f $STAMP || $(cat "$STAMP") != "$want" ]]; then
     log "installing hub-mirror-bot and dev dependencies into $VENV"
-    "$PY" -m pip install -q -e '.[dev]'
+    "$PY" -m pip install -q -e '.[dev,feishu,dingtalk]'
     printf '%s\n' "$want" >"$STAMP"
   fi
 }
@@ -123,12 +123,13 @@ EOF
     ;;
   lock)
     # From PyPI alone, whatever pip.conf this machine has, so the hashes are PyPI's files'.
+    # The chat platforms' extras too (not dev): the image carries every platform.
     setup
     env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null \
       CUSTOM_COMPILE_COMMAND="bash scripts/dev.sh lock" \
       "$VENV/bin/pip-compile" --quiet --generate-hashes --allow-unsafe --all-build-deps \
       --strip-extras --no-emit-index-url --no-emit-find-links --output-file requirements.lock \
-      "$@" pyproject.toml
+      --extra dingtalk "$@" pyproject.toml
     ;;
   i18n)
     # Then translate the new (empty) and fuzzy entries of bot/locale/zh_Hans (docs/architecture.md).
