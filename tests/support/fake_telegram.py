@@ -415,7 +415,7 @@ class FakeTelegram:
         if chat_id > 0 and chat_id not in self.started:
             raise _ApiError(400, "Bad Request: chat not found")
         chat = Chat(chat_id, "private" if chat_id > 0 else "supergroup", None)
-        return chat.json()
+        return {**chat.json(), "accent_color_id": 0, "max_reaction_count": 11}  # ChatFullInfo
 
     async def _api_setMyCommands(self, call: Call) -> bool:
         return True
