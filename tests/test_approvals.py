@@ -16,6 +16,7 @@ import io
 import json
 import subprocess
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -115,7 +116,7 @@ def settings_for(
     named (so approvable) but not allowed."""
     values: dict[str, Any] = {
         "mirror_db": db if db is not None else tmp_path / "bot.db",
-        "mirror_target": f"{lab.target}/app",
+        "mirror_target": f"{lab.target}/ap{uuid.uuid4().hex[:8]}",  # nothing there yet
         "mirror_engine": "registry",
         "mirror_allowed_sources": ("docker.io",),
         "mirror_insecure_registries": (lab.source, lab.target),
@@ -368,13 +369,17 @@ async def test_a_list_is_asked_once_and_answered_per_image_or_whole(
 async def test_identical_held_requests_share_one_approval(
     lab: lab_module.Lab, tmp_path: Path
 ) -> None:
-    settings = settings_for(tmp_path, lab)
+    settings = settings_for(tmp_path, lab, mirror_admin_chat=f"{PLATFORM}:admins")
     chats = Chats()
     async with running(settings, chats) as bot:
         image = f"/mirror {lab.source}/library/hello:1.0"
         first = await say(bot, "alice", chats.room("room1"), image)
         second = await say(bot, "bob", chats.room("room2"), image)
-        assert len(chats.private[ADMIN].messages) == 1  # asked once
+        # Asked once, in MIRROR_ADMIN_CHAT rather than privately.
+        assert [m.views[0].title for m in chats.rooms["admins"].messages] == [
+            f"Approval needed: job {job_of(first)}"
+        ]
+        assert chats.private == {}
         admins = await say(bot, ADMIN, chats.room("admins"), f"/approve {job_of(first)}")
         assert admins.texts == [
             f"Approved 1 image of job {job_of(first)}.\n"
@@ -486,10 +491,16 @@ async def test_the_command_line_wakes_the_running_bot_postgres_and_workers(
         )
         job_id = job_of(room)
         env = clean_env(Path("unused.db"), MIRROR_DB=pg_dsn)
-        assert (await asyncio.to_thread(cli, env, "approve", job_id)).returncode == 0
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True) as conn:
+            await conn.execute("LISTEN mirror_decisions")  # what the running bot hears
+            assert (await asyncio.to_thread(cli, env, "approve", job_id)).returncode == 0
+            heard = [n.payload async for n in conn.notifies(timeout=30, stop_after=1)]
+        assert heard == [job_id]
         await until(lambda: "done" in room.texts[-1], timeout=90)
         job = await bot.service.store.get_job(job_id)
-        assert job is not None and job.items[0].status is ItemStatus.SUCCEEDED
+        assert job is not None and job.items[0].status.ok
 
 
 # -- the audit ----------------------------------------------------------------------------------
@@ -539,7 +550,8 @@ async def test_the_audit_has_a_row_per_image_request_in_every_format(
     done = by_job[job_of(ok)]
     assert done["requester"] == f"{PLATFORM}:alice" and done["chat"] == f"{PLATFORM}:r1"
     assert done["source"] == f"{lab.source}/library/hello:1.0"
-    assert done["target"] == f"{lab.target}/app/{lab.source.replace(':', '-')}.library.hello:1.0"
+    expected = f"{settings.mirror_target}/{lab.source.replace(':', '-')}.library.hello:1.0"
+    assert done["target"] == expected
     assert done["source_digest"] == done["target_digest"] and done["bytes"] > 0
     assert done["engine"] == "registry" and done["approved_by"] is None
     assert done["time"].endswith("Z")
