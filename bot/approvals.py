@@ -25,7 +25,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
@@ -517,20 +517,30 @@ def _key(item: Item) -> tuple[str, str, str]:
     return (str(item.source), str(item.target), platform_text(item.platform))
 
 
+def admin_chat_problem(settings: Settings, platforms: Iterable[str]) -> str | None:
+    """Why MIRROR_ADMIN_CHAT cannot be used with the chat platforms configured here, or None."""
+    if not settings.mirror_admin_chat:
+        return None
+    platform = settings.mirror_admin_chat.partition(":")[0]
+    names = sorted(platforms)
+    if platform not in names:
+        return (
+            f"MIRROR_ADMIN_CHAT: `{platform}` is not a configured chat platform here "
+            f"(configured: {', '.join(names) or 'none'}); name a chat of one of them."
+        )
+    return None
+
+
 def check_admin_chat(settings: Settings, adapters: Mapping[str, ChatAdapter]) -> None:
     """MIRROR_ADMIN_CHAT names a platform that runs here and can post first; else one
     sentence (``mirror-bot run`` exits 2)."""
+    problem = admin_chat_problem(settings, adapters)
+    if problem is not None:
+        raise ConfigurationError(problem)
     if not settings.mirror_admin_chat:
         return
     platform = settings.mirror_admin_chat.partition(":")[0]
-    adapter = adapters.get(platform)
-    if adapter is None:
-        running = ", ".join(sorted(adapters)) or "none"
-        raise ConfigurationError(
-            f"MIRROR_ADMIN_CHAT: `{platform}` is not a configured chat platform here "
-            f"(configured: {running}); name a chat of one of them."
-        )
-    if not isinstance(adapter, Addressable):
+    if not isinstance(adapters[platform], Addressable):
         raise ConfigurationError(
             f"MIRROR_ADMIN_CHAT: the {platform} adapter cannot post where nobody asked, so "
             "approvals cannot be asked there; name a chat of another platform."

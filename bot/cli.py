@@ -176,6 +176,7 @@ def check() -> None:
 
     try:
         settings = load_settings()
+        _check_admin_chat(settings)
         asyncio.run(_open_store(settings))
     except (ConfigurationError, StoreError) as exc:
         click.echo(f"configuration: FAILED: {exc}")
@@ -230,6 +231,18 @@ def mirror(
     if dry_run:
         sys.exit(_dry_run(settings, pasted, platform_text_, as_json))
     sys.exit(_run(_mirror(settings, pasted, platform_text_, engine, as_json)))
+
+
+def _check_admin_chat(settings: Settings) -> None:
+    """MIRROR_ADMIN_CHAT names a configured platform (``run`` also checks it can write first)."""
+    if not settings.mirror_admin_chat:
+        return
+    from bot.approvals import admin_chat_problem
+    from bot.plugins import configured_adapters
+
+    problem = admin_chat_problem(settings, [entry.name for entry in configured_adapters()])
+    if problem is not None:
+        raise ConfigurationError(problem)
 
 
 async def _open_store(settings: Settings) -> None:

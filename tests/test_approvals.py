@@ -577,6 +577,9 @@ def test_approval_needs_an_admin_and_an_admin_chat_on_a_configured_platform(tmp_
     assert done.returncode == 2
     assert "MIRROR_APPROVAL is all but MIRROR_ADMINS names nobody to approve" in done.stdout
     env.update(MIRROR_ADMINS="console:alice", MIRROR_ADMIN_CHAT="slack:C123")
+    checked = cli(env, "check")
+    assert checked.returncode == 2
+    assert "configuration: FAILED: MIRROR_ADMIN_CHAT: `slack` is not a configured" in checked.stdout
     run = subprocess.run(
         [MIRROR_BOT, "run"], env=env, input="", capture_output=True, text=True, timeout=60
     )
