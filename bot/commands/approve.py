@@ -52,6 +52,7 @@ def _parse(typed: Typed) -> ApproveArgs:
     parse=_parse,
     aliases=("/mirror approve",),
     admin_only=True,
+    menu=False,  # admins' alone: everyone's chat menu stays theirs
     order=72,
     details=N_(
         "N approves one image of the job, all (the default) every one; always also approves "

@@ -41,6 +41,7 @@ def _parse(typed: Typed) -> DenyArgs:
     parse=_parse,
     aliases=("/mirror deny",),
     admin_only=True,
+    menu=False,  # admins' alone: everyone's chat menu stays theirs
     order=74,
     examples=("/deny k3x9qa please use the team's base image",),
 )
