@@ -2,7 +2,7 @@
 # The one entry point for working on hub-mirror-bot (README and CI call this, nothing else).
 #
 #   bash scripts/dev.sh setup          Debian tools if missing, .venv, editable install
-#   bash scripts/dev.sh test [ARGS]    setup, ruff, mypy, pytest ARGS (pytest starts its own lab)
+#   bash scripts/dev.sh test [ARGS]    setup, ruff, mypy, pytest ARGS (a lab per xdist worker)
 #   bash scripts/dev.sh demo           setup, start and seed the lab in .lab, run the bot
 #   bash scripts/dev.sh lab CMD        scripts/lab.py CMD (up|seed|env|down) with the venv python
 #   bash scripts/dev.sh lock           regenerate requirements.lock (hashed pins the image installs)
@@ -93,7 +93,12 @@ case $cmd in
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check bot mirror adapters tests scripts bench
     "$VENV/bin/mypy"
-    "$PY" -m pytest -q -p no:cacheprovider "$@"
+    # pytest-xdist, three workers per CPU: most of a test's time is waiting (chat pacing,
+    # copies through slow relays, restarts), not computing. Each worker starts its own lab;
+    # tests sharing a module's fixture stay together (tests/support/scheduling.py). `-n 0`
+    # after `test` runs them in this process, one by one; TEST_WORKERS=N sets the number.
+    "$PY" -m pytest -q -p no:cacheprovider -n "${TEST_WORKERS:-$(($(nproc) * 3))}" \
+      --dist loadgroup "$@"
     ;;
   demo)
     setup

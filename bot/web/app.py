@@ -36,6 +36,7 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
 from bot.chat import ConfigurationError
+from bot.commands._decide import answered
 from bot.i18n import ENGLISH, _, from_tag, localize, ngettext, speaking
 from bot.runtime import Deployment
 from bot.web import Web, pages
@@ -48,6 +49,7 @@ from mirror.text import text_of
 
 if TYPE_CHECKING:
     from bot.app import MirrorBot
+    from bot.approvals import Approvals
 
 log = logging.getLogger(__name__)
 
@@ -510,11 +512,29 @@ def _html_lang(language: str) -> str:
     return "zh-Hans" if language == "zh_Hans" else language
 
 
+async def decide(
+    approvals: Approvals,
+    request: str,
+    idx: int | None,
+    approve: bool,
+    by: str,
+    reason: str | None,
+) -> str:
+    """Approve or Deny pressed in the operator's view: what ``/approve`` and ``/deny`` do, and
+    the sentence they answer with."""
+    recorded, applied = await approvals.decide(
+        request, approve=approve, by=by, idx=idx, reason=reason
+    )
+    view = answered(recorded, applied)
+    return " ".join((view.title, *view.lines))
+
+
 @contextlib.asynccontextmanager
 async def serve_web(web_state: Web, bot: MirrorBot) -> AsyncIterator[Site]:
     """Serve the pages on ``MIRROR_WEB_LISTEN:MIRROR_WEB_PORT`` until the block ends, and let
     the job follower tell them of every change."""
     site = Site(web_state, bot)
+    site.decider = functools.partial(decide, bot.approvals)
     bot.jobs.observe(web_state.changes)
     runner = web.AppRunner(site.app(), access_log=None, shutdown_timeout=5)
     await runner.setup()

@@ -203,10 +203,8 @@ class Overview:
     workers: Workers
 
 
-HELD = frozenset({"waiting", "awaiting", "awaiting_approval"})
+HELD = frozenset({ItemStatus.WAITING, ItemStatus.AWAITING, ItemStatus.AWAITING_APPROVAL})
 """Item states that wait for something besides a free slot: a pull limit, an answer."""
-DECIDABLE = "awaiting_approval"
-"""The held state an admin may answer from the operator's view (Approve, Deny)."""
 
 
 def admin_page(overview: Overview, filters: Filters, base: str, now: float | None = None) -> Page:
@@ -224,8 +222,9 @@ def admin_page(overview: Overview, filters: Filters, base: str, now: float | Non
             _held(job, index, item, base, now)
             for job in overview.unfinished
             for index, item in enumerate(job.items)
-            if item.status.value in HELD
-        ],
+            if item.status in HELD
+        ]
+        + [_held_watch(watch) for watch in overview.watches if watch.held],
         "pull_limits": [
             {
                 "registry": registry,
@@ -296,7 +295,23 @@ def _held(job: Job, index: int, item: Item, base: str, now: float) -> Page:
         "detail": localize(item.error) if item.error else None,
         "until": when(item.not_before) if item.not_before else None,
         "until_text": when_text(item.not_before, now) if item.not_before else None,
-        "decidable": item.status.value == DECIDABLE,
+        "decidable": item.status is ItemStatus.AWAITING_APPROVAL,
+    }
+
+
+def _held_watch(watch: Watch) -> Page:
+    """A watch that waits for an admin's approval before its first check."""
+    return {
+        "job": watch.id,
+        "href": None,
+        "number": None,
+        "source": watch.shown,
+        "requester": watch.requester,
+        "status": ItemStatus.AWAITING_APPROVAL.value,
+        "detail": _("a watch, waiting for approval"),
+        "until": None,
+        "until_text": None,
+        "decidable": True,
     }
 
 
@@ -311,6 +326,7 @@ def _watch(watch: Watch, now: float) -> Page:
         "last_check_text": when_text(watch.last_check, now) if watch.last_check else None,
         "next_check": when(watch.next_check) if watch.next_check else None,
         "error": localize(watch.error) if watch.error else None,
+        "held": watch.held,
     }
 
 
