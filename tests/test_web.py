@@ -7,11 +7,13 @@ a person sees in a real browser is tests/test_web_browser.py's.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -38,7 +40,7 @@ from mirror.platform import DEFAULT_PLATFORM
 from mirror.progress import Snapshot, Stage
 from mirror.reference import parse_reference
 from mirror.text import Text
-from tests.test_app import PLATFORM, settings_for
+from tests.test_app import PLATFORM, finish, job_id_of, say, settings_for
 
 DIGEST_A = "sha256:" + "a" * 64
 DIGEST_B = "sha256:" + "b" * 64
@@ -344,13 +346,20 @@ class Running:
 
 @asynccontextmanager
 async def running_site(
-    tmp_path: Path, base: str = "", *, target: str = "127.0.0.1:5000", sources: tuple[str, ...] = ()
+    tmp_path: Path,
+    base: str = "",
+    *,
+    target: str = "127.0.0.1:5000",
+    sources: tuple[str, ...] = (),
+    **more: Any,
 ) -> AsyncIterator[Running]:
     """The bot in process (``test:carol`` is an admin) with its pages on a loopback port;
-    ``target`` and ``sources``: registries it copies between (the lab's)."""
+    ``target`` and ``sources``: registries it copies between (the lab's); ``more`` settings."""
     port = lab_module.free_port()
     url = f"http://127.0.0.1:{port}{base}"
-    settings = settings_for(tmp_path, target, *sources, mirror_web_url=url, mirror_web_port=port)
+    settings = settings_for(
+        tmp_path, target, *sources, mirror_web_url=url, mirror_web_port=port, **more
+    )
     clock = Clock()
     web = Web(url, "127.0.0.1", port, clock=clock)
     async with (
@@ -408,8 +417,6 @@ async def test_the_json_twin_is_the_pages_data(tmp_path: Path) -> None:
         assert status == 200 and headers["Content-Type"].startswith("application/json")
         stored = await site.bot.service.store.get_job("abcdef")
         assert stored is not None and stored.token == job.token
-        import json
-
         assert json.loads(body) == pages.job_page(stored, site.bot.services.render_options, "")
         status, text, headers = await site.get(f"/jobs/abcdef/{job.token}/kustomization.yaml")
         assert status == 200 and text == pages.kustomization(job)
@@ -426,7 +433,8 @@ async def test_everything_a_person_typed_is_escaped(tmp_path: Path) -> None:
         await site.bot.service.store.add_job(job)
         _status, html, _headers = await site.get(f"/jobs/abcdef/{job.token}")
         assert "<script>alert(1)" not in html
-        assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; `x`" in html
+        # Backtick spans are code, as in the chats; their insides escaped all the same.
+        assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; <code>x</code>" in html
         await site.sign_in()
         _status, admin, _headers = await site.get("/admin?person=%3Cb%3E")
         assert "<b>mallory</b>" not in admin and "&lt;b&gt;mallory&lt;/b&gt;" in admin
@@ -521,8 +529,6 @@ async def test_the_operators_view_shows_the_service(tmp_path: Path) -> None:
         await site.sign_in()
         status, body, _h = await site.get("/mirror/admin.json")
         assert status == 200
-        import json
-
         page = json.loads(body)
         assert page["operator"] == "test:carol"
         assert [j["job"] for j in page["jobs"]] == ["waitin", "abcdef"]
@@ -551,6 +557,39 @@ async def test_the_operators_view_shows_the_service(tmp_path: Path) -> None:
         assert 'href="/mirror/static/web.css"' in html
         assert (await site.get("/mirror/static/web.css"))[0] == 200
         assert (await site.get("/admin"))[0] == 404  # outside its path
+
+
+async def test_an_admin_answers_a_held_request_from_the_view(tmp_path: Path) -> None:
+    async with running_site(tmp_path, mirror_approval="outside-allowlist") as site:
+        asked = await say(site.bot, "alice", "room", "/mirror quay.io/team/app:1")
+        job_id = job_id_of(asked)
+        await site.sign_in()
+        page = json.loads((await site.get("/admin.json"))[1])
+        assert [(h["job"], h["number"], h["status"], h["decidable"]) for h in page["held"]] == [
+            (job_id, 1, "awaiting_approval", True)
+        ]
+        _status, html, _h = await site.get("/admin")
+        assert 'name="decision" value="approve"' in html
+        csrf = re.search(r'name="csrf" value="([^"]+)"', html)
+        assert csrf is not None
+        answer = {"job": job_id, "item": "1", "decision": "deny", "reason": "not <b>this</b>"}
+        assert (await site.post("/admin/decide", answer))[0] == 403  # no form token
+        assert (await site.post("/admin/decide", {**answer, "csrf": "x"}))[0] == 403
+        refused = await site.post("/admin/decide", {**answer, "csrf": csrf.group(1)}, "null")
+        assert refused[0] == 403
+        stored = await site.bot.service.store.get_job(job_id)
+        assert stored is not None and stored.items[0].status is ItemStatus.AWAITING_APPROVAL
+
+        status, _body, headers = await site.post("/admin/decide", {**answer, "csrf": csrf.group(1)})
+        assert status == 303 and headers["Location"] == "/admin"
+        _status, html, _h = await site.get("/admin")
+        assert f"Denied 1 image of job {job_id}." in html  # said once, after the redirect
+        assert f"Denied 1 image of job {job_id}." not in (await site.get("/admin"))[1]
+        await finish(site.bot)
+        stored = await site.bot.service.store.get_job(job_id)
+        assert stored is not None and stored.items[0].status is ItemStatus.DENIED
+        assert stored.items[0].approved_by == "test:carol"
+        assert json.loads((await site.get("/admin.json"))[1])["held"] == []
 
 
 # -- /web -----------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import functools
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
+from markupsafe import Markup, escape
 
 from bot.chat import ConfigurationError
 from bot.commands._decide import answered
@@ -98,7 +100,18 @@ def templates() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.globals.update(_=_, ngettext=ngettext)
+    env.filters["ticks"] = ticks
     return env
+
+
+_TICKS = re.compile(r"`([^`\n]+)`")
+
+
+def ticks(text: str | None) -> Markup:
+    """A sentence of the bot's, escaped, with its ``backtick`` spans (names, commands) as
+    ``<code>``, as the chats show them."""
+    escaped = str(escape(text or ""))  # first: the spans' insides are escaped text too
+    return Markup(_TICKS.sub(r"<code>\1</code>", escaped))
 
 
 class NotFound(Exception):
