@@ -24,8 +24,9 @@ import threading
 import time
 from pathlib import Path
 
-import lab
 from playwright.async_api import async_playwright
+
+import lab
 
 ROOT = Path(__file__).resolve().parent.parent
 MIRROR_BOT = Path(sys.executable).parent / "mirror-bot"
@@ -65,7 +66,9 @@ class Console:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"the console never printed {pattern!r}:\n" + "\n".join(self.seen))
+                raise TimeoutError(
+                    f"the console never printed {pattern!r}:\n" + "\n".join(self.seen)
+                )
             try:
                 line = self._lines.get(timeout=left)
             except queue.Empty:

@@ -7,6 +7,7 @@ a person sees in a real browser is tests/test_web_browser.py's.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ from bot.view import Link, MessageView, to_plain_text
 from bot.web import Web, pages
 from bot.web.access import SIGN_IN_SECONDS, Sessions, SignIns
 from bot.web.app import COOKIE, CSP, Site, serve_web
+from bot.web.changes import JobChanges
 from bot.web.chart import HOUR, bars, hourly
 from mirror.artifacts import Referrer, ReferrerKind
 from mirror.models import Item, ItemStatus, Job, Watch
@@ -40,6 +42,7 @@ from mirror.platform import DEFAULT_PLATFORM
 from mirror.progress import Snapshot, Stage
 from mirror.reference import parse_reference
 from mirror.text import Text
+from tests.support.cli import Workers
 from tests.test_app import PLATFORM, finish, job_id_of, say, settings_for
 
 DIGEST_A = "sha256:" + "a" * 64
@@ -357,9 +360,12 @@ async def running_site(
     ``target`` and ``sources``: registries it copies between (the lab's); ``more`` settings."""
     port = lab_module.free_port()
     url = f"http://127.0.0.1:{port}{base}"
+    db = more.pop("mirror_db", None)
     settings = settings_for(
         tmp_path, target, *sources, mirror_web_url=url, mirror_web_port=port, **more
     )
+    if db is not None:  # a postgresql:// URL
+        settings = settings.model_copy(update={"mirror_db": db})
     clock = Clock()
     web = Web(url, "127.0.0.1", port, clock=clock)
     async with (
@@ -592,6 +598,84 @@ async def test_an_admin_answers_a_held_request_from_the_view(tmp_path: Path) -> 
         assert json.loads((await site.get("/admin.json"))[1])["held"] == []
 
 
+async def test_the_operators_view_counts_the_queues_workers(
+    lab: lab_module.Lab, pg_dsn: str, workers: Workers, tmp_path: Path
+) -> None:
+    workers()
+    async with running_site(
+        tmp_path, target=lab.target, sources=(lab.source,), mirror_db=pg_dsn
+    ) as site:
+        await site.sign_in()
+
+        async def beating() -> dict[str, Any] | None:
+            found: dict[str, Any] = json.loads((await site.get("/admin.json"))[1])["workers"]
+            return found if found["workers"] == 1 else None
+
+        async with asyncio.timeout(60):
+            while (found := await beating()) is None:
+                await asyncio.sleep(0.2)
+        assert found["queue"] is True and found["waiting"] == 0 and found["error"] is None
+        html = (await site.get("/admin"))[1]
+        assert "1 worker beats; 0 copies queued, 0 running." in html
+
+
+async def events(stream: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, str]]:
+    """Server-sent events as ``(event, data)``, pings left out."""
+    name, data = "message", []
+    async for raw in stream.content:
+        line = raw.decode().rstrip("\r\n")
+        if not line:
+            if data:
+                yield name, "\n".join(data)
+            name, data = "message", []
+        elif line.startswith("event: "):
+            name = line[len("event: ") :]
+        elif line.startswith("data:"):
+            data.append(line[len("data: ") :])
+
+
+async def test_a_running_jobs_page_hears_each_change_then_its_end(tmp_path: Path) -> None:
+    async with running_site(tmp_path, mirror_approval="outside-allowlist") as site:
+        asked = await say(site.bot, "alice", "room", "/mirror quay.io/team/app:1")
+        job_id = job_id_of(asked)
+        link = asked.messages[0].views[0].link
+        assert link is not None
+        heard: list[tuple[str, str]] = []
+        async with site.http.get(link.url + "/events") as stream:
+            assert stream.headers["Content-Type"] == "text/event-stream"
+            assert stream.headers["Referrer-Policy"] == "no-referrer"
+            async with asyncio.timeout(60):
+                async for event in events(stream):
+                    heard.append(event)
+                    if len(heard) == 1:  # the page's live part as it is now
+                        assert site.web.changes.watched() == 1
+                        await site.bot.approvals.decide(job_id, approve=False, by="test:carol")
+                    if event[0] == "end":
+                        break
+        first, *_changes, last = heard
+        assert first[0] == "live" and "awaiting approval" in first[1]
+        assert "<h1" in first[1] and "quay.io/team/app:1" in first[1]
+        assert last == ("end", "")
+        await finish(site.bot)
+        assert site.web.changes.watched() == 0
+
+
+def test_each_open_page_keeps_only_the_newest_state() -> None:
+    changes = JobChanges()
+    first, second = copied_job(), copied_job()
+    with changes.watch("abcdef") as watching, changes.watch("abcdef") as other:
+        assert changes.watched() == 2
+        changes.changed(first)
+        changes.changed(second)
+        changes.changed(copied_job("zzzzzz"))  # another job's page is not told
+        assert watching.job is second and not watching.ended
+        changes.ended(second)
+        assert watching.ended and other.ended
+        changes.close()
+        assert watching.closed
+    assert changes.watched() == 0
+
+
 # -- /web -----------------------------------------------------------------------------------
 
 
@@ -660,3 +744,55 @@ async def test_web_gives_an_admin_a_sign_in_link_privately(tmp_path: Path) -> No
 
         stranger = await web_command(site, "bob", group=False)
         assert [v.title for v in stranger.views] == ["Only an admin may use `/web`."]
+
+
+# -- the link reaches the chat without a preview ---------------------------------------------
+
+SIGN_IN = MessageView(
+    "Your sign-in link", link=Link("https://m.example/admin/signin/t0k", "Sign in")
+)
+
+
+def test_slack_carries_the_link_with_previews_off() -> None:
+    from adapters.slack import SlackAdapter
+    from tests.support.fake_slack import FakeSlack
+
+    slack = FakeSlack("xoxb-token").start()
+    try:
+        adapter = SlackAdapter(bot_token="xoxb-token", signing_secret="s", api_url=slack.api_url)
+
+        async def post() -> None:
+            await (await adapter.open_private("U0CAROL")).post(SIGN_IN)
+
+        asyncio.run(post())
+        [sent] = slack.posts("D0CAROL")
+        assert sent.params["text"].endswith("<https://m.example/admin/signin/t0k|Sign in>")
+        assert str(sent.params["unfurl_links"]).lower() == "false"
+        assert str(sent.params["unfurl_media"]).lower() == "false"
+    finally:
+        slack.stop()
+
+
+async def test_telegram_carries_the_link_with_previews_off() -> None:
+    from adapters.telegram import TelegramAdapter
+    from tests.support.fake_telegram import Chat, FakeTelegram
+
+    fake = await FakeTelegram("42:secret").start()
+    adapter = TelegramAdapter("42:secret", api_url=fake.url)
+    heard: list[Incoming] = []
+
+    async def handler(incoming: Incoming, conversation: object) -> None:
+        heard.append(incoming)
+
+    serving = asyncio.create_task(adapter.serve(handler))
+    try:
+        fake.send(Chat(77), 77, "/help")  # a person who started the bot
+        await fake.wait_for(lambda: heard or None)
+        await (await adapter.open_private("77")).post(SIGN_IN)
+        [sent] = fake.ok("sendMessage")
+        assert sent.text.endswith('<a href="https://m.example/admin/signin/t0k">Sign in</a>')
+        assert sent.value("link_preview_options") == {"is_disabled": True}
+    finally:
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
+        await fake.close()
