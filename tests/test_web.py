@@ -414,6 +414,20 @@ async def test_a_job_page_needs_its_token_and_a_wrong_one_says_nothing(tmp_path:
         assert (await site.get("/jobs/oldjob/None"))[0] == 404
 
 
+async def test_a_job_page_is_in_its_requesters_language(tmp_path: Path) -> None:
+    async with running_site(tmp_path) as site:
+        job = copied_job()
+        await site.bot.service.store.add_job(job)
+        await site.bot.service.store.set_language(job.requester, CHINESE)
+        status, html, _h = await site.get(f"/jobs/abcdef/{job.token}")
+        assert status == 200 and '<html lang="zh-Hans">' in html
+        assert "源摘要" in html and "完成" in html
+        assert "docker pull 127.0.0.1:5000/app/nginx:1.25" in html  # commands stay as they are
+        # A page that belongs to nobody follows the browser's language.
+        missing = await site.get("/jobs/zzzzzz/x", **{"Accept-Language": "zh-CN,en;q=0.5"})
+        assert missing[0] == 404 and "未找到" in missing[1]
+
+
 async def test_the_json_twin_is_the_pages_data(tmp_path: Path) -> None:
     async with running_site(tmp_path) as site:
         job = copied_job()
