@@ -44,6 +44,7 @@ def _open_a_private_chat() -> MessageView:
     summary=N_("A one-time sign-in link to the operator's web view, sent privately"),
     parse=no_arguments,
     admin_only=True,
+    menu=False,  # admins' alone: everyone's chat menu stays theirs
     order=90,
 )
 async def web(ctx: Context, args: NoArguments) -> MessageView:
