@@ -43,7 +43,7 @@ from bot.commands import (
     parse_command,
 )
 from bot.files import file_text
-from bot.i18n import ENGLISH, N_, _, current, localize, speaking
+from bot.i18n import ENGLISH, N_, _, current, localize, readers, speaking
 from bot.languages import Languages
 from bot.live import LiveMessage
 from bot.pacing import Pacer, Priority
@@ -53,7 +53,7 @@ from bot.policy import Denied, Policy
 from bot.rewrite import rewrite
 from bot.runtime import LazyLookups
 from bot.settings import Settings
-from bot.view import MessageView, human_bytes
+from bot.view import MessageView, human_bytes, translated
 from mirror.errors import MirrorError
 from mirror.jobs import JobListener, JobService
 from mirror.logcontext import job_context
@@ -110,7 +110,7 @@ class MirrorBot:
         Everything said to the sender, now and later in the thread (the job's live message and
         final answer are rendered in tasks started here), is in the sender's language."""
         choice = await self.languages.of(incoming)
-        with speaking(choice.language):
+        with speaking(choice.language, readers=choice.readers(conversation)):
             await self._handle(incoming, conversation)
         if choice.unsupported_chinese and incoming.press is None:
             await self._say_once(
@@ -161,14 +161,14 @@ class MirrorBot:
             else:
                 view = await self._answer_at_once(incoming, command)
         except Ambiguous as exc:  # a question, not a failure
-            view = render.info(text_of(exc))
+            view = translated(partial(render.info, text_of(exc)))
         except UsageError as exc:
-            view = render.error(text_of(exc), usage=True)
+            view = translated(partial(render.error, text_of(exc), usage=True))
         except StoreError as exc:
             log.error("the store failed: %s", exc.__cause__ or exc)
-            view = render.error(text_of(exc))
+            view = translated(partial(render.error, text_of(exc)))
         except MirrorError as exc:
-            view = render.error(text_of(exc))
+            view = translated(partial(render.error, text_of(exc)))
         except (TimeoutError, Undeliverable) as exc:
             log.error("could not answer a %s command: %s", incoming.platform, exc)
             return
@@ -408,7 +408,7 @@ class MirrorBot:
     ) -> None:
         """Store, acknowledge, store where, start and follow: the one way a job begins."""
         store = self.service.store
-        ack = render.acknowledgement(job)
+        ack = translated(partial(render.acknowledgement, job))
         asks = self.settings.mirror_confirm_bytes and not job.confirmed
         ahead = actions.confirmations(job) if asks else ()
         await store.add_actions(actions.stored(job, (*ack.actions, *ahead)))  # before shown
@@ -440,7 +440,7 @@ class MirrorBot:
                 )
                 return
             live = LiveMessage(self.pacer, conversation, reply, initial=ack, adapter=adapter)
-            task = self.service.start(job, _progress_to(live, current()))
+            task = self.service.start(job, _progress_to(live, current(), readers()))
             self._follow(job, task, conversation, live, pasted)
 
     async def _never_started(self, job: Job) -> None:
@@ -481,13 +481,14 @@ class MirrorBot:
             log.error("job %s could not record its result: %s", job.id, exc)
         long_job = time.monotonic() - started >= self.settings.mirror_long_job_seconds
         extra = rewrite(job.items, pasted) if pasted is not None else ()
-        final = render.answer(job, self.render_options, notify=long_job, rewrite=extra)
+        answer = partial(render.answer, job, self.render_options, notify=long_job, rewrite=extra)
+        final = translated(answer)
         try:
             await self.service.store.add_actions(actions.stored(job, final.actions))
         except StoreError as exc:  # the answer still goes out, without buttons nobody could use
             log.error("job %s: its buttons were not stored: %s", job.id, exc)
-            final = replace(final, actions=())
-        await live.finish(render.progress(job), final)
+            final = translated(lambda: replace(answer(), actions=()))
+        await live.finish(translated(partial(render.progress, job)), final)
 
     # -- watches ------------------------------------------------------------------------------
 
@@ -579,8 +580,9 @@ class MirrorBot:
             items=items,
             origin=render.watch_fired(watch, tags),
         )
+        choice = await self.languages.choice_of(watch.requester)
         try:
-            with speaking(await self.languages.of_user(watch.requester)):
+            with speaking(choice.language, readers=choice.readers(conversation)):
                 await self._start(platform, conversation, job)
         except (TimeoutError, Undeliverable) as exc:
             raise MirrorError(CHAT_GONE) from exc
@@ -637,11 +639,12 @@ class MirrorBot:
                 await self.service.fail_interrupted(job, INTERRUPTED)
                 continue
             platform, conversation, reply = reopened
-            language = await self.languages.of_user(job.requester)
-            with job_context(job.id), speaking(language):
+            choice = await self.languages.choice_of(job.requester)
+            languages = choice.readers(conversation)
+            with job_context(job.id), speaking(choice.language, readers=languages):
                 live = LiveMessage(self.pacer, conversation, reply, adapter=platform)
-                live.update(render.progress(job))
-                task = self.service.start(job, _progress_to(live, language))
+                live.update(translated(partial(render.progress, job)))
+                task = self.service.start(job, _progress_to(live, choice.language, languages))
                 self._follow(job, task, conversation, live)
             resumed += 1
         return resumed
@@ -671,11 +674,12 @@ class MirrorBot:
         await self.aclose()
 
 
-def _progress_to(live: LiveMessage, language: str) -> JobListener:
-    """Render every change in the requester's language, whichever task reports it."""
+def _progress_to(live: LiveMessage, language: str, languages: tuple[str, ...]) -> JobListener:
+    """Render every change in the requester's language (in each of ``languages`` where the
+    chat shows several), whichever task reports it."""
 
     def listener(job: Job) -> None:
-        with speaking(language):
-            live.update(render.progress(job))
+        with speaking(language, readers=languages):
+            live.update(translated(partial(render.progress, job)))
 
     return listener
