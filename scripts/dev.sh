@@ -70,7 +70,7 @@ setup_python() {
   want=$(sha256sum pyproject.toml | cut -d' ' -f1)
   if [[ ! -f $STAMP || $(cat "$STAMP") != "$want" ]]; then
     log "installing hub-mirror-bot and dev dependencies into $VENV"
-    "$PY" -m pip install -q -e '.[dev]'
+    "$PY" -m pip install -q -e '.[dev,feishu]'
     printf '%s\n' "$want" >"$STAMP"
   fi
 }
