@@ -826,7 +826,7 @@ class FeishuAdapter:
         raw = RawRequest()
         raw.uri = request.path
         raw.body = await request.read()
-        raw.headers = {name: request.headers[name] for name in _LARK_HEADERS if name in request}
+        raw.headers = {n: request.headers[n] for n in _LARK_HEADERS if n in request.headers}
         answer = await asyncio.to_thread(dispatcher.do, raw)
         return web.Response(
             status=answer.status_code or 500,

@@ -1,0 +1,353 @@
+"""The Feishu / Lark adapter: the real lark-oapi against a local Feishu, in process.
+
+Only Feishu is replaced, by ``tests/support/fake_feishu.py``, which speaks the Open API over
+HTTP and the long connection's protobuf frames. The adapter serves in the test's own loop as
+``mirror-bot run`` would serve it (the SDK's socket in its thread, events bridged to this loop),
+first with a recorder for the adapter's own rules, then with the whole bot against the lab.
+``tests/test_feishu_run.py`` runs ``mirror-bot run`` itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from adapters import feishu_card
+from adapters.feishu import FeishuAdapter, FeishuSettings, parse_ref
+from bot.chat import ConfigurationError, Conversation, Handler, Incoming, RateLimited
+from bot.plugins import read_settings
+from bot.view import Action, MessageView, Style, Tone
+from tests.support.fake_feishu import (
+    APP_ID,
+    APP_SECRET,
+    OTHER_TENANT,
+    FakeFeishu,
+    card_action_event,
+    card_buttons,
+    card_text,
+    post_event,
+)
+
+ALICE = "ou_a11ce000000000000000000000000001"
+BOB = "ou_b0b00000000000000000000000000002"
+GROUP = "oc_group00000000000000000000000001"
+DM = "oc_p2p0000000000000000000000000001"
+TOKEN = "verification-token-0123456789"
+ENCRYPT_KEY = "encrypt-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def feishu() -> Iterator[FakeFeishu]:
+    fake = FakeFeishu().start()
+    yield fake
+    fake.stop()
+
+
+def settings(feishu: FakeFeishu, **more: Any) -> FeishuSettings:
+    return FeishuSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        app_id=APP_ID,
+        app_secret=SecretStr(APP_SECRET),
+        domain=feishu.url,
+        **more,
+    )
+
+
+@dataclass
+class Recorder:
+    """The bot's side of the port: what it was handed, answered with one card each."""
+
+    seen: list[Incoming] = field(default_factory=list)
+    conversations: list[Conversation] = field(default_factory=list)
+
+    async def __call__(self, incoming: Incoming, conversation: Conversation) -> None:
+        self.seen.append(incoming)
+        self.conversations.append(conversation)
+        if incoming.press is not None:
+            await incoming.press.answer_privately(f"pressed {incoming.press.action_id}")
+            return
+        await conversation.post(MessageView(f"answer {len(self.seen)}"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    feishu: FakeFeishu, adapter: FeishuAdapter, handler: Handler
+) -> AsyncIterator[FeishuAdapter]:
+    """``adapter.serve(handler)`` until the block ends; in ws mode, once it is connected."""
+    feishu.reset()
+    task = asyncio.create_task(adapter.serve(handler))
+    try:
+        if adapter.mode == "ws":
+            await feishu.until(lambda: feishu.connected() or task.done())
+        else:
+            await until_listening(adapter, task)
+        assert not task.done(), task.exception()
+        yield adapter
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await feishu.until(lambda: not feishu.connected())
+
+
+async def until_listening(adapter: FeishuAdapter, task: asyncio.Task[None]) -> None:
+    port = adapter._port
+    async with asyncio.timeout(30):
+        while not task.done():
+            try:
+                _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            return
+
+
+async def replied(feishu: FakeFeishu, message_id: str, count: int = 1) -> list[Any]:
+    return list(await feishu.until(lambda: len(feishu.replies_to(message_id)) >= count and
+                                   feishu.replies_to(message_id)))  # fmt: skip
+
+
+# -- the adapter's rules, over the long connection ----------------------------------------------
+
+
+async def test_a_private_message_is_a_command_answered_with_a_reply_card(
+    feishu: FakeFeishu,
+) -> None:
+    recorder = Recorder()
+    adapter = settings(feishu).build()
+    async with serving(feishu, adapter, recorder):
+        event, request = feishu.message("/mirror nginx", sender=ALICE, chat_id=DM)
+        frame = feishu.push(event)
+        [answer] = await replied(feishu, request)
+        await feishu.until(lambda: frame in feishu.answers)
+    [incoming] = recorder.seen
+    assert (incoming.platform, incoming.user_id, incoming.chat_id) == ("feishu", ALICE, DM)
+    assert incoming.text == "/mirror nginx" and not incoming.is_group
+    assert not incoming.closed_by_default  # one of the app's own tenant
+    assert answer.chat_id == DM and not answer.in_thread
+    assert "answer 1" in card_text(answer.card)
+    assert feishu.answers[frame]["code"] == 200  # the SDK acknowledged the frame
+    assert adapter.bot_open_id is not None  # from bot/v3/info
+
+
+async def test_in_a_group_only_a_mention_of_the_bot_counts_and_threads_are_kept(
+    feishu: FakeFeishu,
+) -> None:
+    recorder = Recorder()
+    async with serving(feishu, settings(feishu).build(), recorder):
+        chatter, _ = feishu.message("lunch?", sender=ALICE, chat_id=GROUP, group=True,
+                                    mention_bot=False)  # fmt: skip
+        feishu.push(chatter)
+        event, request = feishu.message(
+            "@bot /status", sender=BOB, chat_id=GROUP, group=True, thread_id="omt_1"
+        )
+        feishu.push(event)
+        [answer] = await replied(feishu, request)
+    assert [i.text for i in recorder.seen] == ["/status"]
+    assert recorder.seen[0].is_group
+    assert answer.in_thread  # the request was in a thread: so is the answer
+
+
+async def test_an_event_delivered_twice_is_acted_on_once(feishu: FakeFeishu) -> None:
+    recorder = Recorder()
+    async with serving(feishu, settings(feishu).build(), recorder):
+        event, request = feishu.message("/help", sender=ALICE, chat_id=DM, event_id="ev-twice")
+        feishu.push(event)
+        feishu.push(event)
+        again, second = feishu.message("/status", sender=ALICE, chat_id=DM)
+        feishu.push(again)
+        await replied(feishu, second)
+    assert [i.text for i in recorder.seen] == ["/help", "/status"]
+    assert len(feishu.replies_to(request)) == 1
+
+
+async def test_someone_from_another_tenant_is_closed_by_default(feishu: FakeFeishu) -> None:
+    recorder = Recorder()
+    async with serving(feishu, settings(feishu).build(), recorder):
+        event, request = feishu.message(
+            "@bot /mirror nginx", sender=BOB, chat_id=GROUP, group=True, tenant=OTHER_TENANT
+        )
+        feishu.push(event)
+        await replied(feishu, request)
+    assert recorder.seen[0].closed_by_default
+
+
+async def test_a_button_press_comes_over_the_long_connection(feishu: FakeFeishu) -> None:
+    recorder = Recorder()
+    async with serving(feishu, settings(feishu).build(), recorder):
+        card = "om_card0000001"
+        value = {"id": "job1.cancel", "g": 1, "t": 0}
+        press = card_action_event(presser=BOB, chat_id=GROUP, message_id=card, value=value)
+        frame = feishu.push(press)
+        await feishu.until(lambda: feishu.ephemerals)
+        await feishu.until(lambda: frame in feishu.answers)
+    [incoming] = recorder.seen
+    assert incoming.press is not None and incoming.press.action_id == "job1.cancel"
+    assert (incoming.user_id, incoming.chat_id, incoming.text) == (BOB, GROUP, "")
+    [private] = feishu.ephemerals  # a refusal only the presser sees
+    assert (private["chat_id"], private["open_id"]) == (GROUP, BOB)
+    assert "pressed job1.cancel" in card_text(private["card"])
+    assert feishu.answers[frame]["code"] == 200
+
+
+async def test_wrong_credentials_stop_the_long_connection_with_one_sentence(
+    feishu: FakeFeishu,
+) -> None:
+    adapter = FeishuSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        app_id=APP_ID,
+        app_secret=SecretStr("not-the-secret"),
+        domain=feishu.url,
+    ).build()
+    with pytest.raises(ConfigurationError, match="Feishu refused"):
+        await asyncio.wait_for(adapter.serve(Recorder()), 60)
+
+
+# -- the port: replies, edits, rate limits, restarts ----------------------------------------
+
+
+async def test_a_reply_is_patched_in_place_and_a_429_is_rate_limited(feishu: FakeFeishu) -> None:
+    adapter = settings(feishu).build()
+    _event, request = feishu.message("/mirror nginx", sender=ALICE, chat_id=DM)
+    conversation, _reply = await adapter.reopen(f"{DM}:om_x:{request}:0:{ALICE}:0") or (None, None)
+    assert conversation is not None
+    buttons = (Action("j1.cancel", "Cancel", "/cancel j1", Style.DANGER),)
+    reply = await conversation.post(MessageView("working", Tone.WORKING, actions=buttons))
+    await reply.edit(MessageView("done", Tone.SUCCESS, code=("docker pull x",)))
+    feishu.patch_429 = 1
+    with pytest.raises(RateLimited) as limited:
+        await reply.edit(MessageView("again"))
+    assert limited.value.retry_after == 1.0
+    [message] = feishu.replies_to(request)
+    first, patched = message.cards
+    assert card_buttons(first) == [("Cancel", {"g": 0, "t": 0, "id": "j1.cancel"})]
+    assert card_buttons(patched) == []  # a view without buttons removes them
+    assert "```bash\ndocker pull x\n```" in card_text(patched)
+    # The ref is enough to edit the same card and answer the same request after a restart.
+    where = parse_ref(reply.ref)
+    assert where is not None and where.request_id == request and where.requester == ALICE
+    again_conversation, again = await adapter.reopen(reply.ref) or (None, None)
+    assert again is not None and again.ref == reply.ref
+
+
+async def test_check_is_one_call_for_the_tenant_token(feishu: FakeFeishu) -> None:
+    feishu.reset()
+    note = await settings(feishu).check()
+    assert note == f"app {APP_ID} at {feishu.url} (ws mode)"
+    assert [c.path for c in feishu.calls] == ["/open-apis/auth/v3/tenant_access_token/internal"]
+    wrong = FeishuSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        app_id=APP_ID,
+        app_secret=SecretStr("wrong"),
+        domain=feishu.url,
+    )
+    with pytest.raises(ConfigurationError, match="Feishu refused FEISHU_APP_ID"):
+        await wrong.check()
+
+
+def test_each_setting_is_checked_at_start_with_one_sentence(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("FEISHU_APP_ID", "FEISHU_APP_SECRET", "FEISHU_MODE", "FEISHU_DOMAIN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir("/")  # no .env
+    monkeypatch.setenv("FEISHU_APP_ID", APP_ID)
+    with pytest.raises(ConfigurationError, match="FEISHU_APP_SECRET is not"):
+        read_settings(FeishuSettings)
+    monkeypatch.setenv("FEISHU_APP_SECRET", APP_SECRET)
+    monkeypatch.setenv("FEISHU_DOMAIN", "http://open.feishu.cn/open-apis")
+    with pytest.raises(ConfigurationError, match="^FEISHU_DOMAIN: must be"):
+        read_settings(FeishuSettings)
+    monkeypatch.setenv("FEISHU_DOMAIN", "https://open.larksuite.com/")
+    monkeypatch.setenv("FEISHU_MODE", "webhook")
+    with pytest.raises(ConfigurationError, match="^FEISHU_MODE: Input should be 'ws' or 'http'"):
+        read_settings(FeishuSettings)
+    monkeypatch.setenv("FEISHU_MODE", "http")
+    with pytest.raises(ConfigurationError, match="FEISHU_VERIFICATION_TOKEN is not set"):
+        read_settings(FeishuSettings)
+    monkeypatch.setenv("FEISHU_VERIFICATION_TOKEN", TOKEN)
+    found = read_settings(FeishuSettings)
+    assert found.domain == "https://open.larksuite.com"
+    assert sorted(found.secrets()) == sorted([APP_SECRET, TOKEN])
+
+
+# -- http mode: what the SDK's dispatcher checks ---------------------------------------------
+
+
+async def test_http_mode_answers_verification_and_refuses_forged_events(
+    feishu: FakeFeishu,
+) -> None:
+    port = free_port()
+    recorder = Recorder()
+    adapter = settings(
+        feishu,
+        mode="http",
+        port=port,
+        verification_token=SecretStr(TOKEN),
+        encrypt_key=SecretStr(ENCRYPT_KEY),
+    ).build()
+    adapter._host = "127.0.0.1"
+    url = f"http://127.0.0.1:{port}/feishu/events"
+
+    def post(payload: dict[str, Any], **how: Any) -> tuple[int, dict[str, Any]]:
+        return post_event(url, payload, **how)
+
+    async with serving(feishu, adapter, recorder):
+        challenge = {"challenge": "ch-123", "token": TOKEN, "type": "url_verification"}
+        assert await asyncio.to_thread(post, challenge, encrypt_key=ENCRYPT_KEY) == (
+            200,
+            {"challenge": "ch-123"},
+        )
+        wrong, _ = feishu.message("/help", sender=ALICE, chat_id=DM, token="not-the-token")
+        status, _body = await asyncio.to_thread(post, wrong, encrypt_key=ENCRYPT_KEY)
+        assert status == 500
+        forged, _ = feishu.message("/help", sender=ALICE, chat_id=DM, token=TOKEN)
+        status, _body = await asyncio.to_thread(
+            post, forged, encrypt_key=ENCRYPT_KEY, sign_key="another-key"
+        )
+        assert status == 500
+        event, request = feishu.message("/status", sender=ALICE, chat_id=DM, token=TOKEN)
+        assert (await asyncio.to_thread(post, event, encrypt_key=ENCRYPT_KEY))[0] == 200
+        await replied(feishu, request)
+        value = {"id": "j2.cancel", "g": 0, "t": 0}
+        press = card_action_event(
+            presser=ALICE, chat_id=DM, message_id="om_c2", value=value, token=TOKEN
+        )
+        assert (await asyncio.to_thread(post, press, encrypt_key=ENCRYPT_KEY))[0] == 200
+        await feishu.until(lambda: [m for m in feishu.in_chat(DM) if m.parent_id is None])
+    assert [i.text for i in recorder.seen] == ["/status", ""]
+    private = [m for m in feishu.in_chat(DM) if m.parent_id is None]
+    assert "pressed j2.cancel" in card_text(private[0].card)  # in a private chat: a message
+
+
+def test_the_card_carries_both_languages_when_the_view_has_them() -> None:
+    from bot.i18n import speaking
+    from bot.view import translated
+
+    def build() -> MessageView:
+        from bot.i18n import _
+
+        return MessageView(_("Cancel"), actions=(Action("a", _("Cancel"), "/cancel a"),))
+
+    with speaking("en", readers=("en", "zh_Hans")):
+        view = translated(build)
+    card = feishu_card.single(view)
+    assert set(card["i18n_elements"]) == {"en_us", "zh_cn"}
+    assert card_buttons(card, "zh_cn") == [("取消", {"id": "a"})]
+    assert card_buttons(card, "en_us") == [("Cancel", {"id": "a"})]
+    assert json.dumps(card).count('"update_multi": true') == 1
