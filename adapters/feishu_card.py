@@ -190,7 +190,8 @@ def _buttons(view: MessageView, value: Mapping[str, Any]) -> Element:
 
 
 def _header(view: MessageView) -> Element:
-    title = f"{_ICONS[view.tone]} {view.title}"
+    """The title in the header, which is plain text: its backticks would show, so they go."""
+    title = f"{_ICONS[view.tone]} {view.title.replace('`', '')}"
     return {"template": _TEMPLATES[view.tone], "title": {"tag": "plain_text", "content": title}}
 
 

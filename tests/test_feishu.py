@@ -13,28 +13,36 @@ import asyncio
 import contextlib
 import json
 import socket
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
+import lab as lab_module
 from adapters import feishu_card
 from adapters.feishu import FeishuAdapter, FeishuSettings, parse_ref
+from bot.app import MirrorBot
 from bot.chat import ConfigurationError, Conversation, Handler, Incoming, RateLimited
 from bot.plugins import read_settings
+from bot.runtime import open_runtime
+from bot.settings import Settings
 from bot.view import Action, MessageView, Style, Tone
 from tests.support.fake_feishu import (
     APP_ID,
     APP_SECRET,
     OTHER_TENANT,
     FakeFeishu,
+    Message,
     card_action_event,
     card_buttons,
     card_text,
     post_event,
 )
+from tests.support.throttle import throttled
 
 ALICE = "ou_a11ce000000000000000000000000001"
 BOB = "ou_b0b00000000000000000000000000002"
@@ -241,7 +249,7 @@ async def test_a_reply_is_patched_in_place_and_a_429_is_rate_limited(feishu: Fak
     # The ref is enough to edit the same card and answer the same request after a restart.
     where = parse_ref(reply.ref)
     assert where is not None and where.request_id == request and where.requester == ALICE
-    again_conversation, again = await adapter.reopen(reply.ref) or (None, None)
+    _conversation, again = await adapter.reopen(reply.ref) or (None, None)
     assert again is not None and again.ref == reply.ref
 
 
@@ -271,11 +279,11 @@ def test_each_setting_is_checked_at_start_with_one_sentence(
         read_settings(FeishuSettings)
     monkeypatch.setenv("FEISHU_APP_SECRET", APP_SECRET)
     monkeypatch.setenv("FEISHU_DOMAIN", "http://open.feishu.cn/open-apis")
-    with pytest.raises(ConfigurationError, match="^FEISHU_DOMAIN: must be"):
+    with pytest.raises(ConfigurationError, match=r"^FEISHU_DOMAIN: must be"):
         read_settings(FeishuSettings)
     monkeypatch.setenv("FEISHU_DOMAIN", "https://open.larksuite.com/")
     monkeypatch.setenv("FEISHU_MODE", "webhook")
-    with pytest.raises(ConfigurationError, match="^FEISHU_MODE: Input should be 'ws' or 'http'"):
+    with pytest.raises(ConfigurationError, match=r"^FEISHU_MODE: Input should be 'ws' or 'http'"):
         read_settings(FeishuSettings)
     monkeypatch.setenv("FEISHU_MODE", "http")
     with pytest.raises(ConfigurationError, match="FEISHU_VERIFICATION_TOKEN is not set"):
@@ -351,3 +359,151 @@ def test_the_card_carries_both_languages_when_the_view_has_them() -> None:
     assert card_buttons(card, "zh_cn") == [("取消", {"id": "a"})]
     assert card_buttons(card, "en_us") == [("Cancel", {"id": "a"})]
     assert json.dumps(card).count('"update_multi": true') == 1
+
+
+# -- the whole bot, in process, against the lab -------------------------------------------------
+
+
+def bot_settings(lab: lab_module.Lab, tmp_path: Path, *sources: str, **more: Any) -> Settings:
+    """The bot's settings for the lab: a fresh target namespace, so nothing is mirrored yet."""
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        mirror_db=tmp_path / "bot.db",
+        mirror_target=f"{lab.target}/fs{uuid.uuid4().hex[:8]}",
+        mirror_engine="registry",
+        mirror_allowed_sources=(lab.source, *sources),
+        mirror_insecure_registries=(lab.source, lab.target, *sources),
+        **more,
+    )
+
+
+@contextlib.asynccontextmanager
+async def feishu_bot(
+    feishu: FakeFeishu, settings: Settings, *, resume: bool = False
+) -> AsyncIterator[MirrorBot]:
+    """``mirror-bot run`` with the Feishu adapter, in this process: the bot, its recovery of
+    interrupted jobs, and the adapter serving it over the long connection."""
+    async with open_runtime(settings) as runtime, MirrorBot(
+        settings, runtime.service, runtime.policy, runtime.planner, runtime.render_options
+    ) as bot:  # fmt: skip
+        adapter = FeishuSettings(
+            _env_file=None,  # type: ignore[call-arg]
+            app_id=APP_ID,
+            app_secret=SecretStr(APP_SECRET),
+            domain=feishu.url,
+        ).build()
+        resumed = await bot.recover({"feishu": adapter})
+        assert resumed == (1 if resume else 0)
+        async with serving(feishu, adapter, bot.handle):
+            yield bot
+
+
+def answers(feishu: FakeFeishu, request: str) -> list[Message]:
+    """The cards replying to ``request`` that are not its acknowledgement (the first)."""
+    return feishu.replies_to(request)[1:]
+
+
+async def test_mirror_is_answered_in_place_with_progress_and_the_pull_command(
+    lab: lab_module.Lab, feishu: FakeFeishu, tmp_path: Path
+) -> None:
+    settings = bot_settings(lab, tmp_path)
+    image = f"{lab.source}/library/hello:1.0"
+    async with feishu_bot(feishu, settings) as bot:
+        event, request = feishu.message(f"/mirror {image}", sender=ALICE, chat_id=DM)
+        feishu.push(event)
+        [final] = await feishu.until(lambda: answers(feishu, request))
+        await bot.drain(asyncio.Event())
+    ack = feishu.replies_to(request)[0]
+    # One card, edited in place: acknowledged, then done; the answer replies to the request.
+    assert len(ack.cards) >= 2
+    assert "mirroring" in card_text(ack.cards[0]) and "done" in card_text(ack.card)
+    text = card_text(final.card)
+    assert "```bash\ndocker pull " in text and f"docker tag {settings.mirror_target}" in text
+    # Nobody chose a language and the operator pinned none: every card carries both, and
+    # each reader's client shows their own.
+    assert set(final.card["i18n_elements"]) == {"en_us", "zh_cn"}
+    chinese = card_text(final.card, "zh_cn")
+    assert "docker pull" in chinese and chinese != text
+    assert not [c for c in feishu.calls if c.status != 200]
+
+
+async def test_a_button_press_acts_for_its_owner_and_is_refused_privately_to_others(
+    lab: lab_module.Lab, feishu: FakeFeishu, tmp_path: Path
+) -> None:
+    settings = bot_settings(lab, tmp_path)
+    missing = f"{lab.source}/library/hello:9.9-missing"
+    async with feishu_bot(feishu, settings) as bot:
+        event, request = feishu.message(
+            f"@bot /mirror {missing}", sender=ALICE, chat_id=GROUP, group=True
+        )
+        feishu.push(event)
+        [final] = await feishu.until(lambda: answers(feishu, request))
+        await bot.drain(asyncio.Event())
+        [(label, value), *_] = card_buttons(final.card)
+        assert value["g"] == 1
+
+        def press(who: str) -> None:
+            feishu.push(card_action_event(
+                presser=who, chat_id=GROUP, message_id=final.message_id, value=value
+            ))  # fmt: skip
+
+        press(BOB)
+        [refusal] = await feishu.until(lambda: feishu.ephemerals)
+        assert refusal["open_id"] == BOB
+        assert f"Only the requester (feishu:{ALICE})" in card_text(refusal["card"])
+        assert feishu.replies_to(final.message_id) == []  # the chat saw nothing
+        press(ALICE)
+        [ack] = await feishu.until(lambda: feishu.replies_to(final.message_id))
+        await bot.drain(asyncio.Event())
+    assert label in ("Retry", "Mirror 1.0")
+    assert "Job " in card_text(ack.cards[0])
+
+
+async def test_a_stranger_from_another_tenant_is_refused_unless_allowed(
+    lab: lab_module.Lab, feishu: FakeFeishu, tmp_path: Path
+) -> None:
+    image = f"{lab.source}/library/hello:1.0"
+    async with feishu_bot(feishu, bot_settings(lab, tmp_path)):
+        event, request = feishu.message(
+            f"@bot /mirror {image}", sender=BOB, chat_id=GROUP, group=True, tenant=OTHER_TENANT
+        )
+        feishu.push(event)
+        [refusal] = await replied(feishu, request)
+    text = card_text(refusal.card)
+    assert "not allowed" in text and f"feishu:{BOB} " in text and f"feishu:{GROUP})" in text
+    assert "抱歉" in card_text(refusal.card, "zh_cn")  # the refusal in both languages too
+    allowed = bot_settings(lab, tmp_path / "allowed", mirror_allowed_users=(f"feishu:{GROUP}",))
+    (tmp_path / "allowed").mkdir()
+    async with feishu_bot(feishu, allowed) as bot:
+        event, request = feishu.message(
+            f"@bot /mirror {image}", sender=BOB, chat_id=GROUP, group=True, tenant=OTHER_TENANT
+        )
+        feishu.push(event)
+        await feishu.until(lambda: answers(feishu, request))
+        await bot.drain(asyncio.Event())
+    assert "docker pull" in card_text(answers(feishu, request)[0].card)
+
+
+async def test_a_job_interrupted_by_a_restart_finishes_in_the_same_card(
+    lab: lab_module.Lab, feishu: FakeFeishu, tmp_path: Path
+) -> None:
+    repository = f"library/feishu-restart-{uuid.uuid4().hex[:8]}"
+    layers = [lab_module.LayerSpec(size << 20, uuid.uuid4().int % 10**9 + size) for size in (2, 4)]
+    lab_module.push_image(lab.source, repository, "1.0", layers, cache_dir=tmp_path / "layers")
+    with throttled(lab.source, 600_000) as relay:
+        settings = bot_settings(lab, tmp_path, relay.address)
+        async with feishu_bot(feishu, settings):
+            event, request = feishu.message(
+                f"/mirror {relay.address}/{repository}:1.0", sender=ALICE, chat_id=DM
+            )
+            feishu.push(event)
+            [ack] = await replied(feishu, request)
+            await feishu.until(lambda: any("%" in card_text(c) for c in ack.cards[1:]))
+        seen = len(ack.cards)
+        async with feishu_bot(feishu, settings, resume=True) as bot:
+            [final] = await feishu.until(lambda: answers(feishu, request))
+            await bot.drain(asyncio.Event())
+    # The second bot went on patching the same card and answered the same request.
+    assert len(ack.cards) > seen and "done" in card_text(ack.card)
+    assert "docker pull" in card_text(final.card)
+    assert [m.message_id for m in feishu.replies_to(request)] == [ack.message_id, final.message_id]

@@ -171,9 +171,9 @@ class FakeFeishu:
         self._thread.join(timeout=10)
 
     def reset(self) -> None:
+        """Forget the calls and answers so far; the messages stay (a restarted bot edits them)."""
         with self._cond:
             self.calls.clear()
-            self.messages.clear()
             self.ephemerals.clear()
             self.answers.clear()
             self.refused = 0
