@@ -7,11 +7,12 @@ characters (``<!channel>`` pings everyone), so every echoed string is escaped.
 
 from __future__ import annotations
 
+import functools
 import re
 
+from bot.commands import discover
 from bot.view import MessageView, Style, Tone, bar_text
 
-SUBCOMMANDS = frozenset({"help", "status", "history", "cancel", "confirm", "tags", "inspect"})
 _MAX_TEXT = 39_000  # chat.postMessage takes 40,000 characters
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _CONTROL = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
@@ -47,15 +48,23 @@ def command_text(text: str, bot_user_id: str | None = None) -> str:
     return plain.strip()
 
 
+@functools.cache
+def subcommands() -> frozenset[str]:
+    """The words that make ``/mirror WORD`` the command ``/WORD`` here (Slack has one slash
+    command): every chat command's name but /mirror's (:mod:`bot.commands`)."""
+    return discover().subcommands()
+
+
 def slash_text(command: str, text: str) -> str:
-    """``/mirror status abc`` -> ``/status abc``; ``/mirror nginx`` -> ``/mirror nginx``."""
+    """``/mirror status abc`` -> ``/status abc``; ``/mirror nginx`` -> ``/mirror nginx``;
+    ``/mirror`` alone -> ``/help``."""
     name = command.lstrip("/").lower()
     words = text.split()
-    if name in SUBCOMMANDS:
+    if name in subcommands():
         return f"/{name} {text}".strip()
     if not words:
         return "/help"
-    if words[0].lower() in SUBCOMMANDS:
+    if words[0].lower() in subcommands():
         return "/" + text.strip()
     return f"/mirror {text}".strip()
 

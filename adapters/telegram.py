@@ -77,7 +77,9 @@ from bot.chat import (
     SharedFile,
     Undeliverable,
 )
+from bot.commands import discover
 from bot.delivery import deliver, reconnecting
+from bot.i18n import CHINESE, ENGLISH, _, speaking
 from bot.pacing import Budget, Pace
 from bot.plugins import AdapterPlugin, AdapterSettings, SettingsPlugin
 from bot.view import MessageView
@@ -93,51 +95,27 @@ GROUP_BUDGET = Budget(20, 60.0)
 BOT_BUDGET = Budget(30, 1.0)
 """Telegram's flood limits: per private chat, per group, and for all chats of the bot."""
 
-COMMANDS = (
-    "mirror",
-    "tags",
-    "inspect",
-    "status",
-    "history",
-    "cancel",
-    "watch",
-    "watches",
-    "unwatch",
-    "lang",
-    "help",
-    "start",
-)
-"""What the bot answers in a group; anything else there may belong to another bot."""
+MENUS = {None: ENGLISH, "zh": CHINESE}
+"""The command menu per client language (``language_code``; None: every other client)."""
 
-MENU = {
-    None: (
-        ("mirror", "Copy images to our registry: /mirror IMAGE [IMAGE ...]"),
-        ("tags", "An image's tags, newest first: /tags IMAGE [FILTER]"),
-        ("inspect", "Digest, platforms, sizes, and whether it is mirrored: /inspect IMAGE"),
-        ("status", "Latest jobs in this chat, or one job"),
-        ("history", "What this chat mirrored"),
-        ("cancel", "Stop a running job: /cancel JOB"),
-        ("watch", "Mirror again when a tag moves: /watch IMAGE[:TAG|FILTER]"),
-        ("watches", "This chat's watches"),
-        ("unwatch", "Stop a watch: /unwatch ID"),
-        ("lang", "Answer me in English or Chinese: /lang en|zh"),
-        ("help", "Usage and examples"),
-    ),
-    # Chinese punctuation is full width on purpose.
-    "zh": (
-        ("mirror", "同步镜像到我们的仓库：/mirror 镜像 [镜像 ...]"),  # noqa: RUF001
-        ("tags", "镜像的标签，新的在前：/tags 镜像 [筛选]"),  # noqa: RUF001
-        ("inspect", "摘要、平台、大小，以及是否已同步：/inspect 镜像"),  # noqa: RUF001
-        ("status", "本聊天最近的任务，或某个任务的状态"),  # noqa: RUF001
-        ("history", "本聊天同步过的镜像"),
-        ("cancel", "停止正在运行的任务：/cancel 任务号"),  # noqa: RUF001
-        ("watch", "标签更新时重新同步：/watch 镜像[:标签|过滤]"),  # noqa: RUF001
-        ("watches", "本聊天的监视"),
-        ("unwatch", "停止监视：/unwatch 编号"),  # noqa: RUF001
-        ("lang", "回复我的语言：/lang zh（简体中文）或 /lang en（英文）"),  # noqa: RUF001
-        ("help", "用法和示例"),
-    ),
-}
+
+def menu(language: str) -> list[BotCommand]:
+    """The commands menus show, each with its summary (and usage) in ``language``."""
+    with speaking(language):
+        return [
+            BotCommand(entry.name, _menu_line(entry.summary, entry.usage))
+            for entry in discover()
+            if entry.menu
+        ]
+
+
+def _menu_line(summary: str, usage: str) -> str:
+    """``An image's tags, newest first: /tags IMAGE [FILTER]``; the usage only when it says
+    more than the command's name."""
+    if " " not in usage:
+        return _(summary)
+    return _("{summary}: {usage}").format(summary=_(summary), usage=usage)
+
 
 _SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
@@ -302,12 +280,13 @@ plugin: AdapterPlugin = SettingsPlugin(TelegramSettings)
 
 
 def _is_ours(text: str, username: str | None) -> bool:
-    """In a group: one of our commands, bare or addressed to us (``/mirror@OurBot``)."""
+    """In a group: one of our commands (:mod:`bot.commands`), bare or addressed to us
+    (``/mirror@OurBot``); anything else there may belong to another bot."""
     head = text.split(maxsplit=1)[0].removeprefix("/") if text.strip() else ""
     name, _, addressee = head.partition("@")
     if addressee:
         return username is not None and addressee.lower() == username.lower()
-    return name.lower() in COMMANDS
+    return name.lower() in discover().words()
 
 
 class TelegramAdapter:
@@ -449,10 +428,9 @@ class TelegramAdapter:
 
     async def _register_commands(self) -> None:
         """The command menu, in English and for Chinese clients; a failure is not fatal."""
-        for language, entries in MENU.items():
-            commands = [BotCommand(name, text) for name, text in entries]
+        for code, language in MENUS.items():
             try:
-                await self._app.bot.set_my_commands(commands, language_code=language)
+                await self._app.bot.set_my_commands(menu(language), language_code=code)
             except TelegramError as exc:
                 log.warning("telegram: could not set the command menu (%s)", type(exc).__name__)
 

@@ -72,8 +72,47 @@ def _run(main: Coroutine[Any, Any, int]) -> int:
 
 
 @click.group()
+@click.version_option(package_name="hub-mirror-bot", prog_name="mirror-bot")
 def main() -> None:
     """Mirror container images into a registry your team can reach."""
+
+
+@main.command("help")
+@click.option("--json", "as_json", is_flag=True, help="Print the chat commands as JSON.")
+def help_(as_json: bool) -> None:
+    """List the chat commands: name, usage and summary (MIRROR_LANGUAGE or the locale's)."""
+    from bot.commands import discover
+    from bot.i18n import LANGUAGES, _, speaking
+
+    commands = discover()
+    if as_json:
+        click.echo(json.dumps([entry.describe(LANGUAGES) for entry in commands], indent=2))
+        return
+    with speaking(_operator_language()):
+        rows = [
+            (
+                entry.name,
+                entry.usage,
+                _(entry.summary),
+                _("admins only") if entry.admin_only else "",
+            )
+            for entry in commands
+        ]
+    name_width = max(len(row[0]) for row in rows)
+    usage_width = max(len(row[1]) for row in rows)
+    for name, usage, summary, who in rows:
+        line = f"{name:<{name_width}}  {usage:<{usage_width}}  {summary}"
+        click.echo(f"{line} ({who})" if who else line)
+
+
+def _operator_language() -> str:
+    """MIRROR_LANGUAGE when the operator pinned one, else the terminal's, else English."""
+    from bot.i18n import ENGLISH, console_tag, from_tag
+
+    chosen = _settings().mirror_language
+    if chosen != "auto":
+        return chosen
+    return from_tag(console_tag()).language or ENGLISH
 
 
 @main.command()

@@ -16,7 +16,7 @@ import unicodedata
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from mirror.errors import InvalidReference, MirrorError
@@ -27,6 +27,9 @@ from mirror.text import Text
 
 class Ambiguous(MirrorError):
     """The text reads two ways; the sentence is a question offering both, nothing is started."""
+
+    question: ClassVar[bool] = True
+    """Answered as a question, not as a failure (:func:`bot.render.refusal`)."""
 
 
 @dataclass(frozen=True)
@@ -343,9 +346,21 @@ def read_command_line(segment: str, words: list[str]) -> list[Reading]:
                 tool=tool,
             )
         )
+    platform, positional = _pull_arguments(shown, rest[1:])
+    if not positional:
+        raise InvalidReference(Text("{text} names no image.", text=quote(shown)))
+    readings = []
+    for arg in positional:
+        for reading in read_word(arg):
+            readings.append(Reading(reading.text, segment.strip(), platform))
+    return readings
+
+
+def _pull_arguments(shown: str, args: list[str]) -> tuple[str | None, list[str]]:
+    """A pull line's platform (``--platform``, or ``--os``/``--arch``/``--variant``, or
+    ``--all-platforms``) and its images; ``--all-tags`` is refused."""
     platform, arch, os_, variant = None, None, "linux", None
     positional: list[str] = []
-    args = rest[1:]
     i = 0
     while i < len(args):
         arg = args[i]
@@ -375,13 +390,7 @@ def read_command_line(segment: str, words: list[str]) -> list[Reading]:
         i += 1
     if platform is None and arch is not None:
         platform = "/".join(p for p in (os_, arch, variant) if p)
-    if not positional:
-        raise InvalidReference(Text("{text} names no image.", text=quote(shown)))
-    readings = []
-    for arg in positional:
-        for reading in read_word(arg):
-            readings.append(Reading(reading.text, segment.strip(), platform))
-    return readings
+    return platform, positional
 
 
 def _helm(shown: str, args: list[str]) -> list[Reading]:

@@ -7,22 +7,23 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bot import actions
-from bot.commands import usage_line
 from bot.i18n import N_, _, localize, ngettext
 from bot.view import Action, Bar, MessageView, Row, Tone, human_bytes, human_seconds
 from mirror.artifacts import ArtifactKind, along_text
+from mirror.errors import MirrorError
 from mirror.models import Item, ItemStatus, Job, Watch, platform_text
 from mirror.progress import Stage
 from mirror.reference import ImageRef, parse_reference, quote
-from mirror.text import Text
+from mirror.text import Text, text_of
 
 if TYPE_CHECKING:
+    from bot.commands import Command
     from mirror.lookup import Inspection, TagList
     from mirror.registry.hosts import PullLimit
 
@@ -216,6 +217,44 @@ def _result_detail(item: Item) -> str:
     )
 
 
+@dataclass
+class _Answer:
+    """The final answer's parts, gathered image by image."""
+
+    rows: list[Row]
+    code: list[str]
+    logins: list[str]
+    notes: list[str]
+
+    def add(self, item: Item, options: RenderOptions) -> None:
+        state = _state(_STATE_WORDS[item.status])
+        if not item.status.ok:
+            tone = _TONES.get(item.status, Tone.FAILURE)
+            self.rows.append(Row(item.source.familiar, state, tone, localize(item.error)))
+            self.code.extend(suggestion_commands(item))
+            return
+        self.rows.append(Row(item.source.familiar, state, Tone.SUCCESS, _result_detail(item)))
+        self.code.extend(commands(item, options))
+        self.notes.extend(localize(note) for note in item.notes)
+        registry = item.target.registry
+        if registry in options.login_registries and registry not in self.logins:
+            self.logins.append(registry)
+
+
+def _answer_title(job: Job) -> tuple[str, Tone]:
+    ok = sum(1 for i in job.items if i.status.ok)
+    if ok == len(job.items):
+        title = _("Job {job} done: {images} ready").format(job=job.id, images=_images(ok))
+        return title, Tone.SUCCESS
+    if ok:
+        title = _("Job {job}: {ok} of {total} images ready").format(
+            job=job.id, ok=ok, total=len(job.items)
+        )
+        return title, Tone.FAILURE
+    title = _("Job {job} {state}: nothing was mirrored").format(job=job.id, state=_job_state(job))
+    return title, Tone.FAILURE
+
+
 def answer(
     job: Job,
     options: RenderOptions,
@@ -225,60 +264,21 @@ def answer(
 ) -> MessageView:
     """The final message: per image where it went, and the commands to paste (then
     ``rewrite``: how to point pasted manifests at the mirror, ``bot.rewrite``)."""
-    rows = []
-    code: list[str] = []
-    logins: list[str] = []
-    notes: list[str] = []
+    parts = _Answer([], [], [], [])
     for item in job.items:
-        if item.status.ok:
-            rows.append(
-                Row(
-                    item.source.familiar,
-                    _state(_STATE_WORDS[item.status]),
-                    Tone.SUCCESS,
-                    _result_detail(item),
-                )
-            )
-            code.extend(commands(item, options))
-            notes.extend(localize(note) for note in item.notes)
-            registry = item.target.registry
-            if registry in options.login_registries and registry not in logins:
-                logins.append(registry)
-        else:
-            rows.append(
-                Row(
-                    item.source.familiar,
-                    _state(_STATE_WORDS[item.status]),
-                    _TONES.get(item.status, Tone.FAILURE),
-                    localize(item.error),
-                )
-            )
-            code.extend(suggestion_commands(item))
-    lines = (_readings(job)[:1] if job.origin else ()) + tuple(notes)
+        parts.add(item, options)
+    lines = (_readings(job)[:1] if job.origin else ()) + tuple(parts.notes)
     lines += tuple(
         _("The target is private: run `docker login {registry}` before pulling.").format(registry=r)
-        for r in logins
+        for r in parts.logins
     )
-    ok = sum(1 for i in job.items if i.status.ok)
-    if ok == len(job.items):
-        title = _("Job {job} done: {images} ready").format(job=job.id, images=_images(ok))
-        tone = Tone.SUCCESS
-    elif ok:
-        title = _("Job {job}: {ok} of {total} images ready").format(
-            job=job.id, ok=ok, total=len(job.items)
-        )
-        tone = Tone.FAILURE
-    else:
-        title = _("Job {job} {state}: nothing was mirrored").format(
-            job=job.id, state=_job_state(job)
-        )
-        tone = Tone.FAILURE
+    title, tone = _answer_title(job)
     return MessageView(
         title,
         tone,
-        tuple(rows),
+        tuple(parts.rows),
         lines,
-        (*code, *rewrite),
+        (*parts.code, *rewrite),
         notify=notify,
         actions=actions.when_finished(job),
     )
@@ -337,55 +337,38 @@ def confirmed(job: Job, items: Sequence[Item]) -> MessageView:
     return info(_("Job {job}: copying {what}.").format(job=job.id, what=what))
 
 
-def error(sentence: str, *, usage: bool = False) -> MessageView:
+def error(sentence: str) -> MessageView:
     """A refusal or failure; ``sentence`` may come from ``mirror/`` (a ``Text``)."""
-    footer = _("Usage: {usage}").format(usage=usage_line()) if usage else None
-    return MessageView(localize(sentence), Tone.FAILURE, footer=footer)
+    return MessageView(localize(sentence), Tone.FAILURE)
+
+
+def refusal(exc: MirrorError, usage: str) -> MessageView:
+    """A command stopped by ``exc``'s sentence, shown as its class says: a question
+    (``question``, e.g. :class:`bot.paste.Ambiguous`) is no failure, and a malformed command
+    (``with_usage``, :class:`bot.commands.UsageError`) is answered with the ``usage`` line."""
+    tone = Tone.INFO if getattr(exc, "question", False) else Tone.FAILURE
+    footer = _("Usage: {usage}").format(usage=usage) if getattr(exc, "with_usage", False) else None
+    return MessageView(localize(text_of(exc)), tone, footer=footer)
 
 
 def info(sentence: str) -> MessageView:
     return MessageView(localize(sentence), Tone.INFO)
 
 
-def help_text() -> MessageView:
+def help_text(commands: Iterable[Command[Any]]) -> MessageView:
+    """Every command's usage and summary (and details), then examples to paste."""
+    lines: list[str] = []
+    examples: list[str] = []
+    for entry in commands:
+        lines.append(f"{entry.usage} — {_(entry.summary)}")
+        if entry.details:
+            lines.append(_(entry.details))
+        examples.extend(entry.examples)
     return MessageView(
         _("hub-mirror-bot copies images into a registry your team can reach."),
         Tone.INFO,
-        lines=(
-            _(
-                "/mirror IMAGE [IMAGE ...] [--platform os/arch|all] — copy up to the limit of "
-                "images; add $NAME[:TAG] to an image to choose the target name."
-            ),
-            _(
-                "/mirror also reads what you paste: docker/ctr/podman pull lines, image page "
-                "addresses, kubeadm config images list output, Kubernetes YAML, compose files."
-            ),
-            _("/status [JOB] — the latest jobs of this chat, or one job."),
-            _("/history — what this chat mirrored."),
-            _("/cancel JOB — stop a running job."),
-            _("/confirm JOB — copy an image the bot asked about because of its size."),
-            _(
-                "/tags IMAGE [FILTER] — its tags, newest first; FILTER is a version prefix "
-                "(1.25), a substring (alpine), a glob (1.2*) or a range (~1.27)."
-            ),
-            _(
-                "/inspect IMAGE — digest, platforms with sizes, created date, and whether it is "
-                "mirrored here and has moved since."
-            ),
-            _(
-                "/watch IMAGE[:TAG|FILTER] — mirror now, then again whenever the tag moves "
-                "upstream or a new tag matches the filter (1.27.*, ~1.27); /watches lists them, "
-                "/unwatch ID stops one."
-            ),
-            _("/mirror lang en|zh — answer me in English or in Simplified Chinese."),
-        ),
-        code=(
-            "/mirror gcr.io/google-samples/microservices-demo/emailservice:v0.3.5",
-            "/mirror nginx:1.25 quay.io/prometheus/node-exporter:v1.7.0 --platform linux/arm64",
-            "/mirror registry.k8s.io/pause:3.9$pause:latest",
-            "/tags nginx 1.25",
-            "/inspect registry.k8s.io/pause:3.9",
-        ),
+        lines=tuple(lines),
+        code=tuple(examples),
     )
 
 

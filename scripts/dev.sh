@@ -7,6 +7,7 @@
 #   bash scripts/dev.sh lab CMD        scripts/lab.py CMD (up|seed|env|down) with the venv python
 #   bash scripts/dev.sh lock           regenerate requirements.lock (hashed pins the image installs)
 #   bash scripts/dev.sh i18n           extract the sentences users read, update bot/locale/*.po
+#   bash scripts/dev.sh docs           rewrite the command lists built from bot/commands
 #
 # Every step is idempotent: a second run only checks.
 set -euo pipefail
@@ -129,8 +130,13 @@ EOF
     setup
     "$PY" scripts/i18n.py update
     ;;
+  docs)
+    # docs/commands.md's table and slack-app-manifest.yml's usage_hint (scripts/docs.py).
+    setup
+    "$PY" scripts/docs.py update
+    ;;
   *)
-    sed -n '2,10s/^# \{0,1\}//p' "$0" >&2
+    sed -n '2,11s/^# \{0,1\}//p' "$0" >&2
     exit 2
     ;;
 esac

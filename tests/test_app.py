@@ -20,8 +20,10 @@ import pytest
 
 import lab as lab_module
 from bot import actions
-from bot.app import NOT_ACKNOWLEDGED, MirrorBot
+from bot.app import MirrorBot
 from bot.chat import Incoming, Press, Undeliverable
+from bot.commands import Commands
+from bot.following import NOT_ACKNOWLEDGED
 from bot.runtime import open_runtime
 from bot.settings import Settings, parse_rate
 from bot.view import MessageView, to_plain_text
@@ -83,11 +85,18 @@ def settings_for(tmp_path: Path, target: str, *sources: str, **more: Any) -> Set
 
 
 @asynccontextmanager
-async def running_bot(settings: Settings, *, asks: bool = False) -> AsyncIterator[MirrorBot]:
+async def running_bot(
+    settings: Settings, *, asks: bool = False, commands: Commands | None = None
+) -> AsyncIterator[MirrorBot]:
     async with (
         open_runtime(settings, asks=asks) as runtime,
         MirrorBot(
-            settings, runtime.service, runtime.policy, runtime.planner, runtime.render_options
+            settings,
+            runtime.service,
+            runtime.policy,
+            runtime.planner,
+            runtime.render_options,
+            commands=commands,
         ) as bot,
     ):
         yield bot

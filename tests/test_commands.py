@@ -1,35 +1,40 @@
 """The chat command grammar: every adapter's text goes through it."""
 
+from typing import Any
+
 import pytest
 
-from bot.commands import (
-    CancelCommand,
-    ConfirmCommand,
-    HelpCommand,
-    HistoryCommand,
-    InspectCommand,
-    MirrorCommand,
-    PlanCommand,
-    StatusCommand,
-    TagsCommand,
-    UsageError,
-    parse_command,
-)
+from bot.commands import NoArguments, UsageError, parse_command
+from bot.commands.cancel import CancelArgs
+from bot.commands.confirm import ConfirmArgs
+from bot.commands.inspect import InspectArgs
+from bot.commands.mirror import MirrorArgs
+from bot.commands.status import StatusArgs
+from bot.commands.tags import TagsArgs
 from mirror.errors import InvalidPlatform, InvalidReference
 from mirror.platform import Platform
 
 AMD64 = Platform("linux", "amd64")
 
 
-def parse(text: str, **kw: object) -> object:
-    options: dict[str, object] = {"default_platform": AMD64, "max_images": 11}
+def parsed(text: str, **kw: Any) -> tuple[str, object] | None:
+    """The command's name and its arguments, as the grammar read them (None: another bot's)."""
+    options: dict[str, Any] = {"default_platform": AMD64, "max_images": 11}
     options.update(kw)
-    return parse_command(text, **options)  # type: ignore[arg-type]
+    invocation = parse_command(text, **options)
+    return None if invocation is None else (invocation.command.name, invocation.args)
+
+
+def parse(text: str, **kw: Any) -> Any:
+    """The arguments of a command the grammar read (a None result fails here)."""
+    found = parsed(text, **kw)
+    assert found is not None
+    return found[1]
 
 
 def test_mirror_with_several_images_separated_by_spaces_and_newlines() -> None:
     cmd = parse("/mirror nginx:1.25\nquay.io/prometheus/node-exporter:v1.7.0   redis")
-    assert isinstance(cmd, MirrorCommand)
+    assert isinstance(cmd, MirrorArgs)
     assert [str(s.source) for s in cmd.images] == [
         "docker.io/library/nginx:1.25",
         "quay.io/prometheus/node-exporter:v1.7.0",
@@ -48,7 +53,7 @@ def test_mirror_with_several_images_separated_by_spaces_and_newlines() -> None:
 )
 def test_platform_flag(text: str, platform: Platform | None) -> None:
     cmd = parse(text)
-    assert isinstance(cmd, MirrorCommand) and cmd.platform == platform
+    assert isinstance(cmd, MirrorArgs) and cmd.platform == platform
 
 
 def test_more_images_than_the_limit_are_a_plan_and_confirm_lifts_it() -> None:
@@ -56,55 +61,56 @@ def test_more_images_than_the_limit_are_a_plan_and_confirm_lifts_it() -> None:
     ``--confirm`` asks for the copy itself, which the bot allows admins only."""
     images = " ".join(f"img{i}" for i in range(12))
     plan = parse(f"/mirror {images} --platform all")
-    assert isinstance(plan, PlanCommand) and plan.limit == 11
-    assert len(plan.mirror.images) == 12 and plan.mirror.platform is None
+    assert isinstance(plan, MirrorArgs) and plan.needs_plan and plan.limit == 11
+    assert len(plan.images) == 12 and plan.platform is None
     confirmed = parse(f"/mirror --confirm {images}")
-    assert isinstance(confirmed, MirrorCommand) and confirmed.confirmed
+    assert isinstance(confirmed, MirrorArgs) and confirmed.confirmed
+    assert not confirmed.needs_plan
     assert len(confirmed.images) == 12
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("/confirm k3x9qa", ConfirmCommand("k3x9qa")),
-        ("/confirm k3x9qa 2", ConfirmCommand("k3x9qa", 1)),
-        ("/mirror confirm k3x9qa", ConfirmCommand("k3x9qa")),
+        ("/confirm k3x9qa", ConfirmArgs("k3x9qa")),
+        ("/confirm k3x9qa 2", ConfirmArgs("k3x9qa", 1)),
+        ("/mirror confirm k3x9qa", ConfirmArgs("k3x9qa")),
     ],
 )
-def test_confirm_names_a_job_and_maybe_one_image(text: str, expected: ConfirmCommand) -> None:
-    assert parse(text) == expected
+def test_confirm_names_a_job_and_maybe_one_image(text: str, expected: ConfirmArgs) -> None:
+    assert parsed(text) == ("confirm", expected)
 
 
 def test_default_platform_all_is_kept() -> None:
     cmd = parse("/mirror nginx", default_platform=None)
-    assert isinstance(cmd, MirrorCommand) and cmd.platform is None
+    assert isinstance(cmd, MirrorArgs) and cmd.platform is None
 
 
 def test_target_name_override_is_parsed() -> None:
     cmd = parse("/mirror registry.k8s.io/pause:3.9$pause:latest")
-    assert isinstance(cmd, MirrorCommand)
+    assert isinstance(cmd, MirrorArgs)
     assert (cmd.images[0].name, cmd.images[0].tag) == ("pause", "latest")
 
 
 def test_duplicates_in_one_command_are_merged() -> None:
     cmd = parse("/mirror nginx nginx")
-    assert isinstance(cmd, MirrorCommand) and len(cmd.images) == 1
+    assert isinstance(cmd, MirrorArgs) and len(cmd.images) == 1
 
 
 def test_telegram_bot_suffix_and_slack_dm_form() -> None:
-    assert isinstance(parse("/mirror@MirrorBot nginx", bot_username="mirrorbot"), MirrorCommand)
-    assert parse("/mirror@OtherBot nginx", bot_username="MirrorBot") is None
-    assert isinstance(parse("mirror nginx"), MirrorCommand)
+    assert isinstance(parse("/mirror@MirrorBot nginx", bot_username="mirrorbot"), MirrorArgs)
+    assert parsed("/mirror@OtherBot nginx", bot_username="MirrorBot") is None
+    assert isinstance(parse("mirror nginx"), MirrorArgs)
 
 
 def test_other_commands() -> None:
-    assert parse("/status") == StatusCommand(None)
-    assert parse("/status k3x9qa") == StatusCommand("k3x9qa")
-    assert parse("/history") == HistoryCommand()
-    assert parse("/cancel k3x9qa") == CancelCommand("k3x9qa")
-    assert parse("/help") == HelpCommand()
-    assert parse("/start") == HelpCommand()
-    assert parse("   ") == HelpCommand()
+    assert parsed("/status") == ("status", StatusArgs(None))
+    assert parsed("/status k3x9qa") == ("status", StatusArgs("k3x9qa"))
+    assert parsed("/history") == ("history", NoArguments())
+    assert parsed("/cancel k3x9qa") == ("cancel", CancelArgs("k3x9qa"))
+    assert parsed("/help") == ("help", NoArguments())
+    assert parsed("/start") == ("help", NoArguments())
+    assert parsed("   ") == ("help", NoArguments())
 
 
 @pytest.mark.parametrize(
@@ -160,14 +166,14 @@ def test_absurdly_long_message_is_refused() -> None:
 )
 def test_tags(text: str, repository: str, pattern: str | None) -> None:
     cmd = parse(text, bot_username="MyBot")
-    assert isinstance(cmd, TagsCommand)
+    assert isinstance(cmd, TagsArgs)
     assert cmd.image.name == repository
     assert cmd.pattern == pattern
 
 
 def test_inspect_and_its_mistakes() -> None:
     cmd = parse("/inspect registry.k8s.io/pause:3.9")
-    assert isinstance(cmd, InspectCommand)
+    assert isinstance(cmd, InspectArgs)
     assert str(cmd.image) == "registry.k8s.io/pause:3.9"
     for text in ("/inspect", "/inspect a b", "/tags", "/tags a b c", "/tags nginx --all"):
         with pytest.raises(UsageError):

@@ -21,7 +21,8 @@ from babel.messages.pofile import read_po
 
 from bot import render
 from bot.chat import ConfigurationError
-from bot.commands import LanguageCommand, UsageError, parse_command
+from bot.commands import UsageError, discover, parse_command
+from bot.commands.lang import LangArgs
 from bot.i18n import (
     CHINESE,
     ENGLISH,
@@ -142,10 +143,14 @@ def test_a_sentence_from_mirror_is_rendered_in_the_language_spoken() -> None:
 def test_nested_sentences_are_translated_part_by_part() -> None:
     with pytest.raises(MirrorError) as raised:
         parse_command("/mirror Nginx:1.25", default_platform=None, max_images=11)
+    with pytest.raises(UsageError) as malformed:
+        parse_command("/frobnicate", default_platform=None, max_images=11)
+    usage = discover().usage_line()
     with speaking(CHINESE):
-        view = render.error(text_of(raised.value), usage=True)
+        view = render.refusal(raised.value, usage)
+        footer = render.refusal(malformed.value, usage).footer
     assert view.title == "`Nginx:1.25` 不是有效的镜像引用：仓库名称必须是小写。"
-    assert view.footer is not None and view.footer.startswith("用法：/mirror ")
+    assert footer is not None and footer.startswith("用法：/mirror ")
 
 
 def test_plural_forms_follow_each_language() -> None:
@@ -178,12 +183,13 @@ def test_english_loads_no_catalog_and_chinese_loads_babel_only_when_spoken() -> 
     probe = """
 import json, sys
 from bot import render
+from bot.commands import discover
 from bot.i18n import speaking
 from bot.view import to_plain_text
-english = to_plain_text(render.help_text())
+english = to_plain_text(render.help_text(discover()))
 before = "babel" in sys.modules
 with speaking("zh_Hans"):
-    chinese = to_plain_text(render.help_text())
+    chinese = to_plain_text(render.help_text(discover()))
 after = "babel" in sys.modules
 print(json.dumps([before, after, english.splitlines()[0], chinese.splitlines()[0]]))
 """
@@ -263,7 +269,9 @@ def test_the_console_reads_the_locale_variables_in_gettext_order() -> None:
     [("/mirror lang zh", CHINESE), ("/lang en", ENGLISH), ("/mirror lang auto", None)],
 )
 def test_the_lang_command(text: str, language: str | None) -> None:
-    assert parse_command(text, default_platform=None, max_images=11) == LanguageCommand(language)
+    invocation = parse_command(text, default_platform=None, max_images=11)
+    assert invocation is not None
+    assert (invocation.command.name, invocation.args) == ("lang", LangArgs(language))
 
 
 def test_an_unknown_language_is_refused_naming_both() -> None:

@@ -207,7 +207,7 @@ async def test_two_people_in_one_telegram_group_each_get_their_own_language(
         sam_final = await telegram.wait_for(lambda: final_answer(telegram, sam))
         hant = telegram.send(TEAM, 6003, "/status", language="zh-TW")
         hant_replies = await telegram.wait_for(
-            lambda: (r := telegram.replies_to(hant)) and len(r) == 2 and r
+            lambda: r if len(r := telegram.replies_to(hant)) == 2 else None
         )
 
     li_ack, sam_ack = telegram.replies_to(li)[0], telegram.replies_to(sam)[0]

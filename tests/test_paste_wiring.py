@@ -16,7 +16,8 @@ import pytest
 
 import lab as lab_module
 from bot import render
-from bot.commands import MirrorCommand, UsageError, parse_command
+from bot.commands import UsageError, parse_command
+from bot.commands.mirror import MirrorArgs
 from bot.paste import Ambiguous
 from bot.view import to_plain_text
 from mirror.models import Item, Job
@@ -28,9 +29,11 @@ AMD64 = Platform("linux", "amd64")
 ARM64 = Platform("linux", "arm64")
 
 
-def mirror(text: str, max_images: int = 11) -> MirrorCommand:
-    command = parse_command(text, default_platform=AMD64, max_images=max_images)
-    assert isinstance(command, MirrorCommand)
+def mirror(text: str, max_images: int = 11) -> MirrorArgs:
+    invocation = parse_command(text, default_platform=AMD64, max_images=max_images)
+    assert invocation is not None
+    command = invocation.args
+    assert isinstance(command, MirrorArgs)
     assert len(command.readings) == len(command.images)
     return command
 

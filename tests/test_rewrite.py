@@ -13,7 +13,8 @@ from pathlib import Path
 import yaml
 
 import lab as lab_module
-from bot.commands import MirrorCommand, parse_command
+from bot.commands import parse_command
+from bot.commands.mirror import MirrorArgs
 from bot.paste import PastedFiles
 from bot.rewrite import SHORT_YAML_LINES, rewrite, written_name
 from mirror.models import Item, ItemStatus
@@ -130,18 +131,24 @@ def test_nothing_copied_means_no_rewrite() -> None:
     assert rewrite([failed], PastedFiles("compose file", "services: {}")) == ()
 
 
+def mirror_args(text: str) -> object:
+    invocation = parse_command(text, default_platform=AMD64, max_images=5)
+    assert invocation is not None and invocation.command.name == "mirror"
+    return invocation.args
+
+
 def test_typed_names_carry_no_rewrite_and_pasted_files_do() -> None:
-    typed = parse_command("/mirror nginx:1.25", default_platform=AMD64, max_images=5)
-    assert isinstance(typed, MirrorCommand) and typed.pasted is None
+    typed = mirror_args("/mirror nginx:1.25")
+    assert isinstance(typed, MirrorArgs) and typed.pasted is None
     compose = "/mirror\nservices:\n  web:\n    image: nginx:1.25\n"
-    pasted = parse_command(compose, default_platform=AMD64, max_images=5)
-    assert isinstance(pasted, MirrorCommand)
+    pasted = mirror_args(compose)
+    assert isinstance(pasted, MirrorArgs)
     assert pasted.pasted == PastedFiles(
         "compose file", "services:\n  web:\n    image: nginx:1.25\n"
     )
     kubeadm = "/mirror kubeadm config images list\nregistry.k8s.io/pause:3.9"
-    read = parse_command(kubeadm, default_platform=AMD64, max_images=5)
-    assert isinstance(read, MirrorCommand)
+    read = mirror_args(kubeadm)
+    assert isinstance(read, MirrorArgs)
     assert read.pasted is not None and read.pasted.yaml is None
 
 

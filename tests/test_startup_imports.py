@@ -46,7 +46,7 @@ DRY_RUN = """
 import atexit, json, sys
 
 LATE = {"aiosqlite", "tenacity", "yaml", "platformdirs", "bot.render", "bot.runtime",
-        "mirror.store", "mirror.jobs", "bot.planner"}
+        "mirror.store", "mirror.jobs", "bot.planner", "bot.commands"}
 
 def report():
     print(json.dumps(sorted(LATE & set(sys.modules))), file=sys.stderr)

@@ -21,7 +21,9 @@ import pytest
 
 import lab as lab_module
 from bot.app import MirrorBot
-from bot.commands import UnwatchCommand, UsageError, WatchCommand, WatchesCommand, parse_command
+from bot.commands import NoArguments, UsageError, parse_command
+from bot.commands.unwatch import UnwatchArgs
+from bot.commands.watch import WatchArgs
 from bot.settings import Settings
 from mirror.models import Watch
 from mirror.watches import RegistryUpstream
@@ -237,25 +239,31 @@ async def test_watches_are_limited_per_chat_and_stored_before_they_are_told(
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"),
+    ("text", "name", "expected"),
     [
-        ("/watch nginx", WatchCommand),
-        ("/watch nginx:1.27.*", WatchCommand),
-        ("/mirror watch ghcr.io/org/app:~1.2", WatchCommand),
-        ("/watches", WatchesCommand),
-        ("/mirror unwatch k3x9qa", UnwatchCommand),
+        ("/watch nginx", "watch", WatchArgs),
+        ("/watch nginx:1.27.*", "watch", WatchArgs),
+        ("/mirror watch ghcr.io/org/app:~1.2", "watch", WatchArgs),
+        ("/watches", "watches", NoArguments),
+        ("/mirror unwatch k3x9qa", "unwatch", UnwatchArgs),
     ],
 )
-def test_watch_commands_parse(text: str, expected: type) -> None:
-    assert isinstance(parse_command(text, default_platform=None, max_images=5), expected)
+def test_watch_commands_parse(text: str, name: str, expected: type) -> None:
+    invocation = parse_command(text, default_platform=None, max_images=5)
+    assert invocation is not None and invocation.command.name == name
+    assert isinstance(invocation.args, expected)
+
+
+def watch_args(text: str) -> WatchArgs:
+    invocation = parse_command(text, default_platform=None, max_images=5)
+    assert invocation is not None and isinstance(invocation.args, WatchArgs)
+    return invocation.args
 
 
 def test_a_watch_names_a_tag_or_a_filter() -> None:
-    command = parse_command("/watch nginx:~1.27", default_platform=None, max_images=5)
-    assert isinstance(command, WatchCommand)
+    command = watch_args("/watch nginx:~1.27")
     assert (command.image.name, command.pattern) == ("docker.io/library/nginx", "~1.27")
-    plain = parse_command("/watch localhost:5000/app", default_platform=None, max_images=5)
-    assert isinstance(plain, WatchCommand)
+    plain = watch_args("/watch localhost:5000/app")
     assert (plain.image.name, plain.pattern) == ("localhost:5000/app", "latest")
     for bad, sentence in (
         ("/watch nginx@sha256:" + "a" * 64, "A digest never moves"),
