@@ -1,8 +1,8 @@
 """requirements.lock and pyproject.toml agree: the image installs what the project asks for.
 
 The Docker image installs the lock with ``--require-hashes`` and then the project with
-``--no-deps``, so a dependency added to pyproject.toml but not locked would be missing at run
-time, and a range narrowed past the locked pin would ship a version the project refuses. This
+``--no-deps``, so a dependency added to pyproject.toml (or to a chat platform's extra, which
+the image carries too) but not locked would be missing at run time, and a range narrowed past the locked pin would ship a version the project refuses. This
 catches both in a second, without a network: regenerate with ``bash scripts/dev.sh lock``.
 """
 
@@ -67,10 +67,17 @@ def extra_requirements(requirement: Requirement) -> list[Requirement]:
     return found
 
 
+def platform_extras(project: dict[str, Any]) -> list[Requirement]:
+    """What the chat platforms' extras ask for (``[feishu]``): every extra but ``dev``."""
+    extras = project["project"].get("optional-dependencies", {})
+    return [Requirement(raw) for name, raws in extras.items() if name != "dev" for raw in raws]
+
+
 def disagreements(project: dict[str, Any], lock: dict[str, Pin]) -> list[str]:
     """One sentence per way the lock does not satisfy the project (empty: they agree)."""
     problems = []
     runtime = [Requirement(raw) for raw in project["project"]["dependencies"]]
+    runtime += platform_extras(project)
     build = [Requirement(raw) for raw in project["build-system"]["requires"]]
     for requirement in runtime + build:
         name = canonicalize_name(requirement.name)
@@ -107,6 +114,14 @@ def test_the_lock_satisfies_every_dependency_of_pyproject() -> None:
     assert {name for name, pin in lock.items() if pin.wanted_by_us} >= {"docker", "aiohttp"}
     assert "paramiko" in lock
     assert "setuptools" in lock  # the build backend: the image installs the project offline
+    assert lock["lark-oapi"].wanted_by_us  # a chat platform's extra: the image carries it
+
+
+def test_an_extras_new_dependency_is_reported() -> None:
+    project, lock = load()
+    project["project"]["optional-dependencies"]["feishu"].append("left-pad>=1")
+    project["project"]["optional-dependencies"]["dev"].append("right-pad>=1")  # not the image's
+    assert disagreements(project, lock) == ["left-pad>=1 is not in requirements.lock"]
 
 
 def test_a_new_dependency_or_a_narrowed_range_is_reported() -> None:
