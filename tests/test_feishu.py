@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -26,7 +29,14 @@ import lab as lab_module
 from adapters import feishu_card
 from adapters.feishu import FeishuAdapter, FeishuSettings, parse_ref
 from bot.app import MirrorBot
-from bot.chat import ConfigurationError, Conversation, Handler, Incoming, RateLimited
+from bot.chat import (
+    Addressable,
+    ConfigurationError,
+    Conversation,
+    Handler,
+    Incoming,
+    RateLimited,
+)
 from bot.plugins import read_settings
 from bot.runtime import open_runtime
 from bot.settings import Settings
@@ -507,3 +517,38 @@ async def test_a_job_interrupted_by_a_restart_finishes_in_the_same_card(
     assert len(ack.cards) > seen and "done" in card_text(ack.card)
     assert "docker pull" in card_text(final.card)
     assert [m.message_id for m in feishu.replies_to(request)] == [ack.message_id, final.message_id]
+
+
+async def test_it_can_post_where_nobody_asked(feishu: FakeFeishu) -> None:
+    """``Addressable``: a chat by its id (approvals), a person privately by their open_id."""
+    adapter = settings(feishu).build()
+    assert isinstance(adapter, Addressable)
+    in_chat = await adapter.open_chat(GROUP)
+    posted = await in_chat.post(MessageView("to the admins"))
+    privately = await adapter.open_private(ALICE)
+    reply = await privately.post(MessageView("a sign-in link"))
+    await reply.edit(MessageView("used"))
+    [chat_card] = [m for m in feishu.in_chat(GROUP) if m.parent_id is None]
+    [private] = feishu.in_chat(f"oc_p2p_{ALICE}")
+    assert "to the admins" in card_text(chat_card.card) and chat_card.parent_id is None
+    titles = [card_text(c).splitlines()[0] for c in private.cards]
+    assert [t.split(" ", 1)[1] for t in titles] == ["a sign-in link", "used"]
+    assert parse_ref(posted.ref) is not None and reply.ref.startswith(f"oc_p2p_{ALICE}:")
+
+
+def test_an_install_that_does_not_use_feishu_does_not_import_its_sdk(tmp_path: Path) -> None:
+    """Every installed adapter's module is loaded to read its settings: Feishu's must not pull
+    in lark-oapi (seconds to import, 100 MB) unless it is configured."""
+    probe = (
+        "import sys\n"
+        "from bot.plugins import configured_adapters\n"
+        "print([c.name for c in configured_adapters()], 'lark_oapi' in sys.modules)\n"
+    )
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("FEISHU_", "SLACK_", "TELEGRAM_"))
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=60, check=True,
+    )  # fmt: skip
+    assert done.stdout.split() == ["['console']", "False"]
