@@ -207,7 +207,7 @@ def _header(raw: Any, name: str) -> str | None:
 def _failure(raw: Any, body: Mapping[str, Any]) -> Exception:
     """An error answer in the port's terms."""
     status = int(getattr(raw, "status_code", 0) or 0)
-    code = int(body.get("code") or 0) if str(body.get("code", "")).lstrip("-").isdigit() else 0
+    code = body.get("code") if isinstance(body.get("code"), int) else 0
     message = str(body.get("msg") or "")
     if status == 429 or code in _RATE_LIMITED:
         reset = _header(raw, "x-ogw-ratelimit-reset")

@@ -552,3 +552,48 @@ def test_an_install_that_does_not_use_feishu_does_not_import_its_sdk(tmp_path: P
         timeout=60, check=True,
     )  # fmt: skip
     assert done.stdout.split() == ["['console']", "False"]
+
+
+def test_a_long_answer_in_two_languages_is_cut_into_cards_that_say_so() -> None:
+    """Forty images in English and Chinese do not fit in one card's 30 KB: the answer comes in
+    parts, each saying which; an edit keeps what fits and says how much is left out."""
+    from bot.i18n import speaking
+    from bot.view import Row, translated
+
+    def build() -> MessageView:
+        from bot.i18n import _
+
+        rows = tuple(
+            Row(f"gcr.io/team/service-{n}:v1.2.{n}", _("done"), detail=_("Cancel") * 20)
+            for n in range(40)
+        )
+        pulls = (
+            "docker pull {target} && docker tag {target} {source}",
+            "ctr -n k8s.io images pull {target} && ctr -n k8s.io images tag {target} {source}",
+        )
+        code = tuple(
+            line.format(
+                target=f"registry.example.com/team/gcr.io.team.service-{n}:v1.2.{n}",
+                source=f"gcr.io/team/service-{n}:v1.2.{n}",
+            )
+            for n in range(40)
+            for line in pulls
+        )
+        retry = (Action("j.retry.0", _("Retry"), "/mirror x"),)
+        return MessageView(_("Cancel"), Tone.SUCCESS, rows=rows, code=code, actions=retry)
+
+    with speaking("en", readers=("en", "zh_Hans")):
+        view = translated(build)
+    parts = feishu_card.parts(view)
+    assert len(parts) >= 2
+    assert all(feishu_card.size_of(card) <= feishu_card.LIMIT for card in parts)
+    for n, card in enumerate(parts, start=1):
+        assert f"Part {n} of {len(parts)}" in card_text(card)
+        assert f"第 {n} 部分，共 {len(parts)} 部分" in card_text(card, "zh_cn")  # noqa: RUF001
+        assert card_buttons(card) == ([] if n < len(parts) else [("Retry", {"id": "j.retry.0"})])
+    shown = "".join(card_text(card) for card in parts)
+    assert all(f"service-{n}:v1.2.{n}" in shown for n in range(40))  # nothing lost
+    edit = feishu_card.single(view)
+    assert feishu_card.size_of(edit) <= feishu_card.LIMIT
+    assert "which do not fit in one card" in card_text(edit)
+    assert card_buttons(edit) == [("Retry", {"id": "j.retry.0"})]  # an edit keeps its buttons
