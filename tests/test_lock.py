@@ -2,8 +2,9 @@
 
 The Docker image installs the lock with ``--require-hashes`` and then the project with
 ``--no-deps``, so a dependency added to pyproject.toml (or to a chat platform's extra, which
-the image carries too) but not locked would be missing at run time, and a range narrowed past the locked pin would ship a version the project refuses. This
-catches both in a second, without a network: regenerate with ``bash scripts/dev.sh lock``.
+the image carries too) but not locked would be missing at run time, and a range narrowed past
+the locked pin would ship a version the project refuses. This catches both in a second,
+without a network: regenerate with ``bash scripts/dev.sh lock``.
 """
 
 from __future__ import annotations
