@@ -22,7 +22,7 @@ import json
 import logging
 import sys
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import click
 
@@ -30,7 +30,6 @@ from bot.chat import ConfigurationError
 from bot.paste import read_references
 from bot.settings import Settings, load_settings
 from mirror.artifacts import ArtifactKind, along_text
-from mirror.engines import EngineMode
 from mirror.errors import MirrorError
 from mirror.models import Item, platform_text
 from mirror.platform import parse_platform
@@ -40,6 +39,24 @@ if TYPE_CHECKING:
     from bot.render import RenderOptions
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class EngineChoice(click.Choice[str]):
+    """``--engine``: ``auto`` or an installed engine (:mod:`mirror.engines`), listed when
+    first needed (a value to check, ``--help``) rather than on every start-up."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from mirror.engines import modes
+
+        return modes()
+
+    @choices.setter
+    def choices(self, _: tuple[str, ...]) -> None:
+        """click sets them in ``__init__``; they are read from the engines installed."""
 
 
 def _fail(sentence: str, code: int) -> NoReturn:
@@ -184,7 +201,7 @@ def check() -> None:
 @click.option("--platform", "platform_text_", metavar="OS/ARCH|all", help="Platform to copy.")
 @click.option(
     "--engine",
-    type=click.Choice(["auto", "docker", "registry"]),
+    type=EngineChoice(),
     help="Copy engine (default: MIRROR_ENGINE or auto).",
 )
 @click.option("--dry-run", is_flag=True, help="Parse, name and check policy; no network.")
@@ -268,9 +285,7 @@ async def _mirror(
     from bot.runtime import open_runtime
     from mirror.models import Job, new_job_id
 
-    async with open_runtime(
-        settings, engine=cast(EngineMode | None, engine), wait_for_limits=False
-    ) as runtime:
+    async with open_runtime(settings, engine=engine, wait_for_limits=False) as runtime:
         try:
             items = _plan(settings, runtime.planner, pasted, platform_choice)
             await runtime.service.check_targets(items)

@@ -24,8 +24,8 @@ from mirror.text import Text, text_of
 
 if TYPE_CHECKING:
     from bot.commands import Command
+    from mirror.engines.registry.hosts import PullLimit
     from mirror.lookup import Inspection, TagList
-    from mirror.registry.hosts import PullLimit
 
 
 @dataclass(frozen=True)

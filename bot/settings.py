@@ -99,7 +99,7 @@ def parse_source_credentials(text: str) -> dict[str, Credential]:
     """
     import json
 
-    from mirror.registry.auth import canonical_host  # only when the variable is set
+    from mirror.engines.registry.auth import canonical_host  # only when the variable is set
 
     text = text.strip()
     if text.startswith("{"):
@@ -190,7 +190,8 @@ class Settings(BaseSettings):
     mirror_source_credentials: SecretStr | None = None
     """Per-source registry credentials, ahead of the docker config: ``HOST=USER:PASSWORD``
     entries (``parse_source_credentials``); a login lifts Docker Hub's anonymous limit."""
-    mirror_engine: Literal["auto", "docker", "registry"] = "auto"
+    mirror_engine: str = "auto"
+    """``auto`` or an installed engine's name (``hub_mirror_bot.engines``: docker, registry)."""
     mirror_default_platform: str = "linux/amd64"
     mirror_referrers: Literal["all", "signatures", "none"] = "all"
     """What an exact copy brings along: signatures, SBOMs and attestations (``all``), only
@@ -255,6 +256,16 @@ class Settings(BaseSettings):
             return None  # set but empty: as if unset, and `check` says it is missing
         _sentence(parse_target_base, value)
         return value.strip()
+
+    @field_validator("mirror_engine")
+    @classmethod
+    def _engine(cls, value: str) -> str:
+        from mirror import engines
+
+        if engines.is_mode(value):
+            return value
+        *others, last = [f"'{mode}'" for mode in engines.modes()]
+        raise ValueError(f"Input should be {', '.join(others)} or {last}" if others else last)
 
     @field_validator("mirror_default_platform")
     @classmethod
@@ -372,7 +383,7 @@ class Settings(BaseSettings):
         values = [self.mirror_target_password]
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
         if sources := self.source_credentials():
-            from mirror.registry.auth import basic  # not on every start-up of the CLI
+            from mirror.engines.registry.auth import basic  # not on every start-up of the CLI
 
             for cred in sources.values():  # as typed, and as a Basic header carries it
                 found += [cred.password, basic(cred).removeprefix("Basic ")]

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mirror.copier import Advisor, Copier, LocalCopier, already_mirrored
-from mirror.engine import CopyRequest, ProgressSink
-from mirror.engines import EngineChooser
+from mirror.engines.base import CopyRequest, ProgressSink
+from mirror.engines.chooser import EngineChooser
 from mirror.errors import JOB_CANCELLED, MirrorError, NameConflict
 from mirror.logcontext import JOB_ID
 from mirror.models import Item, ItemStatus, Job, Outcome, platform_text

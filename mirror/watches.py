@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
-from mirror.engines import EngineChooser
+from mirror.engines.chooser import EngineChooser
 from mirror.errors import EngineUnavailable, MirrorError, PullLimitReached
 from mirror.models import Watch
 from mirror.reference import ImageRef
@@ -30,7 +30,7 @@ from mirror.tags import matches, newest_first
 from mirror.text import Text, text_of
 
 if TYPE_CHECKING:
-    from mirror.registry.engine import RegistryEngine
+    from mirror.engines.registry.engine import RegistryEngine
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ class RegistryUpstream:
         self._engines = engines
 
     def _engine(self) -> RegistryEngine:
-        from mirror.registry.engine import RegistryEngine
+        from mirror.engines.registry.engine import RegistryEngine
 
         engine = self._engines.get("registry")
         if not isinstance(engine, RegistryEngine):

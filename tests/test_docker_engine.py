@@ -265,10 +265,10 @@ def _sockets() -> set[str]:
 
 
 async def test_aclose_closes_the_client_of_every_worker_thread(lab: lab_module.Lab) -> None:
-    from mirror.docker_engine import DockerEngine
+    from mirror.engines.docker import DockerEngine
 
     before = _sockets()
-    engine = DockerEngine(lab.docker_host)
+    engine = DockerEngine.standalone(lab.docker_host)
     barrier = threading.Barrier(3)
 
     def in_a_thread() -> None:

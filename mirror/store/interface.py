@@ -9,19 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from mirror.errors import MirrorError
+from mirror.errors import StoreError, StoreUnusable
 from mirror.models import Item, Job, StoredAction, Watch
 from mirror.text import Text
 
+__all__ = ["STORE_DOWN", "Store", "StoreError", "StoreUnusable"]  # the errors: mirror.errors' tree
+
 STORE_DOWN = Text("The bot's database is busy or unavailable (locked or full); try again shortly.")
-
-
-class StoreError(MirrorError):
-    """The store could not read or write right now; the cause is chained for the log."""
-
-
-class StoreUnusable(StoreError):
-    """``MIRROR_DB`` cannot be this bot's database (a configuration error, found at start)."""
 
 
 class Store(Protocol):
