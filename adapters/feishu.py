@@ -932,11 +932,16 @@ class FeishuAdapter:
         return FeishuConversation(self._api, where), FeishuReply(self._api, where, message_id)
 
     async def open_chat(self, chat_id: str) -> Conversation:
-        """Posts in the chat ``chat_id`` (a refusal, the bot not being in it, comes with the
-        first post: Feishu has no cheaper way to ask)."""
+        """Posts in the chat ``chat_id`` (``oc_...``; a refusal, the bot not being in it, comes
+        with the first post: Feishu has no cheaper way to ask)."""
+        if not chat_id.startswith("oc_"):
+            raise Undeliverable(f"`{chat_id}` is not a Feishu chat id (oc_...)")
         return FeishuConversation(self._api, _Where(chat_id, None, group=True))
 
     async def open_private(self, user_id: str) -> Conversation:
-        """Posts to the person ``user_id`` (an open_id) in their private chat with the bot."""
+        """Posts to the person ``user_id`` (an open_id, ``ou_...``) in their private chat with
+        the bot."""
+        if not user_id.startswith("ou_"):
+            raise Undeliverable(f"`{user_id}` is not a Feishu open_id (ou_...)")
         where = _Where("", None, requester=user_id, group=False, receive_id=("open_id", user_id))
         return FeishuConversation(self._api, where)

@@ -36,6 +36,7 @@ from bot.chat import (
     Handler,
     Incoming,
     RateLimited,
+    Undeliverable,
 )
 from bot.plugins import read_settings
 from bot.runtime import open_runtime
@@ -534,6 +535,8 @@ async def test_it_can_post_where_nobody_asked(feishu: FakeFeishu) -> None:
     titles = [card_text(c).splitlines()[0] for c in private.cards]
     assert [t.split(" ", 1)[1] for t in titles] == ["a sign-in link", "used"]
     assert parse_ref(posted.ref) is not None and reply.ref.startswith(f"oc_p2p_{ALICE}:")
+    with pytest.raises(Undeliverable, match="not a Feishu open_id"):
+        await adapter.open_private("alice")  # an id from another platform's allowlist
 
 
 def test_an_install_that_does_not_use_feishu_does_not_import_its_sdk(tmp_path: Path) -> None:
