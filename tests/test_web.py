@@ -22,6 +22,7 @@ from yarl import URL
 
 import lab as lab_module
 from adapters.dingtalk_text import markdown
+from adapters.feishu_card import single
 from adapters.slack_text import to_mrkdwn
 from adapters.telegram_html import blocks
 from bot import render
@@ -236,6 +237,11 @@ def test_each_platform_shows_the_link() -> None:
     assert to_mrkdwn(view).endswith("<https://m.example/jobs/a/t0k&amp;n|The job's page>")
     assert blocks(view)[-1] == '<a href="https://m.example/jobs/a/t0k&amp;n">The job\'s page</a>'
     assert markdown(view).endswith("[The job's page](https://m.example/jobs/a/t0k&n)")
+    elements = single(view)["elements"]
+    assert elements[-1] == {
+        "tag": "markdown",
+        "content": "[The job's page](https://m.example/jobs/a/t0k&n)",
+    }
 
 
 # -- sign-in links and sessions --------------------------------------------------------------
