@@ -194,7 +194,7 @@ async def check_adapter(name: str, plugin: AdapterPlugin) -> CheckResult | None:
 async def check_adapters() -> list[CheckResult]:
     """Every configured chat adapter; the fallback (the console) has nothing to reach."""
     try:
-        plugins = installed()
+        plugins = installed(asked=True)
     except MirrorError as exc:  # an adapter that cannot even be loaded
         return [CheckResult("chat adapters", False, str(exc))]
     results = [
