@@ -276,12 +276,17 @@ class RegistryEngine:
                 lambda: self.client.head_manifest(dst.registry, dst.repository, reference)
             )
             if current != top.digest:
+                # The bar counts the image's blobs in both stages, so its total is the size
+                # /inspect and the answer give from the start (manifests are not counted).
                 progress(StageChanged(Stage.COPYING))
+                for blob in plan.blobs.values():
+                    progress(BlobProgress(_short(blob.digest), 0, blob.size))
                 await self._copy_blobs(src, dst, plan, progress)
                 progress(StageChanged(Stage.PUSHING))
+                for blob in plan.blobs.values():
+                    progress(BlobDone(_short(blob.digest), blob.size))
                 for child in plan.manifests[:-1]:
                     await self._push_manifest(dst, child.digest, child)
-                    progress(BlobDone(_short(child.digest), len(child.data)))
             # Before the tag: whoever pulls the tag finds its signatures already there.
             referrers = await self._copy_referrers(src, dst, [m.digest for m in plan.manifests])
             if current == top.digest:
@@ -296,7 +301,6 @@ class RegistryEngine:
                     artifact=artifact,
                 )
             stored = await self._push_manifest(dst, reference, top)
-            progress(BlobDone(_short(top.digest), len(top.data)))
         except RegistryError as exc:
             if src.registry != dst.registry:
                 pushing = exc.registry == dst.registry  # which side failed, when we can tell
