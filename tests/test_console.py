@@ -95,8 +95,9 @@ def test_daemon_down_is_explained_and_the_bot_keeps_answering(
         assert "Traceback" not in (child.before or "")
     finally:
         child.close(force=True)
-    # With the default engine choice, the registry engine steps in for the missing daemon.
-    child = start(env | no_daemon)
+    # With the default engine choice and a daemon elsewhere named as the way out, the
+    # registry engine steps in when that daemon does not answer.
+    child = start(env | {"DOCKER_HOST": "tcp://no-such-daemon.invalid:2375"})
     try:
         child.sendline(f"/mirror {lab.source}/library/hello:1.0")
         child.expect(r"Job \w{6} done: 1 image ready")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -722,11 +723,15 @@ def _daemon_down(exc: Exception) -> bool:
 
     if isinstance(exc, docker.errors.APIError):
         return False
+    ssh = sys.modules.get("paramiko")  # an ssh:// daemon's connection fails in paramiko
+    if ssh is not None and isinstance(exc, ssh.SSHException):
+        return True
     return isinstance(
         exc,
         requests.exceptions.RequestException
         | urllib3.exceptions.HTTPError
-        | docker.errors.DockerException,
+        | docker.errors.DockerException
+        | OSError,  # an ssh:// host that does not resolve or refuses
     )
 
 
