@@ -52,7 +52,7 @@ async def check_target(settings: Settings) -> CheckResult:
         return CheckResult(part, False, str(exc))
     remote = build_remote(settings)
     client = remote.client
-    user = credentials(settings).get(registry) or client.credential(registry)
+    user = credentials(settings).get(registry) or await client.credential(registry)
     try:
         async with client.request("GET", registry, "/v2/", scope=""):
             pass

@@ -228,7 +228,9 @@ class RegistryEngine:
                 )
             )
         except RegistryError as exc:
-            raise explain(exc, target, pushing=True, logged_in=self._logged_in(target)) from exc
+            raise explain(
+                exc, target, pushing=True, logged_in=await self._logged_in(target)
+            ) from exc
 
     async def head_digest(self, ref: ImageRef) -> str | None:
         """The digest a tag points at now, by HEAD (no pull counted); None when it is gone."""
@@ -305,7 +307,7 @@ class RegistryEngine:
             if src.registry != dst.registry:
                 pushing = exc.registry == dst.registry  # which side failed, when we can tell
             raise explain(
-                exc, dst if pushing else src, pushing=pushing, logged_in=self._logged_in(dst)
+                exc, dst if pushing else src, pushing=pushing, logged_in=await self._logged_in(dst)
             ) from exc
         return Outcome(
             ItemStatus.SUCCEEDED,
@@ -395,8 +397,8 @@ class RegistryEngine:
         if self._owns_remote:
             await self._remote.aclose()
 
-    def _logged_in(self, target: ImageRef) -> bool:
-        return self.client.credential(target.registry) is not None
+    async def _logged_in(self, target: ImageRef) -> bool:
+        return await self.client.credential(target.registry) is not None
 
     # -- retries --------------------------------------------------------------------------------
 
