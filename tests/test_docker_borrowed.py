@@ -177,6 +177,7 @@ async def test_concurrent_copies_of_one_source_leave_nothing_behind(
         )
     finally:
         await copier.aclose()
+    assert len(copier._locks) == 0 and copier._shared == {}  # idle: nothing kept per source
     try:
         assert [o.source_digest for o in outcomes] == [src.index] * 3
         for wanted, name in asked:

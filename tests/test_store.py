@@ -272,6 +272,41 @@ async def test_concurrent_writes_are_all_kept(location: Path | str) -> None:
         await store.close()
 
 
+async def test_a_read_never_sees_another_coroutines_uncommitted_writes(tmp_path: Path) -> None:
+    """SQLite: one connection serves every coroutine, and a transaction open on it is seen by
+    every statement on it. A read waits for the transaction, and sees all of it or none."""
+    import aiosqlite
+
+    from mirror.store.sqlite import SQLiteDatabase
+
+    db = SQLiteDatabase(await aiosqlite.connect(tmp_path / "shared.db", isolation_level=None))
+    try:
+        async with db.transaction() as tx:
+            await tx.execute("CREATE TABLE rows (n INTEGER)")
+        half_way, go_on = asyncio.Event(), asyncio.Event()
+
+        async def write() -> None:
+            async with db.transaction() as tx:
+                await tx.execute("INSERT INTO rows VALUES (1)")
+                half_way.set()
+                await go_on.wait()
+                await tx.execute("INSERT INTO rows VALUES (2)")
+
+        async def read() -> list[tuple[int, ...]]:
+            await half_way.wait()
+            return [tuple(row) for row in await db.fetchall("SELECT n FROM rows ORDER BY n")]
+
+        writer, reader = asyncio.create_task(write()), asyncio.create_task(read())
+        await half_way.wait()
+        for _ in range(5):  # the reader's turn: its query is asked now, if it may be
+            await asyncio.sleep(0)
+        go_on.set()
+        await writer
+        assert await reader == [(1,), (2,)]
+    finally:
+        await db.close()
+
+
 async def test_referrers_and_artifact_kind_are_stored(location: Path | str) -> None:
     db = location
     store = await open_store(db)

@@ -35,6 +35,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mirror.bounded import KeyedLocks
 from mirror.credentials import Credentials
 from mirror.deferred_import import defer
 from mirror.engines.base import (
@@ -99,7 +100,7 @@ class DockerEngine:
         self._api_version: str | None = None
         self._clients: list[docker.APIClient] = []
         self._clients_lock = threading.Lock()
-        self._locks = _KeyedLocks()
+        self._locks = KeyedLocks()
         """Per daemon reference: copies take turns to look it up, use it and put it back."""
         self._shared: dict[str, _Shared] = {}
         """Digest references copies are using now (see ``_borrowing``); empty when idle."""
@@ -596,33 +597,6 @@ class _Shared:
 
     before: str | None
     users: int = 0
-
-
-class _KeyedLocks:
-    """One lock per key, kept only while somebody holds or waits for it (so the table is as
-    large as what is in flight, not as what this process ever copied)."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    def __len__(self) -> int:
-        return len(self._locks)
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, waiting = self._locks.get(key, (None, 0))
-        if lock is None:
-            lock = asyncio.Lock()
-        self._locks[key] = (lock, waiting + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            _, waiting = self._locks[key]
-            if waiting == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, waiting - 1)
 
 
 def _short(digest: str) -> str:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from mirror.bounded import LRU, KeyedLocks
 from mirror.credentials import Credential, Credentials
 from mirror.errors import AccessDenied
 
@@ -55,6 +56,8 @@ def push_scope(repository: str) -> str:
     return f"repository:{repository}:pull,push"
 
 
+TOKENS = 1000
+"""Bearer tokens kept (one per registry and repository scope; each lives minutes anyway)."""
 HELPER_TIMEOUT = 20.0
 """Seconds a ``docker-credential-*`` helper may take (ecr-login, gcloud and pass can be slow);
 then it is killed and the registry is asked without a login."""
@@ -220,8 +223,9 @@ class RegistryAuth:
         self._from_config: dict[str, Credential | None] = {}
         self._config_locks: dict[str, asyncio.Lock] = {}
         self._challenges: dict[str, Challenge] = {}
-        self._tokens: dict[tuple[str, str], _Token] = {}
-        self._token_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._tokens: LRU[tuple[str, str], _Token] = LRU(TOKENS)
+        """Per registry and scope (a repository): the most recently used, not every one seen."""
+        self._token_locks = KeyedLocks()
 
     async def credential(self, registry: str) -> Credential | None:
         """The login for ``registry``: the bot's, else the docker client's (a helper runs
@@ -281,8 +285,7 @@ class RegistryAuth:
         if challenge.scheme != "bearer":
             return None
         key = (host, scope)
-        lock = self._token_locks.setdefault(key, asyncio.Lock())
-        async with lock:
+        async with self._token_locks.hold(key):
             token = self._tokens.get(key)
             if renew or token is None or token.expires <= time.monotonic():
                 token = await self._token(host, challenge, scope)

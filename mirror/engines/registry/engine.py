@@ -30,6 +30,7 @@ from mirror.artifacts import (
     manifest_kind,
     referrer_kind,
 )
+from mirror.bounded import LRU
 from mirror.credentials import Credentials
 from mirror.engines.base import (
     DEFAULT_CERTS_DIR,
@@ -109,6 +110,11 @@ class _Plan:
         return sum(b.size or 0 for b in self.blobs.values())
 
 
+KNOWN_BLOBS = 20_000
+"""Blobs whose repository at the target this process remembers (to mount them rather than
+copy them again): the most recently used, so a bot that runs for months stays the same size."""
+
+
 def _short(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
 
@@ -143,7 +149,7 @@ class RegistryEngine:
         self._blob_slots = asyncio.Semaphore(blob_concurrency)
         self._attempts = attempts
         self._backoff = wait_exponential(multiplier=retry_wait, max=max_wait)
-        self._known: dict[tuple[str, str], str] = {}
+        self._known: LRU[tuple[str, str], str] = LRU(KNOWN_BLOBS)
         """(registry, blob digest) -> a repository of that registry known to hold the blob."""
         self._blob_flights: dict[tuple[str, str, str], _BlobFlight] = {}
         """(registry, repository, digest) -> the one copy of that blob in progress."""
