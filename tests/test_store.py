@@ -381,6 +381,24 @@ async def test_copies_of_a_source_are_the_newest_per_target_since_the_first(
             ("127.0.0.1:5000/m/a:1", 302, 1000.0),  # the newest copy, mirrored since the first
         ]
         assert await store.copies_of("docker.io/library/redis:7") == []
+
+        # The tag a:1 is overwritten by a copy of every platform, then b:1 by another
+        # source: only the copy each target holds now is listed (issue 23).
+        stamps = iter([1030.0, 1040.0])
+        every = make_job("cp5", "console:local", "nginx:1.25")
+        every.items[0].target = parse_reference("127.0.0.1:5000/m/a:1")
+        every.items[0].platform = None
+        every.items[0].status = ItemStatus.SUCCEEDED
+        other = make_job("cp6", "console:local", "nginx:1.26")
+        other.items[0].target = parse_reference("127.0.0.1:5000/m/b:1")
+        other.items[0].status = ItemStatus.SUCCEEDED
+        for job in (every, other):
+            await store.add_job(job)
+            _set_updated(location, job.id, next(stamps))
+        copies = await store.copies_of("docker.io/library/nginx:1.25")
+        assert [(str(i.target), i.platform, since) for i, since in copies] == [
+            ("127.0.0.1:5000/m/a:1", None, 1000.0)
+        ]
     finally:
         await store.close()
 
