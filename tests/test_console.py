@@ -121,7 +121,7 @@ def test_a_job_killed_mid_copy_is_resumed_after_a_restart(
     lab: lab_module.Lab, env: dict[str, str]
 ) -> None:
     with throttled(lab.source, rate=1024 * 1024) as slow:
-        env = env | {"MIRROR_ALLOWED_SOURCES": slow.address}
+        env = env | {"MIRROR_ALLOWED_SOURCES": slow.address, "MIRROR_ENGINE": "docker"}
         first, job_id = start_slow_copy(env, slow.address)
         try:
             first.kill(signal.SIGKILL)
@@ -155,7 +155,7 @@ def test_sigterm_stops_cleanly_and_the_job_resumes_later(
     lab: lab_module.Lab, env: dict[str, str]
 ) -> None:
     with throttled(lab.source, rate=1024 * 1024) as slow:
-        env = env | {"MIRROR_ALLOWED_SOURCES": slow.address}
+        env = env | {"MIRROR_ALLOWED_SOURCES": slow.address, "MIRROR_ENGINE": "docker"}
         first, job_id = start_slow_copy(env, slow.address)
         try:
             first.kill(signal.SIGTERM)
@@ -240,6 +240,7 @@ def test_the_daemon_going_away_mid_copy_is_a_clear_failure(
             env
             | {
                 "DOCKER_HOST": docker_host,
+                "MIRROR_ENGINE": "docker",
                 "MIRROR_ALLOWED_SOURCES": f"{slow_source.address},{lab.source}",
             }
         )
