@@ -61,7 +61,7 @@ def test_typed_as_is(typed: str, text: str) -> None:
         ("**nginx:1.25**", "nginx:1.25"),
         ("`[::1]:5000/x:1`", "[::1]:5000/x:1"),
         ("([fd00::1]:5000/app:1)", "[fd00::1]:5000/app:1"),
-        ("\"[fd00::1]:5000/app:1\"", "[fd00::1]:5000/app:1"),
+        ('"[fd00::1]:5000/app:1"', "[fd00::1]:5000/app:1"),
         # full-width characters from CJK input methods, zero-width spaces
         ("nginx\uff1a1.25", "nginx:1.25"),
         ("quay.io\uff0fprometheus\uff0fnode-exporter", "quay.io/prometheus/node-exporter"),

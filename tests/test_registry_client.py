@@ -62,7 +62,9 @@ async def test_docker_config_auths(tmp_path: Path) -> None:
     hub = await docker_config_credential("docker.io", config)
     assert hub == Credential("alice", "hub:pw")
     assert "pw" not in repr(hub)
-    assert await docker_config_credential("registry.example:5000", config) == Credential("bob", "pw2")
+    assert await docker_config_credential("registry.example:5000", config) == Credential(
+        "bob", "pw2"
+    )
     assert await docker_config_credential("helper.example", config) is None
     # a helper that is not installed means anonymous access, not a failure
     assert await docker_config_credential("gcr.io", config) is None
