@@ -149,16 +149,17 @@ def worker(heartbeat: float, stalled_after: float) -> None:
 def check() -> None:
     """Check the configuration and reach every configured service.
 
-    Exit 2 if the configuration is wrong (a setting, an adapter's setting, or a MIRROR_DB that
-    cannot open), 1 if a service fails (a refused login or token, no answer), else 0.
+    Exit 2 if the configuration is wrong (a setting, an adapter's setting, MIRROR_TARGET
+    missing, or a MIRROR_DB that cannot open), 1 if a service fails (a refused login or token, no answer), else 0.
     """
     import asyncio
 
-    from bot.check import CheckResult, run_checks
+    from bot.check import CheckResult, check_configuration, run_checks
     from mirror.store import StoreError
 
     try:
         settings = load_settings()
+        check_configuration(settings)
         asyncio.run(_open_store(settings))
     except (ConfigurationError, StoreError) as exc:
         click.echo(f"configuration: FAILED: {exc}")
