@@ -326,6 +326,19 @@ def _command_words(segment: str) -> list[str] | None:
     return words
 
 
+def starts_with_pull(text: str) -> bool:
+    """Whether ``text`` begins with a pull line (``docker pull …``, ``$ sudo ctr images pull
+    …``: any tool read here), so that one said to the bot alone is read as ``/mirror``."""
+    first = next((line.strip().strip("`") for line in text.splitlines() if line.strip()), "")
+    words = _command_words(first)
+    if words is None:
+        return False
+    rest = _skip_options(words[1:], _GLOBAL_VALUE_OPTIONS)
+    if rest[0] in ("image", "images", "i") and len(rest) > 1:
+        rest = rest[1:]
+    return rest[0] == "pull"
+
+
 def _skip_options(words: list[str], value_options: frozenset[str]) -> list[str]:
     i = 0
     while i < len(words) and words[i].startswith("-"):

@@ -216,6 +216,22 @@ async def test_a_locked_store_is_one_sentence_and_nothing_starts(tmp_path: Path)
         assert await bot.service.store.recent_jobs(f"{PLATFORM}:room1") == []
 
 
+async def test_a_bare_pull_line_is_a_request_in_a_private_chat_not_in_a_group(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(tmp_path, "127.0.0.1:5999", "127.0.0.1:5998")
+    line = "docker pull 127.0.0.1:5998/library/hello:1.0"
+    async with running_bot(settings) as bot:
+        private = Thread()
+        await bot.handle(Incoming(PLATFORM, "alice", "alice", "alice", line), private)
+        group = Thread()
+        await bot.handle(Incoming(PLATFORM, "bob", "bob", "room1", line, is_group=True), group)
+        await finish(bot)
+    assert re.match(r"Job \w{6}", private.texts[0]), private.texts
+    assert f"read `{line}` as `127.0.0.1:5998/library/hello:1.0`" in private.texts[0]
+    assert group.texts[0].startswith("`docker` is not a command I know."), group.texts
+
+
 async def test_a_refused_acknowledgement_leaves_a_failed_job_that_never_ran(
     tmp_path: Path,
 ) -> None:
