@@ -163,13 +163,30 @@ class JobFollower:
             log.error("job %s could not record its result: %s", job.id, exc)
         long_job = time.monotonic() - started >= self._settings.mirror_long_job_seconds
         extra = rewrite(job.items, pasted) if pasted is not None else ()
-        final = render.answer(job, self._render_options, notify=long_job, rewrite=extra)
+        final = render.answer(
+            job,
+            self._render_options,
+            notify=long_job,
+            rewrite=extra,
+            digest_note=await self._first_digest_note(job),
+        )
         try:
             await self._service.store.add_actions(actions.stored(job, final.actions))
         except StoreError as exc:  # the answer still goes out, without buttons nobody could use
             log.error("job %s: its buttons were not stored: %s", job.id, exc)
             final = replace(final, actions=())
         await live.finish(render.progress(job), final)
+
+    async def _first_digest_note(self, job: Job) -> bool:
+        """Whether this answer explains why a copy's digest differs: the first time in its
+        chat (stored, so a restart does not say it again); when the store fails, say it."""
+        if not render.needs_digest_note(job):
+            return False
+        try:
+            return await self._service.store.first_notice(f"digest-note:{job.chat}")
+        except StoreError as exc:
+            log.warning("job %s: could not look up the digest note: %s", job.id, exc)
+            return True
 
     async def drain(self, stop: asyncio.Event) -> None:
         """Wait for running jobs to deliver their answers, unless asked to stop first."""

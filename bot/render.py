@@ -206,15 +206,20 @@ def _result_detail(item: Item) -> str:
     if item.digest_identical:
         along = localize(along_text(item.referrers))
         return line + " · " + _("digest identical to the source") + (f" · {along}" if along else "")
-    return (
-        line
-        + " · "
-        + _(
-            "digest differs from the source (the daemon rebuilt the manifest), so "
-            "signatures and SBOMs made for the source do not apply to it; for an exact copy "
-            "that brings them use --platform all or MIRROR_ENGINE=registry"
-        )
-    )
+    return line + " · " + _("digest differs from the source")
+
+
+DIGEST_NOTE = N_(
+    "The digest differs because the Docker daemon rebuilt the manifest, so signatures and "
+    "SBOMs made for the source do not apply to it; for an exact copy that brings them, "
+    "use --platform all or MIRROR_ENGINE=registry."
+)
+"""Why a daemon's copy has another digest: said once per chat (:func:`needs_digest_note`)."""
+
+
+def needs_digest_note(job: Job) -> bool:
+    """Whether the answer has a copy whose digest differs, which :data:`DIGEST_NOTE` explains."""
+    return any(i.status.ok and i.artifact is None and not i.digest_identical for i in job.items)
 
 
 @dataclass
@@ -261,13 +266,19 @@ def answer(
     *,
     notify: bool = False,
     rewrite: Sequence[str] = (),
+    digest_note: bool = True,
 ) -> MessageView:
     """The final message: per image where it went, and the commands to paste (then
-    ``rewrite``: how to point pasted manifests at the mirror, ``bot.rewrite``)."""
+    ``rewrite``: how to point pasted manifests at the mirror, ``bot.rewrite``).
+
+    ``digest_note``: say why a copy's digest differs (:data:`DIGEST_NOTE`); the follower says
+    it once per chat, since every answer through the daemon would repeat it."""
     parts = _Answer([], [], [], [])
     for item in job.items:
         parts.add(item, options)
     lines = (_readings(job)[:1] if job.origin else ()) + tuple(parts.notes)
+    if digest_note and needs_digest_note(job):
+        lines += (_(DIGEST_NOTE),)
     lines += tuple(
         _("The target is private: run `docker login {registry}` before pulling.").format(registry=r)
         for r in parts.logins

@@ -199,6 +199,26 @@ async def test_status_of_a_job_answers_only_in_its_own_chat(
         assert f"Job {job_id} done: 1 image ready" in here.texts[0]
 
 
+async def test_the_daemons_digest_note_is_said_once_per_chat(
+    lab: lab_module.Lab, tmp_path: Path
+) -> None:
+    """A copy through the daemon has another digest: the answer says so every time, and why
+    (and how to get an exact copy) the first time in each chat, not on every answer."""
+    registry = settings_for(tmp_path, lab.target, lab.source)
+    settings = registry.model_copy(
+        update={"mirror_engine": "docker", "docker_host": lab.docker_host}
+    )
+    why = "rebuilt the manifest"
+    async with running_bot(settings) as bot:
+        answers = []
+        for chat in ("room1", "room1", "room2"):
+            thread = await say(bot, "alice", chat, f"/mirror {lab.source}/library/hello:1.0")
+            await finish(bot)
+            answers.append(thread.texts[-1])
+    assert all("digest differs from the source" in answer for answer in answers), answers
+    assert [why in answer for answer in answers] == [True, False, True], answers
+
+
 @pytest.mark.slow  # waits out the busy timeout
 async def test_a_locked_store_is_one_sentence_and_nothing_starts(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, "127.0.0.1:5999", "127.0.0.1:5998")
