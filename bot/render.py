@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bot import actions
-from bot.i18n import N_, _, localize, ngettext
-from bot.view import Action, Bar, MessageView, Row, Tone, human_bytes, human_seconds
+from bot.i18n import N_, _, ago, duration, join, localize, ngettext
+from bot.view import Action, Bar, MessageView, Row, Tone, human_bytes
 from mirror.artifacts import ArtifactKind, along_text
 from mirror.errors import MirrorError
 from mirror.models import Item, ItemStatus, Job, Watch, platform_text
@@ -198,7 +198,7 @@ def _result_detail(item: Item) -> str:
     if item.bytes is not None:
         parts.append(human_bytes(item.bytes))
     if item.seconds is not None:
-        parts.append(human_seconds(item.seconds))
+        parts.append(duration(item.seconds))
     if item.engine:
         parts.append(_("{engine} engine").format(engine=item.engine))
     parts.append(localize(item.artifact.noun) if item.artifact else platform_text(item.platform))
@@ -390,7 +390,7 @@ def _job_tone(job: Job) -> Tone:
 
 
 def _ago(created: float) -> str:
-    return _("{duration} ago").format(duration=human_seconds(time.time() - created))
+    return ago(time.time() - created)
 
 
 def pulls_left(limit: PullLimit) -> str:
@@ -414,6 +414,14 @@ def pull_limit_text(registry: str, limit: PullLimit) -> str:
     )
 
 
+def _images_named(job: Job) -> str:
+    """``a, b, c and 2 more`` (``a、b、c和另外 2 个``): the first images of a job."""
+    names = [i.source.familiar for i in job.items[:3]]
+    if len(job.items) > 3:
+        names.append(_("{count} more").format(count=len(job.items) - 3))
+    return join(names)
+
+
 def status_list(jobs: Sequence[Job], limits: Mapping[str, PullLimit] | None = None) -> MessageView:
     """The chat's latest jobs, and the pull limits sources reported (``RateLimit-*``)."""
     lines = tuple(pull_limit_text(r, limit) for r, limit in sorted((limits or {}).items()))
@@ -425,13 +433,7 @@ def status_list(jobs: Sequence[Job], limits: Mapping[str, PullLimit] | None = No
             job.id,
             _job_state(job),
             _job_tone(job),
-            ", ".join(i.source.familiar for i in job.items[:3])
-            + (
-                _(" and {count} more").format(count=len(job.items) - 3)
-                if len(job.items) > 3
-                else ""
-            )
-            + f" · {_ago(job.created)}",
+            _images_named(job) + f" · {_ago(job.created)}",
         )
         for job in jobs
     )
@@ -461,10 +463,7 @@ TAGS_SHOWN = 30
 
 def _date(when: datetime) -> str:
     """``2024-01-01 (3 days ago)``: a date far back reads in days, not hours."""
-    seconds = time.time() - when.timestamp()
-    days = int(seconds // 86400)
-    ago = _("{days} days ago").format(days=days) if days >= 2 else _ago(when.timestamp())
-    return f"{when:%Y-%m-%d} ({ago})"
+    return _("{date} ({ago})").format(date=f"{when:%Y-%m-%d}", ago=_ago(when.timestamp()))
 
 
 def tag_list(found: TagList, pattern: str | None) -> MessageView:
@@ -557,7 +556,7 @@ def watch_started(watch: Watch, interval: float) -> MessageView:
             _(
                 "Mirroring it now, then checking upstream every {interval}; "
                 "changes are posted here. `/unwatch {watch}` stops it."
-            ).format(interval=human_seconds(interval), watch=watch.id),
+            ).format(interval=duration(interval), watch=watch.id),
         ),
     )
 

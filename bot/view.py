@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.i18n import _
+from bot.i18n import _, duration
 from mirror.units import human_bytes, human_seconds
 
 __all__ = ["Bar", "MessageView", "Row", "Tone", "bar_text", "human_bytes", "human_seconds"]
@@ -92,7 +92,7 @@ def bar_text(bar: Bar, width: int = 16) -> str:
     if bar.bytes_per_second:
         parts.append(f"{human_bytes(bar.bytes_per_second)}/s")
     if bar.eta_seconds is not None and bar.total and bar.done < bar.total:
-        parts.append(f"ETA {human_seconds(bar.eta_seconds)}")
+        parts.append(_("ETA {duration}").format(duration=duration(bar.eta_seconds)))
     return "  ".join(parts)
 
 
