@@ -41,9 +41,7 @@ class CheckResult:
         return f"{self.part}: FAILED: {self.detail}"
 
 
-NO_TARGET = (
-    "MIRROR_TARGET is not set; set it to REGISTRY/NAMESPACE (e.g. docker.io/yourname)."
-)
+NO_TARGET = "MIRROR_TARGET is not set; set it to REGISTRY/NAMESPACE (e.g. docker.io/yourname)."
 
 
 def check_configuration(settings: Settings) -> None:

@@ -150,7 +150,8 @@ def check() -> None:
     """Check the configuration and reach every configured service.
 
     Exit 2 if the configuration is wrong (a setting, an adapter's setting, MIRROR_TARGET
-    missing, or a MIRROR_DB that cannot open), 1 if a service fails (a refused login or token, no answer), else 0.
+    missing, or a MIRROR_DB that cannot open), 1 if a service fails (a refused login or
+    token, no answer), else 0.
     """
     import asyncio
 
