@@ -165,16 +165,75 @@ def progress(job: Job) -> MessageView:
     """The live message; once the job is finished, its compact final state."""
     if job.finished:
         ok = sum(1 for i in job.items if i.status.ok)
-        title = _("Job {job}: {state} ({ok}/{total} mirrored)").format(
+        title = _("Job {job}: {state} ({ok}/{total} ready)").format(
             job=job.id, state=_job_state(job), ok=ok, total=len(job.items)
         )
         tone = Tone.SUCCESS if job.state == "done" else Tone.FAILURE
     else:
         title, tone = _title(job), Tone.WORKING
-    rows = tuple(_progress_row(i) for i in job.items)
+    rows, reason = _one_reason([_progress_row(i) for i in job.items])
     return MessageView(
-        title=title, tone=tone, rows=rows, lines=_readings(job), actions=actions.while_running(job)
+        title=title,
+        tone=tone,
+        rows=rows,
+        lines=reason + _readings(job),
+        actions=actions.while_running(job),
     )
+
+
+def _one_reason(rows: Sequence[Row]) -> tuple[tuple[Row, ...], tuple[str, ...]]:
+    """Rows of images that all stopped for one reason (a cancelled job of eleven) say it
+    once, under them, not once per image."""
+    stopped = [row for row in rows if row.tone is Tone.FAILURE]
+    reasons = {row.detail for row in stopped}
+    if len(stopped) < 2 or len(reasons) != 1 or None in reasons:
+        return tuple(rows), ()
+    (reason,) = reasons
+    assert reason is not None
+    bare = tuple(replace(row, detail=None) if row.tone is Tone.FAILURE else row for row in rows)
+    return bare, (reason,)
+
+
+def together(jobs: Sequence[Job]) -> MessageView:
+    """The live message jobs asked together in one chat share (:mod:`bot.gathering`): a row
+    per job (its id, its images, its state), while each job's answer is a reply of its own."""
+    images = sum(len(job.items) for job in jobs)
+    if all(job.finished for job in jobs):
+        ok = sum(1 for job in jobs for i in job.items if i.status.ok)
+        title = _("{count} jobs finished: {ok} of {total} images ready").format(
+            count=len(jobs), ok=ok, total=images
+        )
+        tone = Tone.SUCCESS if ok == images else Tone.FAILURE
+        lines: tuple[str, ...] = (_("Each answer is a reply to its request."),)
+    else:
+        title = _("{count} jobs: mirroring {images}").format(
+            count=len(jobs), images=_images(images)
+        )
+        tone, lines = Tone.WORKING, ()
+    rows = tuple(_job_row(job) for job in jobs)
+    buttons = tuple(a for job in jobs for a in actions.while_running(job, shared=True))
+    return MessageView(title, tone, rows, lines, actions=buttons)
+
+
+def _job_row(job: Job) -> Row:
+    """One job of a shared live message: its state (while it runs, its busiest image's
+    stage) and its images, with one bar for the bytes they move."""
+    label = _("Job {job}").format(job=job.id)
+    if job.finished:
+        return Row(label, _job_state(job), _job_tone(job), _images_named(job))
+    snaps = [i.progress for i in job.items if i.progress is not None and not i.status.finished]
+    moving = [s for s in snaps if s.stage in (Stage.COPYING, Stage.PUSHING)]
+    if moving:
+        state = _(_STAGE_WORDS[moving[0].stage])
+        totals = [s.total for s in moving]
+        total = sum(t for t in totals if t is not None) if None not in totals else None
+        speed = sum(s.bytes_per_second or 0.0 for s in moving) or None
+        eta = max((s.eta_seconds for s in moving if s.eta_seconds is not None), default=None)
+        bar = Bar(sum(s.done for s in moving), total, speed, eta)
+        return Row(label, state, Tone.WORKING, _images_named(job), bar)
+    if any(s.stage is Stage.RESOLVING for s in snaps):
+        return Row(label, _(_STAGE_WORDS[Stage.RESOLVING]), Tone.WORKING, _images_named(job))
+    return Row(label, _job_state(job), Tone.WORKING, _images_named(job))
 
 
 def _readings(job: Job) -> tuple[str, ...]:
@@ -276,7 +335,8 @@ def answer(
     parts = _Answer([], [], [], [])
     for item in job.items:
         parts.add(item, options)
-    lines = (_readings(job)[:1] if job.origin else ()) + tuple(parts.notes)
+    rows, reason = _one_reason(parts.rows)
+    lines = reason + (_readings(job)[:1] if job.origin else ()) + tuple(parts.notes)
     if digest_note and needs_digest_note(job):
         lines += (_(DIGEST_NOTE),)
     lines += tuple(
@@ -287,7 +347,7 @@ def answer(
     return MessageView(
         title,
         tone,
-        tuple(parts.rows),
+        rows,
         lines,
         (*parts.code, *rewrite),
         notify=notify,
@@ -561,12 +621,11 @@ def watch_started(watch: Watch, interval: float) -> MessageView:
     )
 
 
-def watch_fired(watch: Watch, tags: Sequence[str]) -> Text:
-    """The line a job started by a watch carries (rendered again in each asker's language)."""
+def watch_fired(watch: Watch, tags: Sequence[str]) -> Text | None:
+    """The line a job started by a watch carries (rendered again in each asker's language);
+    none for its first copy, which the watch's announcement right above already tells of."""
     if watch.last_check is None:
-        return Text(
-            "Watch {watch}: first copy of {image}.", watch=watch.id, image=quote(watch.shown)
-        )
+        return None
     if watch.is_filter:
         names = ", ".join(quote(f"{watch.image.familiar}:{t}") for t in tags)
         return Text(
