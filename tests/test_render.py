@@ -305,3 +305,27 @@ def test_chinese_answers_write_durations_lists_and_brackets_the_chinese_way() ->
         assert "1h02m" in to_plain_text(render.answer(job, render.RenderOptions()))
         assert "a:1, b:1, c:1 and 1 more · 11s ago" in to_plain_text(render.status_list([job]))
         assert "ETA 20s" in bar_text(Bar(10_000_000, 30_000_000, 1_000_000, 20))
+
+
+def test_images_stopped_for_one_reason_say_it_once() -> None:
+    """A cancelled job of eleven images says "The job was cancelled." once, not per image;
+    different reasons stay on their own rows."""
+    cancelled = [
+        Item(
+            f"app:1.0.{n}",
+            parse_reference(f"app:1.0.{n}"),
+            parse_reference(f"docker.io/alice/app:1.0.{n}"),
+            DEFAULT_PLATFORM,
+            status=ItemStatus.CANCELLED,
+            error="The job was cancelled.",
+        )
+        for n in range(11)
+    ]
+    job = Job("abcdef", "u", "c", cancelled)
+    for view in (render.answer(job, render.RenderOptions()), render.progress(job)):
+        assert to_plain_text(view).count("The job was cancelled.") == 1, to_plain_text(view)
+        assert all(row.detail is None for row in view.rows)
+    cancelled[0].status, cancelled[0].error = ItemStatus.FAILED, "`app:1.0.0` was not found."
+    view = render.answer(job, render.RenderOptions())
+    assert view.rows[0].detail == "`app:1.0.0` was not found."
+    assert to_plain_text(view).count("The job was cancelled.") == 10
