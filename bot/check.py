@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from bot.chat import ConfigurationError
 from bot.plugins import AdapterPlugin, installed
-from bot.runtime import Deployment, build_engines, credentials
+from bot.runtime import Deployment, build_engines, build_remote, credentials
 from bot.settings import Settings
 from mirror.errors import MirrorError
 from mirror.naming import parse_target_base
@@ -20,7 +20,7 @@ from mirror.store import StoreError, open_store
 
 if TYPE_CHECKING:
     from mirror.credentials import Credential
-    from mirror.registry.errors import RegistryError
+    from mirror.errors import RegistryError
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,7 @@ def check_configuration(settings: Settings) -> None:
 
 
 async def check_target(settings: Settings) -> CheckResult:
-    from mirror.registry.engine import RegistryEngine
-    from mirror.registry.errors import RegistryError
+    from mirror.errors import RegistryError
 
     part = "target registry"
     if not settings.mirror_target:  # check_configuration refused it already
@@ -63,9 +62,8 @@ async def check_target(settings: Settings) -> CheckResult:
         registry = parse_target_base(settings.mirror_target).registry
     except MirrorError as exc:
         return CheckResult(part, False, str(exc))
-    engine = build_engines(settings)["registry"]()
-    assert isinstance(engine, RegistryEngine)
-    client = engine.client
+    remote = build_remote(settings)
+    client = remote.client
     user = credentials(settings).get(registry) or client.credential(registry)
     try:
         async with client.request("GET", registry, "/v2/", scope=""):
@@ -73,7 +71,7 @@ async def check_target(settings: Settings) -> CheckResult:
     except RegistryError as exc:
         return CheckResult(part, False, _target_failed(settings, registry, user, exc))
     finally:
-        await engine.aclose()
+        await remote.aclose()
     who = f"logged in as {user.username}" if user else "no credentials; anonymous access works"
     return CheckResult(part, True, f"{registry}, {who}")
 
@@ -82,7 +80,7 @@ def _target_failed(
     settings: Settings, registry: str, user: Credential | None, exc: RegistryError
 ) -> str:
     """Why the target registry cannot be used, and what to set or run about it."""
-    from mirror.registry.errors import AccessDenied, Forbidden, TimedOut, Unreachable, Untrusted
+    from mirror.errors import AccessDenied, Forbidden, TimedOut, Unreachable, Untrusted
 
     if isinstance(exc, AccessDenied):
         if user is None:
@@ -124,13 +122,11 @@ async def check_sources(settings: Settings) -> list[CheckResult]:
     if not found:
         return []
     from bot.render import pulls_left
-    from mirror.registry.auth import DOCKER_HUB, pull_scope
-    from mirror.registry.engine import RegistryEngine
-    from mirror.registry.errors import AccessDenied, RegistryError
+    from mirror.engines.registry.auth import DOCKER_HUB, pull_scope
+    from mirror.errors import AccessDenied, RegistryError
 
-    engine = build_engines(settings)["registry"]()
-    assert isinstance(engine, RegistryEngine)
-    client = engine.client
+    remote = build_remote(settings)
+    client = remote.client
     results = []
     try:
         for registry, cred in found.items():
@@ -159,7 +155,7 @@ async def check_sources(settings: Settings) -> list[CheckResult]:
             left = f"; {pulls_left(limit)}" if limit is not None else ""
             results.append(CheckResult(part, True, f"logged in as {cred.username}{left}"))
     finally:
-        await engine.aclose()
+        await remote.aclose()
     return results
 
 
@@ -169,7 +165,9 @@ async def check_docker(settings: Settings) -> CheckResult:
     part = "docker daemon"
     if settings.mirror_engine == "registry":
         return CheckResult(part, False, "MIRROR_ENGINE=registry.", counts=False)
-    engine = build_engines(settings)["docker"]()
+    engines = build_engines(settings)
+    engine = engines.get("docker")
+    assert engine is not None
     try:
         await engine.ensure_available()
     except EngineUnavailable as exc:
@@ -178,7 +176,7 @@ async def check_docker(settings: Settings) -> CheckResult:
         detail = str(exc) if required else f"{exc} The registry engine copies instead."
         return CheckResult(part, False, detail, counts=required)
     finally:
-        await engine.aclose()
+        await engines.aclose()
     where = settings.docker_host or "the local socket"
     if _proxy_set():  # the bot's HTTPS_PROXY reaches the registry engine, not the daemon
         where += "; proxies are the daemon's own settings"

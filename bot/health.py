@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from bot.chat import ConfigurationError
 from bot.metrics import Metrics
-from mirror.engines import EngineChooser
+from mirror.engines.chooser import EngineChooser
 from mirror.store import Store, StoreError
 
 log = logging.getLogger(__name__)

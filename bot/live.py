@@ -14,6 +14,8 @@ as a new message (:meth:`finish`): in a quiet chat in that order, in a busy one 
 first and the last view as soon as the answers still owed leave room. The answer is never
 dropped (retried by :func:`bot.delivery.deliver`; the result stays readable with /status if
 the chat never takes it). Several jobs may share one live message (:mod:`bot.gathering`).
+Where messages cannot be edited (:func:`bot.chat.can_edit`), the acknowledgement and the final
+answer are all there is.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import logging
 import time
 from typing import Any
 
-from bot.chat import ChatError, Conversation, Replaceable, Reply
+from bot.chat import ChatError, Conversation, Replaceable, Reply, can_edit
 from bot.pacing import Pacer, Priority, Ticket
 from bot.view import MessageView
 
@@ -46,6 +48,7 @@ class LiveMessage:
         self._reply = reply
         self._adapter = adapter
         self._interval = conversation.edit_interval
+        self._edits = can_edit(conversation)
         self._sent = initial
         """The newest view sent, or given up on (not tried again)."""
         self._shown = initial
@@ -78,7 +81,8 @@ class LiveMessage:
         """Whether an edit carries ``answer`` as well as a new message would: whole, and
         with no notification a new message would have given (:class:`~bot.chat.Replaceable`;
         a platform that does not say keeps its answers in messages of their own)."""
-        return isinstance(self._reply, Replaceable) and self._reply.can_become(answer)
+        replaceable = isinstance(self._reply, Replaceable) and self._reply.can_become(answer)
+        return self._edits and replaceable
 
     async def become(self, answer: MessageView) -> None:
         """End the message by turning it into ``answer``: one edit, sent as an answer is; if
@@ -106,6 +110,8 @@ class LiveMessage:
         self._final = Priority.LAST
         if answer is None:
             self.paid(self._owed)  # only the last view is left: it is what is being paid
+        elif not self._edits:
+            self._sent = view  # the answer says how it ended; the message stays as posted
         ticket = self._queue()
         try:
             if ticket is not None:
@@ -140,7 +146,10 @@ class LiveMessage:
 
     def _queue(self) -> Ticket | None:
         """Make sure one edit waits in the chat's queue while the newest view is unsent; the
-        last one at the priority its ending asked for."""
+        last one at the priority its ending asked for (where messages cannot be edited, only a
+        last view without an answer to carry it)."""
+        if not self._edits and self._final is None:
+            return None
         priority = Priority.PROGRESS if self._final is None else self._final
         if self._queued is not None:
             self._queued.hasten(priority)

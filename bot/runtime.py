@@ -3,7 +3,7 @@ the deployment has one; for ``run``, ``worker`` and ``mirror``."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from enum import Enum
@@ -15,8 +15,10 @@ from bot.policy import Policy
 from bot.render import RenderOptions
 from bot.settings import Settings
 from mirror.credentials import Credential
-from mirror.engine import Engine
-from mirror.engines import EngineChooser, EngineMode
+from mirror.engines import installed
+from mirror.engines.base import EngineConfig
+from mirror.engines.chooser import EngineChooser
+from mirror.engines.remote import BLOB_CONCURRENCY, Remote, connection_limit
 from mirror.errors import MirrorError
 from mirror.jobs import JobService, OutcomeHook
 from mirror.naming import parse_target_base
@@ -25,7 +27,7 @@ from mirror.store import Store, is_postgres, open_store
 
 if TYPE_CHECKING:
     from mirror.copier import Copier
-    from mirror.engine import CopyRequest
+    from mirror.engines.base import CopyRequest
     from mirror.lookup import Advice, Lookups
     from mirror.queue.app import Queue
 
@@ -68,26 +70,22 @@ class Role(Enum):
 
 class LazyLookups:
     """The bot's own registry reads (:mod:`mirror.lookup`), built on first use so that
-    ``mirror-bot mirror`` imports no HTTP client until a miss or ``/tags`` needs one."""
+    ``mirror-bot mirror`` imports no HTTP client until a miss or ``/tags`` needs one.
 
-    def __init__(self, settings: Settings, policy: Policy) -> None:
-        self._settings = settings
+    ``remote``: the engines' registry client, shared (their chooser closes it); without one
+    the lookups make their own and close it."""
+
+    def __init__(self, settings: Settings, policy: Policy, remote: Remote | None = None) -> None:
         self._policy = policy
+        self._owns_remote = remote is None
+        self._remote = remote or build_remote(settings)
         self._lookups: Lookups | None = None
 
     def get(self) -> Lookups:
         if self._lookups is None:
-            from mirror.egress import EgressGuard
             from mirror.lookup import Lookups
-            from mirror.registry.client import RegistryClient
 
-            settings = self._settings
-            client = RegistryClient(
-                credentials(settings),
-                insecure=settings.mirror_insecure_registries,
-                guard=EgressGuard(allowed_internal(settings)),
-            )
-            self._lookups = Lookups(client, allowed=self._allowed)
+            self._lookups = Lookups(self._remote.client, allowed=self._allowed)
         return self._lookups
 
     def _allowed(self, ref: ImageRef) -> bool:
@@ -101,8 +99,8 @@ class LazyLookups:
         return await self.get().advise(error, request)
 
     async def aclose(self) -> None:
-        if self._lookups is not None:
-            await self._lookups.aclose()
+        if self._owns_remote:
+            await self._remote.aclose()
 
 
 @dataclass
@@ -154,43 +152,41 @@ def allowed_internal(settings: Settings) -> set[str]:
     return named
 
 
-def build_engines(settings: Settings) -> dict[str, Callable[[], Engine]]:
-    """Engine factories; each imports its SDK (docker, aiohttp) only when first needed."""
+def build_remote(settings: Settings) -> Remote:
+    """The process's one registry client (built on first use): every registry request the
+    engines and the lookups make goes through it."""
+    return Remote(
+        credentials(settings),
+        insecure=settings.mirror_insecure_registries,
+        allowed_internal=allowed_internal(settings),
+        certs_dir=settings.mirror_certs_dir,
+        connections=connection_limit(BLOB_CONCURRENCY, settings.mirror_blob_streams),
+    )
 
-    def docker_engine() -> Engine:
-        from mirror.docker_engine import DockerEngine
 
-        return DockerEngine(
-            settings.docker_host,
-            credentials(settings),
-            insecure=settings.mirror_insecure_registries,
-            allowed_internal=allowed_internal(settings),
-        )
-
-    def registry_engine() -> Engine:
-        from mirror.registry.blobread import Ranged
-        from mirror.registry.engine import RegistryEngine
-
-        return RegistryEngine(
-            credentials(settings),
-            insecure=settings.mirror_insecure_registries,
-            allowed_internal=allowed_internal(settings),
-            referrers=settings.mirror_referrers,
-            ranged=Ranged(
-                streams=settings.mirror_blob_streams,
-                spool_dir=settings.data_dir / "spool",
-            ),
-            certs_dir=settings.mirror_certs_dir,
-        )
-
-    return {"docker": docker_engine, "registry": registry_engine}
+def build_engines(settings: Settings, mode: str | None = None) -> EngineChooser:
+    """The installed engines (``hub_mirror_bot.engines``), each built when first needed with
+    the settings as an :class:`EngineConfig`, over one remote, which the chooser closes."""
+    remote = build_remote(settings)
+    config = EngineConfig(
+        remote,
+        remote.credentials,
+        insecure=remote.insecure,
+        allowed_internal=remote.allowed_internal,
+        referrers=settings.mirror_referrers,
+        blob_streams=settings.mirror_blob_streams,
+        spool_dir=settings.data_dir / "spool",
+        certs_dir=settings.mirror_certs_dir,
+        docker_host=settings.docker_host,
+    )
+    return EngineChooser(mode or settings.mirror_engine, installed(), config)
 
 
 @asynccontextmanager
 async def open_runtime(
     settings: Settings,
     *,
-    engine: EngineMode | None = None,
+    engine: str | None = None,
     on_outcome: OutcomeHook | None = None,
     wait_for_limits: bool = True,
     asks: bool = False,
@@ -210,12 +206,11 @@ async def open_runtime(
     async with AsyncExitStack() as stack:
         store = await open_store(settings.mirror_db)
         stack.push_async_callback(store.close)
-        chooser = EngineChooser(engine or settings.mirror_engine, build_engines(settings))
+        chooser = build_engines(settings, engine)
         stack.push_async_callback(chooser.aclose)
         queue, copier = await _open_queue(stack, deployment, role, store, chooser)
         policy = Policy(settings)
-        lookups = LazyLookups(settings, policy)
-        stack.push_async_callback(lookups.aclose)
+        lookups = LazyLookups(settings, policy, chooser.remote)
         service = JobService(
             store,
             chooser,

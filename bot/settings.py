@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.chat import ConfigurationError
@@ -99,7 +99,7 @@ def parse_source_credentials(text: str) -> dict[str, Credential]:
     """
     import json
 
-    from mirror.registry.auth import canonical_host  # only when the variable is set
+    from mirror.engines.registry.auth import canonical_host  # only when the variable is set
 
     text = text.strip()
     if text.startswith("{"):
@@ -190,7 +190,8 @@ class Settings(BaseSettings):
     mirror_source_credentials: SecretStr | None = None
     """Per-source registry credentials, ahead of the docker config: ``HOST=USER:PASSWORD``
     entries (``parse_source_credentials``); a login lifts Docker Hub's anonymous limit."""
-    mirror_engine: Literal["auto", "docker", "registry"] = "auto"
+    mirror_engine: str = "auto"
+    """``auto`` or an installed engine's name (``hub_mirror_bot.engines``: docker, registry)."""
     mirror_default_platform: str = "linux/amd64"
     mirror_referrers: Literal["all", "signatures", "none"] = "all"
     """What an exact copy brings along: signatures, SBOMs and attestations (``all``), only
@@ -199,6 +200,11 @@ class Settings(BaseSettings):
     mirror_insecure_registries: Names = ()
     mirror_allowed_users: Names = ()
     mirror_admins: Names = ()
+    mirror_approval: Literal["off", "outside-allowlist", "all"] = "off"
+    """What an admin approves in chat before it is copied: nothing (``off``: a source outside
+    the allowlist is refused), sources outside the allowlist, or every request (``all``)."""
+    mirror_admin_chat: str | None = None
+    """``platform:chat_id`` where approvals are asked; unset: each admin privately."""
     mirror_max_images: int = Field(default=11, ge=1, le=100)
     mirror_max_image_bytes: int | None = Field(default=None, ge=1)
     """Refuse an image larger than this, written ``2GB``, ``500MiB`` or plain bytes."""
@@ -256,6 +262,16 @@ class Settings(BaseSettings):
         _sentence(parse_target_base, value)
         return value.strip()
 
+    @field_validator("mirror_engine")
+    @classmethod
+    def _engine(cls, value: str) -> str:
+        from mirror import engines
+
+        if engines.is_mode(value):
+            return value
+        *others, last = [f"'{mode}'" for mode in engines.modes()]
+        raise ValueError(f"Input should be {', '.join(others)} or {last}" if others else last)
+
     @field_validator("mirror_default_platform")
     @classmethod
     def _platform(cls, value: str) -> str:
@@ -298,6 +314,37 @@ class Settings(BaseSettings):
                 )
             ids.append(f"{prefix.lower()}:{rest}")
         return tuple(ids)
+
+    @field_validator("mirror_approval", mode="before")
+    @classmethod
+    def _approval(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("mirror_admin_chat", mode="before")
+    @classmethod
+    def _admin_chat(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if not text:
+            return None
+        prefix, colon, rest = text.partition(":")
+        if not (colon and rest and _PLATFORM_WORD.fullmatch(prefix.lower())):
+            raise ValueError(
+                f"{quote(text)} needs a platform prefix, written PLATFORM:CHAT_ID"
+                f"{_installed_platforms()}"
+            )
+        return f"{prefix.lower()}:{rest}"
+
+    @model_validator(mode="after")
+    def _someone_approves(self) -> Settings:
+        """Approval on with nobody to approve would hold every request for ever."""
+        if self.mirror_approval != "off" and not self.mirror_admins:
+            raise ValueError(
+                f"MIRROR_APPROVAL is {self.mirror_approval} but MIRROR_ADMINS names nobody to "
+                "approve; name the admins (PLATFORM:ID) or set MIRROR_APPROVAL=off"
+            )
+        return self
 
     @field_validator("mirror_certs_dir")
     @classmethod
@@ -372,7 +419,7 @@ class Settings(BaseSettings):
         values = [self.mirror_target_password]
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
         if sources := self.source_credentials():
-            from mirror.registry.auth import basic  # not on every start-up of the CLI
+            from mirror.engines.registry.auth import basic  # not on every start-up of the CLI
 
             for cred in sources.values():  # as typed, and as a Basic header carries it
                 found += [cred.password, basic(cred).removeprefix("Basic ")]

@@ -15,8 +15,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Protocol
 
-from mirror.engine import CopyRequest, Engine, ProgressSink
-from mirror.engines import EngineChooser
+from mirror.engines.base import CopyRequest, Engine, ProgressSink
+from mirror.engines.chooser import EngineChooser
 from mirror.errors import (
     CopyFailed,
     MirrorError,
@@ -102,31 +102,7 @@ class LocalCopier:
                     platform_text(request.platform),
                     engine.name,
                 )
-                previous = await already_mirrored(self.store, engine, request)
-                if previous is not None:
-                    return Outcome(
-                        ItemStatus.ALREADY_MIRRORED,
-                        engine=previous.engine,
-                        source_digest=previous.source_digest,
-                        target_digest=previous.target_digest,
-                        bytes=previous.bytes,
-                        referrers=previous.referrers,
-                        artifact=previous.artifact,
-                        seconds=time.monotonic() - started,
-                    )
-                await self._check_size(engine, request)
-                import tenacity  # at the first copy, not on every start-up of the CLI
-
-                result = None
-                async for attempt in tenacity.AsyncRetrying(
-                    stop=tenacity.stop_after_attempt(self._attempts),
-                    wait=tenacity.wait_exponential(multiplier=self._retry_wait, max=30),
-                    retry=tenacity.retry_if_exception(_is_transient),
-                    reraise=True,
-                ):
-                    with attempt:
-                        result = await engine.copy(request, emit)
-                assert result is not None
+                result = await self._copy(engine, request, emit)
                 return dataclasses.replace(result, seconds=time.monotonic() - started)
             except PullLimitReached as exc:
                 waits = self._wait_for_limits
@@ -159,6 +135,33 @@ class LocalCopier:
             error=advice.sentence if advice else text_of(failure),
             suggestions=advice.suggestions if advice else (),
         )
+
+    async def _copy(self, engine: Engine, request: CopyRequest, emit: ProgressSink) -> Outcome:
+        """The engine's copy, unless the target still holds this very image; the size limit
+        first; whole-copy retries only for what the engine marks transient."""
+        previous = await already_mirrored(self.store, engine, request)
+        if previous is not None:
+            return Outcome(
+                ItemStatus.ALREADY_MIRRORED,
+                engine=previous.engine,
+                source_digest=previous.source_digest,
+                target_digest=previous.target_digest,
+                bytes=previous.bytes,
+                referrers=previous.referrers,
+                artifact=previous.artifact,
+            )
+        await self._check_size(engine, request)
+        import tenacity  # at the first copy, not on every start-up of the CLI
+
+        async for attempt in tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(self._attempts),
+            wait=tenacity.wait_exponential(multiplier=self._retry_wait, max=30),
+            retry=tenacity.retry_if_exception(_is_transient),
+            reraise=True,
+        ):
+            with attempt:
+                return await engine.copy(request, emit)
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     async def _advise(self, error: MirrorError, request: CopyRequest) -> Advice | None:
         """A miss answered with the nearest real thing; never a reason for a copy to fail

@@ -25,15 +25,10 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
+from mirror.errors import EgressDenied
 from mirror.hosts import is_internal_address, is_internal_host
 
-
-class EgressDenied(OSError):
-    """A connection to an internal address that nobody allowed."""
-
-    def __init__(self, host: str) -> None:
-        super().__init__(f"{host} is an internal address")
-        self.host = host
+__all__ = ["EgressDenied", "EgressGuard"]
 
 
 class EgressGuard:

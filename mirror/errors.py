@@ -1,7 +1,45 @@
-"""Errors that carry one sentence a chat user can read.
+"""Everything ``mirror/`` raises, as one tree (httpx's ``_exceptions.py`` habit).
 
-Every failure that reaches a person goes through these classes, so adapters and the CLI can
-show ``str(error)`` verbatim without ever leaking a traceback or a credential.
+::
+
+    MirrorError                 str() is one sentence a person can read (see RegistryError)
+    ├── InvalidReference        not an image reference ``docker pull`` would accept
+    ├── InvalidPlatform         not ``os/arch[/variant]`` nor ``all``
+    ├── NameConflict            two sources would land on one target
+    ├── EngineUnavailable       an engine cannot work at all right now
+    ├── Cancelled               somebody cancelled the job
+    ├── StoreError              the store could not read or write right now
+    │   └── StoreUnusable       MIRROR_DB cannot be this bot's database (configuration)
+    ├── CopyFailed              a copy started and did not finish (``transient``: redo it whole)
+    │   ├── SourceMissing       the tag or repository is not there: worth a look for the nearest
+    │   ├── PlatformMissing     the source has no image for that platform
+    │   └── PullLimitReached    the source's pull limit is used up until ``lifts_at``
+    ├── RegistryError           how a registry conversation ended, inside the engines; the
+    │   │                       faults module turns it into a CopyFailed before anyone reads it
+    │   ├── Transient           worth another try of the same unit (the engine's one loop)
+    │   │   ├── Unreachable     refused, reset, DNS, dropped mid-transfer
+    │   │   ├── TimedOut        no answer within the timeout
+    │   │   ├── TooManyRequests 429 with a short (or no) Retry-After
+    │   │   ├── ServerError     5xx
+    │   │   └── TokenRejected   401 on a streamed body that cannot be replayed
+    │   └── Final               another try gives the same answer
+    │       ├── NotFound        404, *_UNKNOWN
+    │       ├── AccessDenied    401/403 after auth, DENIED
+    │       ├── Refused         any other 4xx
+    │       ├── Forbidden       our egress guard refused the destination
+    │       ├── Untrusted       the registry's TLS certificate is not signed by a CA we trust
+    │       ├── DigestMismatch  content did not hash to its digest
+    │       ├── PlainHttp       HTTPS spoken to a plain-HTTP registry (configuration)
+    │       └── PullLimited     429 with a long Retry-After: a pull limit until ``lifts_at``
+    ├── EgressDenied            a connection to an internal address nobody allowed (also an
+    │                           OSError: aiohttp's resolver passes only those on)
+    └── _WorkerStopped          (mirror.queue.worker, private) procrastinate's worker ended by
+                                itself; retried there, never shown
+
+Every failure that reaches a person is a ``MirrorError`` whose ``str()`` is the sentence, so
+adapters and the CLI show it verbatim without ever leaking a traceback or a credential. The
+``RegistryError`` branch is the exception: its ``str()`` is ``registry: detail`` for the log,
+and :func:`mirror.engines.faults.explain` words it for people.
 """
 
 from __future__ import annotations
@@ -34,6 +72,27 @@ class NameConflict(MirrorError):
 
 class EngineUnavailable(MirrorError):
     """The engine cannot work at all right now (e.g. the Docker daemon does not answer)."""
+
+
+class Cancelled(MirrorError):
+    """Somebody cancelled the job."""
+
+
+JOB_CANCELLED = Text("The job was cancelled.")
+
+
+# -- the store -----------------------------------------------------------------------------------
+
+
+class StoreError(MirrorError):
+    """The store could not read or write right now; the cause is chained for the log."""
+
+
+class StoreUnusable(StoreError):
+    """``MIRROR_DB`` cannot be this bot's database (a configuration error, found at start)."""
+
+
+# -- copies --------------------------------------------------------------------------------------
 
 
 class CopyFailed(MirrorError):
@@ -120,37 +179,120 @@ def too_large(source: ImageRef, size: int, limit: int, *, at_least: bool = False
     return CopyFailed(sentence)
 
 
-class Cancelled(MirrorError):
-    """Somebody cancelled the job."""
+# -- registry conversations (the engines' own; explained before anyone reads them) --------------
 
 
-# Sentences both engines say alike (each words the rest in its own terms).
+class RegistryError(MirrorError):
+    """A registry said no, or could not be asked."""
 
-JOB_CANCELLED = Text("The job was cancelled.")
+    transient = False
 
-
-def push_login_refused(registry: str, image: str) -> Text:
-    return Text(
-        "The target registry `{registry}` refused the push of `{image}`: "
-        "check MIRROR_TARGET_USERNAME and MIRROR_TARGET_PASSWORD.",
-        registry=registry,
-        image=image,
-    )
+    def __init__(self, registry: str, detail: str = "") -> None:
+        super().__init__(f"{registry}: {detail}" if detail else registry)
+        self.registry = registry
+        self.detail = detail
 
 
-def access_denied(image: str) -> Text:
-    return Text("Access to `{image}` was denied: it does not exist or is private.", image=image)
+class Transient(RegistryError):
+    """Worth retrying."""
+
+    transient = True
 
 
-def not_found(registry: str, image: str) -> Text:
-    return Text(
-        "`{image}` was not found in `{registry}`: check the name and tag.",
-        registry=registry,
-        image=image,
-    )
+class Final(RegistryError):
+    """Not worth retrying."""
 
 
-def rate_limited(registry: str) -> Text:
-    return Text(
-        "The registry `{registry}` is rate-limiting us; try again later.", registry=registry
-    )
+class Unreachable(Transient):
+    """No answer: refused, reset, DNS, TLS, or the connection dropped mid-transfer."""
+
+
+class TimedOut(Transient):
+    """The registry stopped answering within the timeout."""
+
+
+class TooManyRequests(Transient):
+    """HTTP 429; ``retry_after`` seconds from the ``Retry-After`` header when it had one.
+
+    (Not ``RateLimited``: that is the chat's 429, :class:`bot.chat.RateLimited`.)
+    """
+
+    def __init__(self, registry: str, retry_after: float | None) -> None:
+        super().__init__(registry, "too many requests")
+        self.retry_after = retry_after
+
+
+class ServerError(Transient):
+    """HTTP 5xx."""
+
+    def __init__(self, registry: str, status: int) -> None:
+        super().__init__(registry, f"HTTP {status}")
+        self.status = status
+
+
+class TokenRejected(Transient):
+    """A 401 on a request whose streamed body cannot be replayed: redo the whole transfer."""
+
+
+class NotFound(Final):
+    """The repository, manifest or blob does not exist (HTTP 404)."""
+
+
+class AccessDenied(Final):
+    """Authentication failed or the token lacks the scope (HTTP 401/403 after auth)."""
+
+
+class Forbidden(Final):
+    """We refused to connect: the destination is an internal address nobody allowed."""
+
+
+class Untrusted(Final):
+    """The registry's TLS certificate is not signed by a CA we trust; the detail is the
+    sentence (a ``Text``) saying where its CA belongs (``/etc/docker/certs.d/HOST/ca.crt``,
+    as for the docker client)."""
+
+
+class DigestMismatch(Final):
+    """Content did not hash to the digest that names it."""
+
+
+class PlainHttp(Final):
+    """We spoke HTTPS to a registry that answers plain HTTP: a configuration error."""
+
+
+class Refused(Final):
+    """Any other 4xx: the registry understood and refused (invalid manifest, unsupported...)."""
+
+    def __init__(self, registry: str, status: int, detail: str) -> None:
+        super().__init__(registry, f"HTTP {status} {detail}".strip())
+        self.status = status
+
+
+class PullLimited(Final):
+    """A 429 whose ``Retry-After`` is too long to wait out inside one copy (a pull limit).
+
+    Final for this attempt: the job can only wait for ``lifts_at`` (a UTC time).
+    """
+
+    def __init__(
+        self, registry: str, lifts_at: datetime, limit: int | None, remaining: int | None
+    ) -> None:
+        super().__init__(registry, f"pull limit until {lifts_at.isoformat()}")
+        self.lifts_at = lifts_at
+        self.limit = limit
+        self.remaining = remaining
+
+
+# -- egress ----------------------------------------------------------------------------------
+
+
+class EgressDenied(MirrorError, OSError):
+    """A connection to an internal address that nobody allowed (:mod:`mirror.egress`).
+
+    An ``OSError`` too: aiohttp's connector passes a resolver's ``OSError`` on (as the cause
+    of its ``ClientConnectorError``), where the registry client finds it.
+    """
+
+    def __init__(self, host: str) -> None:
+        super().__init__(f"{host} is an internal address")
+        self.host = host

@@ -20,13 +20,20 @@ from typing import TypeVar
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from mirror import tags as tag_rank
-from mirror.engine import CopyRequest
-from mirror.errors import MirrorError, PlatformMissing, SourceMissing
+from mirror.engines.base import CopyRequest
+from mirror.engines.faults import explain
+from mirror.engines.registry.client import INDEX_TYPES, Manifest, RegistryClient, descriptors
+from mirror.errors import (
+    AccessDenied,
+    MirrorError,
+    NotFound,
+    PlatformMissing,
+    RegistryError,
+    SourceMissing,
+    Transient,
+)
 from mirror.platform import platform_of
 from mirror.reference import DEFAULT_REGISTRY, ImageRef, quote
-from mirror.registry.client import INDEX_TYPES, Manifest, RegistryClient, descriptors
-from mirror.registry.engine import explain
-from mirror.registry.errors import AccessDenied, NotFound, RegistryError, Transient
 from mirror.text import Text
 from mirror.units import human_bytes
 
@@ -94,7 +101,9 @@ def _parse_created(value: object) -> datetime | None:
 
 
 class Lookups:
-    """The reads; ``allowed`` says which registries may be asked (the source allowlist)."""
+    """The reads; ``allowed`` says which registries may be asked (the source allowlist).
+
+    ``client`` is lent (in the bot, the engines' shared remote): its owner closes it."""
 
     def __init__(
         self,
@@ -116,9 +125,6 @@ class Lookups:
         self._attempts = attempts
         self._retry_wait = retry_wait
         self._timeout = timeout
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
 
     async def _retry(self, step: Callable[[], Awaitable[T]]) -> T:
         async for attempt in AsyncRetrying(

@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
-from mirror.engines import EngineChooser
+from mirror.engines.chooser import EngineChooser
 from mirror.errors import EngineUnavailable, MirrorError, PullLimitReached
 from mirror.models import Watch
 from mirror.reference import ImageRef
@@ -30,7 +30,7 @@ from mirror.tags import matches, newest_first
 from mirror.text import Text, text_of
 
 if TYPE_CHECKING:
-    from mirror.registry.engine import RegistryEngine
+    from mirror.engines.registry.engine import RegistryEngine
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +96,10 @@ class Watcher:
         The one pass both schedules share: this process's loop, and the queue's periodic
         task on a PostgreSQL store. Raises :class:`StoreError` when the store cannot list."""
         for watch in await self._store.watches():
-            due = watch.reply_ref is not None and watch.next_check <= self._clock()
+            due = _live(watch) and watch.next_check <= self._clock()
             if due and await self._store.get_watch(watch.id) is not None:  # not stopped
                 await self.check(watch)
-        upcoming = [w.next_check for w in await self._store.watches() if w.reply_ref]
+        upcoming = [w.next_check for w in await self._store.watches() if _live(w)]
         return min(upcoming) if upcoming else None
 
     async def _sleep(self, seconds: float) -> None:
@@ -163,6 +163,11 @@ class Watcher:
         return [tag for tag in seen if tag not in watch.digests][:MAX_NEW_TAGS]
 
 
+def _live(watch: Watch) -> bool:
+    """Announced, and not held for an admin's approval: nothing reaches its source before."""
+    return watch.reply_ref is not None and not watch.held
+
+
 class RegistryUpstream:
     """The registry engine's HEAD and tag list, shared with copies (one client, one backoff
     and pull-limit state per host); built on first use, like the engine itself."""
@@ -171,7 +176,7 @@ class RegistryUpstream:
         self._engines = engines
 
     def _engine(self) -> RegistryEngine:
-        from mirror.registry.engine import RegistryEngine
+        from mirror.engines.registry.engine import RegistryEngine
 
         engine = self._engines.get("registry")
         if not isinstance(engine, RegistryEngine):

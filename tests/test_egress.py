@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 
 from mirror.egress import EgressGuard
-from mirror.registry.client import RegistryClient
-from mirror.registry.errors import Forbidden
+from mirror.engines.registry.client import RegistryClient
+from mirror.errors import Forbidden
 from tests.support.local_http import serve_locally
 
 MANIFEST = b'{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json"}'

@@ -10,22 +10,22 @@ from pathlib import Path
 import pytest
 
 import lab as lab_module
-from mirror.docker_engine import DockerEngine
-from mirror.engines import EngineChooser
+from mirror.engines import installed
+from mirror.engines.chooser import EngineChooser
 from mirror.jobs import JobService
 from mirror.models import Item, ItemStatus, Job, new_job_id
 from mirror.naming import parse_image_spec, parse_target_base, target_for
 from mirror.platform import DEFAULT_PLATFORM
 from mirror.store import open_store
 from tests.support.docker_events import pulls_since
+from tests.support.engines import engine_config
 
 
 @pytest.fixture
 async def service(lab: lab_module.Lab, tmp_path: Path) -> AsyncIterator[JobService]:
     store = await open_store(tmp_path / "jobs.db")
-    chooser = EngineChooser(
-        "docker", {"docker": lambda: DockerEngine(lab.docker_host, insecure={lab.target})}
-    )
+    config = engine_config(insecure={lab.target}, docker_host=lab.docker_host)
+    chooser = EngineChooser("docker", installed(), config)
     jobs = JobService(store, chooser, concurrency=2)
     try:
         yield jobs
@@ -115,13 +115,7 @@ async def test_an_image_over_the_confirm_size_waits_stored_across_a_restart(
     """Measured by the registry engine though the daemon copies; stored as awaiting with its
     size before anyone hears; a restart waits again without pulling; once agreed (stored), the
     next restart copies without asking; an image under the size is never asked about."""
-    from mirror.registry.engine import RegistryEngine
-
     store = await open_store(tmp_path / "confirm.db")
-    engines = {
-        "docker": lambda: DockerEngine(lab.docker_host, insecure={lab.target}),
-        "registry": lambda: RegistryEngine(insecure={lab.source, lab.target}),
-    }
     big = job_of(item_for(lab, f"{lab.source}/library/multi:1.0", "confirm"))
     small = job_of(item_for(lab, f"{lab.source}/library/hello:1.0", "confirm"))
     heard: list[ItemStatus] = []
@@ -138,7 +132,8 @@ async def test_an_image_over_the_confirm_size_waits_stored_across_a_restart(
     started = time.time_ns()
     try:
         for round_ in range(3):
-            chooser = EngineChooser("docker", engines)
+            config = engine_config(insecure={lab.source, lab.target}, docker_host=lab.docker_host)
+            chooser = EngineChooser("docker", installed(), config)
             service = JobService(store, chooser, confirm_bytes=1_000_000)
             try:
                 if round_ == 0:

@@ -16,13 +16,13 @@ import pytest
 
 import lab as lab_module
 from mirror.egress import EgressGuard
-from mirror.engine import CopyRequest
+from mirror.engines.base import CopyRequest
+from mirror.engines.registry.client import RegistryClient
+from mirror.engines.registry.engine import RegistryEngine
 from mirror.errors import PlatformMissing, SourceMissing
 from mirror.lookup import Lookups
 from mirror.platform import Platform
 from mirror.reference import ImageRef
-from mirror.registry.client import RegistryClient
-from mirror.registry.engine import RegistryEngine
 from tests.support.cli import MIRROR_BOT, bot_env, run_json
 from tests.test_registry_engine import multi_arch
 
@@ -38,7 +38,7 @@ def lab_client(lab: lab_module.Lab) -> RegistryClient:
 async def lookups(lab: lab_module.Lab) -> AsyncIterator[Lookups]:
     found = Lookups(lab_client(lab), page_size=10)
     yield found
-    await found.aclose()
+    await found.client.aclose()
 
 
 def app(lab: lab_module.Lab, tag: str) -> ImageRef:
@@ -90,7 +90,7 @@ async def test_a_missing_repository_is_looked_for_on_the_well_known_registries(
         lab_client(lab), hub=lab.source, well_known=(unreachable, lab.target), attempts=1
     )
     advice = await everywhere.advise(SourceMissing("not found"), request)
-    await everywhere.aclose()
+    await everywhere.client.aclose()
     assert advice is not None
     assert advice.suggestions == (f"{lab.target}/ghost:1.0",)
     assert advice.sentence == (
@@ -107,7 +107,7 @@ async def test_a_missing_repository_is_looked_for_on_the_well_known_registries(
 
     strict = Lookups(lab_client(lab), hub=lab.source, well_known=(lab.target,), allowed=allowed)
     assert await strict.advise(SourceMissing("not found"), request) is None
-    await strict.aclose()
+    await strict.client.aclose()
     assert asked == [lab.target]
 
 
@@ -117,7 +117,7 @@ async def test_a_missing_platform_names_the_platforms_with_sizes(
     multi_arch(lab, "team/twoarch")
     source = ImageRef(lab.source, "team/twoarch", "1.0", None)
     request = CopyRequest(source, ImageRef(lab.target, "m/twoarch", "1.0", None), S390X)
-    engine = RegistryEngine(insecure={lab.source, lab.target})
+    engine = RegistryEngine.standalone(insecure={lab.source, lab.target})
     try:
         with pytest.raises(PlatformMissing) as caught:
             await engine.copy(request, lambda event: None)

@@ -20,11 +20,11 @@ import pytest
 
 import lab as lab_module
 from mirror.egress import EgressGuard
-from mirror.engine import CopyRequest
+from mirror.engines.base import CopyRequest
+from mirror.engines.registry.client import RegistryClient
+from mirror.engines.registry.engine import RegistryEngine
 from mirror.errors import CopyFailed
 from mirror.reference import ImageRef
-from mirror.registry.client import RegistryClient
-from mirror.registry.engine import RegistryEngine
 from mirror.text import Text, text_of
 from tests.support.cli import MIRROR_BOT, bot_env
 from tests.support.tls_registry import LabCA, tls_registry, trust
@@ -96,7 +96,7 @@ async def test_a_copy_goes_through_a_proxy_named_localhost(
     digest = lab_module.push_image(
         lab.source, "proxied/plain", "1.0", (lab_module.LayerSpec(16 * 1024, 71),)
     )
-    engine = RegistryEngine(insecure={lab.source, lab.target})
+    engine = RegistryEngine.standalone(insecure={lab.source, lab.target})
     try:
         result = await engine.copy(request(lab.source, lab.target, "proxied/plain"), lambda _: None)
     finally:
@@ -116,7 +116,7 @@ async def test_an_internal_source_nobody_allowed_is_refused_through_the_proxy(
     bot can resolve, to an internal address), so the proxy must not be asked for it."""
     port = lab.source.rsplit(":", 1)[1]
     source = lab.source if named == "literal" else f"{socket.gethostname()}:{port}"
-    engine = RegistryEngine(insecure={source, lab.target}, allowed_internal={lab.target})
+    engine = RegistryEngine.standalone(insecure={source, lab.target}, allowed_internal={lab.target})
     try:
         with pytest.raises(CopyFailed) as refused:
             await engine.copy(request(source, lab.target, "library/hello"), lambda _: None)
@@ -163,7 +163,7 @@ async def copy_to(lab: lab_module.Lab, target: str, certs: Path, repository: str
     digest = lab_module.push_image(
         lab.source, repository, "1.0", (lab_module.LayerSpec(8 * 1024, 91),)
     )
-    engine = RegistryEngine(
+    engine = RegistryEngine.standalone(
         insecure={lab.source}, allowed_internal={lab.source, target}, certs_dir=certs
     )
     try:

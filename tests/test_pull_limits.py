@@ -29,12 +29,13 @@ from bot.runtime import allowed_internal, credentials, render_options
 from bot.settings import Settings, parse_source_credentials
 from bot.view import to_plain_text
 from mirror.credentials import Credential
-from mirror.engines import EngineChooser
+from mirror.engines import installed
+from mirror.engines.chooser import EngineChooser
 from mirror.jobs import JobService
 from mirror.models import ItemStatus
-from mirror.registry.engine import RegistryEngine
 from mirror.store import open_store
 from tests.support.cli import MIRROR_BOT, bot_env, clean_env, run_json, run_mirror
+from tests.support.engines import engine_config
 from tests.support.faults import Fault, fault_proxy
 from tests.test_app import PLATFORM, finish, job_id_of, say, settings_for, until
 from tests.test_watch import Room
@@ -48,17 +49,13 @@ async def limited_bot(settings: Settings) -> AsyncIterator[MirrorBot]:
     """The bot as ``open_runtime`` wires it, with a registry engine that takes a
     ``Retry-After`` of a second or more as a pull limit."""
     policy = Policy(settings)
-    chooser = EngineChooser(
-        "registry",
-        {
-            "registry": lambda: RegistryEngine(
-                credentials(settings),
-                insecure=settings.mirror_insecure_registries,
-                allowed_internal=allowed_internal(settings),
-                long_retry_after=1.0,
-            )
-        },
+    config = engine_config(
+        credentials(settings),
+        insecure=settings.mirror_insecure_registries,
+        allowed_internal=allowed_internal(settings),
+        long_retry_after=1.0,
     )
+    chooser = EngineChooser("registry", installed(), config)
     store = await open_store(settings.mirror_db)
     service = JobService(store, chooser)
     try:

@@ -25,7 +25,7 @@ from bot.check import check_queue
 from bot.runtime import Deployment, Role, Runtime, open_runtime
 from bot.settings import Settings
 from mirror.artifacts import ArtifactKind, Referrer, ReferrerKind
-from mirror.engine import CopyRequest
+from mirror.engines.base import CopyRequest
 from mirror.models import Item, ItemStatus, Job, Outcome, new_job_id
 from mirror.naming import parse_image_spec, parse_target_base, target_for
 from mirror.platform import DEFAULT_PLATFORM

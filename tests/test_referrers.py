@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,10 +14,10 @@ import pytest
 
 import lab as lab_module
 from mirror.artifacts import ReferrerKind
-from mirror.engine import CopyRequest
+from mirror.engines.base import CopyRequest
+from mirror.engines.registry.engine import ReferrerPolicy, RegistryEngine
 from mirror.models import ItemStatus
 from mirror.reference import ImageRef
-from mirror.registry.engine import ReferrerPolicy, RegistryEngine
 from tests.support.cli import bot_env, run_json, run_mirror
 from tests.support.referrers_api import referrers_registry
 
@@ -88,15 +88,17 @@ def signed_image(registry: str, repository: str, seed: int, *, fallback: bool = 
 
 
 @pytest.fixture
-async def make_engine(lab: lab_module.Lab) -> AsyncIterator[type[RegistryEngine]]:
+async def make_engine(lab: lab_module.Lab) -> AsyncIterator[Callable[..., RegistryEngine]]:
     engines: list[RegistryEngine] = []
 
-    class Built(RegistryEngine):
-        def __init__(self, *extra: str, referrers: ReferrerPolicy = "all") -> None:
-            super().__init__(insecure={lab.source, lab.target, *extra}, referrers=referrers)
-            engines.append(self)
+    def build(*extra: str, referrers: ReferrerPolicy = "all") -> RegistryEngine:
+        engine = RegistryEngine.standalone(
+            insecure={lab.source, lab.target, *extra}, referrers=referrers
+        )
+        engines.append(engine)
+        return engine
 
-    yield Built
+    yield build
     for engine in engines:
         await engine.aclose()
 
@@ -111,7 +113,7 @@ def exists(registry: str, repository: str, reference: str) -> bool:
 
 
 async def test_signatures_and_sboms_come_along_without_the_referrers_api(
-    lab: lab_module.Lab, make_engine: type[RegistryEngine]
+    lab: lab_module.Lab, make_engine: Callable[..., RegistryEngine]
 ) -> None:
     signed = signed_image(lab.source, "team/signed", 700)
     # Another copy already published an artifact for this image at the target: it must stay.
@@ -173,7 +175,7 @@ async def test_signatures_and_sboms_come_along_without_the_referrers_api(
 
 
 async def test_signatures_only_leaves_the_sbom_behind(
-    lab: lab_module.Lab, make_engine: type[RegistryEngine]
+    lab: lab_module.Lab, make_engine: Callable[..., RegistryEngine]
 ) -> None:
     signed = signed_image(lab.source, "team/sigonly", 710)
     source = ImageRef(lab.source, "team/sigonly", "1.0", None)
@@ -192,7 +194,7 @@ async def test_signatures_only_leaves_the_sbom_behind(
 
 
 async def test_none_copies_the_image_alone(
-    lab: lab_module.Lab, make_engine: type[RegistryEngine]
+    lab: lab_module.Lab, make_engine: Callable[..., RegistryEngine]
 ) -> None:
     signed = signed_image(lab.source, "team/bare", 720)
     source = ImageRef(lab.source, "team/bare", "1.0", None)
@@ -206,7 +208,7 @@ async def test_none_copies_the_image_alone(
 
 
 async def test_the_referrers_api_is_asked_at_the_source_and_fills_the_target(
-    lab: lab_module.Lab, make_engine: type[RegistryEngine]
+    lab: lab_module.Lab, make_engine: Callable[..., RegistryEngine]
 ) -> None:
     async with (
         referrers_registry(lab.source) as source_api,

@@ -16,15 +16,17 @@ import pytest
 import lab as lab_module
 from bot import render
 from mirror.credentials import Credential
-from mirror.engine import CopyRequest
-from mirror.engines import EngineChooser
+from mirror.engines import installed
+from mirror.engines.base import CopyRequest
+from mirror.engines.chooser import EngineChooser
+from mirror.engines.faults import push_refusal
+from mirror.engines.registry.engine import RegistryEngine
 from mirror.errors import CopyFailed
 from mirror.jobs import JobService
 from mirror.models import Item, ItemStatus, Job, new_job_id
 from mirror.reference import ImageRef
-from mirror.refusals import push_refusal
-from mirror.registry.engine import RegistryEngine
 from mirror.store import open_store
+from tests.support.engines import engine_config
 from tests.support.faults import Fault, FaultProxy, fault_proxy
 
 ACR = "registry.cn-hangzhou.aliyuncs.com"
@@ -92,7 +94,9 @@ async def proxy(lab: lab_module.Lab) -> AsyncIterator[FaultProxy]:
 
 async def _push(lab: lab_module.Lab, proxy: FaultProxy, repository: str, *, login: bool) -> str:
     credentials = {proxy.address: Credential("bob", "secret-4711")} if login else None
-    engine = RegistryEngine(credentials, insecure={lab.source, proxy.address}, attempts=1)
+    engine = RegistryEngine.standalone(
+        credentials, insecure={lab.source, proxy.address}, attempts=1
+    )
     request = CopyRequest(
         ImageRef(lab.source, "library/hello", "1.0", None),
         ImageRef(proxy.address, repository, "1.0", None),
@@ -124,7 +128,7 @@ async def test_a_harbor_project_nobody_created(lab: lab_module.Lab, proxy: Fault
         "(Projects, New project) or point MIRROR_TARGET at an existing one."
     )
     # the same registry takes a project that exists: the refusal was about the project
-    engine = RegistryEngine(insecure={lab.source, lab.target, proxy.address})
+    engine = RegistryEngine.standalone(insecure={lab.source, lab.target, proxy.address})
     try:
         done = await engine.copy(
             CopyRequest(
@@ -173,9 +177,8 @@ async def test_a_registry_that_makes_pushed_repositories_public_is_said_once_eve
 
     async def copy_once(repository: str, tag: str = "1.0") -> Item:
         store = await open_store(db)
-        engines = EngineChooser(
-            "registry", {"registry": lambda: RegistryEngine(insecure={lab.source, lab.target})}
-        )
+        config = engine_config(insecure={lab.source, lab.target})
+        engines = EngineChooser("registry", installed(), config)
         service = JobService(store, engines, public_on_push=frozenset({lab.target}))
         source = ImageRef(lab.source, "library/hello", "1.0", None)
         item = Item("hello", source, ImageRef(lab.target, repository, tag, None), None)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from mirror.credentials import Credential
-from mirror.registry.auth import canonical_host, docker_config_credential, parse_challenge
-from mirror.registry.client import RegistryClient
+from mirror.engines.registry.auth import canonical_host, docker_config_credential, parse_challenge
+from mirror.engines.registry.client import RegistryClient
 
 
 def test_bearer_challenge_with_quoted_commas() -> None:

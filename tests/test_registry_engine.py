@@ -14,20 +14,20 @@ import docker
 import pytest
 
 import lab as lab_module
-from mirror.engine import CopyRequest
+from mirror.engines.base import CopyRequest
+from mirror.engines.registry.engine import RegistryEngine
 from mirror.errors import CopyFailed
 from mirror.models import ItemStatus
 from mirror.platform import Platform
 from mirror.progress import BlobDone, ProgressEvent, Stage, StageChanged
 from mirror.reference import ImageRef
-from mirror.registry.engine import RegistryEngine
 
 ARM64 = Platform("linux", "arm64")
 
 
 @pytest.fixture
 async def engine(lab: lab_module.Lab) -> AsyncIterator[RegistryEngine]:
-    found = RegistryEngine(insecure={lab.source, lab.target, lab.auth})
+    found = RegistryEngine.standalone(insecure={lab.source, lab.target, lab.auth})
     yield found
     await found.aclose()
 
@@ -233,7 +233,7 @@ async def test_failures_are_one_sentence(
 async def test_unreachable_registry_is_final_after_the_engine_retried(
     lab: lab_module.Lab,
 ) -> None:
-    engine = RegistryEngine(insecure={"127.0.0.1:9"}, attempts=2, retry_wait=0.01)
+    engine = RegistryEngine.standalone(insecure={"127.0.0.1:9"}, attempts=2, retry_wait=0.01)
     try:
         request = CopyRequest(
             ref("127.0.0.1:9", "library/hello", "1.0"), ref(lab.target, "m/x", "1"), None

@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator
 import pytest
 
 import lab as lab_module
-from mirror.engine import CopyRequest
+from mirror.engines.base import CopyRequest
+from mirror.engines.registry.engine import RegistryEngine
 from mirror.errors import CopyFailed
 from mirror.progress import ProgressEvent
 from mirror.reference import ImageRef
-from mirror.registry.engine import RegistryEngine
 from tests.support.faults import Fault, FaultProxy, fault_proxy
 
 MULTI = "library/multi"
@@ -38,7 +38,7 @@ def engine_for(
     lab: lab_module.Lab, proxy: FaultProxy, *, read_timeout: float = 30.0
 ) -> RegistryEngine:
     """Quick retries (4 attempts, 10 ms backoff) so faults cost no time; Retry-After still rules."""
-    return RegistryEngine(
+    return RegistryEngine.standalone(
         insecure={proxy.address, lab.target},
         attempts=4,
         retry_wait=0.01,

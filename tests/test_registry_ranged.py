@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 import lab as lab_module
-from mirror.engine import CopyRequest
+from mirror.engines.base import CopyRequest
+from mirror.engines.registry.blobread import RESUME_AFTER, Ranged
+from mirror.engines.registry.engine import RegistryEngine
 from mirror.progress import ProgressEvent
 from mirror.reference import ImageRef
-from mirror.registry.blobread import RESUME_AFTER, Ranged
-from mirror.registry.engine import RegistryEngine
 from tests.support.faults import Fault, FaultProxy, fault_proxy
 
 BIG = "ranged/big"
@@ -45,7 +45,7 @@ def big_layer(lab: lab_module.Lab) -> tuple[str, int]:
 async def copy(
     lab: lab_module.Lab, proxy: FaultProxy, repository: str, ranged: Ranged
 ) -> tuple[str, str]:
-    engine = RegistryEngine(
+    engine = RegistryEngine.standalone(
         insecure={proxy.address, lab.target}, attempts=4, retry_wait=0.01, ranged=ranged
     )
     try:

@@ -17,15 +17,17 @@ from pathlib import Path
 import pytest
 
 import lab as lab_module
-from mirror.engine import CopyRequest
-from mirror.engines import EngineChooser
+from mirror.engines.base import CopyRequest
+from mirror.engines.chooser import EngineChooser
+from mirror.engines.faults import explain, of_daemon
+from mirror.engines.registry.engine import RegistryEngine
 from mirror.errors import CopyFailed, PullLimitReached
 from mirror.jobs import JobService
 from mirror.models import Item, ItemStatus, Job, new_job_id
 from mirror.progress import ProgressEvent
 from mirror.reference import ImageRef
-from mirror.registry.engine import RegistryEngine
 from mirror.store import open_store
+from tests.support.engines import engine_config, registry_with
 from tests.support.faults import Fault, FaultProxy, fault_proxy
 
 MULTI = "library/multi"
@@ -44,7 +46,9 @@ def layers(lab: lab_module.Lab) -> list[str]:
 
 
 def engine_for(lab: lab_module.Lab, proxy: FaultProxy) -> RegistryEngine:
-    return RegistryEngine(insecure={proxy.address, lab.target}, attempts=ATTEMPTS, retry_wait=0.01)
+    return RegistryEngine.standalone(
+        insecure={proxy.address, lab.target}, attempts=ATTEMPTS, retry_wait=0.01
+    )
 
 
 def _ignore(_: ProgressEvent) -> None:
@@ -58,7 +62,11 @@ async def test_a_503_that_never_clears_costs_one_loop_of_attempts_not_a_product(
     broken = layers(lab)[1]
     proxy.add(Fault("status", f"/blobs/{broken}$", status=503, times=-1))
     store = await open_store(tmp_path / "jobs.db")
-    chooser = EngineChooser("registry", {"registry": lambda: engine_for(lab, proxy)})
+    chooser = EngineChooser(
+        "registry",
+        {"registry": registry_with(attempts=ATTEMPTS, retry_wait=0.01)},
+        engine_config(insecure={proxy.address, lab.target}),
+    )
     service = JobService(store, chooser, attempts=3, retry_wait=0.01)
     source = ImageRef(proxy.address, MULTI, "1.0", None)
     target = ImageRef(lab.target, "retries/never", "1.0", None)
@@ -124,7 +132,7 @@ async def test_a_pull_limit_ends_the_attempt_at_once_and_says_when_it_lifts(
         before = datetime.now(UTC)
         with pytest.raises(PullLimitReached) as caught:
             await engine.copy(request, _ignore)
-        limit = engine.pull_limit(proxy.address)
+        limit = engine.client.pull_limit(proxy.address)
     finally:
         await engine.aclose()
     assert len(proxy.requests("GET", "/manifests/")) == 1  # not retried, not waited
@@ -151,7 +159,7 @@ async def test_a_short_retry_after_is_waited_out_by_every_request_to_that_host(
     raw, _ = lab_module.pull_manifest(lab.source, MULTI, "1.0")
     first = json.loads(raw)["config"]["digest"]
     proxy.add(Fault("status", f"/blobs/{first}$", status=429, headers={"Retry-After": "1"}))
-    engine = RegistryEngine(
+    engine = RegistryEngine.standalone(
         insecure={proxy.address, lab.target}, attempts=ATTEMPTS, retry_wait=0.01, blob_concurrency=1
     )
     source = ImageRef(proxy.address, MULTI, "1.0", None)
@@ -173,7 +181,7 @@ async def test_a_short_retry_after_is_waited_out_by_every_request_to_that_host(
 async def test_https_to_a_plain_http_registry_is_a_configuration_error(
     lab: lab_module.Lab,
 ) -> None:
-    engine = RegistryEngine(
+    engine = RegistryEngine.standalone(
         insecure={lab.source}, allowed_internal={lab.source, lab.target}, retry_wait=0.01
     )
     request = CopyRequest(
@@ -194,26 +202,21 @@ async def test_https_to_a_plain_http_registry_is_a_configuration_error(
 
 
 def test_the_daemons_plain_http_answer_is_a_configuration_error() -> None:
-    from mirror.docker_engine import _explain
-
     target = ImageRef("registry.internal:5000", "team/app", "1", None)
     daemon_said = (
         'Get "https://registry.internal:5000/v2/": http: server gave HTTP response to HTTPS client'
     )
-    error = _explain(daemon_said, target, pushing=True)
+    error = explain(of_daemon(daemon_said, target.registry), target, pushing=True)
     assert isinstance(error, CopyFailed) and not error.transient
     assert "MIRROR_INSECURE_REGISTRIES" in str(error)
 
 
 def test_the_daemons_pull_limit_is_not_retried() -> None:
-    from mirror.docker_engine import _explain
-
     source = ImageRef("docker.io", "library/nginx", "1", None)
-    error = _explain(
+    daemon_said = (
         "toomanyrequests: You have reached your pull rate limit. You may increase the limit "
-        "by authenticating and upgrading: https://www.docker.com/increase-rate-limit",
-        source,
-        pushing=False,
+        "by authenticating and upgrading: https://www.docker.com/increase-rate-limit"
     )
+    error = explain(of_daemon(daemon_said, source.registry), source, pushing=False)
     assert isinstance(error, CopyFailed) and not error.transient
     assert str(error).startswith("docker.io's pull limit is used up")

@@ -18,11 +18,11 @@ import pytest
 
 import lab as lab_module
 from mirror.credentials import Credential
-from mirror.engine import CopyRequest
+from mirror.engines.base import CopyRequest
+from mirror.engines.registry.engine import RegistryEngine
 from mirror.errors import CopyFailed
 from mirror.progress import ProgressEvent
 from mirror.reference import ImageRef
-from mirror.registry.engine import RegistryEngine
 from tests.support.throttle import throttled
 from tests.support.token_server import TokenServer
 
@@ -52,7 +52,7 @@ def no_docker_config(tmp_path: Path) -> Path:
 
 
 def engine(lab: lab_module.Lab, registry: str, tmp_path: Path, *, login: bool) -> RegistryEngine:
-    return RegistryEngine(
+    return RegistryEngine.standalone(
         {registry: Credential(USER, PASSWORD)} if login else None,
         insecure={lab.source, lab.target, registry},
         docker_config=no_docker_config(tmp_path),
@@ -128,7 +128,7 @@ async def test_credentials_from_docker_config(
     config.parent.mkdir()
     secret = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     config.write_text(json.dumps({"auths": {f"http://{registry}": {"auth": secret}}}))
-    found = RegistryEngine(insecure={lab.source, registry}, docker_config=config)
+    found = RegistryEngine.standalone(insecure={lab.source, registry}, docker_config=config)
     await copy(
         found,
         ImageRef(lab.source, "library/hello", "1.0", None),
@@ -142,7 +142,7 @@ async def test_a_refused_push_is_one_sentence_and_not_retried(
     lab: lab_module.Lab, registry: str, tmp_path: Path, login: bool
 ) -> None:
     credentials = {registry: Credential(USER, "wrong")} if login else None
-    found = RegistryEngine(
+    found = RegistryEngine.standalone(
         credentials, insecure={lab.source, registry}, docker_config=no_docker_config(tmp_path)
     )
     with pytest.raises(CopyFailed) as caught:
@@ -176,7 +176,7 @@ async def test_tokens_expiring_mid_copy_are_renewed(
     source_raw, _ = lab_module.pull_manifest(lab.source, MULTI, "1.0")
     with throttled(lab.source, 1 << 20) as relay:
         digest = await copy(
-            RegistryEngine(
+            RegistryEngine.standalone(
                 {registry: Credential(USER, PASSWORD)},
                 insecure={relay.address, registry},
                 docker_config=no_docker_config(tmp_path),

@@ -300,7 +300,7 @@ def test_chinese_answers_write_durations_lists_and_brackets_the_chinese_way() ->
     assert "a:1、b:1、c:1" in status and "11秒钟前" in status, status
     assert "每 6小时 检查" in started or "每6小时检查" in started, started
     assert "20秒" in bar and "ETA" not in bar, bar
-    assert date == f"{three_days:%Y-%m-%d}（3天前）", date
+    assert date == f"{three_days:%Y-%m-%d}（3天前）", date  # noqa: RUF001 (full-width, on purpose)
     with speaking("en"):  # English keeps its compact forms
         assert "1h02m" in to_plain_text(render.answer(job, render.RenderOptions()))
         assert "a:1, b:1, c:1 and 1 more · 11s ago" in to_plain_text(render.status_list([job]))

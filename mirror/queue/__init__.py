@@ -25,5 +25,5 @@ sources and the target, run them with their own engines (:mod:`mirror.queue.work
 :mod:`mirror.queue.app` holds procrastinate's app, the names and timings above, the schema and
 LISTEN; :mod:`mirror.queue.codec` the wire format; :mod:`mirror.queue.watching` the watches'
 periodic check and the front's posting of what moved. This package knows no chat: it moves
-:class:`~mirror.engine.CopyRequest`\\ s and :class:`~mirror.models.Outcome`\\ s.
+:class:`~mirror.engines.base.CopyRequest`\\ s and :class:`~mirror.models.Outcome`\\ s.
 """

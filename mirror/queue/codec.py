@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mirror.artifacts import ArtifactKind, Referrer, ReferrerKind
-from mirror.engine import CopyRequest
+from mirror.engines.base import CopyRequest
 from mirror.models import ItemStatus, Outcome, platform_text
 from mirror.platform import parse_platform
 from mirror.progress import BlobDone, BlobProgress, ProgressEvent, Stage, StageChanged

@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-from mirror.engine import CopyRequest, ProgressSink
+from mirror.engines.base import CopyRequest, ProgressSink
 from mirror.errors import MirrorError, too_large
 from mirror.models import ItemStatus, Outcome, platform_text
 from mirror.progress import ProgressEvent

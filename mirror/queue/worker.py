@@ -14,7 +14,8 @@ import tenacity
 from procrastinate.exceptions import ConnectorException
 
 from mirror.copier import Copier
-from mirror.engine import CopyRequest
+from mirror.engines.base import CopyRequest
+from mirror.errors import MirrorError
 from mirror.models import Outcome
 from mirror.progress import BlobDone, BlobProgress, ProgressEvent, StageChanged
 from mirror.queue.app import (
@@ -187,7 +188,7 @@ async def work(
             await scan
 
 
-class _WorkerStopped(Exception):
+class _WorkerStopped(MirrorError):
     """procrastinate's worker ended by itself: one of its side tasks (the job listener, the
     periodic deferrer) failed, as when PostgreSQL restarts."""
 

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from mirror.artifacts import COSIGN_SUFFIXES, ReferrerKind, referrer_kind
-from mirror.reference import ImageRef
-from mirror.registry.client import (
+from mirror.engines.registry.client import (
     INDEX_TYPES,
     MEDIA_OCI_INDEX,
     Manifest,
@@ -25,7 +24,8 @@ from mirror.registry.client import (
     descriptors,
     digest_of,
 )
-from mirror.registry.errors import NotFound, RegistryError
+from mirror.errors import NotFound, RegistryError
+from mirror.reference import ImageRef
 
 T = TypeVar("T")
 

@@ -2,14 +2,15 @@
 
 The SDK is synchronous and streams JSON events, so each copy runs in a worker thread with its
 own client (docker-py clients are not thread-safe) and hands events to the event loop. The
-daemon reports many failures *inside* a 200 stream, so every event is checked for ``error``.
+daemon reports many failures *inside* a 200 stream, so every event is checked for ``error``;
+its words (often the registry's, passed on) are read by :mod:`mirror.engines.faults`.
 
 Sizes are compressed blob bytes, as for the registry engine. The daemon cannot tell them
 before a pull (its distribution inspect gives the manifest's descriptor and platforms, not
 layer sizes), so ``measure`` says None and MIRROR_MAX_IMAGE_BYTES is enforced *during* the
 pull, from the layer totals in the progress stream: the pull stops as soon as they add up to
 more than the limit. The bytes reported after a copy are read from the manifest the daemon
-pushed, at the target registry.
+pushed, at the target registry, through the process's shared registry client (the remote).
 """
 
 from __future__ import annotations
@@ -20,11 +21,20 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mirror.credentials import Credentials
 from mirror.deferred_import import defer
-from mirror.engine import CopyRequest, ProgressSink
+from mirror.engines.base import (
+    CopyRequest,
+    EngineConfig,
+    EnginePlugin,
+    ItemStatus,
+    Outcome,
+    ProgressSink,
+)
+from mirror.engines.faults import explain, of_daemon
+from mirror.engines.remote import Remote
 from mirror.errors import (
     JOB_CANCELLED,
     Cancelled,
@@ -32,29 +42,19 @@ from mirror.errors import (
     EngineUnavailable,
     MirrorError,
     PlatformMissing,
-    SourceMissing,
-    access_denied,
-    not_found,
-    push_login_refused,
-    rate_limited,
+    RegistryError,
     too_large,
 )
-from mirror.models import ItemStatus, Outcome
 from mirror.progress import BlobDone, BlobProgress, ProgressEvent, Stage, StageChanged
 from mirror.reference import ImageRef
-from mirror.refusals import push_refusal
 from mirror.text import Text
 
+# The SDK (~0.1 s) loads with the first client, not with this module: ``auto`` reads this
+# module's plugin to learn what the engine copies, also when another engine does the copy.
 defer("paramiko")  # docker-py needs it for ssh:// daemons only: load it there, not at start-up
+defer("docker")
 
 import docker  # noqa: E402  (after defer)
-import docker.errors  # noqa: E402
-import requests.exceptions  # noqa: E402
-import urllib3.exceptions  # noqa: E402
-
-if TYPE_CHECKING:
-    from mirror.registry.client import RegistryClient
-    from mirror.registry.hosts import PullLimit
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +69,17 @@ class DockerEngine:
 
     def __init__(
         self,
+        remote: Remote,
         docker_host: str | None = None,
         credentials: Credentials | None = None,
         *,
         timeout: int = 600,
         remove_after: bool = True,
-        insecure: Iterable[str] = (),
-        allowed_internal: Iterable[str] | None = None,
     ) -> None:
+        """``remote``: the process's registry client, shared (the chooser closes it); the
+        engine reads the size of what it pushed through it."""
+        self._remote = remote
+        self._owns_remote = False
         self._docker_host = docker_host
         self._credentials = dict(credentials or {})
         self._timeout = timeout
@@ -86,11 +89,24 @@ class DockerEngine:
         self._clients: list[docker.APIClient] = []
         self._clients_lock = threading.Lock()
         self._source_locks: dict[str, asyncio.Lock] = {}
-        self._insecure = tuple(insecure)
-        self._allowed_internal = tuple(
-            self._insecure if allowed_internal is None else allowed_internal
-        )
-        self._registry: RegistryClient | None = None
+
+    @classmethod
+    def standalone(
+        cls,
+        docker_host: str | None = None,
+        credentials: Credentials | None = None,
+        *,
+        insecure: Iterable[str] = (),
+        allowed_internal: Iterable[str] | None = None,
+        timeout: int = 600,
+        remove_after: bool = True,
+    ) -> DockerEngine:
+        """An engine with a registry client of its own, closed with it: for a script or a
+        test that copies with this engine alone (the bot shares one remote)."""
+        remote = Remote(credentials, insecure=insecure, allowed_internal=allowed_internal)
+        engine = cls(remote, docker_host, credentials, timeout=timeout, remove_after=remove_after)
+        engine._owns_remote = True
+        return engine
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -133,14 +149,10 @@ class DockerEngine:
             return await asyncio.to_thread(fn)
         except MirrorError:
             raise
-        except docker.errors.APIError:
+        except Exception as exc:
+            if _daemon_down(exc):
+                raise self._unavailable() from exc
             raise
-        except (
-            requests.exceptions.RequestException,
-            urllib3.exceptions.HTTPError,
-            docker.errors.DockerException,
-        ) as exc:
-            raise self._unavailable() from exc
 
     # -- protocol -----------------------------------------------------------------------------
 
@@ -163,7 +175,7 @@ class DockerEngine:
         try:
             return await self._registry_digest(request.source)
         except docker.errors.APIError as exc:
-            raise _explain(str(exc.explanation or exc), request.source, pushing=False) from exc
+            raise _explain(exc, request.source, pushing=False) from exc
 
     async def target_digest(self, target: ImageRef) -> str | None:
         try:
@@ -172,7 +184,7 @@ class DockerEngine:
             text = str(exc.explanation or exc).lower()
             if "unknown" in text or "not found" in text:
                 return None
-            raise _explain(text, target, pushing=True) from exc
+            raise _explain(exc, target, pushing=True) from exc
 
     async def measure(self, request: CopyRequest) -> None:
         """Not before the pull: the daemon does not tell layer sizes (see the module)."""
@@ -213,7 +225,7 @@ class DockerEngine:
             stop.set()
             raise
         except docker.errors.APIError as exc:
-            raise _explain(str(exc.explanation or exc), request.source, pushing=False) from exc
+            raise _explain(exc, request.source, pushing=False) from exc
         finally:
             if self._remove_after and pushed is None:
                 await self._cleanup(_pullable(request.target))
@@ -235,10 +247,8 @@ class DockerEngine:
     async def _pushed_bytes(self, target: ImageRef, digest: str) -> int | None:
         """Compressed bytes of what was pushed, from its manifest at the target registry;
         None (unknown, logged) when the bot cannot read it, e.g. the daemon is elsewhere."""
-        from mirror.registry.errors import RegistryError
-
         try:
-            manifest = await self._registry_client().get_manifest(
+            manifest = await self._remote.client.get_manifest(
                 target.registry, target.repository, digest
             )
         except RegistryError as exc:
@@ -246,33 +256,15 @@ class DockerEngine:
             return None
         return sum(size or 0 for size in manifest.blobs().values())
 
-    def _registry_client(self) -> RegistryClient:
-        if self._registry is None:
-            from mirror.egress import EgressGuard
-            from mirror.registry.client import RegistryClient
-
-            self._registry = RegistryClient(
-                self._credentials,
-                insecure=self._insecure,
-                guard=EgressGuard(self._allowed_internal),
-            )
-        return self._registry
-
-    def pull_limits(self) -> dict[str, PullLimit]:
-        """What sources said of their pull limits to this engine's own requests (existence
-        checks); the daemon's pulls do not tell us."""
-        return self._registry.pull_limits() if self._registry is not None else {}
-
     async def aclose(self) -> None:
-        """Close the client of every worker thread that made one, and the registry client."""
+        """Close the client of every worker thread that made one (and the remote, if ours)."""
         with self._clients_lock:
             clients, self._clients = self._clients, []
         for client in clients:
             client.close()
         self._local = threading.local()
-        if self._registry is not None:
-            await self._registry.aclose()
-            self._registry = None
+        if self._owns_remote:
+            await self._remote.aclose()
 
     # -- blocking steps (worker threads) --------------------------------------------------------
 
@@ -373,13 +365,6 @@ def _check_platform(image: dict[str, Any], request: CopyRequest) -> None:
         )
 
 
-def _push_refusal(message: str, ref: ImageRef, *, logged_in: bool) -> str | None:
-    """The daemon passes the registry's words on (``unauthorized: project x not found``)."""
-    text = message.lower()
-    denied = any(w in text for w in ("denied", "unauthorized", "authentication required"))
-    return push_refusal(ref, message, logged_in=logged_in, denied=denied)
-
-
 def _pullable(ref: ImageRef) -> str:
     """The full name to pull, which is also the name the daemon stores the image under."""
     return f"{ref.name}@{ref.digest}" if ref.digest else f"{ref.name}:{ref.tag}"
@@ -398,7 +383,8 @@ def _checked(
         if stop.is_set():
             raise Cancelled(JOB_CANCELLED)
         if event.get("error"):
-            raise _explain(str(event["error"]), ref, pushing=pushing, logged_in=logged_in)
+            said = str(event["error"])
+            raise explain(of_daemon(said, ref.registry), ref, pushing=pushing, logged_in=logged_in)
         yield event
 
 
@@ -419,74 +405,30 @@ def _forward(
         emit(BlobDone(layer))
 
 
-def _explain(message: str, ref: ImageRef, *, pushing: bool, logged_in: bool = True) -> MirrorError:
-    """Turn the daemon's wording into one sentence for a person."""
-    text = message.lower()
-    where = ref.registry
-    if pushing and (said := _push_refusal(message, ref, logged_in=logged_in)):
-        return CopyFailed(said)
-    if "no matching manifest" in text:
-        found = re.search(r"for ([\w/.-]+) in the manifest", message)
-        if found is None:
-            return PlatformMissing(
-                Text("`{image}` has no image for that platform.", image=ref.familiar), ""
-            )
-        return PlatformMissing(
-            Text(
-                "`{image}` has no image for {platform}.",
-                image=ref.familiar,
-                platform=found.group(1),
-            ),
-            found.group(1),
-        )
-    if "unauthorized" in text or "authentication required" in text or "denied" in text:
-        if pushing:
-            return CopyFailed(push_login_refused(where, ref.familiar))
-        return SourceMissing(access_denied(ref.familiar))
-    if "manifest unknown" in text or "not found" in text:
-        if pushing:
-            return CopyFailed(
-                Text(
-                    "The target registry `{registry}` lost part of `{image}`.",
-                    registry=where,
-                    image=ref.familiar,
-                )
-            )
-        return SourceMissing(not_found(where, ref.familiar))
-    if "server gave http response to https client" in text:
-        return CopyFailed(
-            Text(
-                "The registry `{registry}` answers plain HTTP, not HTTPS: list it in "
-                "MIRROR_INSECURE_REGISTRIES (and in the Docker daemon's insecure-registries) "
-                "if that is intended.",
-                registry=where,
-            )
-        )
-    if (
-        "connection refused" in text
-        or "no such host" in text
-        or "i/o timeout" in text
-        or "dial tcp" in text
-    ):
-        return CopyFailed(
-            Text("The registry `{registry}` could not be reached.", registry=where), transient=True
-        )
-    if "pull rate limit" in text:
-        # Docker Hub's limit lifts hours later: redoing the copy now only spends attempts.
-        return CopyFailed(
-            Text(
-                "{registry}'s pull limit is used up (the daemon does not say when it lifts); "
-                "try again later, or give the daemon credentials for it.",
-                registry=where,
-            )
-        )
-    if "toomanyrequests" in text or "rate limit" in text:
-        return CopyFailed(rate_limited(where), transient=True)
-    first = message.strip().splitlines()[0] if message.strip() else "unknown error"
-    return CopyFailed(
-        Text(
-            "The Docker daemon failed on `{image}`: {message}.",
-            image=ref.familiar,
-            message=first[:200],
-        )
+def _explain(exc: docker.errors.APIError, ref: ImageRef, *, pushing: bool) -> MirrorError:
+    """A refusal the daemon answered with (not one inside a stream), for a person."""
+    said = str(exc.explanation or exc)
+    return explain(of_daemon(said, ref.registry), ref, pushing=pushing)
+
+
+def _daemon_down(exc: Exception) -> bool:
+    """No answer from the daemon; an ``APIError`` is an answer (a refusal), explained."""
+    import requests.exceptions  # loaded with the SDK by now
+    import urllib3.exceptions
+
+    if isinstance(exc, docker.errors.APIError):
+        return False
+    return isinstance(
+        exc,
+        requests.exceptions.RequestException
+        | urllib3.exceptions.HTTPError
+        | docker.errors.DockerException,
     )
+
+
+def _build(config: EngineConfig) -> DockerEngine:
+    return DockerEngine(config.remote, config.docker_host, config.credentials)
+
+
+plugin = EnginePlugin(_build, exact=False)
+"""The ``docker`` entry point: one platform at a time, through a Docker daemon."""

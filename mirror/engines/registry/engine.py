@@ -17,7 +17,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential
@@ -31,53 +31,40 @@ from mirror.artifacts import (
     referrer_kind,
 )
 from mirror.credentials import Credentials
-from mirror.egress import EgressGuard
-from mirror.engine import CopyRequest, ProgressSink
-from mirror.errors import (
-    CopyFailed,
-    MirrorError,
-    PlatformMissing,
-    PullLimitReached,
-    SourceMissing,
-    access_denied,
-    not_found,
-    push_login_refused,
-    rate_limited,
-)
-from mirror.models import ItemStatus, Outcome
-from mirror.platform import Platform, platform_of
-from mirror.progress import BlobDone, BlobProgress, ProgressEvent, Stage, StageChanged
-from mirror.reference import ImageRef
-from mirror.refusals import push_refusal
-from mirror.registry.blobread import BlobReader, Ranged
-from mirror.registry.client import (
+from mirror.engines.base import (
     DEFAULT_CERTS_DIR,
+    CopyRequest,
+    EngineConfig,
+    EnginePlugin,
+    ItemStatus,
+    Outcome,
+    ProgressSink,
+    ReferrerPolicy,
+)
+from mirror.engines.faults import explain
+from mirror.engines.registry.blobread import BlobReader, Ranged
+from mirror.engines.registry.client import (
     INDEX_TYPES,
     MEDIA_OCI_MANIFEST,
     Manifest,
     RegistryClient,
     descriptors,
 )
-from mirror.registry.errors import (
-    AccessDenied,
+from mirror.engines.registry.hosts import LONG_RETRY_AFTER
+from mirror.engines.registry.referrers import ReferrerFinder
+from mirror.engines.remote import BLOB_CONCURRENCY, Remote, connection_limit
+from mirror.errors import (
+    CopyFailed,
     DigestMismatch,
-    Forbidden,
     NotFound,
-    PlainHttp,
-    PullLimited,
-    RateLimited,
-    Refused,
+    PlatformMissing,
     RegistryError,
-    ServerError,
-    TimedOut,
-    TokenRejected,
     Transient,
-    Unreachable,
-    Untrusted,
 )
-from mirror.registry.hosts import LONG_RETRY_AFTER, PullLimit
-from mirror.registry.referrers import ReferrerFinder
-from mirror.text import N_, Text
+from mirror.platform import Platform, platform_of
+from mirror.progress import BlobDone, BlobProgress, ProgressEvent, Stage, StageChanged
+from mirror.reference import ImageRef
+from mirror.text import Text
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +75,6 @@ _PROGRESS_STEP = 1 << 20  # one progress event per MiB is plenty for a bar
 _CONFIG_MAX = 8 << 20  # an image config bigger than this is not an image config
 _REFERRER_DEPTH = 4  # a signature on an SBOM on an image is 2; deeper chains are not real
 _SIGNATURE = ReferrerKind.SIGNATURE
-
-ReferrerPolicy = Literal["all", "signatures", "none"]
-"""MIRROR_REFERRERS: what comes along with an exact copy."""
 
 
 def _quiet(_: ProgressEvent) -> None:
@@ -143,35 +127,19 @@ class RegistryEngine:
 
     def __init__(
         self,
-        credentials: Credentials | None = None,
+        remote: Remote,
         *,
-        insecure: Iterable[str] = (),
-        docker_config: Path | None = None,
-        blob_concurrency: int = 8,
+        blob_concurrency: int = BLOB_CONCURRENCY,
         ranged: Ranged | None = None,
         attempts: int = 4,
         retry_wait: float = 0.5,
         max_wait: float = 30.0,
-        read_timeout: float = 120.0,
-        allowed_internal: Iterable[str] | None = None,
         referrers: ReferrerPolicy = "all",
-        certs_dir: Path = DEFAULT_CERTS_DIR,
-        long_retry_after: float = LONG_RETRY_AFTER,
     ) -> None:
-        # By default the registries we were told to speak plain HTTP to are the internal ones
-        # we may reach; the bot passes its explicit source allowlist and target too.
-        allowed = insecure if allowed_internal is None else allowed_internal
+        """``remote``: the process's registry client, shared (the chooser closes it)."""
+        self._remote = remote
+        self._owns_remote = False
         self._ranged = ranged or Ranged()
-        self.client = RegistryClient(
-            credentials,
-            insecure=insecure,
-            docker_config=docker_config,
-            read_timeout=read_timeout,
-            guard=EgressGuard(allowed),
-            connections=connection_limit(blob_concurrency, self._ranged.streams),
-            certs_dir=certs_dir,
-            long_retry_after=long_retry_after,
-        )
         self._blob_slots = asyncio.Semaphore(blob_concurrency)
         self._attempts = attempts
         self._backoff = wait_exponential(multiplier=retry_wait, max=max_wait)
@@ -181,6 +149,52 @@ class RegistryEngine:
         """(registry, repository, digest) -> the one copy of that blob in progress."""
         self._referrers = referrers
         self._finder = ReferrerFinder(self.client, self._retry)
+
+    @classmethod
+    def standalone(
+        cls,
+        credentials: Credentials | None = None,
+        *,
+        insecure: Iterable[str] = (),
+        allowed_internal: Iterable[str] | None = None,
+        docker_config: Path | None = None,
+        certs_dir: Path = DEFAULT_CERTS_DIR,
+        read_timeout: float = 120.0,
+        long_retry_after: float = LONG_RETRY_AFTER,
+        blob_concurrency: int = BLOB_CONCURRENCY,
+        ranged: Ranged | None = None,
+        attempts: int = 4,
+        retry_wait: float = 0.5,
+        max_wait: float = 30.0,
+        referrers: ReferrerPolicy = "all",
+    ) -> RegistryEngine:
+        """An engine with a registry client of its own, closed with it: for a script or a
+        test that copies with this engine alone (the bot shares one remote)."""
+        remote = Remote(
+            credentials,
+            insecure=insecure,
+            allowed_internal=allowed_internal,
+            certs_dir=certs_dir,
+            connections=connection_limit(blob_concurrency, (ranged or Ranged()).streams),
+            docker_config=docker_config,
+            read_timeout=read_timeout,
+            long_retry_after=long_retry_after,
+        )
+        engine = cls(
+            remote,
+            blob_concurrency=blob_concurrency,
+            ranged=ranged,
+            attempts=attempts,
+            retry_wait=retry_wait,
+            max_wait=max_wait,
+            referrers=referrers,
+        )
+        engine._owns_remote = True
+        return engine
+
+    @property
+    def client(self) -> RegistryClient:
+        return self._remote.client
 
     # -- protocol -------------------------------------------------------------------------------
 
@@ -242,13 +256,6 @@ class RegistryEngine:
         except RegistryError as exc:
             raise explain(exc, request.source, pushing=False) from exc
         return plan.bytes
-
-    def pull_limit(self, registry: str) -> PullLimit | None:
-        """The pull-limit counters ``registry`` last sent (read-only; for ``/status``)."""
-        return self.client.pull_limit(registry)
-
-    def pull_limits(self) -> dict[str, PullLimit]:
-        return self.client.pull_limits()
 
     async def _plan(self, request: CopyRequest) -> tuple[Manifest, _Plan]:
         top = await self._select(request, check_config=True)
@@ -381,7 +388,8 @@ class RegistryEngine:
         await self._push_manifest(dst, reference, manifest)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if self._owns_remote:
+            await self._remote.aclose()
 
     def _logged_in(self, target: ImageRef) -> bool:
         return self.client.credential(target.registry) is not None
@@ -630,86 +638,13 @@ class RegistryEngine:
                 raise
 
 
-def connection_limit(blob_concurrency: int, streams: int) -> int:
-    """Connections the engine may hold at once: every blob slot reading with all its streams
-    and uploading, plus room for manifests, existence checks and token fetches."""
-    return blob_concurrency * (streams + 1) + 8
+def _build(config: EngineConfig) -> RegistryEngine:
+    return RegistryEngine(
+        config.remote,
+        referrers=config.referrers,
+        ranged=Ranged(streams=config.blob_streams, spool_dir=config.spool_dir),
+    )
 
 
-def explain(
-    exc: RegistryError, ref: ImageRef, *, pushing: bool, logged_in: bool = True
-) -> MirrorError:
-    """One sentence for a person. Never ``transient``: this engine already retried, and the
-    job service must not multiply its attempts."""
-    where = {"registry": exc.registry}
-    image = {"registry": exc.registry, "image": ref.familiar}
-    if isinstance(exc, PullLimited):
-        return PullLimitReached(exc.registry, exc.lifts_at, exc.limit)
-    if isinstance(exc, Untrusted):
-        return CopyFailed(exc.detail)  # the client's sentence, a Text
-    if isinstance(exc, PlainHttp):
-        return CopyFailed(
-            Text(
-                "The registry `{registry}` answers plain HTTP, not HTTPS: list it in "
-                "MIRROR_INSECURE_REGISTRIES if that is intended.",
-                **where,
-            )
-        )
-    if isinstance(exc, DigestMismatch):
-        return CopyFailed(
-            Text(
-                "Content of `{image}` arrived corrupted from `{registry}` (its sha256 did not "
-                "match); nothing was tagged at the target.",
-                **image,
-            )
-        )
-    if isinstance(exc, RateLimited):
-        return CopyFailed(rate_limited(exc.registry))
-    if isinstance(exc, ServerError):
-        return CopyFailed(
-            Text(
-                "The registry `{registry}` kept failing (HTTP {status}); try again later.",
-                status=exc.status,
-                **where,
-            )
-        )
-    if isinstance(exc, TimedOut):
-        return CopyFailed(Text("The registry `{registry}` stopped answering in time.", **where))
-    if isinstance(exc, Unreachable | TokenRejected):
-        return CopyFailed(
-            Text(
-                "The registry `{registry}` could not be reached or dropped the connection.",
-                **where,
-            )
-        )
-    if pushing and isinstance(exc, AccessDenied | NotFound | Refused):
-        denied = isinstance(exc, AccessDenied)
-        said = push_refusal(ref, exc.detail, logged_in=logged_in, denied=denied)
-        if said is not None:
-            return CopyFailed(said)
-    if isinstance(exc, AccessDenied):
-        if pushing:
-            return CopyFailed(push_login_refused(exc.registry, ref.familiar))
-        return SourceMissing(access_denied(ref.familiar))
-    if isinstance(exc, NotFound):
-        if pushing:
-            return CopyFailed(
-                Text("The target registry `{registry}` lost part of `{image}` mid-copy.", **image)
-            )
-        return SourceMissing(not_found(exc.registry, ref.familiar))
-    if isinstance(exc, Forbidden):
-        return CopyFailed(
-            Text(
-                "The copy of `{image}` was stopped: `{registry}` led to the internal address "
-                "`{address}`, which only an operator can allow (MIRROR_ALLOWED_SOURCES).",
-                address=exc.detail,
-                **image,
-            )
-        )
-    if isinstance(exc, Refused):
-        if pushing:
-            sentence = N_("The target registry `{registry}` refused `{image}` (HTTP {status}).")
-        else:
-            sentence = N_("The source registry `{registry}` refused `{image}` (HTTP {status}).")
-        return CopyFailed(Text(sentence, status=exc.status, **image))
-    return CopyFailed(Text("The registry `{registry}` failed on `{image}`.", **image))
+plugin = EnginePlugin(_build, exact=True)
+"""The ``registry`` entry point: exact copies, daemonless."""

@@ -34,8 +34,8 @@ from typing import IO
 
 import aiohttp
 
-from mirror.registry.client import RegistryClient
-from mirror.registry.errors import Refused, TimedOut, Transient, Unreachable
+from mirror.engines.registry.client import RegistryClient
+from mirror.errors import Refused, TimedOut, Transient, Unreachable
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from mirror.credentials import Credential, Credentials
-from mirror.registry.errors import AccessDenied
+from mirror.errors import AccessDenied
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class RegistryAuth:
         A 401 on a body that cannot be sent again (a streamed upload) forgets the token and
         raises ``TokenRejected`` through the caller, which redoes its whole unit.
         """
-        from mirror.registry.errors import TokenRejected
+        from mirror.errors import TokenRejected
 
         host = canonical_host(registry)
         sent = await self._header(host, scope, renew=False)

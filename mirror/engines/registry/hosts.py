@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from mirror.registry.errors import PullLimited, RateLimited
+from mirror.errors import PullLimited, TooManyRequests
 
 LONG_RETRY_AFTER = 60.0
 """A ``Retry-After`` this long (seconds) or longer ends the attempt instead of being waited."""
@@ -74,7 +74,7 @@ class HostState:
         if limit is not None or remaining is not None:
             self.pull_limit = PullLimit(_count(limit), _count(remaining), datetime.now(UTC))
 
-    def limited(self, retry_after: str | None) -> RateLimited | PullLimited:
+    def limited(self, retry_after: str | None) -> TooManyRequests | PullLimited:
         """A 429: move the not-before time; the error that ends this request.
 
         A long limit leaves the not-before time alone: existence checks (HEAD) are not
@@ -92,4 +92,4 @@ class HostState:
                 known.limit if known else None,
                 known.remaining if known else None,
             )
-        return RateLimited(self.host, seconds)
+        return TooManyRequests(self.host, seconds)

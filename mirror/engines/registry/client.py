@@ -1,7 +1,9 @@
-"""A small async client of the OCI distribution API (aiohttp), for the ``registry`` engine.
+"""A small async client of the OCI distribution API (aiohttp); the process has one, shared by
+the engines and the lookups (:mod:`mirror.engines.remote`).
 
 It knows only what a copier needs: manifests, blobs, uploads and mounts, plain HTTP for
-insecure registries, and how registry answers become the typed errors of ``errors``. It never
+insecure registries, and how registry answers become the typed errors of :mod:`mirror.errors`
+(the ``RegistryError`` branch). It never
 retries: the engine retries whole units (one manifest, one blob copy) in one loop. Every
 request to a host waits for that host's backoff (``hosts``), and every failure to get an
 answer is mapped to our errors in one place (``_errors``), for token fetches as for requests.
@@ -23,8 +25,9 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import aiohttp
 
 from mirror.credentials import Credential, Credentials
-from mirror.egress import EgressDenied, EgressGuard
-from mirror.registry.auth import (
+from mirror.egress import EgressGuard
+from mirror.engines.base import DEFAULT_CERTS_DIR
+from mirror.engines.registry.auth import (
     DOCKER_HUB,
     DOCKER_HUB_API,
     RegistryAuth,
@@ -32,9 +35,11 @@ from mirror.registry.auth import (
     pull_scope,
     push_scope,
 )
-from mirror.registry.errors import (
+from mirror.engines.registry.hosts import LONG_RETRY_AFTER, HostState, PullLimit
+from mirror.errors import (
     AccessDenied,
     DigestMismatch,
+    EgressDenied,
     Forbidden,
     NotFound,
     PlainHttp,
@@ -45,11 +50,7 @@ from mirror.registry.errors import (
     Unreachable,
     Untrusted,
 )
-from mirror.registry.hosts import LONG_RETRY_AFTER, HostState, PullLimit
 from mirror.text import Text
-
-DEFAULT_CERTS_DIR = Path("/etc/docker/certs.d")
-"""Where the docker client looks for a registry's CA and client certificate, too."""
 
 MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
