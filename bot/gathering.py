@@ -44,7 +44,7 @@ from mirror.models import Job
 
 MOST_SHARED = 10
 """Jobs one shared live message shows: ten rows fit one Telegram message with room to spare."""
-GATHER = 0.5
+GATHER = 0.3
 """Seconds a new acknowledgement waits for others to join it, in a busy chat whose budget is
 counted over a long window (a group's minute); within the second an acknowledgement is due."""
 
