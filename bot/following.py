@@ -95,7 +95,7 @@ class JobFollower:
         except StoreError as exc:
             log.error("job %s: the store failed: %s", job.id, exc.__cause__ or exc)
             await self._never_started(job)
-            await board.end(job, conversation, render.error(text_of(exc)))
+            await board.refuse(job, conversation, render.error(text_of(exc)))
             return False
         return True
 

@@ -122,6 +122,15 @@ class Board:
         else:
             await self._live.finish(self.view())
 
+    async def refuse(self, job: Job, conversation: Conversation, view: MessageView) -> None:
+        """``job`` will not run: the acknowledgement says why instead (its own message
+        becomes ``view``; in a shared one, a reply in its thread)."""
+        if self._shared:
+            await self.end(job, conversation, view)
+            return
+        self._open.discard(job.id)
+        await self._live.become(view)
+
     async def close(self) -> None:
         """Stop without a last word (the bot is shutting down; the jobs resume later)."""
         await self._live.close()
