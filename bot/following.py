@@ -21,15 +21,17 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
+from functools import partial
 
 from bot import actions, render
 from bot.chat import ChatError, Conversation, Reply
 from bot.gathering import Board, Gatherer, Seat
-from bot.i18n import current, speaking
+from bot.i18n import current, readers, speaking
 from bot.pacing import Pacer
 from bot.paste import PastedFiles
 from bot.rewrite import rewrite
 from bot.settings import Settings
+from bot.view import translated
 from mirror.jobs import JobService
 from mirror.logcontext import job_context
 from mirror.models import Job
@@ -70,14 +72,16 @@ class JobFollower:
     ) -> None:
         """Store, acknowledge, store where, start and follow: the one way a job begins."""
         store = self._service.store
-        ack = render.acknowledgement(job)
+        ack = translated(partial(render.acknowledgement, job))
         asks = self._settings.mirror_confirm_bytes and not job.confirmed
         ahead = actions.confirmations(job) if asks else ()
         await store.add_actions(actions.stored(job, (*ack.actions, *ahead)))  # before shown
         await store.add_job(job)  # failing here, nobody was told and nothing runs
         with job_context(job.id):  # the live message and the follower log with the job's id
             try:
-                seat = await self._gatherer.acknowledge(adapter, conversation, job, current())
+                seat = await self._gatherer.acknowledge(
+                    adapter, conversation, job, current(), readers()
+                )
             except (TimeoutError, ChatError):
                 await self._never_started(job)
                 raise
@@ -100,11 +104,20 @@ class JobFollower:
         return True
 
     def resume(
-        self, platform: str, conversation: Conversation, reply: Reply, job: Job, language: str
+        self,
+        platform: str,
+        conversation: Conversation,
+        reply: Reply,
+        job: Job,
+        language: str,
+        languages: tuple[str, ...] = (),
     ) -> None:
-        """Follow a job a restart interrupted, in its old live message, in ``language``."""
-        with job_context(job.id), speaking(language):
-            seat: Seat = self._gatherer.resume(platform, conversation, reply, job, language)
+        """Follow a job a restart interrupted, in its old live message, in ``language`` (in
+        each of ``languages`` where the chat shows several: :func:`bot.i18n.speaking`)."""
+        with job_context(job.id), speaking(language, readers=languages):
+            seat: Seat = self._gatherer.resume(
+                platform, conversation, reply, job, language, languages
+            )
             task = self._service.start(job, seat.board.listener())
             self._follow(job, task, conversation, seat.board)
 
@@ -150,18 +163,20 @@ class JobFollower:
             log.error("job %s could not record its result: %s", job.id, exc)
         long_job = time.monotonic() - started >= self._settings.mirror_long_job_seconds
         extra = rewrite(job.items, pasted) if pasted is not None else ()
-        final = render.answer(
+        answer = partial(
+            render.answer,
             job,
             self._render_options,
             notify=long_job,
             rewrite=extra,
             digest_note=await self._first_digest_note(job),
         )
+        final = translated(answer)
         try:
             await self._service.store.add_actions(actions.stored(job, final.actions))
         except StoreError as exc:  # the answer still goes out, without buttons nobody could use
             log.error("job %s: its buttons were not stored: %s", job.id, exc)
-            final = replace(final, actions=())
+            final = translated(lambda: replace(answer(), actions=()))
         await board.end(job, conversation, final)
 
     async def _first_digest_note(self, job: Job) -> bool:

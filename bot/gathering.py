@@ -38,7 +38,7 @@ from bot.chat import Conversation, Gathering, Reply
 from bot.i18n import speaking
 from bot.live import LiveMessage, post_answer
 from bot.pacing import Pacer, Priority, Ticket, pace_of
-from bot.view import MessageView
+from bot.view import MessageView, translated
 from mirror.jobs import JobListener
 from mirror.models import Job
 
@@ -59,6 +59,7 @@ class Board:
         conversation: Conversation,
         reply: Reply,
         language: str,
+        languages: tuple[str, ...],
         jobs: list[Job],
         *,
         initial: MessageView | None,
@@ -67,6 +68,7 @@ class Board:
         self._pacer = pacer
         self._adapter = adapter
         self._language = language
+        self._languages = languages
         self._jobs = {job.id: job for job in jobs}
         self._open = set(self._jobs)
         self._shared = len(jobs) > 1
@@ -81,10 +83,14 @@ class Board:
         return not self._open
 
     def view(self) -> MessageView:
-        """The jobs' state, in the language of the one who asked first."""
-        with speaking(self._language):
-            jobs = list(self._jobs.values())
-            return render.together(jobs) if self._shared else render.progress(jobs[0])
+        """The jobs' state, in the language of the one who asked first (in each a chat shows
+        at once: :func:`bot.view.translated`)."""
+        jobs = list(self._jobs.values())
+        build = (
+            partial(render.together, jobs) if self._shared else partial(render.progress, jobs[0])
+        )
+        with speaking(self._language, readers=self._languages):
+            return translated(build)
 
     def join(self, job: Job) -> None:
         """A job that shares this message joins it after a restart."""
@@ -151,16 +157,18 @@ class _Batch:
     adapter: str
     conversation: Conversation
     language: str
+    languages: tuple[str, ...]
     jobs: list[Job] = field(default_factory=list)
     ticket: Ticket | None = None
     board: Board | None = None
     sealed: bool = False
 
     def view(self) -> MessageView:
-        with speaking(self.language):
-            if len(self.jobs) == 1:
-                return render.acknowledgement(self.jobs[0])
-            return render.together(self.jobs)
+        jobs = list(self.jobs)
+        one = len(jobs) == 1
+        build = partial(render.acknowledgement, jobs[0]) if one else partial(render.together, jobs)
+        with speaking(self.language, readers=self.languages):
+            return translated(build)
 
 
 class Gatherer:
@@ -172,7 +180,12 @@ class Gatherer:
         self._resumed: dict[tuple[str, ...], Board] = {}
 
     async def acknowledge(
-        self, adapter: str, conversation: Conversation, job: Job, language: str
+        self,
+        adapter: str,
+        conversation: Conversation,
+        job: Job,
+        language: str,
+        languages: tuple[str, ...] = (),
     ) -> Seat:
         """Tell the chat about ``job``: in an acknowledgement waiting in its room, else in a
         new one. Returns once it was posted; raises what the chat raised (for every job in
@@ -180,7 +193,7 @@ class Gatherer:
         key = (adapter, conversation.room) if isinstance(conversation, Gathering) else None
         batch = self._waiting.get(key) if key is not None else None
         if batch is None or batch.sealed or len(batch.jobs) >= MOST_SHARED:
-            batch = _Batch(adapter, conversation, language)
+            batch = _Batch(adapter, conversation, language, languages)
             batch.ticket = self._pacer.submit(
                 conversation,
                 Priority.ACK,
@@ -223,6 +236,7 @@ class Gatherer:
             batch.conversation,
             reply,
             batch.language,
+            batch.languages,
             batch.jobs,
             initial=view,
             in_place=True,
@@ -230,7 +244,13 @@ class Gatherer:
         return reply
 
     def resume(
-        self, adapter: str, conversation: Conversation, reply: Reply, job: Job, language: str
+        self,
+        adapter: str,
+        conversation: Conversation,
+        reply: Reply,
+        job: Job,
+        language: str,
+        languages: tuple[str, ...] = (),
     ) -> Seat:
         """After a restart: ``job``'s seat in its old live message, shared again with the
         other unfinished jobs of that message. Its answer is a new message in its own
@@ -248,6 +268,7 @@ class Gatherer:
                 conversation,
                 reply,
                 language,
+                languages,
                 [job],
                 initial=None,
                 in_place=False,

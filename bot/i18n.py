@@ -26,7 +26,7 @@ from typing import Any, overload
 from mirror.text import N_, Text
 from mirror.units import human_seconds
 
-__all__ = ["N_", "_", "ago", "duration", "join", "localize", "ngettext", "speaking"]
+__all__ = ["N_", "_", "ago", "duration", "join", "localize", "ngettext", "readers", "speaking"]
 
 ENGLISH = "en"
 CHINESE = "zh_Hans"
@@ -38,20 +38,33 @@ DOMAIN = "messages"
 _TRADITIONAL = ("zh-hant", "zh-tw", "zh-hk", "zh-mo")
 
 _speaking: ContextVar[str] = ContextVar("speaking", default=ENGLISH)
+_readers: ContextVar[tuple[str, ...]] = ContextVar("readers", default=())
 
 
 @contextmanager
-def speaking(language: str) -> Iterator[None]:
-    """Render in ``language`` inside the block (and in tasks started inside it)."""
+def speaking(language: str, *, readers: Sequence[str] = ()) -> Iterator[None]:
+    """Render in ``language`` inside the block (and in tasks started inside it).
+
+    ``readers``: the languages a message is written in at once, for a chat that shows each
+    reader their own (:class:`bot.chat.Multilingual`); :func:`bot.view.translated` builds a view
+    in each. Empty (the usual case, and whenever ``speaking`` is entered without it): only
+    ``language``."""
     token = _speaking.set(language)
+    readers_token = _readers.set(tuple(readers))
     try:
         yield
     finally:
+        _readers.reset(readers_token)
         _speaking.reset(token)
 
 
 def current() -> str:
     return _speaking.get()
+
+
+def readers() -> tuple[str, ...]:
+    """The languages of :func:`speaking`'s ``readers`` (empty: :func:`current` only)."""
+    return _readers.get()
 
 
 @dataclass(frozen=True)
