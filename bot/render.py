@@ -45,6 +45,7 @@ _STATE_WORDS = {
     ItemStatus.ALREADY_MIRRORED: N_("already mirrored"),
     ItemStatus.FAILED: N_("failed"),
     ItemStatus.CANCELLED: N_("cancelled"),
+    ItemStatus.PRUNED: N_("pruned"),
 }
 _STAGE_WORDS = {
     Stage.QUEUED: N_("queued"),
@@ -60,12 +61,14 @@ _JOB_STATES = {
     "done": N_("done"),
     "failed": N_("failed"),
     "cancelled": N_("cancelled"),
+    "pruned": N_("pruned"),
 }
 _TONES = {
     ItemStatus.SUCCEEDED: Tone.SUCCESS,
     ItemStatus.ALREADY_MIRRORED: Tone.SUCCESS,
     ItemStatus.FAILED: Tone.FAILURE,
     ItemStatus.CANCELLED: Tone.FAILURE,
+    ItemStatus.PRUNED: Tone.INFO,
 }
 
 
@@ -375,6 +378,8 @@ def help_text(commands: Iterable[Command[Any]]) -> MessageView:
 def _job_tone(job: Job) -> Tone:
     if not job.finished:
         return Tone.WORKING
+    if job.state == "pruned":
+        return Tone.INFO
     return Tone.SUCCESS if job.state == "done" else Tone.FAILURE
 
 

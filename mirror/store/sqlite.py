@@ -25,6 +25,7 @@ class SQLiteDatabase:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
         self._writing = asyncio.Lock()  # one connection: one transaction at a time
+        self._held: dict[str, asyncio.Lock] = {}
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         cursor = await self._db.execute(sql, params)
@@ -38,6 +39,16 @@ class SQLiteDatabase:
     async def transaction(self) -> AsyncIterator[SQLiteDatabase]:
         async with self._writing, _transaction(self._db):
             yield self
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        """One process uses a SQLite file: held unless this process already holds it."""
+        lock = self._held.setdefault(name, asyncio.Lock())
+        if lock.locked():
+            yield False
+            return
+        async with lock:
+            yield True
 
     async def close(self) -> None:
         await self._db.close()

@@ -49,6 +49,12 @@ def push_scope(repository: str) -> str:
     return f"repository:{repository}:pull,push"
 
 
+def delete_scope(repository: str) -> str:
+    """Retention's: distribution's token servers grant ``delete`` by name (Docker Hub's ``*``
+    covers it, and Hub refuses the deletion itself anyway)."""
+    return f"repository:{repository}:delete"
+
+
 def docker_config_credential(registry: str, path: Path | None = None) -> Credential | None:
     """The docker client's credential for ``registry``: inline ``auths``, ``credsStore`` or
     ``credHelpers``, resolved by the Docker SDK exactly as ``docker pull`` resolves them.

@@ -32,6 +32,7 @@ from mirror.engines.registry.auth import (
     DOCKER_HUB_API,
     RegistryAuth,
     canonical_host,
+    delete_scope,
     pull_scope,
     push_scope,
 )
@@ -419,6 +420,19 @@ class RegistryClient:
             ok=(201, 200),
         ) as resp:
             return resp.headers.get("Docker-Content-Digest")
+
+    async def delete_manifest(self, registry: str, repository: str, digest: str) -> None:
+        """Delete the manifest ``digest`` (and so every tag pointing at it): retention. A
+        registry that does not allow deleting answers 405 (``Refused``), one that no longer
+        has it 404 (``NotFound``)."""
+        async with self.request(
+            "DELETE",
+            registry,
+            f"/v2/{repository}/manifests/{digest}",
+            scope=delete_scope(repository),
+            ok=(202, 200, 204),
+        ):
+            pass
 
     # -- tags -----------------------------------------------------------------------------------
 
