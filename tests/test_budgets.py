@@ -58,8 +58,13 @@ def test_windows_are_calendar_days_and_weeks_from_monday_in_utc() -> None:
     assert Window.WEEK.start(NEXT_MONDAY) == datetime(2026, 5, 11, tzinfo=UTC).timestamp()
 
 
+def settings_of(**values: Any) -> Settings:
+    """Settings as the environment gives them: text."""
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
 def quota_of(text: str) -> Quota:
-    value = Settings(_env_file=None, mirror_quota=text).mirror_quota  # type: ignore[call-arg]
+    value = settings_of(mirror_quota=text).mirror_quota
     assert value is not None
     return value
 
@@ -73,7 +78,7 @@ def test_a_quota_reads_images_and_sizes_per_day_and_week() -> None:
     )
     assert quota.counts_bytes and quota.windows == (Window.DAY, Window.WEEK)
     assert not quota_of("3 images/day").counts_bytes
-    assert Settings(_env_file=None, mirror_quota="off").mirror_quota is None  # type: ignore[call-arg]
+    assert settings_of(mirror_quota="off").mirror_quota is None
 
 
 @pytest.mark.parametrize(
@@ -88,7 +93,7 @@ def test_a_quota_reads_images_and_sizes_per_day_and_week() -> None:
 )
 def test_a_bad_quota_is_one_sentence_naming_it(value: str, words: str) -> None:
     with pytest.raises(ValidationError) as caught:
-        Settings(_env_file=None, mirror_quota=value)  # type: ignore[call-arg]
+        settings_of(mirror_quota=value)
     sentence = describe(caught.value)
     assert sentence.startswith(f"MIRROR_QUOTA: {words}"), sentence
     assert sentence.endswith(".") and "\n" not in sentence
@@ -96,7 +101,7 @@ def test_a_bad_quota_is_one_sentence_naming_it(value: str, words: str) -> None:
 
 def test_a_bad_capacity_is_one_sentence_naming_it() -> None:
     with pytest.raises(ValidationError) as caught:
-        Settings(_env_file=None, mirror_target_max_repos="0")  # type: ignore[call-arg]
+        settings_of(mirror_target_max_repos="0")
     assert describe(caught.value).startswith("MIRROR_TARGET_MAX_REPOS: ")
 
 
