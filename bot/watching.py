@@ -151,11 +151,12 @@ class ChatWatches:
             previous = await self._service.store.last_success(str(item.target))
             if previous is None or previous.target_digest is None:
                 continue
+            by_digest = f"{item.target.name}@{previous.target_digest}"
             item.notes += (
                 Text(
                     "The previous copy stays pullable by digest until it is pruned: "
                     "`docker pull {reference}`",
-                    reference=f"{item.target.name}@{previous.target_digest}",
+                    reference=by_digest,
                 ),
             )
 

@@ -182,12 +182,13 @@ def plan(
     return steps
 
 
-def kept_reason(step: Step) -> Text:
+def kept_reason(step: Step) -> str:
+    """Why a copy old enough stays, for the operator's report (``mirror-bot prune``)."""
     if step.verdict is Verdict.PINNED:
-        return Text("pinned")
+        return "pinned"
     if step.verdict is Verdict.WATCHED:
-        return Text("watched")
-    return Text("its digest is still tagged `{tag}`", tag=step.shared_with or "")
+        return "watched"
+    return f"its digest is still tagged `{step.shared_with}`"
 
 
 async def prune(
