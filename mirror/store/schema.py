@@ -31,7 +31,7 @@ _TIME = "DOUBLE PRECISION"  # seconds since the epoch, as Python's time.time()
 
 
 def _budgets_and_retention(time_type: str, size_type: str) -> tuple[str, ...]:
-    """Migration 12's tables, written once for both dialects: only their types differ."""
+    """Migration 13's tables, written once for both dialects: only their types differ."""
     return (
         f"""CREATE TABLE reservations (
             job_id TEXT NOT NULL,
@@ -257,7 +257,52 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
-    # 12: budgets, retention and webhooks (issue 26): each copy's reservation of its
+    # 12: approvals (issue 26): who decided each held image, watches held for approval, an
+    # admin's answers waiting for the running bot to apply them, and the source repositories
+    # approved for good.
+    Migration(
+        (
+            "ALTER TABLE items ADD COLUMN approved_by TEXT",
+            "ALTER TABLE watches ADD COLUMN held INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE watches ADD COLUMN approved_by TEXT",
+            """CREATE TABLE decisions (
+                id TEXT PRIMARY KEY,
+                request TEXT NOT NULL,
+                idx INTEGER,
+                approve INTEGER NOT NULL,
+                decided_by TEXT NOT NULL,
+                reason TEXT,
+                created REAL NOT NULL
+            )""",
+            """CREATE TABLE approved_sources (
+                repository TEXT PRIMARY KEY,
+                added_by TEXT NOT NULL,
+                added REAL NOT NULL
+            )""",
+            "CREATE INDEX jobs_created ON jobs (created)",
+        ),
+        (
+            "ALTER TABLE items ADD COLUMN approved_by TEXT",
+            "ALTER TABLE watches ADD COLUMN held INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE watches ADD COLUMN approved_by TEXT",
+            f"""CREATE TABLE decisions (
+                id TEXT PRIMARY KEY,
+                request TEXT NOT NULL,
+                idx INTEGER,
+                approve INTEGER NOT NULL,
+                decided_by TEXT NOT NULL,
+                reason TEXT,
+                created {_TIME} NOT NULL
+            )""",
+            f"""CREATE TABLE approved_sources (
+                repository TEXT PRIMARY KEY,
+                added_by TEXT NOT NULL,
+                added {_TIME} NOT NULL
+            )""",
+            "CREATE INDEX jobs_created ON jobs (created)",
+        ),
+    ),
+    # 13: budgets, retention and webhooks (issue 26): each copy's reservation of its
     # requester's quota and of the target's room (``budget_locks`` holds one row per thing a
     # reservation locks, so that concurrent ones wait for each other in every dialect), pinned
     # sources, when each daily chore last ran, and the webhook outbox.
