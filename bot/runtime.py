@@ -217,6 +217,11 @@ async def open_runtime(
     async with AsyncExitStack() as stack:
         store = await open_store(settings.mirror_db)
         stack.push_async_callback(store.close)
+        options = render_options(settings)
+        if settings.mirror_webhook_url:  # every finished image adds a delivery to the outbox
+            from bot.webhook_payload import webhook_payload
+
+            store.set_outbox(webhook_payload(options))
         chooser = build_engines(settings, engine)
         stack.push_async_callback(chooser.aclose)
         queue, copier = await _open_queue(stack, deployment, role, store, chooser)
@@ -241,7 +246,7 @@ async def open_runtime(
             service,
             policy,
             Planner(settings, policy),
-            render_options(settings),
+            options,
             lookups,
             deployment,
             queue,

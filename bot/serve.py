@@ -75,9 +75,16 @@ async def serve(settings: Settings) -> int:
 @asynccontextmanager
 async def _chores(runtime: Runtime) -> AsyncIterator[None]:
     """What runs beside the chat, in one place however many fronts share a PostgreSQL store
-    (each takes the store's lock first): the daily prune (MIRROR_RETENTION)."""
+    (each takes the store's lock first): the webhook sender (MIRROR_WEBHOOK_URL) and the
+    daily prune (MIRROR_RETENTION)."""
     settings = runtime.settings
     chores = TaskSet("chores")
+    if settings.mirror_webhook_url and settings.mirror_webhook_secret:
+        from mirror.webhooks import WebhookSender
+
+        secret = settings.mirror_webhook_secret.get_secret_value()
+        sender = WebhookSender(runtime.store, settings.mirror_webhook_url, secret)
+        chores.spawn(sender.run(), name="webhooks")
     if settings.mirror_retention is not None:
         from mirror.retention import prune_daily
 

@@ -15,6 +15,7 @@ from mirror.models import ApprovedSource, Decision, Item, Job, StoredAction, Wat
 from mirror.quota import Budget, Reservation, Usage
 from mirror.retention import Copy, Pin
 from mirror.text import Text
+from mirror.webhooks import Delivery, Payload
 
 __all__ = ["DECISIONS_CHANNEL", "STORE_DOWN", "Store", "StoreError", "StoreUnusable"]
 
@@ -177,6 +178,28 @@ class Store(Protocol):
 
     async def requesters_of(self, source: str) -> set[str]:
         """Who asked for a copy of ``source`` that is still there (``platform:id``)."""
+        ...
+
+    # -- the webhook outbox (mirror.webhooks) -------------------------------------------------
+
+    def set_outbox(self, payload: Payload | None) -> None:
+        """From now on, every image written in a final state (copied, failed, refused,
+        denied, cancelled) adds a webhook delivery holding ``payload(job, item)``, in the
+        same transaction; None: no webhooks."""
+        ...
+
+    async def pending_deliveries(self, limit: int = 50) -> list[Delivery]:
+        """Deliveries not sent yet, oldest first."""
+        ...
+
+    async def delivered(self, delivery: str, when: float) -> None: ...
+
+    async def delivery_failed(self, delivery: str, error: str) -> None:
+        """One more attempt failed (``error``: why), for the operator to see."""
+        ...
+
+    async def forget_deliveries(self, sent_before: float) -> None:
+        """Drop deliveries sent before ``sent_before``."""
         ...
 
     # -- chores -------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from mirror.quota import Budget, CapacityReached, Reservation, Usage
 from mirror.reference import parse_reference
 from mirror.retention import Copy, Pin
 from mirror.store.interface import DECISIONS_CHANNEL, STORE_DOWN, StoreError
+from mirror.webhooks import Delivery, Payload, delivery_id
 
 Row = tuple[Any, ...]
 
@@ -127,6 +128,10 @@ class SQLStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._closed = False
+        self._outbox: Payload | None = None
+
+    def set_outbox(self, payload: Payload | None) -> None:
+        self._outbox = payload
 
     @_guarded
     async def ping(self) -> None:
@@ -151,6 +156,7 @@ class SQLStore:
             )
             for idx, item in enumerate(job.items):
                 await tx.execute(_WRITE_ITEM, _item_row(job.id, idx, item))
+                await self._deliver(tx, job, idx)  # a refusal is stored finished
 
     @_guarded
     async def set_reply_ref(self, job: Job) -> None:
@@ -161,6 +167,19 @@ class SQLStore:
     async def save_item(self, job: Job, idx: int) -> None:
         async with self._db.transaction() as tx:
             await tx.execute(_WRITE_ITEM, _item_row(job.id, idx, job.items[idx]))
+            await self._deliver(tx, job, idx)
+
+    async def _deliver(self, tx: Writer, job: Job, idx: int) -> None:
+        """A finished image's webhook delivery, in the transaction that stores its final
+        state (once per image: a second write of it adds none)."""
+        item = job.items[idx]
+        if self._outbox is None or not item.status.finished:
+            return
+        await tx.execute(
+            "INSERT INTO deliveries (id, job_id, idx, body, created) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO NOTHING",
+            (delivery_id(job.id, idx), job.id, idx, self._outbox(job, item), time.time()),
+        )
 
     @_guarded
     async def get_job(self, job_id: str) -> Job | None:
@@ -529,6 +548,35 @@ class SQLStore:
             (source, *_OK),
         )
         return {str(row[0]) for row in rows}
+
+    # -- the webhook outbox (mirror.webhooks) -------------------------------------------------
+
+    @_guarded
+    async def pending_deliveries(self, limit: int = 50) -> list[Delivery]:
+        rows = await self._db.fetchall(
+            "SELECT id, job_id, idx, body, created, attempts, last_error FROM deliveries "
+            "WHERE sent IS NULL ORDER BY created, id LIMIT ?",
+            (limit,),
+        )
+        return [Delivery(*row) for row in rows]
+
+    @_guarded
+    async def delivered(self, delivery: str, when: float) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute("UPDATE deliveries SET sent = ? WHERE id = ?", (when, delivery))
+
+    @_guarded
+    async def delivery_failed(self, delivery: str, error: str) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "UPDATE deliveries SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                (error, delivery),
+            )
+
+    @_guarded
+    async def forget_deliveries(self, sent_before: float) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute("DELETE FROM deliveries WHERE sent < ?", (sent_before,))
 
     # -- chores: what runs in one place, and when it last did -----------------------------------
 
