@@ -22,7 +22,8 @@ import lab as lab_module
 from bot.app import MirrorBot
 from bot.runtime import Role, open_runtime
 from bot.settings import Settings, describe
-from mirror.models import Item, Job
+from mirror.models import Item, ItemStatus, Job
+from mirror.naming import parse_image_spec
 from mirror.platform import DEFAULT_PLATFORM
 from mirror.quota import (
     Budget,
@@ -37,6 +38,7 @@ from mirror.quota import (
 )
 from mirror.reference import parse_reference
 from mirror.store import Store, open_store
+from tests.support.cli import Workers
 from tests.test_app import PLATFORM, finish, say
 
 MONDAY_LATE = datetime(2026, 5, 4, 23, 59, tzinfo=UTC).timestamp()  # a Monday, 23:59 UTC
@@ -313,3 +315,35 @@ async def test_what_failed_is_given_back_and_what_moved_bytes_counts(location: P
             await store.reserve(big, budget, MONDAY_LATE)
     finally:
         await store.close()
+
+
+async def test_a_queue_front_reserves_before_it_queues(
+    lab: lab_module.Lab, pg_dsn: str, workers: Workers
+) -> None:
+    """PostgreSQL + workers: the front claims each copy's share before the workers get it;
+    two images asked at once with one left: one is copied, the other refused."""
+    workers()
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        mirror_db=pg_dsn,
+        mirror_target=f"{lab.target}/q{uuid.uuid4().hex[:8]}",
+        mirror_engine="docker",  # the front cannot copy: the workers do
+        docker_host="unix:///nonexistent/docker.sock",
+        mirror_allowed_sources=(lab.source,),
+        mirror_insecure_registries=(lab.source, lab.target),
+        mirror_quota=quota_of("1 image/day"),
+    )
+    async with open_runtime(settings, role=Role.FRONT) as runtime:
+        runtime.service.clock = lambda: MONDAY_LATE
+        specs = [
+            parse_image_spec(f"{lab.source}/library/hello:1.0"),
+            parse_image_spec(f"{lab.source}/library/app:1.0.0"),
+        ]
+        items = runtime.planner.plan(specs, DEFAULT_PLATFORM, explicit=True)
+        job = Job(f"j{uuid.uuid4().hex[:6]}", "test:alice", "test:room", items)
+        await asyncio.wait_for(await runtime.service.submit(job, lambda _: None), 120)
+    statuses = sorted(item.status.value for item in job.items)
+    assert statuses == ["failed", "succeeded"], [item.error for item in job.items]
+    refused = next(item for item in job.items if item.status is ItemStatus.FAILED)
+    assert refused.error is not None and "quota of 1 image/day" in refused.error
+    assert next(i for i in job.items if i.status is ItemStatus.SUCCEEDED).engine == "registry"
