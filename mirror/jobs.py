@@ -25,7 +25,7 @@ from mirror.logcontext import JOB_ID
 from mirror.models import Item, ItemStatus, Job, Outcome, platform_text
 from mirror.progress import ProgressEvent, ProgressTracker, StageChanged
 from mirror.quota import Budget, Clock, OverBudget, Quota, Reservation, Usage, Window
-from mirror.store import Store
+from mirror.store import Store, StoreError
 from mirror.tasks import TaskSet
 from mirror.text import Text, text_of
 
@@ -307,7 +307,10 @@ class JobService:
             listener(job)
         if reservation is not None:  # what the copy used, or nothing when it moved nothing
             moved = (item.bytes or 0) if item.status is ItemStatus.SUCCEEDED else None
-            await self.store.settle(reservation, moved)
+            try:
+                await self.store.settle(reservation, moved)
+            except StoreError as exc:  # the answer still goes out; the claim stays as it was
+                log.error("job %s: %s not settled: %s", job.id, item.target, exc.__cause__)
         await self._note_public(item)
         listener(job)
 
