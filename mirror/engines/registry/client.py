@@ -430,6 +430,16 @@ class RegistryClient:
         ``n`` asks for pages of ``page_size`` (registries cap it anyway: Docker Hub at 100,
         distribution at 1000); ``max_pages`` bounds a repository with a runaway tag count.
         """
+        tags, _ = await self.tag_listing(
+            registry, repository, page_size=page_size, max_pages=max_pages
+        )
+        return tags
+
+    async def tag_listing(
+        self, registry: str, repository: str, *, page_size: int = 1000, max_pages: int = 50
+    ) -> tuple[list[str], bool]:
+        """The tags of ``repository`` (as :meth:`list_tags`) and whether that is all of them
+        (False: more pages than ``max_pages``)."""
         url = f"/v2/{repository}/tags/list?{urlencode({'n': page_size})}"
         tags: list[str] = []
         for _ in range(max_pages):
@@ -442,9 +452,9 @@ class RegistryClient:
             found = body.get("tags") if isinstance(body, dict) else None
             tags.extend(t for t in found or () if isinstance(t, str))
             if following is None:
-                break
+                return list(dict.fromkeys(tags)), True
             url = following
-        return list(dict.fromkeys(tags))
+        return list(dict.fromkeys(tags)), False
 
     async def get_json_blob(
         self, registry: str, repository: str, digest: str, *, limit: int = 1 << 20

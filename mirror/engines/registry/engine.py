@@ -51,7 +51,7 @@ from mirror.engines.registry.client import (
     descriptors,
 )
 from mirror.engines.registry.hosts import LONG_RETRY_AFTER
-from mirror.engines.registry.referrers import ReferrerFinder
+from mirror.engines.registry.referrers import Found, ReferrerFinder, Search
 from mirror.engines.remote import BLOB_CONCURRENCY, Remote, connection_limit
 from mirror.errors import (
     CopyFailed,
@@ -107,6 +107,30 @@ class _Plan:
     @property
     def bytes(self) -> int:
         return sum(b.size or 0 for b in self.blobs.values())
+
+
+@dataclass(frozen=True)
+class _Referring:
+    """A referrer found at the source, read, and judged (``new``: not yet among those this
+    copy brings; a referrer listed under two subjects is copied once, indexed under both)."""
+
+    found: Found
+    manifest: Manifest
+    artifact_type: str
+    kind: ReferrerKind
+    new: bool
+
+
+async def _ready(value: T) -> T:
+    return value
+
+
+async def _cancelled(task: asyncio.Task[Any]) -> None:
+    """Stop ``task`` if it still runs (the copy failed before it was needed)."""
+    if not task.done():
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
 
 
 def _short(digest: str) -> str:
@@ -267,23 +291,37 @@ class RegistryEngine:
         src, dst = request.source, request.target
         pushing = False
         try:
-            top, plan = await self._plan(request)
-            kind = manifest_kind(top.document())
-            artifact = None if kind.runnable else kind
-            reference = dst.tag or top.digest
-            pushing = True
-            current = await self._retry(
-                lambda: self.client.head_manifest(dst.registry, dst.repository, reference)
-            )
-            if current != top.digest:
-                progress(StageChanged(Stage.COPYING))
-                await self._copy_blobs(src, dst, plan, progress)
-                progress(StageChanged(Stage.PUSHING))
-                for child in plan.manifests[:-1]:
-                    await self._push_manifest(dst, child.digest, child)
-                    progress(BlobDone(_short(child.digest), len(child.data)))
-            # Before the tag: whoever pulls the tag finds its signatures already there.
-            referrers = await self._copy_referrers(src, dst, [m.digest for m in plan.manifests])
+            async with contextlib.AsyncExitStack() as stack:
+                # Referrers are looked for at the source while the manifests are walked and
+                # the blobs move: each look-up is a round trip, none waits for the copy.
+                search = None
+                if self._referrers != "none":
+                    search = await stack.enter_async_context(self._finder.search(src))
+                top, plan = await self._plan(request)
+                finding: asyncio.Task[list[_Referring]] | None = None
+                if search is not None:
+                    finding = asyncio.create_task(
+                        self._find_referrers(src, search, [m.digest for m in plan.manifests])
+                    )
+                    stack.push_async_callback(_cancelled, finding)
+                kind = manifest_kind(top.document())
+                artifact = None if kind.runnable else kind
+                reference = dst.tag or top.digest
+                pushing = True
+                current = await self._retry(
+                    lambda: self.client.head_manifest(dst.registry, dst.repository, reference)
+                )
+                if current != top.digest:
+                    progress(StageChanged(Stage.COPYING))
+                    await self._copy_blobs(src, dst, plan, progress)
+                    progress(StageChanged(Stage.PUSHING))
+                    for child in plan.manifests[:-1]:
+                        await self._push_manifest(dst, child.digest, child)
+                        progress(BlobDone(_short(child.digest), len(child.data)))
+                # Before the tag: whoever pulls the tag finds its signatures already there.
+                referrers: tuple[Referrer, ...] = ()
+                if finding is not None:
+                    referrers = await self._push_referrers(src, dst, await finding)
             if current == top.digest:
                 # Already there, byte for byte: no blob traffic, only referrers it lacked.
                 return Outcome(
@@ -331,39 +369,58 @@ class RegistryEngine:
 
     # -- referrers ------------------------------------------------------------------------------
 
-    async def _copy_referrers(
-        self, src: ImageRef, dst: ImageRef, subjects: list[str]
-    ) -> tuple[Referrer, ...]:
-        """Copy what refers to ``subjects`` (and, level by level, what refers to that), as
-        MIRROR_REFERRERS says; then publish the fallback indexes a target without the
-        referrers API needs so that tools find them there."""
-        if self._referrers == "none":
-            return ()
-        copied: dict[str, Referrer] = {}
-        fallback: dict[str, list[dict[str, Any]]] = {}
+    async def _find_referrers(
+        self, src: ImageRef, search: Search, subjects: list[str]
+    ) -> list[_Referring]:
+        """What refers to ``subjects`` (and, level by level, what refers to that), as
+        MIRROR_REFERRERS says: source reads only, each manifest read once."""
+        wanted: list[_Referring] = []
         seen = set(subjects)
         level = list(subjects)
         for _ in range(_REFERRER_DEPTH):
             if not level:
                 break
-            listed = await asyncio.gather(*(self._finder.find(src, s) for s in level))
+            listed = await asyncio.gather(*(search.find(s) for s in level))
+            found_all = [f for group in listed for f in group]
+            if self._referrers == "signatures":
+                found_all = [f for f in found_all if f.kind in (None, _SIGNATURE)]
+            manifests = await asyncio.gather(
+                *(
+                    _ready(f.manifest)
+                    if f.manifest is not None
+                    else self._get(src, f.tag or f.digest, f.media_type)
+                    for f in found_all
+                )
+            )
             level = []
-            for found in (f for group in listed for f in group):
-                if self._referrers == "signatures" and found.kind not in (None, _SIGNATURE):
-                    continue
-                manifest = await self._get(src, found.tag or found.digest, found.media_type)
+            for found, manifest in zip(found_all, manifests, strict=True):
                 artifact_type = found.artifact_type or artifact_type_of(manifest.document())
                 kind = found.kind or referrer_kind(artifact_type)
                 if self._referrers == "signatures" and kind is not _SIGNATURE:
                     continue
-                if found.descriptor is not None:
-                    fallback.setdefault(found.subject, []).append(found.descriptor)
-                if manifest.digest in seen:
-                    continue
+                new = manifest.digest not in seen
                 seen.add(manifest.digest)
-                await self._push_artifact(src, dst, manifest, found.tag)
-                copied[manifest.digest] = Referrer(manifest.digest, artifact_type, kind)
-                level.append(manifest.digest)
+                wanted.append(_Referring(found, manifest, artifact_type, kind, new))
+                if new:
+                    level.append(manifest.digest)
+        return wanted
+
+    async def _push_referrers(
+        self, src: ImageRef, dst: ImageRef, wanted: list[_Referring]
+    ) -> tuple[Referrer, ...]:
+        """Copy each referrer found, exactly; then publish the fallback indexes a target
+        without the referrers API needs so that tools find them there."""
+        copied: dict[str, Referrer] = {}
+        fallback: dict[str, list[dict[str, Any]]] = {}
+        for item in wanted:
+            if item.found.descriptor is not None:
+                fallback.setdefault(item.found.subject, []).append(item.found.descriptor)
+            if not item.new:
+                continue
+            await self._push_artifact(src, dst, item.manifest, item.found.tag)
+            copied[item.manifest.digest] = Referrer(
+                item.manifest.digest, item.artifact_type, item.kind
+            )
         if fallback and not await self._finder.has_api(dst, next(iter(fallback))):
             for subject, entries in fallback.items():
                 await self._finder.publish_fallback(dst, subject, entries)
