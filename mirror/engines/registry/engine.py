@@ -10,11 +10,13 @@ stops half-way leaves nothing a user could pull.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -131,6 +133,45 @@ async def _cancelled(task: asyncio.Task[Any]) -> None:
         task.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await task
+
+
+_HASH_IN_THREAD = 4 << 20
+"""Blobs this large (or of unknown size) are hashed off the event loop."""
+
+_HASH_AHEAD = 2
+"""Chunks handed on before their hashing finished, at most (memory: this many MiB a blob)."""
+
+
+class _Hasher:
+    """sha256 of a blob, computed off the event loop for a large one (issue 23): the loop
+    keeps serving chats and other copies while a core hashes. Each chunk's update runs in the
+    blob's own thread, in order, while the chunk is already on its way to the target; at
+    most :data:`_HASH_AHEAD` chunks wait for it. hashlib releases the GIL while it hashes a
+    buffer this large, so the loop and the hashing thread do run at once. A small blob is
+    hashed in place: a thread hop would cost more than its hash."""
+
+    def __init__(self, *, threaded: bool) -> None:
+        self._sha = hashlib.sha256()
+        self._pool = ThreadPoolExecutor(1, "sha256") if threaded else None
+        self._pending: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def update(self, chunk: bytes) -> None:
+        if self._pool is None:
+            self._sha.update(chunk)
+            return
+        loop = asyncio.get_running_loop()
+        self._pending.append(loop.run_in_executor(self._pool, self._sha.update, chunk))
+        while len(self._pending) > _HASH_AHEAD:
+            await self._pending.popleft()
+
+    async def hexdigest(self) -> str:
+        while self._pending:
+            await self._pending.popleft()
+        return self._sha.hexdigest()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _short(digest: str) -> str:
@@ -661,11 +702,11 @@ class RegistryEngine:
         failure: list[BaseException] = []
 
         async def body(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-            hasher = hashlib.sha256()
+            hasher = _Hasher(threaded=size is None or size >= _HASH_IN_THREAD)
             done = reported = 0
             try:
                 async for chunk in chunks:
-                    hasher.update(chunk)
+                    await hasher.update(chunk)
                     done += len(chunk)
                     if size is not None and done > size:
                         raise DigestMismatch(src.registry, f"{blob.digest} is too long")
@@ -673,13 +714,15 @@ class RegistryEngine:
                         reported = done
                         progress(BlobProgress(name, done, size))
                     yield chunk
-                actual = f"sha256:{hasher.hexdigest()}"
+                actual = f"sha256:{await hasher.hexdigest()}"
                 if actual != blob.digest or (size is not None and done != size):
                     raise DigestMismatch(src.registry, f"{blob.digest} arrived as {actual}")
                 progress(BlobProgress(name, done, size))
             except Exception as exc:  # what went wrong, before aiohttp wraps it in its own
                 failure.append(exc)
                 raise
+            finally:
+                hasher.close()
 
         reader = BlobReader(
             self.client, src.registry, src.repository, blob.digest, size, self._ranged
