@@ -181,7 +181,10 @@ class ThrottledRelay:
             if self._delay
             else self._forward(client_r, up_w, requests)
         )
-        await asyncio.gather(upstream, self._downstream(up_r, client_w), return_exceptions=True)
+        with contextlib.suppress(asyncio.CancelledError):  # the relay stops: so does this
+            await asyncio.gather(
+                upstream, self._downstream(up_r, client_w), return_exceptions=True
+            )
 
     async def _forward(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, requests: _RequestReader

@@ -44,7 +44,8 @@ from mirror.engines.base import (
     ReferrerPolicy,
 )
 from mirror.engines.faults import explain
-from mirror.engines.registry.blobread import BlobReader, Ranged
+from mirror.engines.registry.auth import canonical_host
+from mirror.engines.registry.blobread import BlobReader, Ranged, Streams
 from mirror.engines.registry.client import (
     INDEX_TYPES,
     MEDIA_OCI_MANIFEST,
@@ -214,6 +215,8 @@ class RegistryEngine:
         """(registry, repository, digest) -> the one copy of that blob in progress."""
         self._referrers = referrers
         self._finder = ReferrerFinder(self.client, self._retry)
+        self._streams: dict[str, Streams] = {}
+        """Registry host -> the measure of the link to it (how many streams pay)."""
 
     @classmethod
     def standalone(
@@ -619,9 +622,12 @@ class RegistryEngine:
             for digest in plan.blobs:
                 self._known.setdefault((dst.registry, digest), src.repository)
 
+        # Big blobs first: they take their slots (and their streams) while the link is
+        # fresh, and small ones fill in around them rather than leaving a big one last, alone.
+        biggest_first = sorted(plan.blobs.values(), key=lambda b: -(b.size or 0))
         tasks = [
             asyncio.create_task(self._copy_blob_once(src, dst, blob, progress))
-            for blob in plan.blobs.values()
+            for blob in biggest_first
         ]
         try:
             await asyncio.gather(*tasks)
@@ -686,6 +692,14 @@ class RegistryEngine:
             self._remember(dst, blob.digest)
             progress(BlobDone(name, blob.size))
 
+    def _streams_to(self, registry: str) -> Streams:
+        """The measure of the link to ``registry``, shared by every blob read from it."""
+        host = canonical_host(registry)
+        streams = self._streams.get(host)
+        if streams is None:
+            streams = self._streams[host] = Streams()
+        return streams
+
     def _remember(self, dst: ImageRef, digest: str) -> None:
         self._known[(dst.registry, digest)] = dst.repository
 
@@ -725,7 +739,13 @@ class RegistryEngine:
                 hasher.close()
 
         reader = BlobReader(
-            self.client, src.registry, src.repository, blob.digest, size, self._ranged
+            self.client,
+            src.registry,
+            src.repository,
+            blob.digest,
+            size,
+            self._ranged,
+            self._streams_to(src.registry),
         )
         async with reader:
             try:
