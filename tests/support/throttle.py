@@ -14,7 +14,8 @@ import contextlib
 import re
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 _REQUEST_LINE = re.compile(rb"^([A-Z]+) (\S+) HTTP/1\.[01]$")
 
@@ -25,6 +26,8 @@ class Seen:
 
     method: str
     path: str
+    at: float = field(default=0.0, compare=False)
+    """When it reached the upstream (``time.monotonic()``)."""
 
 
 class _Link:
@@ -84,7 +87,9 @@ class _RequestReader:
         lines = head.split(b"\r\n")
         match = _REQUEST_LINE.match(lines[0].strip())
         if match:
-            self._seen.append(Seen(match[1].decode(), match[2].decode("latin-1")))
+            self._seen.append(
+                Seen(match[1].decode(), match[2].decode("latin-1"), time.monotonic())
+            )
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             name, value = name.strip().lower(), value.strip().lower()

@@ -585,8 +585,12 @@ class RegistryEngine:
         if any(m.digest == manifest.digest for m in plan.manifests):
             return
         if whole:
-            for entry in descriptors(manifest.document().get("manifests")):
-                child = await self._get(src, entry["digest"], str(entry.get("mediaType", "")))
+            # The children at once: each is a round trip, and none depends on another.
+            entries = descriptors(manifest.document().get("manifests"))
+            children = await asyncio.gather(
+                *(self._get(src, e["digest"], str(e.get("mediaType", ""))) for e in entries)
+            )
+            for child in children:
                 await self._collect(src, child, plan, whole=True)
         for digest, size in manifest.blobs().items():
             plan.blobs.setdefault(digest, _Blob(digest, size))
