@@ -10,6 +10,7 @@ with the nearest real thing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -34,6 +35,11 @@ if TYPE_CHECKING:
     from mirror.lookup import Advice
 
 log = logging.getLogger(__name__)
+
+DAEMON_COPIES = 2
+"""Copies through a daemon (an engine that is not exact) at once, whatever the ceiling: the
+daemon unpacks and packs every layer on the machine's cores, so more would only share them
+(issue 24 raised ``MIRROR_CONCURRENCY``'s default for the registry engine's small copies)."""
 
 INTERNAL_ERROR = Text("An internal error stopped this copy; the bot's log has the details.")
 
@@ -82,6 +88,7 @@ class LocalCopier:
         self.engines = engines
         self.advisor = advisor
         self._slots = asyncio.Semaphore(concurrency)
+        self._daemon_slots = asyncio.Semaphore(min(concurrency, DAEMON_COPIES))
         self._attempts = attempts
         self._retry_wait = retry_wait
 
@@ -102,7 +109,9 @@ class LocalCopier:
                     platform_text(request.platform),
                     engine.name,
                 )
-                result = await self._copy(engine, request, emit)
+                daemon = not self.engines.is_exact(engine.name)
+                async with self._daemon_slots if daemon else contextlib.nullcontext():
+                    result = await self._copy(engine, request, emit)
                 return dataclasses.replace(result, seconds=time.monotonic() - started)
             except PullLimitReached as exc:
                 waits = self._wait_for_limits

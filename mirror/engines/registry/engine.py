@@ -74,6 +74,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _CHUNK = 1 << 20
+FEW_COPIES = 2
+"""Copies that always run at once (under the job service's ceiling); more start only while
+their source's link has room."""
+_ADMIT_TICK = 0.1
 _PROGRESS_STEP = 1 << 20  # one progress event per MiB is plenty for a bar
 _CONFIG_MAX = 8 << 20  # an image config bigger than this is not an image config
 _REFERRER_DEPTH = 4  # a signature on an SBOM on an image is 2; deeper chains are not real
@@ -215,6 +219,8 @@ class RegistryEngine:
         """(registry, repository, digest) -> the one copy of that blob in progress."""
         self._referrers = referrers
         self._finder = ReferrerFinder(self.client, self._retry)
+        self._copying = 0
+        """Copies running in this engine now."""
         self._streams: dict[str, Streams] = {}
         """Registry host -> the measure of the link to it (how many streams pay)."""
 
@@ -332,6 +338,24 @@ class RegistryEngine:
         return top, plan
 
     async def copy(self, request: CopyRequest, progress: ProgressSink) -> Outcome:
+        async with self._admitted(request.source):
+            return await self._copy(request, progress)
+
+    @contextlib.asynccontextmanager
+    async def _admitted(self, src: ImageRef) -> AsyncIterator[None]:
+        """Copies overlap (each is mostly round trips until its blobs move) while the link
+        to their source has room: at least :data:`FEW_COPIES` at once, and more only while
+        its measure does not say it is full. ``MIRROR_CONCURRENCY`` is the ceiling."""
+        streams = self._streams_to(src.registry)
+        while self._copying >= FEW_COPIES and streams.full():
+            await asyncio.sleep(_ADMIT_TICK)
+        self._copying += 1
+        try:
+            yield
+        finally:
+            self._copying -= 1
+
+    async def _copy(self, request: CopyRequest, progress: ProgressSink) -> Outcome:
         src, dst = request.source, request.target
         pushing = False
         try:
