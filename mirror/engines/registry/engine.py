@@ -365,6 +365,12 @@ class RegistryEngine:
                 search = None
                 if self._referrers != "none":
                     search = await stack.enter_async_context(self._finder.search(src))
+                # What the target's tag holds now, asked while the source is read (a tag
+                # target; a digest target is named by the manifest read first).
+                held: asyncio.Task[str | None] | None = None
+                if dst.tag:
+                    held = asyncio.create_task(self._head(dst, dst.tag))
+                    stack.push_async_callback(_cancelled, held)
                 top, plan = await self._plan(request)
                 finding: asyncio.Task[list[_Referring]] | None = None
                 if search is not None:
@@ -376,9 +382,7 @@ class RegistryEngine:
                 artifact = None if kind.runnable else kind
                 reference = dst.tag or top.digest
                 pushing = True
-                current = await self._retry(
-                    lambda: self.client.head_manifest(dst.registry, dst.repository, reference)
-                )
+                current = await (held or self._head(dst, reference))
                 if current != top.digest:
                     progress(StageChanged(Stage.COPYING))
                     await self._copy_blobs(src, dst, plan, progress)
@@ -719,6 +723,11 @@ class RegistryEngine:
                 raise
             self._remember(dst, blob.digest)
             progress(BlobDone(name, blob.size))
+
+    async def _head(self, ref: ImageRef, reference: str) -> str | None:
+        return await self._retry(
+            lambda: self.client.head_manifest(ref.registry, ref.repository, reference)
+        )
 
     def _streams_to(self, registry: str) -> Streams:
         """The measure of the link to ``registry``, shared by every blob read from it."""
