@@ -17,7 +17,7 @@ same machine, a LAN) never pays for a spool it does not need. A source that igno
 How many streams: a link may cap each connection (more streams add up) or the whole link
 (more streams only share it). :class:`Streams` measures, per source registry, the rate every
 blob read from it adds up to, and lets a reader open more streams only while that rate
-grows: a trial opens one stream (then twice as many as the last that paid), and when the
+grows: a trial opens two streams (then twice as many as the last that paid), and when the
 streams it opened bring less than a stream's worth each (what the streams before them
 averaged), the link is full: the extra streams finish their part and end, and nobody opens
 more until a stream ends or the rate falls. ``MIRROR_BLOB_STREAMS`` is the ceiling per blob.
@@ -95,6 +95,12 @@ class Ranged:
         return -(-part // (64 << 10)) * (64 << 10)
 
 
+_FIRST_STEP = 2
+"""Streams the first trial opens: on a link whose connections are capped at a third of it
+(a common shape) two more fill it at once, which saves a trial's time; on a full link they
+cost a part's request each, once."""
+
+
 class Streams:
     """The rate of every blob stream from one registry, and whether one more would add to it.
 
@@ -121,8 +127,8 @@ class Streams:
         """Streams the link was found to be worth (None: no limit found yet)."""
         self._limit_rate = 0.0
         self._limit_at = 0.0
-        self._step = 1
-        """Streams the next trial opens: one, doubled after each that paid."""
+        self._step = _FIRST_STEP
+        """Streams the next trial opens: two, doubled after each that paid, one once full."""
         self._opened_at = -1e9
 
     def received(self, size: int) -> None:
@@ -395,10 +401,13 @@ class _Parts:
         self._size = size
         self._part = part
         self._smallest = max(_ALIGN, part // 8 // _ALIGN * _ALIGN) if shrinking else part
-        self._slots = slots
+        self._ring = slots * part
+        """The spool's size: a ring of bytes, at blob offset ``o`` position ``(o - start) %
+        ring``; a part is read only once the ring has room for all of it."""
+        self._start = start
         self._fd = spool.fileno()
-        self._handed_on = 0
-        """Parts handed on whole: their slots may be filled again."""
+        self._handed = start
+        """The blob offset up to which bytes were handed on: their room may be filled again."""
         self._failure: BaseException | None = None
         self._changed = asyncio.Condition()
         self.tasks: list[asyncio.Task[None]] = []
@@ -438,7 +447,8 @@ class _Parts:
                 claimed = True
                 async with self._changed:
                     self._changed.notify_all()  # the reader may wait for this part to exist
-                    while k >= self._handed_on + self._slots:
+                    end = self._starts[k] + self._lengths[k]
+                    while end - self._handed > self._ring and self._failure is None:
                         await self._changed.wait()
                 start = self._starts[k]
                 cursor = self._reader.cursor(start, start + self._lengths[k])
@@ -456,18 +466,30 @@ class _Parts:
 
     async def _fill(self, k: int, chunks: AsyncGenerator[bytes, None]) -> None:
         """Write part ``k`` into its slot piece by piece, telling the reader as it goes."""
-        offset = (k % self._slots) * self._part
         buffer = bytearray()
         async with contextlib.aclosing(chunks):
             async for chunk in chunks:
                 buffer += chunk
                 if len(buffer) >= _SPOOL_WRITE:
-                    await self._put(k, offset, buffer)
+                    await self._put(k, buffer)
         if buffer:
-            await self._put(k, offset, buffer)
+            await self._put(k, buffer)
 
-    async def _put(self, k: int, offset: int, buffer: bytearray) -> None:
-        await asyncio.to_thread(os.pwrite, self._fd, buffer, offset + self._filled[k])
+    def _write(self, at: int, data: bytes | bytearray) -> None:
+        """Write ``data`` of blob offset ``at`` into the ring (in two pieces where it wraps)."""
+        position = (at - self._start) % self._ring
+        view = memoryview(data)
+        first = min(len(view), self._ring - position)
+        os.pwrite(self._fd, view[:first], position)
+        if first < len(view):
+            os.pwrite(self._fd, view[first:], 0)
+
+    def _read(self, at: int, size: int) -> bytes:
+        position = (at - self._start) % self._ring
+        return os.pread(self._fd, min(size, self._ring - position), position)
+
+    async def _put(self, k: int, buffer: bytearray) -> None:
+        await asyncio.to_thread(self._write, self._starts[k] + self._filled[k], buffer)
         async with self._changed:
             self._filled[k] += len(buffer)
             self._changed.notify_all()
@@ -483,8 +505,7 @@ class _Parts:
                     await self._changed.wait()
             if k >= len(self._starts):
                 return
-            offset = (k % self._slots) * self._part
-            done, length = 0, self._lengths[k]
+            start, done, length = self._starts[k], 0, self._lengths[k]
             while done < length:
                 async with self._changed:
                     while self._filled[k] <= done and self._failure is None:
@@ -494,13 +515,13 @@ class _Parts:
                     have = self._filled[k]
                 while done < have:
                     data = await asyncio.to_thread(
-                        os.pread, self._fd, min(_CHUNK, have - done), offset + done
+                        self._read, start + done, min(_CHUNK, have - done)
                     )
                     done += len(data)
                     yield data
-            async with self._changed:
-                self._handed_on = k + 1
-                self._changed.notify_all()
+                    async with self._changed:
+                        self._handed = start + done  # its room may be filled again
+                        self._changed.notify_all()
             k += 1
 
 
