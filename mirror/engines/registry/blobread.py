@@ -185,8 +185,9 @@ class Streams:
         self.open -= 1
 
     def more(self, room: int) -> int:
-        """How many streams to open now, up to ``room`` (0: none): a new trial opens as many
-        as are open (one at first); while a trial is out, or the link is full, none."""
+        """How many streams to open now, up to ``room`` (0: none). While a trial is out, or
+        the link is full, none; below a limit found, enough to reach it; else a new trial of
+        two (then twice as many as the last that paid; one once the link was found full)."""
         now = self._clock()
         if self._trial is not None and not self._judge(now):
             return 0
@@ -251,6 +252,8 @@ class Streams:
 
 @dataclass
 class _Trial:
+    """Streams opened to see whether they add to the rate, and what it was before them."""
+
     started: float
     rate: float
     """The rate before it."""
