@@ -28,6 +28,7 @@ from mirror.errors import (
 )
 from mirror.models import Item, ItemStatus, Outcome, platform_text
 from mirror.progress import Stage, StageChanged
+from mirror.retrying import retried
 from mirror.store import Store
 from mirror.text import Text, text_of
 
@@ -160,17 +161,13 @@ class LocalCopier:
                 artifact=previous.artifact,
             )
         await self._check_size(engine, request)
-        import tenacity  # at the first copy, not on every start-up of the CLI
-
-        async for attempt in tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(self._attempts),
-            wait=tenacity.wait_exponential(multiplier=self._retry_wait, max=30),
-            retry=tenacity.retry_if_exception(_is_transient),
-            reraise=True,
-        ):
-            with attempt:
-                return await engine.copy(request, emit)
-        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+        return await retried(
+            lambda: engine.copy(request, emit),
+            attempts=self._attempts,
+            retry_if=_is_transient,
+            multiplier=self._retry_wait,
+            max_wait=30,
+        )
 
     async def _advise(self, error: MirrorError, request: CopyRequest) -> Advice | None:
         """A miss answered with the nearest real thing; never a reason for a copy to fail

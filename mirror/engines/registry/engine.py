@@ -21,9 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
-from tenacity.wait import wait_exponential
-
 from mirror.artifacts import (
     ArtifactKind,
     Referrer,
@@ -67,6 +64,7 @@ from mirror.errors import (
 from mirror.platform import Platform, platform_of
 from mirror.progress import BlobDone, BlobProgress, ProgressEvent, Stage, StageChanged
 from mirror.reference import ImageRef
+from mirror.retrying import retried
 from mirror.text import Text
 
 log = logging.getLogger(__name__)
@@ -212,7 +210,8 @@ class RegistryEngine:
         self._ranged = ranged or Ranged()
         self._blob_slots = asyncio.Semaphore(blob_concurrency)
         self._attempts = attempts
-        self._backoff = wait_exponential(multiplier=retry_wait, max=max_wait)
+        self._retry_wait = retry_wait
+        self._max_wait = max_wait
         self._known: dict[tuple[str, str], str] = {}
         """(registry, blob digest) -> a repository of that registry known to hold the blob."""
         self._blob_flights: dict[tuple[str, str, str], _BlobFlight] = {}
@@ -528,15 +527,13 @@ class RegistryEngine:
     async def _retry(self, step: Callable[[], Awaitable[T]]) -> T:
         """Run one unit again on transient faults, with backoff; a ``Retry-After`` is waited
         out by the host's not-before time, which every request to that host honours."""
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(self._attempts),
-            wait=self._backoff,
-            retry=retry_if_exception_type(Transient),
-            reraise=True,
-        ):
-            with attempt:
-                return await step()
-        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+        return await retried(
+            step,
+            attempts=self._attempts,
+            retry_if=lambda exc: isinstance(exc, Transient),
+            multiplier=self._retry_wait,
+            max_wait=self._max_wait,
+        )
 
     # -- reading the source ---------------------------------------------------------------------
 
