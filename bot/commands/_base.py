@@ -27,6 +27,7 @@ from mirror.reference import ImageRef
 from mirror.text import Text
 
 if TYPE_CHECKING:
+    from bot.approvals import Approvals
     from bot.chat import Conversation, Incoming
     from bot.following import JobFollower
     from bot.languages import Languages
@@ -91,6 +92,7 @@ class Services:
     jobs: JobFollower
     watches: ChatWatches
     commands: Commands
+    approvals: Approvals
 
     @property
     def store(self) -> Store:
