@@ -13,8 +13,8 @@ import asyncio
 import contextlib
 import re
 import threading
-from collections.abc import Iterator
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 _REQUEST_LINE = re.compile(rb"^([A-Z]+) (\S+) HTTP/1\.[01]$")
@@ -87,9 +87,7 @@ class _RequestReader:
         lines = head.split(b"\r\n")
         match = _REQUEST_LINE.match(lines[0].strip())
         if match:
-            self._seen.append(
-                Seen(match[1].decode(), match[2].decode("latin-1"), time.monotonic())
-            )
+            self._seen.append(Seen(match[1].decode(), match[2].decode("latin-1"), time.monotonic()))
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             name, value = name.strip().lower(), value.strip().lower()
@@ -187,9 +185,7 @@ class ThrottledRelay:
             else self._forward(client_r, up_w, requests)
         )
         with contextlib.suppress(asyncio.CancelledError):  # the relay stops: so does this
-            await asyncio.gather(
-                upstream, self._downstream(up_r, client_w), return_exceptions=True
-            )
+            await asyncio.gather(upstream, self._downstream(up_r, client_w), return_exceptions=True)
 
     async def _forward(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, requests: _RequestReader
