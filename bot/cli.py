@@ -166,17 +166,19 @@ def worker(heartbeat: float, stalled_after: float) -> None:
 def check() -> None:
     """Check the configuration and reach every configured service.
 
-    Exit 2 if the configuration is wrong (a setting, an adapter's setting, or a MIRROR_DB that
-    cannot open), 1 if a service fails (a refused login or token, no answer), else 0.
+    Exit 2 if the configuration is wrong (a setting, an adapter's setting, MIRROR_TARGET
+    missing, or a MIRROR_DB that cannot open), 1 if a service fails (a refused login or
+    token, no answer), else 0.
     """
     import asyncio
 
-    from bot.check import CheckResult, run_checks
+    from bot.check import CheckResult, check_configuration, run_checks
     from mirror.store import StoreError
 
     try:
         settings = load_settings()
         _check_admin_chat(settings)
+        check_configuration(settings)
         asyncio.run(_open_store(settings))
     except (ConfigurationError, StoreError) as exc:
         click.echo(f"configuration: FAILED: {exc}")
@@ -255,8 +257,10 @@ async def _open_store(settings: Settings) -> None:
 
 def _plan(
     settings: Settings, planner: Planner, pasted: str, platform_choice: str | None
-) -> list[Item]:
-    """The items the pasted text names, or the MirrorError that says why not."""
+) -> tuple[list[Item], list[tuple[str, ...]]]:
+    """The items the pasted text names, and for each the texts it answers (``asked``: one
+    item for ``nginx:1.25`` and ``docker.io/library/nginx:1.25``); or the MirrorError that
+    says why not."""
     found = read_references(pasted)
     readings = [reading for _, reading in found]
     if len(readings) > settings.mirror_max_images:
@@ -268,7 +272,8 @@ def _plan(
         parse_platform(platform_choice) if platform_choice is not None else planner.default_platform
     )
     specs = [spec for spec, _ in found]
-    return planner.plan(specs, platform, explicit=platform_choice is not None, readings=readings)
+    items = planner.plan(specs, platform, explicit=platform_choice is not None, readings=readings)
+    return items, [reading.asked for reading in readings]
 
 
 def _dry_run(settings: Settings, pasted: str, platform_choice: str | None, as_json: bool) -> int:
@@ -278,11 +283,12 @@ def _dry_run(settings: Settings, pasted: str, platform_choice: str | None, as_js
     from bot.policy import Policy
 
     try:
-        items = _plan(settings, Planner(settings, Policy(settings)), pasted, platform_choice)
+        planner = Planner(settings, Policy(settings))
+        items, asked = _plan(settings, planner, pasted, platform_choice)
     except MirrorError as exc:
         click.echo(f"error: {exc}", err=True)
         return EXIT_USAGE
-    _report(items, as_json, None, planned=True)
+    _report(items, asked, as_json, None, planned=True)
     return EXIT_OK
 
 
@@ -300,7 +306,7 @@ async def _mirror(
 
     async with open_runtime(settings, engine=engine, wait_for_limits=False) as runtime:
         try:
-            items = _plan(settings, runtime.planner, pasted, platform_choice)
+            items, asked = _plan(settings, runtime.planner, pasted, platform_choice)
             await runtime.service.check_targets(items)
         except MirrorError as exc:
             click.echo(f"error: {exc}", err=True)
@@ -317,14 +323,17 @@ async def _mirror(
 
         task = await runtime.service.submit(job, progress)
         await task
-        _report(job.items, as_json, runtime.render_options, planned=False)
+        _report(job.items, asked, as_json, runtime.render_options, planned=False)
         return EXIT_OK if all(i.status.ok for i in job.items) else EXIT_FAILED
 
 
-def _as_dict(item: Item, options: RenderOptions | None, *, planned: bool) -> dict[str, Any]:
+def _as_dict(
+    item: Item, asked: tuple[str, ...], options: RenderOptions | None, *, planned: bool
+) -> dict[str, Any]:
     ok = item.status.ok
     return {
         "source": str(item.source),
+        "asked": list(asked),
         "target": f"{item.target.name}:{item.target.tag}",
         "status": "planned" if planned else item.status.value,
         "engine": item.engine,
@@ -362,10 +371,19 @@ def _commands(item: Item, options: RenderOptions | None) -> list[str]:
 
 
 def _report(
-    items: list[Item], as_json: bool, options: RenderOptions | None, *, planned: bool
+    items: list[Item],
+    asked: list[tuple[str, ...]],
+    as_json: bool,
+    options: RenderOptions | None,
+    *,
+    planned: bool,
 ) -> None:
     if as_json:
-        click.echo(json.dumps([_as_dict(i, options, planned=planned) for i in items], indent=2))
+        objects = [
+            _as_dict(item, texts, options, planned=planned)
+            for item, texts in zip(items, asked, strict=True)
+        ]
+        click.echo(json.dumps(objects, indent=2))
         return
     for item in items:
         if planned:
