@@ -257,7 +257,9 @@ class Settings(BaseSettings):
     mirror_confirm_bytes: int | None = Field(default=None, ge=1)
     """Ask the requester before copying an image larger than this (same spelling); off
     unless set."""
-    mirror_concurrency: int = Field(default=2, ge=1, le=64)
+    mirror_concurrency: int = Field(default=16, ge=1, le=64)
+    """The ceiling of copies at once; under it, the registry engine starts another while its
+    source's link has room, and a daemon copies at most ``DAEMON_COPIES`` at once."""
     mirror_blob_streams: int = Field(default=6, ge=1, le=16)
     """Concurrent ``Range`` reads per large blob (16 MiB or more); 1 reads every blob as one
     stream. Spooled beside ``MIRROR_DB``; see docs/configuration.md for the measurements."""
