@@ -162,7 +162,7 @@ class JobFollower:
         except Exception as exc:  # e.g. the store failed: still tell the thread what happened
             log.error("job %s could not record its result: %s", job.id, exc)
         long_job = time.monotonic() - started >= self._settings.mirror_long_job_seconds
-        extra = rewrite(job.items, pasted) if pasted is not None else ()
+        extra = rewrite(job.items, pasted, self._render_options) if pasted is not None else ()
         final = render.answer(job, self._render_options, notify=long_job, rewrite=extra)
         try:
             await self._service.store.add_actions(actions.stored(job, final.actions))

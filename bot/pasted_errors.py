@@ -491,19 +491,19 @@ def summary(errors: PullErrors) -> Text:
             platforms=platforms,
             source=Text(named[0].source.words),
         )
-    return _lines([head, *(kind_line(f) for f in errors.failures)])
+    return joined([head, *(kind_line(f) for f in errors.failures)])
 
 
 def _counted_images(count: int) -> Text:
     return Text("1 image") if count == 1 else Text("{count} images", count=count)
 
 
-def _lines(parts: Sequence[Text]) -> Text:
+def joined(parts: Sequence[Text]) -> Text:
     """Sentences on lines of their own, each translated where shown."""
-    joined = parts[0]
+    together = parts[0]
     for part in parts[1:]:
-        joined = Text("{lines}\n{line}", lines=joined, line=part)
-    return joined
+        together = Text("{lines}\n{line}", lines=together, line=part)
+    return together
 
 
 def _registry(image: str) -> str:
