@@ -27,12 +27,13 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 import click
 
 from bot.chat import ConfigurationError
-from bot.paste import read_references
+from bot.cli_request import Requested, read_requested, with_chart, without_chart_reading
 from bot.settings import Settings, load_settings
 from mirror.artifacts import ArtifactKind, along_text
 from mirror.errors import MirrorError
 from mirror.models import Item, platform_text
 from mirror.platform import parse_platform
+from mirror.text import Text
 
 if TYPE_CHECKING:
     from bot.planner import Planner
@@ -241,10 +242,12 @@ async def _open_store(settings: Settings) -> None:
 
 
 def _plan(
-    settings: Settings, planner: Planner, pasted: str, platform_choice: str | None
+    settings: Settings, planner: Planner, requested: Requested, platform_choice: str | None
 ) -> list[Item]:
     """The items the pasted text names, or the MirrorError that says why not."""
-    found = read_references(pasted)
+    found = requested.found
+    if not found and not requested.untrusted and not requested.notes:
+        raise MirrorError(Text("Name at least one image, e.g. `/mirror nginx:1.25`."))
     readings = [reading for _, reading in found]
     if len(readings) > settings.mirror_max_images:
         raise MirrorError(
@@ -265,11 +268,13 @@ def _dry_run(settings: Settings, pasted: str, platform_choice: str | None, as_js
     from bot.policy import Policy
 
     try:
-        items = _plan(settings, Planner(settings, Policy(settings)), pasted, platform_choice)
+        requested = without_chart_reading(read_requested(pasted))
+        items = _plan(settings, Planner(settings, Policy(settings)), requested, platform_choice)
     except MirrorError as exc:
         click.echo(f"error: {exc}", err=True)
         return EXIT_USAGE
-    _report(items, as_json, None, planned=True)
+    _say_read(requested)
+    _report(items, as_json, None, planned=True, requested=requested)
     return EXIT_OK
 
 
@@ -287,11 +292,16 @@ async def _mirror(
 
     async with open_runtime(settings, engine=engine, wait_for_limits=False) as runtime:
         try:
-            items = _plan(settings, runtime.planner, pasted, platform_choice)
+            requested = await with_chart(read_requested(pasted), runtime.lookups, runtime.policy)
+            items = _plan(settings, runtime.planner, requested, platform_choice)
             await runtime.service.check_targets(items)
         except MirrorError as exc:
             click.echo(f"error: {exc}", err=True)
             return EXIT_USAGE
+        _say_read(requested)
+        if not items:
+            _report(items, as_json, runtime.render_options, planned=False, requested=requested)
+            return EXIT_OK
         job = Job(new_job_id(), f"cli:{getpass.getuser()}", "cli:local", items)
         shown: dict[int, str] = {}
 
@@ -304,7 +314,7 @@ async def _mirror(
 
         task = await runtime.service.submit(job, progress)
         await task
-        _report(job.items, as_json, runtime.render_options, planned=False)
+        _report(job.items, as_json, runtime.render_options, planned=False, requested=requested)
         return EXIT_OK if all(i.status.ok for i in job.items) else EXIT_FAILED
 
 
@@ -349,11 +359,22 @@ def _commands(item: Item, options: RenderOptions | None) -> list[str]:
 
 
 def _report(
-    items: list[Item], as_json: bool, options: RenderOptions | None, *, planned: bool
+    items: list[Item],
+    as_json: bool,
+    options: RenderOptions | None,
+    *,
+    planned: bool,
+    requested: Requested | None = None,
 ) -> None:
     if as_json:
-        click.echo(json.dumps([_as_dict(i, options, planned=planned) for i in items], indent=2))
+        objects = [_as_dict(i, options, planned=planned) for i in items]
+        if requested is not None:
+            objects = _with_asked(objects, requested)
+        click.echo(json.dumps(objects, indent=2))
         return
+    if requested is not None:
+        for advice in requested.advice:
+            click.echo(advice)
     for item in items:
         if planned:
             click.echo(
@@ -371,3 +392,45 @@ def _report(
             )
             for line in _commands(item, options):
                 click.echo(f"  {line}")
+    if requested is not None and requested.source is not None and not planned:
+        from bot.rewrite import chart_rewrite
+
+        copied = [item for item in items if item.status.ok]
+        for line in chart_rewrite(copied, requested.source, options or _no_options()):
+            click.echo(line)
+
+
+# -- pasted pull failures and charts (issue 27) -------------------------------------------------
+
+
+def _no_options() -> RenderOptions:
+    from bot.render import RenderOptions
+
+    return RenderOptions()
+
+
+def _say_read(requested: Requested) -> None:
+    """What was read (a pull error's images and kinds, a chart's), on stderr."""
+    for note in requested.notes:
+        click.echo(note, err=True)
+
+
+def _with_asked(objects: list[dict[str, Any]], requested: Requested) -> list[dict[str, Any]]:
+    """Each object with the input texts it answers (``asked``) and, from a pasted pull error,
+    what the pull met (``failure``); then one ``not_copied`` object per certificate failure."""
+    for obj, asked, failure in zip(objects, requested.asked, requested.failures, strict=True):
+        obj["asked"] = list(asked)
+        obj["failure"] = failure.word if failure is not None else None
+    advice = dict(zip((f.image for f in requested.untrusted), requested.advice, strict=False))
+    for failed in requested.untrusted:
+        objects.append(
+            {
+                "source": failed.image,
+                "asked": list(failed.lines),
+                "target": None,
+                "status": "not_copied",
+                "failure": failed.failure.word,
+                "error": advice.get(failed.image),
+            }
+        )
+    return objects

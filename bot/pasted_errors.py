@@ -247,15 +247,28 @@ class _Seen:
     source: Source
     failure: Failure | None = None
     lines: list[str] = field(default_factory=list)
+    """The lines saying it failed, and the one naming it that a failure below was about."""
     platform: str | None = None
     host: str | None = None
     chart: bool = False
+    naming: str | None = None
+    """The last line that named it without a failure (``docker pull X``, ``Image: X``)."""
 
     def add(
-        self, line: str, failure: Failure | None, platform: str | None, host: str | None
+        self,
+        line: str,
+        failure: Failure | None,
+        platform: str | None,
+        host: str | None,
+        *,
+        attached: bool = False,
     ) -> None:
-        if line not in self.lines:
-            self.lines.append(line)
+        if failure is None:
+            self.naming = line
+            return
+        for said in (self.naming if attached else None, line):
+            if said is not None and said not in self.lines:
+                self.lines.append(said)
         if failure is not None and (self.failure is None or failure > self.failure):
             self.failure = failure
             self.source = _source_of(line) if not self.chart else Source.HELM
@@ -299,7 +312,8 @@ def read_pull_errors(text: str) -> PullErrors:
         described = _DESCRIBED_IMAGE_RE.match(line)
         if described:
             named = [(described["ref"], False)]
-        if not named:
+        attached = not named
+        if attached:
             if failure is None and not _DESCRIBED_REASON_RE.match(line):
                 continue
             if context is None or not _attaches(failure, line, context[1]):
@@ -315,8 +329,11 @@ def read_pull_errors(text: str) -> PullErrors:
             entry = seen.get(key)
             if entry is None:
                 entry = seen[key] = _Seen(text_ref, _source_of(line), chart=chart)
-            entry.add(raw.strip(), failure, _platform(lowered, failure), _host(line, failure))
-            context = (key, described is not None)
+            said = raw.strip()
+            platform, host = _platform(lowered, failure), _host(line, failure)
+            entry.add(said, failure, platform, host, attached=attached)
+            if not attached:
+                context = (key, described is not None)
     found = []
     for entry in seen.values():
         if entry.failure is None:
