@@ -253,6 +253,8 @@ class _Seen:
     chart: bool = False
     naming: str | None = None
     """The last line that named it without a failure (``docker pull X``, ``Image: X``)."""
+    commanded: bool = False
+    """A tool's command line named it (``crictl pull X``): that tool's words follow."""
 
     def add(
         self,
@@ -271,7 +273,8 @@ class _Seen:
                 self.lines.append(said)
         if failure is not None and (self.failure is None or failure > self.failure):
             self.failure = failure
-            self.source = _source_of(line) if not self.chart else Source.HELM
+            if not self.commanded:
+                self.source = _source_of(line)
         self.platform = self.platform or platform
         self.host = self.host or host
 
@@ -328,7 +331,10 @@ def read_pull_errors(text: str) -> PullErrors:
                 continue
             entry = seen.get(key)
             if entry is None:
-                entry = seen[key] = _Seen(text_ref, _source_of(line), chart=chart)
+                commanded = command_words(_PROMPT_RE.sub("", line, count=1)) is not None
+                source = Source.EVENTS if described else _source_of(line)
+                entry = seen[key] = _Seen(text_ref, source, chart=chart)
+                entry.commanded = commanded or chart or described is not None
             said = raw.strip()
             platform, host = _platform(lowered, failure), _host(line, failure)
             entry.add(said, failure, platform, host, attached=attached)
@@ -384,10 +390,17 @@ def _attaches(failure: Failure | None, line: str, described: bool) -> bool:
     return failure is not None and failure > Failure.FAILED
 
 
+_PROMPT_RE = re.compile(
+    r"^(?:.{0,80}?[$#%>\u276f\u00bb]|\u279c\s+\S+|PS [^>]{0,80}>)\s*"
+    r"(?=(?:sudo\s+)?(?:docker|podman|nerdctl|ctr|crictl|helm)\s)"
+)
+"""A shell prompt before a pasted command: ``user@host ~ %``, ``PS C:\\>``, zsh's ``➜  dir``."""
+
+
 def _named(line: str) -> Iterator[tuple[str, bool]]:
     """The references a line names (``(text, is_chart)``), in order, each once."""
     found: dict[str, bool] = {}
-    words = command_words(line.lstrip("$# "))
+    words = command_words(_PROMPT_RE.sub("", line, count=1))
     if words is not None:
         found.update(_from_command(line, words))
     chart = _CHART_DOWNLOAD_RE.search(line)
