@@ -13,14 +13,14 @@ points every image at the mirror (:func:`bot.rewrite.chart_rewrite`).
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from bot.paste import Reading
-from bot.paste import _command_words as command_words
-from bot.pasted_errors import joined
+from bot.pasted_errors import SHELL_PROMPT, joined
 from mirror.errors import InvalidReference, MirrorError
 from mirror.naming import parse_image_spec
 from mirror.reference import ImageRef, parse_reference, quote
@@ -95,10 +95,21 @@ def find_chart(text: str, options: Sequence[str] = ()) -> ChartAsk | None:
     content = [line for line in lines if not all(w in options for w in line.split())]
     if len(content) != 1:
         return None
-    helm = command_words(content[0].strip("`").strip())
-    if helm is None or helm[0] != "helm":
+    helm = _helm_words(content[0].strip("`").strip())
+    if helm is None:
         return None
-    return _helm(content[0], helm[1:])
+    return _helm(content[0], helm)
+
+
+def _helm_words(line: str) -> list[str] | None:
+    """The words after ``helm`` on a pasted command line (a prompt or ``sudo`` before it)."""
+    try:
+        words = shlex.split(SHELL_PROMPT.sub("", line, count=1))
+    except ValueError:
+        return None
+    while words and words[0] in ("$", "#", ">", "%", "sudo"):
+        words = words[1:]
+    return words[1:] if words[:1] == ["helm"] else None
 
 
 def _helm(line: str, words: list[str]) -> ChartAsk | None:

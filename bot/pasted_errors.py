@@ -331,7 +331,7 @@ def read_pull_errors(text: str) -> PullErrors:
                 continue
             entry = seen.get(key)
             if entry is None:
-                commanded = command_words(_PROMPT_RE.sub("", line, count=1)) is not None
+                commanded = command_words(SHELL_PROMPT.sub("", line, count=1)) is not None
                 source = Source.EVENTS if described else _source_of(line)
                 entry = seen[key] = _Seen(text_ref, source, chart=chart)
                 entry.commanded = commanded or chart or described is not None
@@ -390,7 +390,7 @@ def _attaches(failure: Failure | None, line: str, described: bool) -> bool:
     return failure is not None and failure > Failure.FAILED
 
 
-_PROMPT_RE = re.compile(
+SHELL_PROMPT = re.compile(
     r"^(?:.{0,80}?[$#%>\u276f\u00bb]|\u279c\s+\S+|PS [^>]{0,80}>)\s*"
     r"(?=(?:sudo\s+)?(?:docker|podman|nerdctl|ctr|crictl|helm)\s)"
 )
@@ -400,7 +400,7 @@ _PROMPT_RE = re.compile(
 def _named(line: str) -> Iterator[tuple[str, bool]]:
     """The references a line names (``(text, is_chart)``), in order, each once."""
     found: dict[str, bool] = {}
-    words = command_words(_PROMPT_RE.sub("", line, count=1))
+    words = command_words(SHELL_PROMPT.sub("", line, count=1))
     if words is not None:
         found.update(_from_command(line, words))
     chart = _CHART_DOWNLOAD_RE.search(line)

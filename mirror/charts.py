@@ -273,8 +273,7 @@ def read_chart(data: bytes) -> Chart:
     if annotated is not None:
         listed = []
         for reference in annotated:
-            named = _key(reference)
-            blocks = images.get(named, ("", "", []))[2] if named else []
+            blocks = _blocks_for(reference, images)
             listed.append(ChartImage(reference, root.name, tuple(blocks)))
         chosen = tuple(listed)
     else:
@@ -292,6 +291,22 @@ def read_chart(data: bytes) -> Chart:
         global_registry,
         tuple(disabled),
     )
+
+
+def _blocks_for(
+    reference: str, found: Mapping[str, tuple[str, str, list[ImageBlock]]]
+) -> list[ImageBlock]:
+    """Where the values set an image the annotation lists: the block naming exactly it, else
+    the one block of the same repository (the tag a template derives, ``v`` + appVersion,
+    differs from the values' empty tag)."""
+    key = _key(reference)
+    if key is None:
+        return []
+    if key in found:
+        return found[key][2]
+    name = parse_reference(reference).name
+    alike = [blocks for k, (_r, _c, blocks) in found.items() if parse_reference(k).name == name]
+    return alike[0] if len(alike) == 1 else []
 
 
 def _annotated(meta: Mapping[str, Any]) -> list[str] | None:
