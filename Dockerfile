@@ -5,9 +5,10 @@
 #   docker build --build-arg BASE_IMAGE=registry.example.com/library/python:3.11-slim .
 #
 # BASE_IMAGE is any Debian-like Python 3.11 image with `python -m venv` (the official slim one by
-# default; a mirror of it where Docker Hub is slow). The dependencies are the exact versions of
-# requirements.lock, each checked against its sha256 (`--require-hashes`), so a build next month
-# installs what the tests ran with; regenerate the lock with `bash scripts/dev.sh lock`.
+# default; a mirror of it where Docker Hub is slow). The dependencies, every chat platform's
+# extra among them (the image runs every platform), are the exact versions of
+# requirements.lock, each checked against its sha256 (`--require-hashes`), so a build next
+# month installs what the tests ran with; regenerate the lock with `bash scripts/dev.sh lock`.
 # PIP_INSTALL_OPTIONS passes options to that pip, e.g. `--index-url
 # https://mirrors.example.com/pypi/simple` (a mirror serves the same files, so the hashes hold) or,
 # for an offline build, `--no-index --find-links /src/wheels` with the locked wheels in ./wheels

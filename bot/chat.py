@@ -137,6 +137,25 @@ class Conversation(Protocol):
         ...
 
 
+@runtime_checkable
+class EditsInPlace(Protocol):
+    """A :class:`Conversation` that says whether its messages can be edited (optional, like
+    :class:`bot.pacing.Paced`; one that does not say can).
+
+    One that cannot (DingTalk without a card template: a robot's message is final) gets no
+    progress edits from the live message and no last edit before the final answer, which
+    carries the end; :meth:`Reply.edit`, when the bot still calls it (a one-off correction of
+    an acknowledgement), posts the new state as a message of its own.
+    """
+
+    @property
+    def edits_in_place(self) -> bool: ...
+
+
+def can_edit(conversation: Conversation) -> bool:
+    return not isinstance(conversation, EditsInPlace) or conversation.edits_in_place
+
+
 Handler = Callable[[Incoming, Conversation], Coroutine[Any, Any, None]]
 
 

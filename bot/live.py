@@ -8,7 +8,8 @@ text is never sent, and at most one edit per message waits in the chat's queue
 had no room for are skipped. The end of a job is the last view and the final answer: in a
 quiet chat in that order, in a busy one the answer first and the last view when there is
 room. The answer is never dropped (retried by :func:`bot.delivery.deliver`; the result stays
-readable with /status if the chat never takes it).
+readable with /status if the chat never takes it). Where messages cannot be edited
+(:func:`bot.chat.can_edit`), the acknowledgement and the final answer are all there is.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 import time
 from typing import Any
 
-from bot.chat import ChatError, Conversation, Reply
+from bot.chat import ChatError, Conversation, Reply, can_edit
 from bot.pacing import Pacer, Priority, Ticket
 from bot.view import MessageView
 
@@ -40,6 +41,7 @@ class LiveMessage:
         self._reply = reply
         self._adapter = adapter
         self._interval = conversation.edit_interval
+        self._edits = can_edit(conversation)
         self._sent = initial
         self._latest: MessageView | None = initial
         self._last_edit = time.monotonic() if initial is not None else 0.0
@@ -65,6 +67,8 @@ class LiveMessage:
         """
         self._latest = view
         self._final = True
+        if answer is not None and not self._edits:
+            self._sent = view  # the answer says how it ended; the message stays as posted
         ticket = self._queue()
         try:
             if ticket is not None:
@@ -101,7 +105,10 @@ class LiveMessage:
             log.error("the chat did not take the final answer of %s: %s", self._reply.ref, exc)
 
     def _queue(self) -> Ticket | None:
-        """Make sure one edit waits in the chat's queue while the newest view is unsent."""
+        """Make sure one edit waits in the chat's queue while the newest view is unsent (where
+        messages cannot be edited, only a last view without an answer to carry it)."""
+        if not self._edits and not self._final:
+            return None
         if self._queued is None and self._latest is not None and self._latest != self._sent:
             ticket = self._pacer.submit(
                 self._conversation,

@@ -2,7 +2,7 @@
 # The one entry point for working on hub-mirror-bot (README and CI call this, nothing else).
 #
 #   bash scripts/dev.sh setup          Debian tools if missing, .venv, editable install
-#   bash scripts/dev.sh test [ARGS]    setup, ruff, mypy, pytest ARGS (pytest starts its own lab)
+#   bash scripts/dev.sh test [ARGS]    setup, ruff, mypy, pytest ARGS (a lab per xdist worker)
 #   bash scripts/dev.sh demo           setup, start and seed the lab in .lab, run the bot
 #   bash scripts/dev.sh lab CMD        scripts/lab.py CMD (up|seed|env|down) with the venv python
 #   bash scripts/dev.sh lock           regenerate requirements.lock (hashed pins the image installs)
@@ -71,7 +71,7 @@ setup_python() {
   want=$(sha256sum pyproject.toml | cut -d' ' -f1)
   if [[ ! -f $STAMP || $(cat "$STAMP") != "$want" ]]; then
     log "installing hub-mirror-bot and dev dependencies into $VENV"
-    "$PY" -m pip install -q -e '.[dev]'
+    "$PY" -m pip install -q -e '.[dev,feishu,dingtalk]'
     printf '%s\n' "$want" >"$STAMP"
   fi
 }
@@ -92,7 +92,12 @@ case $cmd in
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check bot mirror adapters tests scripts bench
     "$VENV/bin/mypy"
-    "$PY" -m pytest -q -p no:cacheprovider "$@"
+    # pytest-xdist, three workers per CPU: most of a test's time is waiting (chat pacing,
+    # copies through slow relays, restarts), not computing. Each worker starts its own lab;
+    # tests sharing a module's fixture stay together (tests/support/scheduling.py). `-n 0`
+    # after `test` runs them in this process, one by one; TEST_WORKERS=N sets the number.
+    "$PY" -m pytest -q -p no:cacheprovider -n "${TEST_WORKERS:-$(($(nproc) * 3))}" \
+      --dist loadgroup "$@"
     ;;
   demo)
     setup
@@ -118,12 +123,13 @@ EOF
     ;;
   lock)
     # From PyPI alone, whatever pip.conf this machine has, so the hashes are PyPI's files'.
+    # The chat platforms' extras too (not dev): the image carries every platform.
     setup
     env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null \
       CUSTOM_COMPILE_COMMAND="bash scripts/dev.sh lock" \
       "$VENV/bin/pip-compile" --quiet --generate-hashes --allow-unsafe --all-build-deps \
       --strip-extras --no-emit-index-url --no-emit-find-links --output-file requirements.lock \
-      "$@" pyproject.toml
+      --extra dingtalk "$@" pyproject.toml
     ;;
   i18n)
     # Then translate the new (empty) and fuzzy entries of bot/locale/zh_Hans (docs/architecture.md).

@@ -17,6 +17,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -34,19 +35,64 @@ if "lab" not in sys.modules:
     _load_lab_module()
 
 import lab as lab_module  # noqa: E402  (registered just above)
+from tests.support import scheduling  # noqa: E402
 from tests.support.cli import MIRROR_BOT, Workers, bot_env  # noqa: E402
 
+if TYPE_CHECKING:
+    from xdist.remote import Producer
+    from xdist.scheduler.protocol import Scheduling
+    from xdist.workermanage import WorkerController
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that needs the lab, directly or through another fixture, as ``lab``.
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that needs the lab, directly or through another fixture, as ``lab``;
+    run the long tests first; under pytest-xdist, tell the controller which tests share a
+    module's fixture (``tests/support/scheduling.py``).
 
     ``fixturenames`` is the whole closure of a test's fixtures, so a fixture built on ``lab``
     counts too, and nobody has to remember a decorator: ``pytest -m "not lab"`` is the fast
     run, with no daemon and no registry started.
+
+    The order is the one pytest-xdist hands single tests out in: the image build (``early``)
+    first, then the tests of the lab or marked ``slow``, so that no long test starts last and
+    keeps one worker busy while the others are done; the quick ones fill the gaps at the end.
     """
     for item in items:
         if "lab" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.lab)
+    items.sort(key=_start_order)
+    scheduling.record(config, items)
+
+
+def _start_order(item: pytest.Item) -> int:
+    if item.get_closest_marker("early"):
+        return 0
+    if item.get_closest_marker("lab") or item.get_closest_marker("slow"):
+        return 1
+    return 2
+
+
+_GROUPS_DIR = pytest.StashKey[Path]()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: WorkerController) -> None:
+    """In the xdist controller, for each worker: where to write the groups it collects."""
+    config = node.config
+    if _GROUPS_DIR not in config.stash:
+        groups = Path(tempfile.mkdtemp(prefix="pytest-groups-"))
+        config.add_cleanup(lambda: shutil.rmtree(groups, ignore_errors=True))
+        config.stash[_GROUPS_DIR] = groups
+    node.workerinput[scheduling.WORKER_INPUT] = str(config.stash[_GROUPS_DIR])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> Scheduling | None:
+    """``--dist loadgroup`` (as ``scripts/dev.sh test`` runs): tests one by one, but those
+    sharing a module's fixture together (``tests/support/scheduling.py``)."""
+    if config.getvalue("dist") != "loadgroup" or _GROUPS_DIR not in config.stash:
+        return None
+    return scheduling.ModuleGroups(config, config.stash[_GROUPS_DIR], log)
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ import pytest
 import lab as lab_module
 from tests.support.cli import bot_env, run_json, run_mirror
 from tests.support.docker_events import pulls_since
+from tests.support.throttle import throttled
 
 
 def source_config(lab: lab_module.Lab, repository: str, tag: str) -> dict[str, object]:
@@ -212,9 +213,18 @@ def test_an_image_over_the_size_limit_is_refused_by_the_engine_that_copies(
     over the limit (and never pushes)."""
     env = env | {"MIRROR_MAX_IMAGE_BYTES": str(1 << 20), "MIRROR_ENGINE": engine}
     started = time.time_ns()
-    code, [result], _ = run_json(env, f"{lab.source}/library/multi:1.0$too-big-{engine}")
+    # Through a 1 MB/s relay: the 6 MiB pull lasts seconds, so the daemon cannot finish it
+    # before the engine has seen the layer totals, however busy the machine is.
+    with throttled(lab.source, 1_000_000) as relay:
+        env |= {
+            "MIRROR_ALLOWED_SOURCES": relay.address,
+            "MIRROR_INSECURE_REGISTRIES": f"{relay.address},{lab.target}",
+        }
+        code, [result], _ = run_json(env, f"{relay.address}/library/multi:1.0$too-big-{engine}")
     assert code == 1
-    assert result["error"].startswith(f"`{lab.source}/library/multi:1.0` is too large: {measured}")
+    assert result["error"].startswith(
+        f"`{relay.address}/library/multi:1.0` is too large: {measured}"
+    )
     assert result["error"].endswith("over the limit of 1.0 MiB (MIRROR_MAX_IMAGE_BYTES).")
     assert pulls_since(lab.docker_host, started) == []  # no pull completed
     with pytest.raises(lab_module.RegistryError):

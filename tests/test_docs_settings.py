@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic_settings import BaseSettings
 
 from adapters.console import ConsoleSettings
+from adapters.dingtalk import DingTalkSettings
 from adapters.slack import SlackSettings
 from adapters.telegram import TelegramSettings
 from bot.settings import Settings
@@ -20,9 +21,10 @@ SETTINGS: tuple[type[BaseSettings], ...] = (
     SlackSettings,
     TelegramSettings,
     ConsoleSettings,
+    DingTalkSettings,
 )
-PREFIXES = ("MIRROR_", "SLACK_", "TELEGRAM_", "CONSOLE_")
-NAME = re.compile(r"\b(?:MIRROR|SLACK|TELEGRAM|CONSOLE)_[A-Z0-9_]*[A-Z0-9]\b")
+PREFIXES = ("MIRROR_", "SLACK_", "TELEGRAM_", "CONSOLE_", "DINGTALK_")
+NAME = re.compile(r"\b(?:MIRROR|SLACK|TELEGRAM|CONSOLE|DINGTALK)_[A-Z0-9_]*[A-Z0-9]\b")
 ROW = re.compile(r"^\| `([A-Z][A-Z0-9_]+)` \|", re.MULTILINE)
 
 

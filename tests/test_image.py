@@ -57,7 +57,9 @@ def image(lab: lab_module.Lab, tmp_path_factory: pytest.TempPathFactory) -> Iter
         shutil.copytree(
             REPO / package, context / package, ignore=shutil.ignore_patterns("__pycache__")
         )
-    subprocess.run(
+    # The wheels download while the base image is made: both take seconds, neither needs
+    # the other, and this test is the suite's longest.
+    download = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -71,11 +73,15 @@ def image(lab: lab_module.Lab, tmp_path_factory: pytest.TempPathFactory) -> Iter
             "--dest",
             str(context / "wheels"),
         ],
-        check=True,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     tag = uuid.uuid4().hex[:8]
-    base = import_base_image(env, work / "base", f"hub-mirror-bot-test-base:{tag}")
+    try:
+        base = import_base_image(env, work / "base", f"hub-mirror-bot-test-base:{tag}")
+    finally:
+        output, _ = download.communicate()
+    assert download.returncode == 0, output.decode(errors="replace")[-3000:]
     name = f"hub-mirror-bot-test:{tag}"
     try:
         docker(
@@ -101,6 +107,7 @@ def image(lab: lab_module.Lab, tmp_path_factory: pytest.TempPathFactory) -> Iter
 # The timeout covers the module's image build (vfs storage, a venv of ~45 wheels): ~2 min on an
 # idle 2-CPU machine, over the default 5 when other suites share it.
 @pytest.mark.timeout(900)
+@pytest.mark.early
 def test_the_bot_runs_in_the_image_as_non_root_and_is_healthy(
     lab: lab_module.Lab, image: str
 ) -> None:

@@ -100,3 +100,27 @@ async def test_closing_drops_the_waiting_edit() -> None:
     live.update(view(2))
     await asyncio.sleep(0.05)
     assert chat.titles("edit") == []
+
+
+class PostsOnlyChat(RecordingChat):
+    """A chat whose messages cannot be edited (DingTalk's robot messages)."""
+
+    @property
+    def edits_in_place(self) -> bool:
+        return False
+
+
+async def test_where_messages_cannot_be_edited_only_the_answer_follows_the_ack() -> None:
+    chat = PostsOnlyChat(edit_interval=0.0)
+    pacer = Pacer()
+    live = await started(chat, pacer, view(0))
+    for n in range(1, 20):
+        live.update(view(n))
+        await asyncio.sleep(0.002)
+    await live.finish(view(99), MessageView("answer"))
+    assert [(s.kind, s.title) for s in chat.sent] == [("post", "state 0"), ("post", "answer")]
+    # Without an answer to carry it, the last state is still delivered (the reply posts it).
+    other = await started(chat, pacer, view(0))
+    other.update(view(1))
+    await other.finish(view(2))
+    assert chat.titles("edit") == ["state 2"]

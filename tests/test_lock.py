@@ -71,6 +71,9 @@ def disagreements(project: dict[str, Any], lock: dict[str, Pin]) -> list[str]:
     """One sentence per way the lock does not satisfy the project (empty: they agree)."""
     problems = []
     runtime = [Requirement(raw) for raw in project["project"]["dependencies"]]
+    # The chat platforms' extras too: the image installs the lock, so it carries every one.
+    extras = project["project"].get("optional-dependencies", {})
+    runtime += [Requirement(raw) for name, deps in extras.items() if name != "dev" for raw in deps]
     build = [Requirement(raw) for raw in project["build-system"]["requires"]]
     for requirement in runtime + build:
         name = canonicalize_name(requirement.name)
@@ -107,6 +110,7 @@ def test_the_lock_satisfies_every_dependency_of_pyproject() -> None:
     assert {name for name, pin in lock.items() if pin.wanted_by_us} >= {"docker", "aiohttp"}
     assert "paramiko" in lock
     assert "setuptools" in lock  # the build backend: the image installs the project offline
+    assert "dingtalk-stream" in lock  # a chat platform's extra (pyproject.toml's dingtalk)
 
 
 def test_a_new_dependency_or_a_narrowed_range_is_reported() -> None:
@@ -120,6 +124,13 @@ def test_a_new_dependency_or_a_narrowed_range_is_reported() -> None:
     problems = disagreements(project, lock)
     assert f"requirements.lock pins click=={locked_click}, outside click>{locked_click}" in problems
     assert "left-pad>=1 is not in requirements.lock" in problems
+
+
+def test_an_extra_left_out_of_the_lock_is_reported() -> None:
+    project, lock = load()
+    project["project"]["optional-dependencies"]["dingtalk"].append("left-pad>=1")
+    project["project"]["optional-dependencies"]["dev"].append("right-pad>=1")  # not in the image
+    assert disagreements(project, lock) == ["left-pad>=1 is not in requirements.lock"]
 
 
 def test_a_dependency_dropped_from_pyproject_but_still_locked_is_reported() -> None:

@@ -21,7 +21,9 @@ Workers = Callable[..., subprocess.Popen[bytes]]
 def clean_env(db: Path, **overrides: str) -> dict[str, str]:
     """This process's environment without any bot setting, and a private database."""
     env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("MIRROR_", "SLACK_", "TELEGRAM_"))
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MIRROR_", "SLACK_", "TELEGRAM_", "DINGTALK_"))
     }
     env["MIRROR_DB"] = str(db)
     for name in ("LC_ALL", "LC_MESSAGES"):  # the console answers in the terminal's language
