@@ -425,12 +425,17 @@ def _with_asked(objects: list[dict[str, Any]], requested: Requested) -> list[dic
     for failed in requested.untrusted:
         objects.append(
             {
+                **dict.fromkeys(objects[0] if objects else ()),
                 "source": failed.image,
                 "asked": list(failed.lines),
                 "target": None,
                 "status": "not_copied",
-                "failure": failed.failure.word,
+                "platform": None,
+                "referrers": [],
                 "error": advice.get(failed.image),
+                "corrected_from": failed.lines[0],
+                "suggestions": [],
+                "failure": failed.failure.word,
             }
         )
     return objects

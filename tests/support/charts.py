@@ -66,8 +66,8 @@ def chart_files(
         f"{name}/values.yaml": yaml.safe_dump(dict(values or {}), sort_keys=False),
         f"{name}/templates/deployment.yaml": "apiVersion: apps/v1\nkind: Deployment\n",
     }
-    for file, data in (packed or {}).items():
-        files[f"{name}/charts/{file}"] = data
+    for file, packed_data in (packed or {}).items():
+        files[f"{name}/charts/{file}"] = packed_data
     for directory, inner in (unpacked or {}).items():
         for path, data in inner.items():
             files[f"{name}/charts/{directory}/{path}"] = data
@@ -97,10 +97,11 @@ def push_chart(registry: str, repository: str, archive: bytes) -> str:
         extracted = opened.extractfile(found)
         assert extracted is not None
         meta = yaml.safe_load(extracted.read())
-    return lab_module.push_artifact(
+    digest: str = lab_module.push_artifact(
         registry,
         repository,
         str(meta["version"]),
         [(HELM_CHART_LAYER, archive)],
         config=(HELM_CONFIG, json.dumps(meta).encode()),
     )
+    return digest
