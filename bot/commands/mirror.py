@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from bot import actions, render
 from bot.chart_request import ChartAsk, chart_plan, find_chart, oci_ask, read_chart_ask
@@ -36,6 +37,9 @@ from mirror.models import Job, new_job_id, platform_text
 from mirror.naming import ImageSpec, parse_image_spec
 from mirror.platform import Platform, parse_platform
 from mirror.text import Text
+
+if TYPE_CHECKING:
+    from mirror.lookup import Inspection
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +174,11 @@ def _from_errors(typed: Typed) -> MirrorArgs:
     options = Pasted(options=_leading_options(typed.text))
     platform, explicit, confirmed = _options(options, typed.default_platform)
     charts = [f for f in errors.copied if f.chart]
-    readings = tuple(f.reading for f in errors.copied if not f.chart)
+    readings = tuple(
+        replace(f.reading, platform=None) if explicit else f.reading  # the typed one wins
+        for f in errors.copied
+        if not f.chart
+    )
     found = _readings(Pasted(readings), typed.max_images) if readings else []
     return MirrorArgs(
         images=tuple(spec for spec, _reading in found),
@@ -273,6 +281,8 @@ async def _with_chart(ctx: Context, args: MirrorArgs) -> MirrorArgs:
 
 PLATFORM_LOOKUPS = 3
 """Images whose platforms an answer to a missing-platform error lists (a read each)."""
+LOOKUP_SECONDS = 15.0
+"""How long those reads may hold the answer up (they run after the job has started)."""
 
 
 async def _more_about_errors(ctx: Context, args: MirrorArgs, job: Job) -> MessageView | None:
@@ -281,14 +291,21 @@ async def _more_about_errors(ctx: Context, args: MirrorArgs, job: Job) -> Messag
     if not args.untrusted and not args.platform_missing:
         return None
     lookups = ctx.services.lookups.get()
-    seen = []
-    for failed in args.platform_missing[:PLATFORM_LOOKUPS]:
+
+    async def platforms(failed: FailedPull) -> Inspection | None:
         try:
-            ref = parse_image_spec(failed.image).source
-            async with asyncio.timeout(20):
-                seen.append(await lookups.inspect(ref))
-        except (MirrorError, TimeoutError) as exc:
+            return await lookups.inspect(parse_image_spec(failed.image).source)
+        except MirrorError as exc:
             log.info("no platforms to list for %s: %s", failed.image, exc)
+            return None
+
+    wanted = args.platform_missing[:PLATFORM_LOOKUPS]
+    try:
+        async with asyncio.timeout(LOOKUP_SECONDS):
+            found = await asyncio.gather(*(platforms(failed) for failed in wanted))
+    except TimeoutError:
+        found = []
+    seen = [inspection for inspection in found if inspection is not None]
     buttons = tuple(
         actions.every_platform(job.id, n, found.ref)
         for n, found in enumerate(seen)
