@@ -24,7 +24,7 @@ from bot.pasted_errors import SHELL_PROMPT, joined
 from mirror.errors import InvalidReference, MirrorError
 from mirror.naming import parse_image_spec
 from mirror.reference import ImageRef, parse_reference, quote
-from mirror.text import N_, Text
+from mirror.text import N_, Text, text_of
 
 if TYPE_CHECKING:
     from bot.policy import Policy
@@ -178,12 +178,15 @@ class ChartSource:
     """A chart read: what the job copies for it, and what its answer's values file points."""
 
     ask: ChartAsk
-    chart: Chart
+    chart: Chart | None
+    """None when it could not be read (``unread`` says why): the chart is copied alone."""
     ref: ImageRef | None
     """The chart in its registry, as copied beside its images (its version resolved); None
     for a chart that lives in an HTTP repository, which is not copied."""
     repo_url: str | None = None
     """Where an HTTP repository's chart stays."""
+    unread: str | None = None
+    """Why the archive was not read (too large, a link in it, no chart, not reachable)."""
 
 
 async def read_chart_ask(ask: ChartAsk, lookups: LazyLookups, policy: Policy) -> ChartSource:
@@ -212,7 +215,10 @@ async def _from_registry(
     policy.check_source(ref)
     last = oci.rsplit("/", 1)[-1]
     newest = ":" not in last and "@" not in last
-    ref, chart = await lookups.get().chart(ref, newest=newest)
+    try:
+        ref, chart = await lookups.get().chart(ref, newest=newest)
+    except MirrorError as exc:  # the artifact is still copied, exactly, as any other
+        return ChartSource(ask, None, ref, unread=text_of(exc))
     return ChartSource(ask, chart, ref)
 
 
@@ -233,6 +239,8 @@ def chart_plan(source: ChartSource, policy: Policy) -> ChartPlan:
         readings.append(Reading(str(source.ref), source.ask.typed))
     refused: list[str] = []
     seen: set[str] = set()
+    if source.chart is None:
+        return ChartPlan(tuple(readings), _unread(source))
     for image in source.chart.images:
         try:
             spec = parse_image_spec(image.reference)
@@ -262,8 +270,17 @@ _DEPLOYS_VALUES = (
 )
 
 
+def _unread(source: ChartSource) -> Text:
+    return Text(
+        "I could not read which images {chart} deploys: {reason} Copying the chart alone.",
+        chart=quote(source.ask.command),
+        reason=source.unread or "",
+    )
+
+
 def _origin(source: ChartSource, count: int, refused: Sequence[str]) -> Text:
     chart = source.chart
+    assert chart is not None
     name, version = quote(chart.name), chart.version
     if count == 0 and not refused:
         head = Text(

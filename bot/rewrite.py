@@ -120,6 +120,8 @@ def chart_rewrite(
     """A values file pointing the chart's images at their copies, and the install with it."""
     from mirror.charts import mirror_values, unplaced
 
+    if source.chart is None:
+        return ()
     images = {str(i.source): _copy_of(i) for i in copied if i.artifact is None}
     values = mirror_values(source.chart, images)
     if not values:

@@ -497,3 +497,38 @@ async def test_in_chinese(lab: lab_module.Lab, charts: Charts, tmp_path: Path) -
         )
         await finish(bot)
         assert "values-mirror.yaml" in chart_thread.texts[-1]
+
+
+async def test_a_chart_whose_archive_is_refused_is_still_copied_alone(
+    lab: lab_module.Lab, tmp_path: Path
+) -> None:
+    """A link in the archive (or any other reason not to read it) leaves the chart an OCI
+    artifact like any other: copied exactly, never unpacked, and the answer says why no images
+    came along."""
+    import io
+    import tarfile
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as archive:
+        meta = yaml.safe_dump({"apiVersion": "v2", "name": "linked", "version": "0.1.0"}).encode()
+        info = tarfile.TarInfo("linked/Chart.yaml")
+        info.size = len(meta)
+        archive.addfile(info, io.BytesIO(meta))
+        link = tarfile.TarInfo("linked/values.yaml")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "/etc/shadow"
+        archive.addfile(link)
+    push_chart(lab.source, "charts/linked", raw.getvalue())
+    settings = settings_for(tmp_path, lab.target, lab.source)
+    async with running_bot(settings) as bot:
+        asked = f"oci://{lab.source}/charts/linked:0.1.0"
+        thread = await say(bot, "alice", "room1", f"/mirror {asked}")
+        assert "mirroring 1 image" in thread.texts[0]
+        assert (
+            f"I could not read which images `{asked}` deploys: The chart archive holds a link "
+            "(`linked/values.yaml`). Copying the chart alone." in thread.texts[0]
+        )
+        await finish(bot)
+        assert "done: 1 image ready" in thread.texts[-1]
+        assert "helm install linked oci://" in thread.texts[-1]
+        assert "values-mirror.yaml" not in thread.texts[-1]
