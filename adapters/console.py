@@ -140,6 +140,15 @@ class ConsoleAdapter:
         while data := await reader.readline():
             yield data.decode(errors="replace")
 
+    async def open_chat(self, chat_id: str) -> Conversation:
+        """The terminal is the only chat (``console:local``): a message nobody asked for is
+        printed there, like any other (:class:`bot.chat.Addressable`)."""
+        return self._conversation
+
+    async def open_private(self, user_id: str) -> Conversation:
+        """Whoever has the terminal (``console:<user>``) reads it there."""
+        return self._conversation
+
     async def reopen(self, ref: str) -> tuple[Conversation, Reply] | None:
         """After a restart the old lines are gone: keep the id, draw the message anew."""
         if not ref.isdigit():

@@ -592,6 +592,18 @@ class SlackAdapter:
         """Run a command after its ack, kept referenced so it is neither lost nor orphaned."""
         self._commands.spawn(work, name="slack-command")
 
+    # -- posting where nobody asked (bot.chat.Addressable) ----------------------------------
+
+    async def open_chat(self, chat_id: str) -> Conversation:
+        """A channel by id (``C…``, ``G…``): messages go to the channel itself; one the bot is
+        not a member of refuses the post (:class:`Undeliverable`, ``not_in_channel``)."""
+        return SlackConversation(self._api, chat_id, None, None)
+
+    async def open_private(self, user_id: str) -> Conversation:
+        """The bot's direct messages with ``U…`` (``conversations.open``)."""
+        channel = await self._api.open_dm(user_id)
+        return SlackConversation(self._api, channel, None, user_id)
+
     # -- restart recovery ------------------------------------------------------------------
 
     async def reopen(self, ref: str) -> tuple[Conversation, Reply] | None:

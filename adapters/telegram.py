@@ -163,7 +163,8 @@ class _Where:
     """A chat, the message being answered, and who sent it: all a reply needs to know."""
 
     chat_id: int
-    request_id: int
+    request_id: int | None
+    """The message answered; None for a message nobody asked for (an approval request)."""
     requester: Mention
 
     @property
@@ -180,7 +181,8 @@ class TelegramReply:
     @property
     def ref(self) -> str:
         w = self._where
-        return f"{w.chat_id}:{self.message_id}:{w.request_id}:{w.requester.user_id}"
+        request = w.request_id if w.request_id is not None else self.message_id
+        return f"{w.chat_id}:{self.message_id}:{request}:{w.requester.user_id}"
 
     async def edit(self, view: MessageView) -> None:
         text = telegram_html.single(view, self._where.requester)
@@ -237,8 +239,10 @@ class TelegramConversation:
             text,
             parse_mode=ParseMode.HTML,
             link_preview_options=_NO_PREVIEW,
-            reply_parameters=ReplyParameters(
-                self._where.request_id, allow_sending_without_reply=True
+            reply_parameters=(
+                ReplyParameters(self._where.request_id, allow_sending_without_reply=True)
+                if self._where.request_id is not None
+                else None
             ),
             reply_markup=markup,
         )
@@ -394,6 +398,28 @@ class TelegramAdapter:
         return TelegramConversation(self._app.bot, where), TelegramReply(
             self._app.bot, where, message_id
         )
+
+    # -- posting where nobody asked (bot.chat.Addressable) ------------------------------------
+
+    async def open_chat(self, chat_id: str) -> Conversation:
+        """A group or a private chat by its id; the first post says whether the bot is in it
+        (:class:`Undeliverable` otherwise: "chat not found", "bot was kicked")."""
+        try:
+            chat = int(chat_id)
+        except ValueError:
+            raise Undeliverable(f"`{chat_id}` is not a Telegram chat id") from None
+        return TelegramConversation(self._app.bot, _Where(chat, None, Mention(chat)))
+
+    async def open_private(self, user_id: str) -> Conversation:
+        """A person's private chat with the bot, whose id is theirs. Telegram lets a bot write
+        only to someone who started it: asked with ``getChat`` first, so a person who never did
+        is :class:`Undeliverable` here, not a failed post later."""
+        try:
+            person = int(user_id)
+        except ValueError:
+            raise Undeliverable(f"`{user_id}` is not a Telegram user id") from None
+        await _call(partial(self._app.bot.get_chat, person))
+        return TelegramConversation(self._app.bot, _Where(person, None, Mention(person)))
 
     # -- start-up -----------------------------------------------------------------------------
 

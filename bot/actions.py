@@ -34,6 +34,9 @@ USED = N_("This button was already pressed; nothing more to do.")
 ADMINS = "admins"
 """The owner of a button only an admin's press acts on (a bulk plan's "Copy all"): no
 requester is ever called that."""
+ANYWHERE = "*"
+"""The chat of a button that acts wherever it is pressed (an approval, asked in an admin chat
+or in each admin's private chat): no chat is ever called that."""
 
 
 def not_yours(owner: str) -> str:

@@ -21,8 +21,10 @@ import logging
 from collections.abc import Mapping
 from functools import partial
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from bot import presses, recovery, render
+from bot.approvals import Approvals
 from bot.chat import ChatAdapter, ChatError, Conversation, Incoming
 from bot.commands import Commands, Context, Services, discover
 from bot.files import file_text
@@ -41,6 +43,9 @@ from mirror.jobs import JobService
 from mirror.store import StoreError
 from mirror.text import Text
 from mirror.watches import Upstream, Watcher
+
+if TYPE_CHECKING:
+    from mirror.store.postgres import Pool
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +81,10 @@ class MirrorBot:
         )
         self.lookups = lookups or LazyLookups(settings, policy)
         """The bot's own registry reads, for ``/tags`` and ``/inspect``."""
+        self.approvals = Approvals(
+            settings, service, policy, self.pacer, self.languages, wake_watches=self._wake_watches
+        )
+        """Held requests: asking the admins, applying their answers (MIRROR_APPROVAL)."""
         self.services = Services(
             settings=settings,
             service=service,
@@ -88,7 +97,12 @@ class MirrorBot:
             jobs=self.jobs,
             watches=self.watches,
             commands=self.commands,
+            approvals=self.approvals,
         )
+
+    def _wake_watches(self) -> None:
+        if self.watches.watcher is not None:
+            self.watches.watcher.wake()
 
     @property
     def watcher(self) -> Watcher | None:
@@ -188,6 +202,14 @@ class MirrorBot:
         """With a PostgreSQL store the workers check the watches: post what they saw move."""
         self.watches.follow_fired_watches(adapters)
 
+    async def start_approvals(
+        self, adapters: Mapping[str, ChatAdapter], pool: Pool | None = None
+    ) -> None:
+        """Apply admins' answers as they come (and those taken while the bot was down); with
+        PostgreSQL (``pool``, the store's) as it notifies them."""
+        await self.approvals.refresh_sources()
+        self.approvals.start(adapters, pool)
+
     async def recover(self, adapters: Mapping[str, ChatAdapter]) -> int:
         """Resume jobs a restart interrupted, in the thread that asked; fail the orphans."""
         return await recovery.recover(self.service, self.jobs, self.languages, adapters)
@@ -201,6 +223,7 @@ class MirrorBot:
     async def aclose(self) -> None:
         """Stop the watches and the jobs first (they stay resumable), then the followers
         waiting on them."""
+        await self.approvals.aclose()
         await self.watches.aclose()
         await self.service.aclose()
         await self.jobs.aclose()

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from bot.paste import Reading
 from bot.pasted_errors import SHELL_PROMPT, joined
+from bot.policy import Verdict
 from mirror.errors import InvalidReference, MirrorError
 from mirror.naming import parse_image_spec
 from mirror.reference import ImageRef, parse_reference, quote
@@ -212,7 +213,10 @@ async def _from_registry(
         ref = parse_reference(oci)
     except MirrorError as exc:
         raise InvalidReference(Text("{chart} is not a chart's address.", chart=quote(oci))) from exc
-    policy.check_source(ref)
+    try:
+        policy.check_source(ref)
+    except MirrorError:  # held for an admin, or refused: the planner says which, and records it
+        return ChartSource(ask, None, ref, unread=_WAITS)
     last = oci.rsplit("/", 1)[-1]
     newest = ":" not in last and "@" not in last
     try:
@@ -220,6 +224,9 @@ async def _from_registry(
     except MirrorError as exc:  # the artifact is still copied, exactly, as any other
         return ChartSource(ask, None, ref, unread=text_of(exc))
     return ChartSource(ask, chart, ref)
+
+
+_WAITS = Text("nothing reaches its registry before an admin approves it.")
 
 
 @dataclass(frozen=True)
@@ -244,8 +251,10 @@ def chart_plan(source: ChartSource, policy: Policy) -> ChartPlan:
     for image in source.chart.images:
         try:
             spec = parse_image_spec(image.reference)
-            policy.check_source(spec.source)
         except MirrorError:
+            refused.append(image.reference)
+            continue
+        if policy.judge(spec.source) is Verdict.REFUSED:  # one an admin must approve is held
             refused.append(image.reference)
             continue
         if str(spec.source) not in seen:

@@ -177,6 +177,7 @@ def check() -> None:
 
     try:
         settings = load_settings()
+        _check_admin_chat(settings)
         asyncio.run(_open_store(settings))
     except (ConfigurationError, StoreError) as exc:
         click.echo(f"configuration: FAILED: {exc}")
@@ -231,6 +232,18 @@ def mirror(
     if dry_run:
         sys.exit(_dry_run(settings, pasted, platform_text_, as_json))
     sys.exit(_run(_mirror(settings, pasted, platform_text_, engine, as_json)))
+
+
+def _check_admin_chat(settings: Settings) -> None:
+    """MIRROR_ADMIN_CHAT names a configured platform (``run`` also checks it can write first)."""
+    if not settings.mirror_admin_chat:
+        return
+    from bot.approvals import admin_chat_problem
+    from bot.plugins import configured_adapters
+
+    problem = admin_chat_problem(settings, [entry.name for entry in configured_adapters()])
+    if problem is not None:
+        raise ConfigurationError(problem)
 
 
 async def _open_store(settings: Settings) -> None:
@@ -439,3 +452,187 @@ def _with_asked(objects: list[dict[str, Any]], requested: Requested) -> list[dic
             }
         )
     return objects
+
+
+# -- approvals, sources and the audit (issue 26) ------------------------------------------------
+
+
+def _operator() -> str:
+    """Who answers from the command line: ``cli:<login>``, as ``mirror-bot mirror`` requests."""
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
+@main.command()
+@click.argument("request", metavar="JOB")
+@click.option("--always", is_flag=True, help="Also approve the source repositories for good.")
+def approve(request: str, always: bool) -> None:
+    """Approve a held request (a job, or a watch): the running bot copies it."""
+    sys.exit(_run(_decide(_settings(), request, approve=True, always=always, reason=None)))
+
+
+@main.command()
+@click.argument("request", metavar="JOB")
+@click.option("--reason", metavar="TEXT", help="Why, for the requester.")
+def deny(request: str, reason: str | None) -> None:
+    """Deny a held request (a job, or a watch): its requester is told."""
+    sys.exit(_run(_decide(_settings(), request, approve=False, always=False, reason=reason)))
+
+
+async def _decide(
+    settings: Settings, request: str, *, approve: bool, always: bool, reason: str | None
+) -> int:
+    """Store the answer; the running bot applies it within seconds (or at its next start)."""
+    from bot.approvals import NothingHeld, record
+    from bot.policy import Policy
+    from mirror.store import open_store
+
+    store = await open_store(settings.mirror_db)
+    try:
+        recorded = await record(
+            store,
+            Policy(settings),
+            request,
+            approve=approve,
+            by=_operator(),
+            always=always,
+            reason=reason,
+        )
+    except NothingHeld as exc:
+        click.echo(str(exc), err=True)
+        return EXIT_FAILED
+    finally:
+        await store.close()
+    images = ", ".join(ref.familiar for ref in recorded.images)
+    verb = "approved" if approve else "denied"
+    click.echo(f"{recorded.kind} {request}: {verb} ({images}); the running bot applies it.")
+    for repository in recorded.always:
+        click.echo(f"approved for good: {repository}")
+    for repository in recorded.refused:
+        click.echo(f"not approvable (internal, not named by the operator): {repository}")
+    return EXIT_OK
+
+
+@main.group()
+def sources() -> None:
+    """The source repositories admins approved for good (besides MIRROR_ALLOWED_SOURCES)."""
+
+
+@sources.command("list")
+def sources_list() -> None:
+    """List the configured registries and the approved repositories."""
+    sys.exit(_run(_sources(_settings(), "list", None)))
+
+
+@sources.command("add")
+@click.argument("repository")
+def sources_add(repository: str) -> None:
+    """Approve REPOSITORY (e.g. ghcr.io/org/app) for good."""
+    sys.exit(_run(_sources(_settings(), "add", repository)))
+
+
+@sources.command("remove")
+@click.argument("repository")
+def sources_remove(repository: str) -> None:
+    """Take REPOSITORY's approval back (MIRROR_ALLOWED_SOURCES is not changed here)."""
+    sys.exit(_run(_sources(_settings(), "remove", repository)))
+
+
+async def _sources(settings: Settings, action: str, text: str | None) -> int:
+    from bot.approvals import add_source, repository
+    from bot.policy import Policy
+    from mirror.store import open_store
+
+    store = await open_store(settings.mirror_db)
+    try:
+        if action == "add":
+            assert text is not None
+            added = await add_source(store, Policy(settings), text, _operator())
+            click.echo(f"approved for good: {added.repository}")
+        elif action == "remove":
+            assert text is not None
+            name = repository(text).name
+            if not await store.remove_approved_source(name):
+                click.echo(f"{name} was not an approved source.", err=True)
+                return EXIT_FAILED
+            click.echo(f"removed: {name}")
+        else:
+            from mirror.audit import iso
+
+            click.echo(
+                f"configured (MIRROR_ALLOWED_SOURCES): {', '.join(settings.mirror_allowed_sources)}"
+            )
+            for source in await store.approved_sources():
+                click.echo(
+                    f"{source.repository}\tapproved by {source.added_by}\t{iso(source.added)}"
+                )
+    finally:
+        await store.close()
+    return EXIT_OK
+
+
+@main.command()
+@click.option("--since", default="7d", show_default=True, help="How far back: 12h, 7d, 90d.")
+@click.option(
+    "--format",
+    "form",
+    type=click.Choice(["json", "csv", "table"]),
+    default="table",
+    show_default=True,
+    help="How to print the rows.",
+)
+def audit(since: str, form: str) -> None:
+    """One row per image request: who asked for what, where, and what became of it."""
+    from bot.settings import parse_duration
+
+    try:
+        seconds = parse_duration(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    assert isinstance(seconds, float)
+    sys.exit(_run(_audit(_settings(), seconds, form)))
+
+
+async def _audit(settings: Settings, seconds: float, form: str) -> int:
+    import time
+
+    from mirror.audit import rows
+    from mirror.store import open_store
+
+    store = await open_store(settings.mirror_db)
+    try:
+        found = rows(await store.jobs_since(time.time() - seconds))
+    finally:
+        await store.close()
+    click.echo(_audit_text(found, form), nl=False)
+    return EXIT_OK
+
+
+def _audit_text(found: list[Any], form: str) -> str:
+    """The rows as JSON (an array of :meth:`AuditRow.as_json`), CSV with a header, or an
+    aligned table."""
+    import csv
+    import io
+
+    from mirror.audit import COLUMNS
+
+    if form == "json":
+        return json.dumps([row.as_json() for row in found], indent=2) + "\n"
+    cells = [[_cell(row.as_json()[name]) for name in COLUMNS] for row in found]
+    if form == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        writer.writerows(cells)
+        return out.getvalue()
+    widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(COLUMNS)]
+    lines = [
+        "  ".join(value.ljust(width) for value, width in zip(line, widths, strict=True)).rstrip()
+        for line in [list(COLUMNS), *cells]
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: object) -> str:
+    return "" if value is None else str(value)

@@ -52,7 +52,8 @@ async def _refusal(
 ) -> str | None:
     """Why this press does nothing (unknown, expired, someone else's, used), or None; a
     press that may run is used up here."""
-    if action is None or action.chat != f"{incoming.platform}:{incoming.chat_id}":
+    here = f"{incoming.platform}:{incoming.chat_id}"
+    if action is None or action.chat not in (here, actions.ANYWHERE):
         return actions.UNKNOWN
     if time.time() - action.created > actions.MAX_AGE_SECONDS:
         return actions.EXPIRED

@@ -45,6 +45,9 @@ _STATE_WORDS = {
     ItemStatus.ALREADY_MIRRORED: N_("already mirrored"),
     ItemStatus.FAILED: N_("failed"),
     ItemStatus.CANCELLED: N_("cancelled"),
+    ItemStatus.AWAITING_APPROVAL: N_("awaiting approval"),
+    ItemStatus.DENIED: N_("denied"),
+    ItemStatus.REFUSED: N_("refused"),
 }
 _STAGE_WORDS = {
     Stage.QUEUED: N_("queued"),
@@ -56,6 +59,9 @@ _JOB_STATES = {
     "queued": N_("queued"),
     "waiting": N_("waiting"),
     "awaiting confirmation": N_("awaiting confirmation"),
+    "awaiting approval": N_("awaiting approval"),
+    "refused": N_("refused"),
+    "denied": N_("denied"),
     "running": N_("running"),
     "done": N_("done"),
     "failed": N_("failed"),
@@ -66,6 +72,8 @@ _TONES = {
     ItemStatus.ALREADY_MIRRORED: Tone.SUCCESS,
     ItemStatus.FAILED: Tone.FAILURE,
     ItemStatus.CANCELLED: Tone.FAILURE,
+    ItemStatus.DENIED: Tone.FAILURE,
+    ItemStatus.REFUSED: Tone.FAILURE,
 }
 
 
@@ -139,6 +147,9 @@ def _progress_row(item: Item) -> Row:
         return Row(label, _state(_STATE_WORDS[status]), _TONES[status], localize(item.error))
     if item.status is ItemStatus.WAITING:  # the sentence says for what, and until when
         return Row(label, _state(_STATE_WORDS[item.status]), Tone.WORKING, localize(item.error))
+    if item.status is ItemStatus.AWAITING_APPROVAL:
+        detail = _("An admin must approve this source first; the answer comes here.")
+        return Row(label, _state(_STATE_WORDS[item.status]), Tone.WORKING, detail)
     if item.status is ItemStatus.AWAITING:
         if item.bytes is not None:
             size = _("This image is {size}.").format(size=human_bytes(item.bytes))

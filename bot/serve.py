@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from bot.app import MirrorBot
+from bot.approvals import check_admin_chat
 from bot.chat import ChatAdapter
 from bot.health import make_app, start_server
 from bot.logs import configure_logging
@@ -48,6 +49,7 @@ async def serve(settings: Settings) -> int:
     ):
         # Built once the store and the port are open, so those are named before a missing chat.
         adapters = {entry.name: entry.setup.build() for entry in configured}
+        check_admin_chat(settings, adapters)
         async with MirrorBot(
             settings,
             runtime.service,
@@ -59,6 +61,7 @@ async def serve(settings: Settings) -> int:
             resumed = await bot.recover(adapters)
             if resumed:
                 log.warning("resumed %d job(s) interrupted by a restart", resumed)
+            await bot.start_approvals(adapters, runtime.queue.pool if runtime.queue else None)
             if runtime.deployment is Deployment.QUEUE:  # the workers check; this front posts
                 bot.follow_fired_watches(adapters)
             else:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.chat import ConfigurationError
@@ -200,6 +200,11 @@ class Settings(BaseSettings):
     mirror_insecure_registries: Names = ()
     mirror_allowed_users: Names = ()
     mirror_admins: Names = ()
+    mirror_approval: Literal["off", "outside-allowlist", "all"] = "off"
+    """What an admin approves in chat before it is copied: nothing (``off``: a source outside
+    the allowlist is refused), sources outside the allowlist, or every request (``all``)."""
+    mirror_admin_chat: str | None = None
+    """``platform:chat_id`` where approvals are asked; unset: each admin privately."""
     mirror_max_images: int = Field(default=11, ge=1, le=100)
     mirror_max_image_bytes: int | None = Field(default=None, ge=1)
     """Refuse an image larger than this, written ``2GB``, ``500MiB`` or plain bytes."""
@@ -309,6 +314,37 @@ class Settings(BaseSettings):
                 )
             ids.append(f"{prefix.lower()}:{rest}")
         return tuple(ids)
+
+    @field_validator("mirror_approval", mode="before")
+    @classmethod
+    def _approval(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("mirror_admin_chat", mode="before")
+    @classmethod
+    def _admin_chat(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if not text:
+            return None
+        prefix, colon, rest = text.partition(":")
+        if not (colon and rest and _PLATFORM_WORD.fullmatch(prefix.lower())):
+            raise ValueError(
+                f"{quote(text)} needs a platform prefix, written PLATFORM:CHAT_ID"
+                f"{_installed_platforms()}"
+            )
+        return f"{prefix.lower()}:{rest}"
+
+    @model_validator(mode="after")
+    def _someone_approves(self) -> Settings:
+        """Approval on with nobody to approve would hold every request for ever."""
+        if self.mirror_approval != "off" and not self.mirror_admins:
+            raise ValueError(
+                f"MIRROR_APPROVAL is {self.mirror_approval} but MIRROR_ADMINS names nobody to "
+                "approve; name the admins (PLATFORM:ID) or set MIRROR_APPROVAL=off"
+            )
+        return self
 
     @field_validator("mirror_certs_dir")
     @classmethod

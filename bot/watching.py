@@ -9,21 +9,22 @@ either way the job starts here, where the chat is.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import partial
 
-from bot import render
+from bot import approval_views, render
 from bot.chat import ChatAdapter, ChatError, Conversation, Incoming
 from bot.commands import UsageError
 from bot.following import JobFollower
 from bot.i18n import speaking
 from bot.languages import Languages
 from bot.pacing import Pacer, Priority
-from bot.planner import Planner
+from bot.planner import Asked, Planner, grant
 from bot.recovery import reopen
 from bot.settings import Settings
 from mirror.errors import MirrorError
 from mirror.jobs import JobService
-from mirror.models import Job, Watch, is_tag_filter, new_job_id
+from mirror.models import ItemStatus, Job, Watch, is_tag_filter, new_job_id
 from mirror.naming import parse_image_spec
 from mirror.platform import Platform
 from mirror.reference import ImageRef
@@ -32,6 +33,9 @@ from mirror.text import Text
 from mirror.watches import Upstream, Watcher
 
 CHAT_GONE = Text("The bot could not reach the chat where this watch was made.")
+NEEDS_APPROVAL = Text(
+    "This source now needs an admin's approval; stop this watch and make it again to ask."
+)
 
 
 class ChatWatches:
@@ -62,30 +66,41 @@ class ChatWatches:
         image: ImageRef,
         pattern: str,
         platform: Platform | None,
-    ) -> None:
+        *,
+        admin: bool = False,
+    ) -> Watch:
         """Stored first, then announced (its thread hears of every change), then checked at
-        once: the first check mirrors now."""
+        once: the first check mirrors now. A source an admin must approve is held until one
+        does (an ``admin``'s own watch is approved by asking): approved once, here; its later
+        copies need no approval."""
         chat = f"{incoming.platform}:{incoming.chat_id}"
+        requester = f"{incoming.platform}:{incoming.user_id}"
         store = self._service.store
         await self._check_room(chat)
         tag = "latest" if is_tag_filter(pattern) else pattern
-        self._planner.plan(  # the policy and the target, before anything is stored
-            [parse_image_spec(f"{image.name}:{tag}")], platform, explicit=True
+        (planned,) = self._planner.plan(  # the policy and the target, before anything is stored
+            [parse_image_spec(f"{image.name}:{tag}")], platform, explicit=True, asked=Asked.HOLD
         )
+        held = planned.status is ItemStatus.AWAITING_APPROVAL
         watch = Watch(
             id=new_job_id(),
-            requester=f"{incoming.platform}:{incoming.user_id}",
+            requester=requester,
             chat=chat,
             image=image,
             pattern=pattern,
             platform=platform,
+            held=held and not admin,
+            approved_by=requester if held and admin else None,
         )
         await store.add_watch(watch)
+        announcement = render.watch_started(watch, self.interval())
+        if watch.held:
+            announcement = replace(announcement, lines=(approval_views.watch_held(),))
         try:
             reply = await self._pacer.send(
                 conversation,
                 Priority.ACK,
-                partial(conversation.post, render.watch_started(watch, self.interval())),
+                partial(conversation.post, announcement),
                 what="watch",
                 adapter=incoming.platform,
             )
@@ -96,6 +111,7 @@ class ChatWatches:
         await store.set_watch_reply_ref(watch)
         if self.watcher is not None:
             self.watcher.wake()
+        return watch
 
     async def _check_room(self, chat: str) -> None:
         """MIRROR_MAX_WATCHES per chat (0: watches are off)."""
@@ -125,7 +141,11 @@ class ChatWatches:
             raise MirrorError(CHAT_GONE)
         platform, conversation, _ = reopened
         specs = [parse_image_spec(f"{watch.image.name}:{tag}") for tag in tags]
-        items = self._planner.plan(specs, watch.platform, explicit=True)
+        items = self._planner.plan(specs, watch.platform, explicit=True, asked=Asked.HOLD)
+        if watch.approved_by is not None:  # approved once, when it was made
+            grant(items, watch.approved_by)
+        if any(item.status is ItemStatus.AWAITING_APPROVAL for item in items):
+            raise MirrorError(NEEDS_APPROVAL)
         await self._service.check_targets(items)
         job = Job(
             id=new_job_id(),

@@ -88,6 +88,8 @@ class JobService:
         ``copier`` runs each copy (default: this process's engines)."""
         self._confirm_bytes = confirm_bytes
         self._answers: dict[tuple[str, int], asyncio.Future[None]] = {}
+        self._decisions: dict[tuple[str, int], asyncio.Future[None]] = {}
+        """Items waiting for an admin's decision (:meth:`settle`)."""
         self._measuring = asyncio.Semaphore(MEASURING)
         self._public_on_push = public_on_push
         self._max_bytes = max_bytes
@@ -191,6 +193,35 @@ class JobService:
             agreed += 1
         return agreed
 
+    def held(self) -> list[tuple[Job, int]]:
+        """Every image of a running job that waits for an admin's decision, oldest job first."""
+        return [
+            (job, idx)
+            for job in sorted(self._jobs.values(), key=lambda job: job.created)
+            for idx, item in enumerate(job.items)
+            if item.status is ItemStatus.AWAITING_APPROVAL
+        ]
+
+    async def settle(
+        self, job_id: str, idx: int, status: ItemStatus, by: str | None, reason: str | None
+    ) -> bool:
+        """An admin's decision for a held image of a running job: ``QUEUED`` (approved: it
+        copies, and its size needs no confirmation), or a finished status (denied, expired)
+        with ``reason``. Stored before the job goes on. False when that image is not held
+        here (decided already, or its job is not running in this process)."""
+        job = self._jobs.get(job_id)
+        if job is None or not 0 <= idx < len(job.items):
+            return False
+        item = job.items[idx]
+        if item.status is not ItemStatus.AWAITING_APPROVAL:
+            return False
+        item.status, item.approved_by, item.error = status, by, reason
+        await self.store.save_item(job, idx)
+        answer = self._decisions.get((job_id, idx))
+        if answer is not None and not answer.done():
+            answer.set_result(None)
+        return True
+
     async def aclose(self) -> None:
         """Stop running jobs without marking them: a restart resumes them from the store."""
         self._shutting_down = True
@@ -243,8 +274,12 @@ class JobService:
     async def _run_item(self, job: Job, idx: int, listener: JobListener) -> None:
         """Copy one item; when a pull limit stops it, wait for the limit to lift and copy
         again (other items of the job go on meanwhile; a restart resumes the wait)."""
-        await self._confirmation(job, idx, listener)
         item = job.items[idx]
+        await self._approval(job, idx, listener)
+        if item.status.finished:  # denied, or nobody answered in time
+            listener(job)
+            return
+        await self._confirmation(job, idx, listener)
         while True:
             if item.status is ItemStatus.WAITING:
                 await self._wait_for_limit(job, idx, listener)
@@ -334,14 +369,31 @@ class JobService:
             except MirrorError:
                 return None
 
+    async def _approval(self, job: Job, idx: int, listener: JobListener) -> None:
+        """A held image (``AWAITING_APPROVAL``) waits for :meth:`settle`, before anything
+        reaches its source: not even its size is asked. Outside the copy slots, like the
+        confirmation gate; a restart resumes the wait."""
+        if job.items[idx].status is not ItemStatus.AWAITING_APPROVAL:
+            return
+        key = (job.id, idx)
+        self._decisions[key] = answer = asyncio.get_running_loop().create_future()
+        log.info("job %s: %s awaits an admin's approval", job.id, job.items[idx].source)
+        listener(job)
+        try:
+            await answer
+        finally:
+            self._decisions.pop(key, None)
+        listener(job)
+
     async def _confirmation(self, job: Job, idx: int, listener: JobListener) -> None:
         """MIRROR_CONFIRM_BYTES: an image measured over it waits, stored as ``AWAITING`` with
         its size, until :meth:`confirm` (or a cancel). Outside the copy slots, so a question
         nobody answers holds no one else up; before the flight, so each requester answers for
         their own job. The listener hears of the wait only once it is stored. A job an admin
-        agreed to as a whole (``Job.confirmed``) asks nothing."""
+        agreed to as a whole (``Job.confirmed``) asks nothing, nor does an image an admin
+        approved (their approval confirms its size too)."""
         item = job.items[idx]
-        if self._confirm_bytes is None or job.confirmed:
+        if self._confirm_bytes is None or job.confirmed or item.approved_by is not None:
             if item.status is ItemStatus.AWAITING:  # asked before a restart that stopped asking
                 item.status = ItemStatus.QUEUED
             return

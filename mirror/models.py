@@ -20,6 +20,12 @@ class ItemStatus(StrEnum):
     """A source's pull limit stopped it; it runs again by itself at ``not_before``."""
     AWAITING = "awaiting"
     """Measured over MIRROR_CONFIRM_BYTES: waits for its requester to say copy or cancel."""
+    AWAITING_APPROVAL = "awaiting_approval"
+    """Held: its source needs an admin's approval (MIRROR_APPROVAL) before anything reaches it."""
+    DENIED = "denied"
+    """An admin refused the held request (``approved_by`` says who)."""
+    REFUSED = "refused"
+    """The policy refused the request before anything ran (stored for the audit)."""
     SUCCEEDED = "succeeded"
     ALREADY_MIRRORED = "already_mirrored"
     FAILED = "failed"
@@ -35,7 +41,13 @@ class ItemStatus(StrEnum):
 
 
 UNFINISHED = frozenset(
-    {ItemStatus.QUEUED, ItemStatus.RUNNING, ItemStatus.WAITING, ItemStatus.AWAITING}
+    {
+        ItemStatus.QUEUED,
+        ItemStatus.RUNNING,
+        ItemStatus.WAITING,
+        ItemStatus.AWAITING,
+        ItemStatus.AWAITING_APPROVAL,
+    }
 )
 """What a restart resumes."""
 
@@ -103,6 +115,9 @@ class Item:
     artifact: ArtifactKind | None = None
     not_before: float | None = None
     """``time.time()`` before which trying again is useless (a pull limit); see Outcome."""
+    approved_by: str | None = None
+    """``platform:id`` (or ``cli:user``) of the admin who decided a held request: approved
+    it, or for a ``DENIED`` item refused it; None when nobody had to."""
     corrected_from: str | None = None
     """The text as typed when it was read as something else (a URL, a pull line); not stored."""
     suggestions: tuple[str, ...] = ()
@@ -161,17 +176,23 @@ class Job:
 
     @property
     def state(self) -> str:
+        statuses = {item.status for item in self.items}
         if not self.finished:
-            statuses = {item.status for item in self.items}
             if ItemStatus.RUNNING in statuses:
                 return "running"
             if ItemStatus.AWAITING in statuses:  # a person's answer first: nothing moves till then
                 return "awaiting confirmation"
+            if ItemStatus.AWAITING_APPROVAL in statuses and ItemStatus.QUEUED not in statuses:
+                return "awaiting approval"
             return "waiting" if ItemStatus.WAITING in statuses else "queued"
         if all(item.status.ok for item in self.items):
             return "done"
-        if any(item.status is ItemStatus.CANCELLED for item in self.items):
+        if ItemStatus.CANCELLED in statuses:
             return "cancelled"
+        if statuses == {ItemStatus.REFUSED}:
+            return "refused"
+        if ItemStatus.DENIED in statuses and not any(item.status.ok for item in self.items):
+            return "denied"
         return "failed"
 
 
@@ -218,6 +239,11 @@ class Watch:
     digests: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     """Why the last check could not see upstream (one sentence), or None."""
+    held: bool = False
+    """Its source needs an admin's approval first (MIRROR_APPROVAL): nothing checks it until
+    then. A watch is approved once, when it is made; its later copies need no approval."""
+    approved_by: str | None = None
+    """Who approved it (``platform:id``), or None when nobody had to."""
 
     @property
     def is_filter(self) -> bool:
@@ -230,3 +256,32 @@ class Watch:
 
     def ref_for(self, tag: str) -> ImageRef:
         return ImageRef(self.image.registry, self.image.repository, tag, None)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An admin's answer to a held request (a job's images, or a watch), as written by whoever
+    took it (a chat command, ``mirror-bot approve``) and applied by the running bot, which
+    alone holds the request and tells its requester (``bot.approvals``).
+
+    ``request`` is a job's or a watch's id; ``idx`` one image of a job (0-based) or None for
+    every held one."""
+
+    id: str
+    request: str
+    idx: int | None
+    approve: bool
+    decided_by: str
+    reason: str | None = None
+    created: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class ApprovedSource:
+    """A source repository an admin approved for good ("Approve this repository always"):
+    requests for it pass without asking, besides MIRROR_ALLOWED_SOURCES."""
+
+    repository: str
+    """``registry/path`` without tag or digest (``ghcr.io/org/app``)."""
+    added_by: str
+    added: float = field(default_factory=time.time)

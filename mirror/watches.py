@@ -96,10 +96,10 @@ class Watcher:
         The one pass both schedules share: this process's loop, and the queue's periodic
         task on a PostgreSQL store. Raises :class:`StoreError` when the store cannot list."""
         for watch in await self._store.watches():
-            due = watch.reply_ref is not None and watch.next_check <= self._clock()
+            due = _live(watch) and watch.next_check <= self._clock()
             if due and await self._store.get_watch(watch.id) is not None:  # not stopped
                 await self.check(watch)
-        upcoming = [w.next_check for w in await self._store.watches() if w.reply_ref]
+        upcoming = [w.next_check for w in await self._store.watches() if _live(w)]
         return min(upcoming) if upcoming else None
 
     async def _sleep(self, seconds: float) -> None:
@@ -161,6 +161,11 @@ class Watcher:
         if watch.last_check is None:
             return list(seen)[:1]  # the newest matching tag, now
         return [tag for tag in seen if tag not in watch.digests][:MAX_NEW_TAGS]
+
+
+def _live(watch: Watch) -> bool:
+    """Announced, and not held for an admin's approval: nothing reaches its source before."""
+    return watch.reply_ref is not None and not watch.held
 
 
 class RegistryUpstream:

@@ -205,6 +205,7 @@ async def test_start_up_registers_the_menu_in_english_and_chinese(
             "status",
             "history",
             "cancel",
+            "sources",
             "watch",
             "watches",
             "unwatch",

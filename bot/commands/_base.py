@@ -28,6 +28,7 @@ from mirror.reference import ImageRef
 from mirror.text import Text
 
 if TYPE_CHECKING:
+    from bot.approvals import Approvals
     from bot.chat import Conversation, Incoming
     from bot.following import JobFollower
     from bot.languages import Languages
@@ -92,6 +93,7 @@ class Services:
     jobs: JobFollower
     watches: ChatWatches
     commands: Commands
+    approvals: Approvals
 
     @property
     def store(self) -> Store:

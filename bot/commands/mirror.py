@@ -31,12 +31,14 @@ from bot.pasted_errors import (
     summary,
     trust_advice,
 )
+from bot.planner import Asked, grant
+from bot.policy import Refused
 from bot.view import MessageView, human_bytes
 from mirror.errors import MirrorError
-from mirror.models import Job, new_job_id, platform_text
+from mirror.models import Item, ItemStatus, Job, new_job_id, platform_text
 from mirror.naming import ImageSpec, parse_image_spec
 from mirror.platform import Platform, parse_platform
-from mirror.text import Text
+from mirror.text import Text, text_of
 
 if TYPE_CHECKING:
     from mirror.lookup import Inspection
@@ -265,6 +267,7 @@ async def _with_chart(ctx: Context, args: MirrorArgs) -> MirrorArgs:
     """Read the chart (registry traffic), then plan it with the images it deploys beside any
     other image the paste named."""
     assert args.chart is not None
+    await ctx.services.approvals.refresh_sources()  # repositories approved for good are read
     source = await read_chart_ask(args.chart, ctx.services.lookups, ctx.services.policy)
     plan = chart_plan(source, ctx.services.policy)
     readings = plan.readings + args.readings
@@ -318,10 +321,13 @@ async def _more_about_errors(ctx: Context, args: MirrorArgs, job: Job) -> Messag
 async def _plan(ctx: Context, args: MirrorArgs) -> MessageView:
     """Over MIRROR_MAX_IMAGES: each image planned through the policy and measured, and a
     "Copy all" only an admin's press acts on (its command is the list with --confirm)."""
-    items = ctx.services.planner.plan(
-        args.images, args.platform, explicit=args.platform_explicit, readings=args.readings
+    items = await _planned(ctx, args)
+    held = [item.status is ItemStatus.AWAITING_APPROVAL for item in items]
+    # Nothing reaches a source before an admin approves it: a held image's size is unknown.
+    known = iter(
+        await ctx.services.service.measure([i for i, h in zip(items, held, strict=True) if not h])
     )
-    sizes = await ctx.services.service.measure(items)
+    sizes = [None if h else next(known) for h in held]
     platform = f" --platform {platform_text(args.platform)}" if args.platform_explicit else ""
     typed = args.chart.command if args.chart else " ".join(str(spec) for spec in args.images)
     total = human_bytes(sum(size for size in sizes if size is not None))
@@ -340,14 +346,21 @@ async def _start(ctx: Context, args: MirrorArgs) -> Job:
         raise UsageError(
             Text("Only an admin may confirm more than {limit} images in one command.", limit=limit)
         )
-    items = services.planner.plan(
-        args.images, args.platform, explicit=args.platform_explicit, readings=args.readings
-    )
-    if services.policy.rate is not None:
-        since = time.time() - services.policy.rate.seconds
-        used = await ctx.store.count_items_since(ctx.requester, since)
-        services.policy.check_rate(ctx.incoming, used, len(items))
-    await services.service.check_targets(items)
+    items = await _planned(ctx, args)
+    try:
+        if services.policy.rate is not None:
+            since = time.time() - services.policy.rate.seconds
+            used = await ctx.store.count_items_since(ctx.requester, since)
+            services.policy.check_rate(ctx.incoming, used, len(items))
+        await services.service.check_targets(items)
+    except MirrorError as exc:
+        if exc.__cause__ is not None:  # the store failed: no refusal to record
+            raise
+        sentence = text_of(exc)
+        await _record_refusal(
+            ctx, [replace(i, status=ItemStatus.REFUSED, error=sentence) for i in items]
+        )
+        raise
     job = Job(
         id=new_job_id(),
         requester=ctx.requester,
@@ -360,4 +373,32 @@ async def _start(ctx: Context, args: MirrorArgs) -> Job:
         for item in items:
             item.corrected_from = None
     await services.jobs.start(ctx.incoming.platform, ctx.conversation, job, args.pasted)
+    if any(item.status is ItemStatus.AWAITING_APPROVAL for item in job.items):
+        await services.approvals.ask(job, ctx.incoming.user_name)
     return job
+
+
+async def _planned(ctx: Context, args: MirrorArgs) -> list[Item]:
+    """The images through the policy: a source an admin must approve is held (an admin's own
+    request is approved by asking); a refusal is stored before it is said, for the audit."""
+    services = ctx.services
+    await services.approvals.refresh_sources()
+    try:
+        items = services.planner.plan(
+            args.images,
+            args.platform,
+            explicit=args.platform_explicit,
+            readings=args.readings,
+            asked=Asked.HOLD,
+        )
+    except Refused as exc:
+        await _record_refusal(ctx, exc.items)
+        raise
+    if ctx.is_admin:
+        grant(items, ctx.requester)
+    return items
+
+
+async def _record_refusal(ctx: Context, items: list[Item]) -> None:
+    """A refused request, as a job nobody runs (its images ``REFUSED`` with the sentence)."""
+    await ctx.store.add_job(Job(new_job_id(), ctx.requester, ctx.chat, items))

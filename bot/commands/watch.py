@@ -71,7 +71,11 @@ def _parse(typed: Typed) -> WatchArgs:
     ),
 )
 async def watch(ctx: Context, args: WatchArgs) -> None:
-    """Posts its own announcement, which the watch's news then follows."""
-    await ctx.services.watches.add(
-        ctx.incoming, ctx.conversation, args.image, args.pattern, args.platform
+    """Posts its own announcement, which the watch's news then follows; a watch of a source
+    an admin must approve is held, and the admins are asked."""
+    await ctx.services.approvals.refresh_sources()
+    made = await ctx.services.watches.add(
+        ctx.incoming, ctx.conversation, args.image, args.pattern, args.platform, admin=ctx.is_admin
     )
+    if made.held:
+        await ctx.services.approvals.ask_watch(made, ctx.incoming.user_name)

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mirror.store.interface import STORE_DOWN, Store, StoreError, StoreUnusable
+from mirror.store.interface import DECISIONS_CHANNEL, STORE_DOWN, Store, StoreError, StoreUnusable
 from mirror.store.schema import SCHEMA_VERSION
 
 __all__ = [
+    "DECISIONS_CHANNEL",
     "SCHEMA_VERSION",
     "STORE_DOWN",
     "Store",

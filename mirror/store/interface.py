@@ -10,12 +10,15 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from mirror.errors import StoreError, StoreUnusable
-from mirror.models import Item, Job, StoredAction, Watch
+from mirror.models import ApprovedSource, Decision, Item, Job, StoredAction, Watch
 from mirror.text import Text
 
-__all__ = ["STORE_DOWN", "Store", "StoreError", "StoreUnusable"]  # the errors: mirror.errors' tree
+__all__ = ["DECISIONS_CHANNEL", "STORE_DOWN", "Store", "StoreError", "StoreUnusable"]
 
 STORE_DOWN = Text("The bot's database is busy or unavailable (locked or full); try again shortly.")
+DECISIONS_CHANNEL = "mirror_decisions"
+"""Where PostgreSQL announces an admin's decision to the running bot (``NOTIFY``); a SQLite
+bot polls :meth:`Store.decisions` instead."""
 
 
 class Store(Protocol):
@@ -47,7 +50,8 @@ class Store(Protocol):
         ...
 
     async def count_items_since(self, requester: str, since: float) -> int:
-        """How many images ``requester`` asked for since ``since`` (for per-user rates)."""
+        """How many images ``requester`` asked for since ``since`` (for per-user rates); what
+        was refused or denied is not counted: nothing was copied."""
         ...
 
     async def last_success(self, target: str) -> Item | None:
@@ -93,6 +97,37 @@ class Store(Protocol):
         ...
 
     async def delete_watch(self, watch_id: str) -> None: ...
+
+    async def approve_watch(self, watch_id: str, by: str) -> bool:
+        """Let a held watch run (checked at once); False when it was not held."""
+        ...
+
+    async def add_decision(self, decision: Decision) -> None:
+        """Write an admin's answer for the running bot to apply, and wake it (PostgreSQL
+        notifies :data:`DECISIONS_CHANNEL` when the write commits)."""
+        ...
+
+    async def decisions(self) -> list[Decision]:
+        """Answers not applied yet, oldest first."""
+        ...
+
+    async def delete_decision(self, decision_id: str) -> None: ...
+
+    async def approved_sources(self) -> list[ApprovedSource]:
+        """Repositories approved for good, by name."""
+        ...
+
+    async def add_approved_source(self, source: ApprovedSource) -> bool:
+        """False when it was already there (its first approval stays)."""
+        ...
+
+    async def remove_approved_source(self, repository: str) -> bool:
+        """False when it was not there."""
+        ...
+
+    async def jobs_since(self, since: float) -> list[Job]:
+        """Every job requested at or after ``since``, oldest first (the audit)."""
+        ...
 
     async def get_language(self, user: str) -> str | None:
         """The language ``user`` (``telegram:42``) chose with ``/mirror lang``, if any."""

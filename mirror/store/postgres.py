@@ -24,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from mirror.store.interface import StoreUnusable
 from mirror.store.schema import MIGRATIONS, SCHEMA_VERSION, check_not_newer
-from mirror.store.sql import Row, SQLStore
+from mirror.store.sql import Row, SQLStore, Writer
 
 CONNECT_TIMEOUT_SECONDS = 5
 WAIT_SECONDS = 5.0
@@ -94,6 +94,9 @@ class PostgresStore(SQLStore):
     def __init__(self, db: PostgresDatabase) -> None:
         super().__init__(db)
         self.pool = db.pool
+
+    async def _announce(self, tx: Writer, channel: str, payload: str) -> None:
+        await tx.execute("SELECT pg_notify(?, ?)", (channel, payload))
 
 
 async def _autocommit(conn: psycopg.AsyncConnection[Any]) -> None:

@@ -221,6 +221,51 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    # 12: approvals (issue 26): who decided each held image, watches held for approval, an
+    # admin's answers waiting for the running bot to apply them, and the source repositories
+    # approved for good.
+    Migration(
+        (
+            "ALTER TABLE items ADD COLUMN approved_by TEXT",
+            "ALTER TABLE watches ADD COLUMN held INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE watches ADD COLUMN approved_by TEXT",
+            """CREATE TABLE decisions (
+                id TEXT PRIMARY KEY,
+                request TEXT NOT NULL,
+                idx INTEGER,
+                approve INTEGER NOT NULL,
+                decided_by TEXT NOT NULL,
+                reason TEXT,
+                created REAL NOT NULL
+            )""",
+            """CREATE TABLE approved_sources (
+                repository TEXT PRIMARY KEY,
+                added_by TEXT NOT NULL,
+                added REAL NOT NULL
+            )""",
+            "CREATE INDEX jobs_created ON jobs (created)",
+        ),
+        (
+            "ALTER TABLE items ADD COLUMN approved_by TEXT",
+            "ALTER TABLE watches ADD COLUMN held INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE watches ADD COLUMN approved_by TEXT",
+            f"""CREATE TABLE decisions (
+                id TEXT PRIMARY KEY,
+                request TEXT NOT NULL,
+                idx INTEGER,
+                approve INTEGER NOT NULL,
+                decided_by TEXT NOT NULL,
+                reason TEXT,
+                created {_TIME} NOT NULL
+            )""",
+            f"""CREATE TABLE approved_sources (
+                repository TEXT PRIMARY KEY,
+                added_by TEXT NOT NULL,
+                added {_TIME} NOT NULL
+            )""",
+            "CREATE INDEX jobs_created ON jobs (created)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -17,6 +17,8 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 from mirror.artifacts import ArtifactKind, Referrer, ReferrerKind
 from mirror.models import (
     UNFINISHED,
+    ApprovedSource,
+    Decision,
     Item,
     ItemStatus,
     Job,
@@ -26,7 +28,7 @@ from mirror.models import (
 )
 from mirror.platform import parse_platform
 from mirror.reference import parse_reference
-from mirror.store.interface import STORE_DOWN, StoreError
+from mirror.store.interface import DECISIONS_CHANNEL, STORE_DOWN, StoreError
 
 Row = tuple[Any, ...]
 
@@ -67,6 +69,7 @@ _ITEM_FIELDS = (
     "referrers",
     "artifact",
     "not_before",
+    "approved_by",
 )
 _ITEM_COLUMNS = ", ".join(_ITEM_FIELDS)
 _WRITE_ITEM = (
@@ -77,9 +80,12 @@ _WRITE_ITEM = (
 )
 _WATCH_COLUMNS = (
     "id, requester, chat, image, pattern, platform, created, reply_ref, next_check, "
-    "last_check, digests, error"
+    "last_check, digests, error, held, approved_by"
 )
 _OK = (ItemStatus.SUCCEEDED.value, ItemStatus.ALREADY_MIRRORED.value)
+_NOT_ASKED = (ItemStatus.REFUSED.value, ItemStatus.DENIED.value)
+"""Images nobody copied because they were said no to: not counted against a person's rate."""
+_DECISION_COLUMNS = "id, request, idx, approve, decided_by, reason, created"
 
 _Self = TypeVar("_Self", bound="SQLStore")
 _P = ParamSpec("_P")
@@ -118,6 +124,10 @@ class SQLStore:
         if not self._closed:
             self._closed = True
             await self._db.close()
+
+    async def _announce(self, tx: Writer, channel: str, payload: str) -> None:
+        """Tell other processes, when the transaction commits, that ``channel`` has news (a
+        database that cannot is polled instead: SQLite)."""
 
     @_guarded
     async def add_job(self, job: Job) -> None:
@@ -175,8 +185,8 @@ class SQLStore:
     async def count_items_since(self, requester: str, since: float) -> int:
         rows = await self._db.fetchall(
             "SELECT COUNT(*) FROM items JOIN jobs ON jobs.id = items.job_id "
-            "WHERE jobs.requester = ? AND jobs.created >= ?",
-            (requester, since),
+            "WHERE jobs.requester = ? AND jobs.created >= ? AND items.status NOT IN (?, ?)",
+            (requester, since, *_NOT_ASKED),
         )
         return int(rows[0][0]) if rows else 0
 
@@ -244,7 +254,7 @@ class SQLStore:
     async def add_watch(self, watch: Watch) -> None:
         async with self._db.transaction() as tx:
             await tx.execute(
-                f"INSERT INTO watches ({_WATCH_COLUMNS}) VALUES ({', '.join('?' * 12)})",
+                f"INSERT INTO watches ({_WATCH_COLUMNS}) VALUES ({', '.join('?' * 14)})",
                 _watch_row(watch),
             )
 
@@ -306,6 +316,77 @@ class SQLStore:
                     (user, language, time.time()),
                 )
 
+    @_guarded
+    async def approve_watch(self, watch_id: str, by: str) -> bool:
+        async with self._db.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE watches SET held = 0, approved_by = ?, next_check = 0 "
+                "WHERE id = ? AND held = 1",
+                (by, watch_id),
+            )
+        return changed == 1
+
+    @_guarded
+    async def add_decision(self, decision: Decision) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    decision.id,
+                    decision.request,
+                    decision.idx,
+                    int(decision.approve),
+                    decision.decided_by,
+                    decision.reason,
+                    decision.created,
+                ),
+            )
+            await self._announce(tx, DECISIONS_CHANNEL, decision.request)
+
+    @_guarded
+    async def decisions(self) -> list[Decision]:
+        rows = await self._db.fetchall(
+            f"SELECT {_DECISION_COLUMNS} FROM decisions ORDER BY created, id"
+        )
+        return [
+            Decision(did, request, idx, bool(approve), by, reason, created)
+            for did, request, idx, approve, by, reason, created in rows
+        ]
+
+    @_guarded
+    async def delete_decision(self, decision_id: str) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute("DELETE FROM decisions WHERE id = ?", (decision_id,))
+
+    @_guarded
+    async def approved_sources(self) -> list[ApprovedSource]:
+        rows = await self._db.fetchall(
+            "SELECT repository, added_by, added FROM approved_sources ORDER BY repository"
+        )
+        return [ApprovedSource(*row) for row in rows]
+
+    @_guarded
+    async def add_approved_source(self, source: ApprovedSource) -> bool:
+        async with self._db.transaction() as tx:
+            changed = await tx.execute(
+                "INSERT INTO approved_sources (repository, added_by, added) VALUES (?, ?, ?) "
+                "ON CONFLICT (repository) DO NOTHING",
+                (source.repository, source.added_by, source.added),
+            )
+        return changed == 1
+
+    @_guarded
+    async def remove_approved_source(self, repository: str) -> bool:
+        async with self._db.transaction() as tx:
+            changed = await tx.execute(
+                "DELETE FROM approved_sources WHERE repository = ?", (repository,)
+            )
+        return changed == 1
+
+    @_guarded
+    async def jobs_since(self, since: float) -> list[Job]:
+        return await self._jobs("WHERE created >= ? ORDER BY created, id", (since,))
+
     async def _watches(self, where: str, params: tuple[Any, ...]) -> list[Watch]:
         rows = await self._db.fetchall(f"SELECT {_WATCH_COLUMNS} FROM watches {where}", params)
         return [_watch(row) for row in rows]
@@ -344,6 +425,7 @@ def _item_row(job_id: str, idx: int, item: Item) -> Row:
         _referrers_text(item.referrers),
         item.artifact.value if item.artifact else None,
         item.not_before,
+        item.approved_by,
         time.time(),
     )
 
@@ -362,11 +444,16 @@ def _watch_row(watch: Watch) -> Row:
         watch.last_check,
         json.dumps(watch.digests),
         watch.error,
+        int(watch.held),
+        watch.approved_by,
     )
 
 
 def _watch(row: Row) -> Watch:
-    (wid, requester, chat, image, pattern, platform, created, reply_ref, nxt, last, dig, err) = row
+    (wid, requester, chat, image, pattern, platform, created, reply_ref, nxt, last, dig, err) = row[
+        :12
+    ]
+    held, approved_by = row[12:]
     return Watch(
         id=wid,
         requester=requester,
@@ -380,12 +467,14 @@ def _watch(row: Row) -> Watch:
         last_check=last,
         digests=json.loads(dig),
         error=err,
+        held=bool(held),
+        approved_by=approved_by,
     )
 
 
 def _item(row: Row) -> Item:
     (spec, source, target, platform, status, engine, sdig, tdig, size, seconds, error) = row[:11]
-    referrers, artifact, not_before = row[11:]
+    referrers, artifact, not_before, approved_by = row[11:]
     return Item(
         spec=spec,
         source=parse_reference(source),
@@ -401,6 +490,7 @@ def _item(row: Row) -> Item:
         referrers=_referrers_of(referrers),
         artifact=ArtifactKind(artifact) if artifact else None,
         not_before=not_before,
+        approved_by=approved_by,
     )
 
 

@@ -120,6 +120,9 @@ class FakeTelegram:
     _closed: bool = False
     _confirmed: int = 0
     """Updates below this id were confirmed (a later getUpdates offset): never served again."""
+    started: set[int] = field(default_factory=set)
+    """People who wrote to the bot privately: the only ones ``getChat`` knows (Telegram lets a
+    bot write first only to someone who started it)."""
 
     async def start(self) -> FakeTelegram:
         app = web.Application()
@@ -145,6 +148,8 @@ class FakeTelegram:
         sender: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"}
         if language is not None:
             sender["language_code"] = language
+        if chat.type == "private":
+            self.started.add(user_id)
         message: dict[str, Any] = {
             "message_id": next(self._ids),
             "date": int(time.time()),
@@ -404,6 +409,13 @@ class FakeTelegram:
             return web.Response(status=404)
         self.downloads.append(path)
         return web.Response(body=self._files[file_id])
+
+    async def _api_getChat(self, call: Call) -> dict[str, Any]:
+        chat_id = call.chat_id
+        if chat_id > 0 and chat_id not in self.started:
+            raise _ApiError(400, "Bad Request: chat not found")
+        chat = Chat(chat_id, "private" if chat_id > 0 else "supergroup", None)
+        return {**chat.json(), "accent_color_id": 0, "max_reaction_count": 11}  # ChatFullInfo
 
     async def _api_setMyCommands(self, call: Call) -> bool:
         return True
