@@ -14,11 +14,16 @@ import gzip
 import io
 import os
 import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from bot.chart_request import ChartAsk, find_chart
+from bot.chart_request import ChartAsk, ChartSource, chart_plan, find_chart
+from bot.policy import Policy
+from bot.settings import Settings
 from mirror.charts import (
     MAX_ARCHIVE_BYTES,
     MAX_DEPTH,
@@ -351,22 +356,38 @@ def member(name: str, kind: bytes = tarfile.REGTYPE, size: int = 0) -> tarfile.T
 @pytest.mark.parametrize(
     ("archive", "words"),
     [
-        (tgz({"../evil/Chart.yaml": "name: x"}), "a path outside itself"),
-        (tgz({"/etc/cron.d/Chart.yaml": "name: x"}), "a path outside itself"),
-        (tgz({"app/../../Chart.yaml": "name: x"}), "a path outside itself"),
-        (raw_tar(member("app/values.yaml", tarfile.SYMTYPE)), "a link"),
-        (raw_tar(member("app/Chart.yaml", tarfile.LNKTYPE)), "a link"),
-        (raw_tar(member("app/dev", tarfile.CHRTYPE)), "a device or pipe"),
-        (tgz({"app/values.yaml": b"a: 1\n" * (MAX_FILE_BYTES // 5 + 1)}), "larger than 4 MiB"),
-        (b"\x1f\x8b" + os.urandom(64), "not a chart archive"),
-        (os.urandom(MAX_ARCHIVE_BYTES + 1), "larger than 16 MiB"),
-        (tgz({"README.md": "# hello"}), "no Chart.yaml"),
-        (tgz({"app/Chart.yaml": "name: [unclosed"}), "not YAML"),
+        pytest.param(lambda: tgz({"../evil/Chart.yaml": "name: x"}), "a path outside", id="dotdot"),
+        pytest.param(lambda: tgz({"/etc/cron.d/Chart.yaml": "x"}), "a path outside", id="absolute"),
+        pytest.param(
+            lambda: tgz({"app/../../Chart.yaml": "x"}), "a path outside", id="inner-dotdot"
+        ),
+        pytest.param(
+            lambda: raw_tar(member("app/values.yaml", tarfile.SYMTYPE)), "a link", id="symlink"
+        ),
+        pytest.param(
+            lambda: raw_tar(member("app/Chart.yaml", tarfile.LNKTYPE)), "a link", id="hardlink"
+        ),
+        pytest.param(
+            lambda: raw_tar(member("app/dev", tarfile.CHRTYPE)), "a device or pipe", id="device"
+        ),
+        pytest.param(
+            lambda: tgz({"app/values.yaml": b"a: 1\n" * (MAX_FILE_BYTES // 5 + 1)}),
+            "larger than 4 MiB",
+            id="large-file",
+        ),
+        pytest.param(lambda: b"\x1f\x8b" + os.urandom(64), "not a chart archive", id="not-gzip"),
+        pytest.param(
+            lambda: os.urandom(MAX_ARCHIVE_BYTES + 1), "larger than 16 MiB", id="large-archive"
+        ),
+        pytest.param(lambda: tgz({"README.md": "# hello"}), "no Chart.yaml", id="no-chart"),
+        pytest.param(lambda: tgz({"app/Chart.yaml": "name: [unclosed"}), "not YAML", id="bad-yaml"),
     ],
 )
-def test_no_path_in_an_archive_is_trusted_and_sizes_are_capped(archive: bytes, words: str) -> None:
+def test_no_path_in_an_archive_is_trusted_and_sizes_are_capped(
+    archive: Callable[[], bytes], words: str
+) -> None:
     with pytest.raises(ChartUnreadable, match=words):
-        read_chart(archive)
+        read_chart(archive())
 
 
 def test_a_gzip_bomb_stops_at_the_unpacked_cap() -> None:
@@ -485,3 +506,47 @@ def test_a_chart_only_the_asker_can_resolve_is_refused(text: str, words: str) ->
 )
 def test_no_chart_alone(text: str) -> None:
     assert find_chart(text) is None
+
+
+def test_a_charts_images_go_through_the_policy(tmp_path: Path) -> None:
+    """An image from a source that is not allowed is named and left out; with approvals on,
+    one an admin may approve is planned (and held by the planner until approved), one at an
+    internal address nobody named is still left out."""
+    archive = chart(
+        "mixed",
+        "1.0.0",
+        values={
+            "web": {"image": "docker.io/library/nginx:1.25"},
+            "tool": {"image": "quay.io/jetstack/cert-manager-controller:v1.13.2"},
+            "local": {"image": "10.0.0.5:5000/team/app:1"},
+        },
+    )
+    source = ChartSource(
+        ChartAsk("oci://docker.io/x/mixed:1.0.0", oci="docker.io/x/mixed:1.0.0"),
+        read_chart(archive),
+        parse_reference("docker.io/x/mixed:1.0.0"),
+    )
+
+    def planned(**more: Any) -> tuple[list[str], tuple[str, ...]]:
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            mirror_db=tmp_path / "m.db",
+            mirror_target="127.0.0.1:5999/mirror",
+            mirror_allowed_sources=("docker.io",),
+            **more,
+        )
+        plan = chart_plan(source, Policy(settings))
+        return [r.text for r in plan.readings], plan.refused
+
+    assert planned() == (
+        ["docker.io/x/mixed:1.0.0", "docker.io/library/nginx:1.25"],
+        ("quay.io/jetstack/cert-manager-controller:v1.13.2", "10.0.0.5:5000/team/app:1"),
+    )
+    assert planned(mirror_approval="outside-allowlist", mirror_admins=("test:carol",)) == (
+        [
+            "docker.io/x/mixed:1.0.0",
+            "docker.io/library/nginx:1.25",
+            "quay.io/jetstack/cert-manager-controller:v1.13.2",
+        ],
+        ("10.0.0.5:5000/team/app:1",),
+    )
