@@ -21,8 +21,9 @@ FROM ${BASE_IMAGE} AS build
 ARG PIP_INSTALL_OPTIONS=""
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 COPY . /src
-# The lock holds every dependency and the build backend (setuptools), so the project itself
-# installs with no index and no unhashed download: --no-deps, --no-build-isolation.
+# The lock holds every dependency, the chat platforms' extras (lark-oapi for [feishu]) and the
+# build backend (setuptools), so the project itself installs with no index and no unhashed
+# download: --no-deps, --no-build-isolation; every adapter is there, configured or not.
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install ${PIP_INSTALL_OPTIONS} --require-hashes --no-deps \
       -r /src/requirements.lock \

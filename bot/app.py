@@ -36,7 +36,7 @@ from bot.planner import Planner
 from bot.policy import Denied, Policy
 from bot.runtime import LazyLookups
 from bot.settings import Settings
-from bot.view import MessageView
+from bot.view import MessageView, translated
 from bot.watching import ChatWatches
 from mirror.errors import MirrorError
 from mirror.jobs import JobService
@@ -117,7 +117,7 @@ class MirrorBot:
         Everything said to the sender, now and later in the thread (the job's live message and
         final answer are rendered in tasks started here), is in the sender's language."""
         choice = await self.languages.of(incoming)
-        with speaking(choice.language):
+        with speaking(choice.language, readers=choice.readers(conversation)):
             await self._handle(incoming, conversation)
         if choice.unsupported_chinese and incoming.press is None:
             await self._say_once(
@@ -145,7 +145,7 @@ class MirrorBot:
         except MirrorError as exc:
             if exc.__cause__ is not None:  # something underneath failed (the store)
                 log.error("could not answer a %s command: %s", incoming.platform, exc.__cause__)
-            view = render.refusal(exc, self.commands.usage_line())
+            view = translated(partial(render.refusal, exc, self.commands.usage_line()))
         except (TimeoutError, ChatError) as exc:
             log.error("could not answer a %s command: %s", incoming.platform, exc)
             return

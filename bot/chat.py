@@ -190,3 +190,21 @@ class Addressable(Protocol):
     async def open_private(self, user_id: str) -> Conversation:
         """A private conversation with the person ``user_id``."""
         ...
+
+
+@runtime_checkable
+class Multilingual(Protocol):
+    """A :class:`Conversation` whose messages can carry one text per language at once, each
+    reader's client showing its own (Feishu's card ``i18n``). Optional, like
+    :class:`bot.pacing.Paced`.
+
+    When the asker's language was not fixed (no ``/mirror lang``, ``MIRROR_LANGUAGE=auto``) and
+    their client says none, the bot writes the views it can build twice (a job's messages, a
+    refusal) in each of ``languages`` and hands the adapter one view whose ``translations`` hold
+    them all (:func:`bot.view.translated`); everything else comes in one language as usual.
+    """
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The bot's languages (:data:`bot.i18n.LANGUAGES`) this conversation can show."""
+        ...

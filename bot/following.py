@@ -22,12 +22,13 @@ from functools import partial
 
 from bot import actions, render
 from bot.chat import ChatError, Conversation, Reply
-from bot.i18n import current, speaking
+from bot.i18n import current, readers, speaking
 from bot.live import LiveMessage
 from bot.pacing import Pacer, Priority
 from bot.paste import PastedFiles
 from bot.rewrite import rewrite
 from bot.settings import Settings
+from bot.view import translated
 from mirror.jobs import JobListener, JobService
 from mirror.logcontext import job_context
 from mirror.models import Job
@@ -67,7 +68,7 @@ class JobFollower:
     ) -> None:
         """Store, acknowledge, store where, start and follow: the one way a job begins."""
         store = self._service.store
-        ack = render.acknowledgement(job)
+        ack = translated(partial(render.acknowledgement, job))
         asks = self._settings.mirror_confirm_bytes and not job.confirmed
         ahead = actions.confirmations(job) if asks else ()
         await store.add_actions(actions.stored(job, (*ack.actions, *ahead)))  # before shown
@@ -88,7 +89,7 @@ class JobFollower:
             if not await self._where_stored(adapter, conversation, job, reply):
                 return
             live = LiveMessage(self._pacer, conversation, reply, initial=ack, adapter=adapter)
-            task = self._service.start(job, progress_to(live, current()))
+            task = self._service.start(job, progress_to(live, current(), readers()))
             self._follow(job, task, conversation, live, pasted)
 
     async def _where_stored(
@@ -112,13 +113,20 @@ class JobFollower:
         return True
 
     def resume(
-        self, platform: str, conversation: Conversation, reply: Reply, job: Job, language: str
+        self,
+        platform: str,
+        conversation: Conversation,
+        reply: Reply,
+        job: Job,
+        language: str,
+        languages: tuple[str, ...] = (),
     ) -> None:
-        """Follow a job a restart interrupted, in its old live message, in ``language``."""
-        with job_context(job.id), speaking(language):
+        """Follow a job a restart interrupted, in its old live message, in ``language`` (in
+        each of ``languages`` where the chat shows several: :func:`bot.i18n.speaking`)."""
+        with job_context(job.id), speaking(language, readers=languages):
             live = LiveMessage(self._pacer, conversation, reply, adapter=platform)
-            live.update(render.progress(job))
-            task = self._service.start(job, progress_to(live, language))
+            live.update(translated(partial(render.progress, job)))
+            task = self._service.start(job, progress_to(live, language, languages))
             self._follow(job, task, conversation, live)
 
     async def fail_unacknowledged(self, job: Job) -> None:
@@ -163,13 +171,14 @@ class JobFollower:
             log.error("job %s could not record its result: %s", job.id, exc)
         long_job = time.monotonic() - started >= self._settings.mirror_long_job_seconds
         extra = rewrite(job.items, pasted, self._render_options) if pasted is not None else ()
-        final = render.answer(job, self._render_options, notify=long_job, rewrite=extra)
+        answer = partial(render.answer, job, self._render_options, notify=long_job, rewrite=extra)
+        final = translated(answer)
         try:
             await self._service.store.add_actions(actions.stored(job, final.actions))
         except StoreError as exc:  # the answer still goes out, without buttons nobody could use
             log.error("job %s: its buttons were not stored: %s", job.id, exc)
-            final = replace(final, actions=())
-        await live.finish(render.progress(job), final)
+            final = translated(lambda: replace(answer(), actions=()))
+        await live.finish(translated(partial(render.progress, job)), final)
 
     async def drain(self, stop: asyncio.Event) -> None:
         """Wait for running jobs to deliver their answers, unless asked to stop first."""
@@ -179,11 +188,12 @@ class JobFollower:
         await self._followers.aclose()
 
 
-def progress_to(live: LiveMessage, language: str) -> JobListener:
-    """Render every change in the requester's language, whichever task reports it."""
+def progress_to(live: LiveMessage, language: str, languages: tuple[str, ...] = ()) -> JobListener:
+    """Render every change in the requester's language (in each of ``languages`` where the
+    chat shows several), whichever task reports it."""
 
     def listener(job: Job) -> None:
-        with speaking(language):
-            live.update(render.progress(job))
+        with speaking(language, readers=languages):
+            live.update(translated(partial(render.progress, job)))
 
     return listener

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -25,7 +25,7 @@ from typing import Any, overload
 
 from mirror.text import N_, Text
 
-__all__ = ["N_", "_", "localize", "ngettext", "speaking"]
+__all__ = ["N_", "_", "localize", "ngettext", "readers", "speaking"]
 
 ENGLISH = "en"
 CHINESE = "zh_Hans"
@@ -37,20 +37,33 @@ DOMAIN = "messages"
 _TRADITIONAL = ("zh-hant", "zh-tw", "zh-hk", "zh-mo")
 
 _speaking: ContextVar[str] = ContextVar("speaking", default=ENGLISH)
+_readers: ContextVar[tuple[str, ...]] = ContextVar("readers", default=())
 
 
 @contextmanager
-def speaking(language: str) -> Iterator[None]:
-    """Render in ``language`` inside the block (and in tasks started inside it)."""
+def speaking(language: str, *, readers: Sequence[str] = ()) -> Iterator[None]:
+    """Render in ``language`` inside the block (and in tasks started inside it).
+
+    ``readers``: the languages a message is written in at once, for a chat that shows each
+    reader their own (:class:`bot.chat.Multilingual`); :func:`bot.view.translated` builds a view
+    in each. Empty (the usual case, and whenever ``speaking`` is entered without it): only
+    ``language``."""
     token = _speaking.set(language)
+    readers_token = _readers.set(tuple(readers))
     try:
         yield
     finally:
+        _readers.reset(readers_token)
         _speaking.reset(token)
 
 
 def current() -> str:
     return _speaking.get()
+
+
+def readers() -> tuple[str, ...]:
+    """The languages of :func:`speaking`'s ``readers`` (empty: :func:`current` only)."""
+    return _readers.get()
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,9 @@ async def recover(
             await service.fail_interrupted(job, INTERRUPTED)
             continue
         platform, conversation, reply = reopened
-        language = await languages.of_user(job.requester)
-        follower.resume(platform, conversation, reply, job, language)
+        choice = await languages.choice_of(job.requester)
+        follower.resume(
+            platform, conversation, reply, job, choice.language, choice.readers(conversation)
+        )
         resumed += 1
     return resumed

@@ -7,13 +7,23 @@ richer adapters can use as a notification fallback.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from bot.i18n import _
+from bot.i18n import _, current, readers, speaking
 from mirror.units import human_bytes, human_seconds
 
-__all__ = ["Bar", "MessageView", "Row", "Tone", "bar_text", "human_bytes", "human_seconds"]
+__all__ = [
+    "Bar",
+    "MessageView",
+    "Row",
+    "Tone",
+    "bar_text",
+    "human_bytes",
+    "human_seconds",
+    "translated",
+]
 
 
 class Tone(StrEnum):
@@ -75,6 +85,29 @@ class MessageView:
     """Ask the adapter to mention the requester (a long job just finished)."""
     actions: tuple[Action, ...] = ()
     """Buttons under the message; a view without them removes the ones an edit replaces."""
+    translations: tuple[tuple[str, MessageView], ...] = ()
+    """The same message in every language of a chat that shows each reader their own
+    (:class:`bot.chat.Multilingual`), as ``(language, view)`` pairs, this view's own among them;
+    empty for a message in one language (this view). Built by :func:`translated`."""
+
+
+def translated(build: Callable[[], MessageView]) -> MessageView:
+    """``build()`` in the current language; where the asker reads several at once
+    (:func:`bot.i18n.speaking`'s ``readers``), carrying ``build()`` in each of them as its
+    ``translations``. ``build`` must be pure (it runs once per language): a render function
+    of data already at hand, never a command's handler."""
+    view = build()
+    languages = readers()
+    if len(languages) < 2:
+        return view
+    versions = []
+    for language in languages:
+        if language == current():
+            versions.append((language, view))
+            continue
+        with speaking(language):
+            versions.append((language, build()))
+    return replace(view, translations=tuple(versions))
 
 
 def bar_text(bar: Bar, width: int = 16) -> str:

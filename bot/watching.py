@@ -154,8 +154,9 @@ class ChatWatches:
             items=items,
             origin=render.watch_fired(watch, tags),
         )
+        choice = await self._languages.choice_of(watch.requester)
         try:
-            with speaking(await self._languages.of_user(watch.requester)):
+            with speaking(choice.language, readers=choice.readers(conversation)):
                 await self._follower.start(platform, conversation, job)
         except (TimeoutError, ChatError) as exc:
             raise MirrorError(CHAT_GONE) from exc

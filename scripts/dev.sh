@@ -5,7 +5,8 @@
 #   bash scripts/dev.sh test [ARGS]    setup, ruff, mypy, pytest ARGS (a lab per xdist worker)
 #   bash scripts/dev.sh demo           setup, start and seed the lab in .lab, run the bot
 #   bash scripts/dev.sh lab CMD        scripts/lab.py CMD (up|seed|env|down) with the venv python
-#   bash scripts/dev.sh lock           regenerate requirements.lock (hashed pins the image installs)
+#   bash scripts/dev.sh lock           regenerate requirements.lock (hashed pins the image installs,
+#                                      the chat platforms' extras included)
 #   bash scripts/dev.sh i18n           extract the sentences users read, update bot/locale/*.po
 #   bash scripts/dev.sh docs           rewrite the command lists built from bot/commands
 #
@@ -129,7 +130,7 @@ EOF
       CUSTOM_COMPILE_COMMAND="bash scripts/dev.sh lock" \
       "$VENV/bin/pip-compile" --quiet --generate-hashes --allow-unsafe --all-build-deps \
       --strip-extras --no-emit-index-url --no-emit-find-links --output-file requirements.lock \
-      --extra dingtalk "$@" pyproject.toml
+      --extra dingtalk --extra feishu "$@" pyproject.toml
     ;;
   i18n)
     # Then translate the new (empty) and fuzzy entries of bot/locale/zh_Hans (docs/architecture.md).

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings
 
 from adapters.console import ConsoleSettings
 from adapters.dingtalk import DingTalkSettings
+from adapters.feishu import FeishuSettings
 from adapters.slack import SlackSettings
 from adapters.telegram import TelegramSettings
 from bot.settings import Settings
@@ -22,9 +23,10 @@ SETTINGS: tuple[type[BaseSettings], ...] = (
     TelegramSettings,
     ConsoleSettings,
     DingTalkSettings,
+    FeishuSettings,
 )
-PREFIXES = ("MIRROR_", "SLACK_", "TELEGRAM_", "CONSOLE_", "DINGTALK_")
-NAME = re.compile(r"\b(?:MIRROR|SLACK|TELEGRAM|CONSOLE|DINGTALK)_[A-Z0-9_]*[A-Z0-9]\b")
+PREFIXES = ("MIRROR_", "SLACK_", "TELEGRAM_", "CONSOLE_", "DINGTALK_", "FEISHU_")
+NAME = re.compile(r"\b(?:MIRROR|SLACK|TELEGRAM|CONSOLE|DINGTALK|FEISHU)_[A-Z0-9_]*[A-Z0-9]\b")
 ROW = re.compile(r"^\| `([A-Z][A-Z0-9_]+)` \|", re.MULTILINE)
 
 

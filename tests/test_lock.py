@@ -1,9 +1,10 @@
 """requirements.lock and pyproject.toml agree: the image installs what the project asks for.
 
 The Docker image installs the lock with ``--require-hashes`` and then the project with
-``--no-deps``, so a dependency added to pyproject.toml but not locked would be missing at run
-time, and a range narrowed past the locked pin would ship a version the project refuses. This
-catches both in a second, without a network: regenerate with ``bash scripts/dev.sh lock``.
+``--no-deps``, so a dependency added to pyproject.toml (or to a chat platform's extra, which
+the image carries too) but not locked would be missing at run time, and a range narrowed past
+the locked pin would ship a version the project refuses. This catches both in a second,
+without a network: regenerate with ``bash scripts/dev.sh lock``.
 """
 
 from __future__ import annotations
@@ -111,6 +112,14 @@ def test_the_lock_satisfies_every_dependency_of_pyproject() -> None:
     assert "paramiko" in lock
     assert "setuptools" in lock  # the build backend: the image installs the project offline
     assert "dingtalk-stream" in lock  # a chat platform's extra (pyproject.toml's dingtalk)
+    assert lock["lark-oapi"].wanted_by_us  # a chat platform's extra: the image carries it
+
+
+def test_an_extras_new_dependency_is_reported() -> None:
+    project, lock = load()
+    project["project"]["optional-dependencies"]["feishu"].append("left-pad>=1")
+    project["project"]["optional-dependencies"]["dev"].append("right-pad>=1")  # not the image's
+    assert disagreements(project, lock) == ["left-pad>=1 is not in requirements.lock"]
 
 
 def test_a_new_dependency_or_a_narrowed_range_is_reported() -> None:

@@ -3,10 +3,12 @@ examples to paste."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from bot import render
 from bot.commands._base import Context, NoArguments, Typed, command
 from bot.i18n import N_
-from bot.view import MessageView
+from bot.view import MessageView, translated
 
 
 def _parse(typed: Typed) -> NoArguments:
@@ -22,4 +24,4 @@ def _parse(typed: Typed) -> NoArguments:
     order=120,
 )
 async def help_(ctx: Context, args: NoArguments) -> MessageView:
-    return render.help_text(ctx.services.commands)
+    return translated(partial(render.help_text, ctx.services.commands))

@@ -23,7 +23,7 @@ def clean_env(db: Path, **overrides: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("MIRROR_", "SLACK_", "TELEGRAM_", "DINGTALK_"))
+        if not k.startswith(("MIRROR_", "SLACK_", "TELEGRAM_", "DINGTALK_", "FEISHU_"))
     }
     env["MIRROR_DB"] = str(db)
     for name in ("LC_ALL", "LC_MESSAGES"):  # the console answers in the terminal's language
