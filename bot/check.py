@@ -52,7 +52,7 @@ async def check_target(settings: Settings) -> CheckResult:
         return CheckResult(part, False, str(exc))
     remote = build_remote(settings)
     client = remote.client
-    user = credentials(settings).get(registry) or client.credential(registry)
+    user = credentials(settings).get(registry) or await client.credential(registry)
     try:
         async with client.request("GET", registry, "/v2/", scope=""):
             pass
@@ -159,8 +159,8 @@ async def check_docker(settings: Settings) -> CheckResult:
     try:
         await engine.ensure_available()
     except EngineUnavailable as exc:
-        # With auto and no DOCKER_HOST named, the registry engine does every copy: a note.
-        required = settings.mirror_engine == "docker" or settings.docker_host is not None
+        # With auto the registry engine copies unless a daemon elsewhere is the way out.
+        required = settings.mirror_engine == "docker" or engines.daemon_first
         detail = str(exc) if required else f"{exc} The registry engine copies instead."
         return CheckResult(part, False, detail, counts=required)
     finally:
@@ -194,7 +194,7 @@ async def check_adapter(name: str, plugin: AdapterPlugin) -> CheckResult | None:
 async def check_adapters() -> list[CheckResult]:
     """Every configured chat adapter; the fallback (the console) has nothing to reach."""
     try:
-        plugins = installed()
+        plugins = installed(asked=True)
     except MirrorError as exc:  # an adapter that cannot even be loaded
         return [CheckResult("chat adapters", False, str(exc))]
     results = [

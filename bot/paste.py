@@ -115,13 +115,19 @@ _SEPARATORS_RE = re.compile("[,;\uff0c\uff1b、]+")  # full-width comma and semi
 _DIGEST_RE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-fA-F0-9]{32,}")
 
 
+_BRACKETED_HOST_RE = re.compile(r"\[[0-9A-Fa-f:.]+\](?::[0-9]+)?/")
+"""A registry written as a bracketed IPv6 address (``[fd00::1]:5000/app``): its ``[`` stays."""
+
+
 def _clean(part: str) -> str:
     """Full-width forms to ASCII (NFKC), invisible characters out, quotes and punctuation off."""
     text = unicodedata.normalize("NFKC", part).translate(_INVISIBLE)
     previous = None
     while previous != text:
         previous = text
-        text = text.strip(_QUOTES).rstrip(_TRAILING)
+        while text[:1] and text[0] in _QUOTES and not _BRACKETED_HOST_RE.match(text):
+            text = text[1:]
+        text = text.rstrip(_QUOTES).rstrip(_TRAILING)
     return text
 
 

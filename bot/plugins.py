@@ -8,19 +8,23 @@ own environment prefix), says whether the environment asks for it, builds it, ch
 and one entry point; ``docs/adapters.md`` shows how.
 
 A platform whose SDK is heavy comes as a pip extra (``hub-mirror-bot[feishu]``): its module
-imports the SDK only in ``build``/``check``/``serve``, so every installed adapter can be loaded
-to read its settings, and its plugin declares the :class:`Extra`. Configured without the
+imports the SDK only in ``build``/``check``/``serve`` and its plugin declares the
+:class:`Extra`. Whatever its weight, an adapter's module is loaded only when a variable with its
+prefix (its entry point's name: ``SLACK_``) is set, so a bot configured for one platform never
+imports another's SDK. Configured without the
 extra installed, it stops ``run`` and ``check`` with one sentence naming the variable that
 asked for it and the ``pip install`` to run.
 """
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from importlib.util import find_spec
+from pathlib import Path
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import SecretStr, ValidationError
@@ -187,10 +191,32 @@ class Configured:
     fallback: bool
 
 
-def installed() -> dict[str, AdapterPlugin]:
-    """Every adapter installed, by name: its module, which imports a heavy SDK (an extra's)
-    only once built; Slack's and Telegram's, core dependencies, come with it."""
-    return {entry.name: _load(entry) for entry in entry_points(group=GROUP)}
+def installed(*, asked: bool = False) -> dict[str, AdapterPlugin]:
+    """Every adapter installed, by name, its module loaded; with ``asked``, only those whose
+    variables the environment (or ``.env``) sets, so an unconfigured platform's SDK is never
+    imported (Slack's and Telegram's come with their modules)."""
+    entries = list(entry_points(group=GROUP))
+    if asked:
+        names = _variables_set()
+        entries = [entry for entry in entries if _asks_for(entry.name, names)]
+    return {entry.name: _load(entry) for entry in entries}
+
+
+def _variables_set() -> frozenset[str]:
+    """The names of every variable set, in the environment or the ``.env`` file the settings
+    read, in capitals (pydantic-settings matches them without regard to case)."""
+    from dotenv import dotenv_values  # pydantic-settings' own reader of .env
+
+    names = set(os.environ)
+    if Path(".env").is_file():
+        names.update(dotenv_values(".env"))
+    return frozenset(name.upper() for name in names)
+
+
+def _asks_for(name: str, variables: frozenset[str]) -> bool:
+    """An adapter's variables start with its entry point's name (``SLACK_``, ``FEISHU_``)."""
+    prefix = name.upper() + "_"
+    return any(variable.startswith(prefix) for variable in variables)
 
 
 def _load(entry: EntryPoint) -> AdapterPlugin:
@@ -211,9 +237,16 @@ def _load(entry: EntryPoint) -> AdapterPlugin:
 def configured_adapters(plugins: dict[str, AdapterPlugin] | None = None) -> list[Configured]:
     """Every adapter whose settings are set; the fallback adapters (the console) when none is.
 
-    Every installed adapter's settings are read, so a wrong one stops the start.
+    Only the adapters whose variables are set are loaded and read (a wrong setting stops the
+    start); the others are loaded only when none of those is configured, to find the
+    fallback.
     """
-    plugins = installed() if plugins is None else plugins
+    if plugins is not None:
+        return _configured(plugins)
+    return _configured(installed(asked=True)) or _configured(installed())
+
+
+def _configured(plugins: dict[str, AdapterPlugin]) -> list[Configured]:
     chosen: list[Configured] = []
     fallbacks: list[Configured] = []
     for name, plugin in plugins.items():

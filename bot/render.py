@@ -523,9 +523,12 @@ def inspection(seen: Inspection, copies: Sequence[tuple[Item, float]] = ()) -> M
     if not copies:
         lines.append(_("Not mirrored here yet."))
     for item, since in copies:
-        where = f"{item.target.name}:{item.target.tag} ({platform_text(item.platform)})"
         lines.append(
-            _("Mirrored here since {ago} as {target}.").format(ago=_ago(since), target=quote(where))
+            _("Mirrored here since {ago} as {target} ({platform}).").format(
+                ago=_ago(since),
+                target=quote(f"{item.target.name}:{item.target.tag}"),
+                platform=platform_text(item.platform),
+            )
         )
         current = seen.digest_for(None if item.platform is None else str(item.platform))
         if current is None or item.source_digest is None:

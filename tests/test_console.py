@@ -95,8 +95,9 @@ def test_daemon_down_is_explained_and_the_bot_keeps_answering(
         assert "Traceback" not in (child.before or "")
     finally:
         child.close(force=True)
-    # With the default engine choice, the registry engine steps in for the missing daemon.
-    child = start(env | no_daemon)
+    # With the default engine choice and a daemon elsewhere named as the way out, the
+    # registry engine steps in when that daemon does not answer.
+    child = start(env | {"DOCKER_HOST": "tcp://no-such-daemon.invalid:2375"})
     try:
         child.sendline(f"/mirror {lab.source}/library/hello:1.0")
         child.expect(r"Job \w{6} done: 1 image ready")
@@ -120,7 +121,7 @@ def test_a_job_killed_mid_copy_is_resumed_after_a_restart(
     lab: lab_module.Lab, env: dict[str, str]
 ) -> None:
     with throttled(lab.source, rate=1024 * 1024) as slow:
-        env = env | {"MIRROR_ALLOWED_SOURCES": slow.address}
+        env = env | {"MIRROR_ALLOWED_SOURCES": slow.address, "MIRROR_ENGINE": "docker"}
         first, job_id = start_slow_copy(env, slow.address)
         try:
             first.kill(signal.SIGKILL)
@@ -154,7 +155,7 @@ def test_sigterm_stops_cleanly_and_the_job_resumes_later(
     lab: lab_module.Lab, env: dict[str, str]
 ) -> None:
     with throttled(lab.source, rate=1024 * 1024) as slow:
-        env = env | {"MIRROR_ALLOWED_SOURCES": slow.address}
+        env = env | {"MIRROR_ALLOWED_SOURCES": slow.address, "MIRROR_ENGINE": "docker"}
         first, job_id = start_slow_copy(env, slow.address)
         try:
             first.kill(signal.SIGTERM)
@@ -239,6 +240,7 @@ def test_the_daemon_going_away_mid_copy_is_a_clear_failure(
             env
             | {
                 "DOCKER_HOST": docker_host,
+                "MIRROR_ENGINE": "docker",
                 "MIRROR_ALLOWED_SOURCES": f"{slow_source.address},{lab.source}",
             }
         )

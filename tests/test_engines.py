@@ -10,13 +10,16 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bot.runtime import open_runtime
+from bot.runtime import build_engines, open_runtime
 from bot.settings import Settings
 from mirror import engines
+from mirror.engines.base import CopyRequest
+from mirror.engines.chooser import daemon_is_the_way_out
 from mirror.engines.docker import DockerEngine
 from mirror.engines.faults import explain, of_daemon
 from mirror.engines.registry.engine import RegistryEngine
 from mirror.errors import AccessDenied, CopyFailed, NotFound, SourceMissing, Unreachable
+from mirror.platform import Platform
 from mirror.reference import ImageRef
 
 SOURCE = ImageRef("quay.io", "team/app", "1.0", None)
@@ -98,3 +101,92 @@ def test_only_the_daemons_network_faults_are_worth_a_new_copy() -> None:
     assert isinstance(by_client, CopyFailed) and not by_client.transient
     assert isinstance(by_daemon, CopyFailed) and by_daemon.transient
     assert str(by_daemon) == "The registry `quay.io` could not be reached."
+
+
+@pytest.mark.parametrize(
+    ("docker_host", "way_out"),
+    [
+        (None, False),
+        ("unix:///var/run/docker.sock", False),
+        ("tcp://127.0.0.1:2375", False),
+        ("tcp://localhost:2376", False),
+        ("tcp://[::1]:2375", False),
+        ("npipe:////./pipe/docker_engine", False),
+        ("ssh://builder@build.example.com", True),
+        ("tcp://10.1.2.3:2376", True),
+        ("tcp://docker:2375", True),  # a dind sidecar: another machine as far as we know
+    ],
+)
+def test_a_daemon_is_the_way_out_only_on_another_machine(
+    docker_host: str | None, way_out: bool
+) -> None:
+    assert daemon_is_the_way_out(docker_host) is way_out
+
+
+ONE_PLATFORM = CopyRequest(SOURCE, TARGET, Platform("linux", "amd64"))
+PINNED = CopyRequest(
+    ImageRef("quay.io", "team/app", None, "sha256:" + "a" * 64), TARGET, Platform("linux", "amd64")
+)
+EVERY_PLATFORM = CopyRequest(SOURCE, TARGET, None)
+
+
+@pytest.mark.parametrize(
+    ("more", "one", "pinned", "every"),
+    [
+        ({}, ["registry", "docker"], ["registry", "docker"], ["registry"]),
+        (
+            {"docker_host": "unix:///var/run/docker.sock"},
+            ["registry", "docker"],
+            ["registry", "docker"],
+            ["registry"],
+        ),
+        (
+            {"docker_host": "ssh://builder@build.example.com"},
+            ["docker", "registry"],
+            ["registry", "docker"],
+            ["registry"],
+        ),
+        ({"mirror_engine": "docker"}, ["docker"], ["docker"], ["docker"]),
+        (
+            {"mirror_engine": "registry", "docker_host": "tcp://10.1.2.3:2376"},
+            ["registry"],
+            ["registry"],
+            ["registry"],
+        ),
+    ],
+)
+async def test_auto_copies_exactly_unless_the_configuration_names_a_daemon_elsewhere(
+    tmp_path: Path, more: dict[str, str], one: list[str], pinned: list[str], every: list[str]
+) -> None:
+    """DESIGN.md §5: ``auto`` prefers the exact engine whenever the bot reaches the source
+    itself; a ``DOCKER_HOST`` on another machine (decided once, from the settings) makes the
+    daemon the way out for one platform of a tag."""
+    chooser = build_engines(settings(tmp_path, **more))
+    try:
+        assert chooser.preference(ONE_PLATFORM) == one
+        assert chooser.preference(PINNED) == pinned
+        assert chooser.preference(EVERY_PLATFORM) == every
+    finally:
+        await chooser.aclose()
+
+
+async def test_a_daemon_elsewhere_that_does_not_answer_leaves_the_copy_to_the_registry_engine(
+    tmp_path: Path,
+) -> None:
+    """The fallback stays: the daemon is tried first and says why it cannot work."""
+    host = "tcp://no-such-daemon.invalid:2375"  # .invalid never resolves (RFC 6761)
+    chooser = build_engines(settings(tmp_path, docker_host=host))
+    request = CopyRequest(
+        ImageRef("no-such-registry.invalid", "team/app", "1.0", None),
+        TARGET,
+        Platform("linux", "amd64"),
+    )
+    try:
+        assert chooser.daemon_first
+        assert (await chooser.choose(request)).name == "registry"
+        assert await chooser.health() == {
+            "docker": f"The Docker daemon at `{host}` does not answer.",
+            "registry": None,
+        }
+    finally:
+        await chooser.aclose()

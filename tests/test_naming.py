@@ -62,6 +62,7 @@ def target(
         ("gcr.io/library/y:v1", "docker.io/alice/gcr.io.library.y:v1"),
         ("[::1]:5000/foo:1", "docker.io/alice/1--5000.foo:1"),
         ("[2001:db8::1]:5000/foo:1", "docker.io/alice/2001-db8--1--5000.foo:1"),
+        ("[fd00::1]:5000/app:1", "docker.io/alice/fd00--1--5000.app:1"),
         ("Docker/app:1", "docker.io/alice/docker.app:1"),
     ],
 )

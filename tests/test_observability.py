@@ -88,6 +88,7 @@ def test_metrics_move_when_a_job_runs_and_its_log_lines_carry_its_id(
     env = bot_env(
         lab,
         tmp_path / "metrics.db",
+        MIRROR_TARGET=f"{lab.target}/metrics{port}",  # nothing there yet: a real copy
         MIRROR_METRICS_PORT=str(port),
         MIRROR_METRICS_LISTEN="127.0.0.1",
         MIRROR_LOG_LEVEL="INFO",

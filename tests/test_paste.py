@@ -33,6 +33,10 @@ def one(text: str) -> Reading:
         (f"nginx@{DIGEST}", f"nginx@{DIGEST}"),
         ("registry.k8s.io/pause:3.9$pause:latest", "registry.k8s.io/pause:3.9$pause:latest"),
         ("127.0.0.1:5000/team/app:1", "127.0.0.1:5000/team/app:1"),
+        # a bracketed IPv6 registry (distribution/reference allows it): the bracket stays
+        ("[::1]:5000/x:1", "[::1]:5000/x:1"),
+        ("[fd00::1]:5000/app:1", "[fd00::1]:5000/app:1"),
+        ("[2001:db8::1]/repo", "[2001:db8::1]/repo"),
     ],
 )
 def test_typed_as_is(typed: str, text: str) -> None:
@@ -55,6 +59,9 @@ def test_typed_as_is(typed: str, text: str) -> None:
         ("nginx:1.25!", "nginx:1.25"),
         ("nginx:1.25。", "nginx:1.25"),
         ("**nginx:1.25**", "nginx:1.25"),
+        ("`[::1]:5000/x:1`", "[::1]:5000/x:1"),
+        ("([fd00::1]:5000/app:1)", "[fd00::1]:5000/app:1"),
+        ('"[fd00::1]:5000/app:1"', "[fd00::1]:5000/app:1"),
         # full-width characters from CJK input methods, zero-width spaces
         ("nginx\uff1a1.25", "nginx:1.25"),
         ("quay.io\uff0fprometheus\uff0fnode-exporter", "quay.io/prometheus/node-exporter"),

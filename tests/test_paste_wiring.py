@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -288,3 +289,33 @@ def test_console_asks_and_acknowledges_how_it_read(lab: lab_module.Lab, tmp_path
         child.expect(r"Job \w{6} done: 1 image ready")
     finally:
         child.close(force=True)
+
+
+@pytest.mark.parametrize(
+    ("typed", "source", "registry", "flat"),
+    [
+        ("[::1]:5000/x:1", "[::1]:5000/x:1", "[::1]:5000", "1--5000.x"),
+        ("`[fd00::1]:5000/app:1`", "[fd00::1]:5000/app:1", "[fd00::1]:5000", "fd00--1--5000.app"),
+    ],
+)
+def test_a_bracketed_ipv6_registry_is_read_then_refused_unless_named(
+    typed: str, source: str, registry: str, flat: str
+) -> None:
+    """distribution/reference allows ``[ipv6]:port`` hosts: a chat message names one, the
+    egress rule refuses it (loopback, private) unless the operator named it, and its target
+    is a valid repository name."""
+    from bot.policy import Denied, Policy
+    from bot.settings import Settings
+    from mirror.naming import TargetBase, target_for
+    from mirror.reference import is_valid_path
+
+    [spec] = mirror(f"/mirror {typed}").images
+    assert str(spec.source) == source
+    closed = Policy(Settings(_env_file=None))  # type: ignore[call-arg]
+    with pytest.raises(Denied, match=f"`{re.escape(registry)}` is not an allowed source"):
+        closed.check_source(spec.source)
+    named = Policy(Settings(_env_file=None, mirror_allowed_sources=registry))  # type: ignore[call-arg]
+    named.check_source(spec.source)
+    target = target_for(spec, TargetBase("registry.example.com", "mirror"), AMD64, AMD64)
+    assert target.repository == f"mirror/{flat}"
+    assert is_valid_path(target.repository)

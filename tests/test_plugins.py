@@ -420,5 +420,53 @@ async def test_an_entry_point_whose_module_cannot_be_imported_is_one_sentence(
     with pytest.raises(ConfigurationError) as caught:
         installed()
     assert str(caught.value) == sentence
+    assert await check_adapters() == []  # nothing asks for it: its module is never loaded
+    monkeypatch.setenv("BROKENCHAT_TOKEN", "t")  # its prefix: now it is asked for
     [result] = await check_adapters()
     assert result.line() == f"chat adapters: FAILED: {sentence}"
+
+
+def test_only_the_asked_platforms_are_imported(tmp_path: Path) -> None:
+    """A bot configured for Telegram alone reads and builds Telegram's adapter and imports no
+    other platform's module or SDK (a variable of another prefix would ask for that one)."""
+    from tests.support.cli import clean_env
+
+    probe = textwrap.dedent(
+        """
+        import json, sys
+        from bot.plugins import configured_adapters
+        chosen = [entry.name for entry in configured_adapters()]
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in (
+            "adapters", "slack_bolt", "slack_sdk", "telegram", "lark_oapi", "dingtalk_stream"))
+        print(json.dumps({"chosen": chosen, "loaded": loaded}))
+        """
+    )
+    env = clean_env(tmp_path / "m.db", TELEGRAM_BOT_TOKEN="123:abc")
+    found = subprocess.run(
+        [str(Path(MIRROR_BOT).parent / "python"), "-c", probe],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    seen = json.loads(found.stdout)
+    assert seen["chosen"] == ["telegram"]
+    roots = {name.split(".")[0] for name in seen["loaded"]}
+    assert "telegram" in roots
+    assert not roots & {"slack_bolt", "slack_sdk", "lark_oapi", "dingtalk_stream"}
+    assert not {"adapters.slack", "adapters.console", "adapters.feishu"} & set(seen["loaded"])
+
+    (tmp_path / ".env").write_text("SLACK_BOT_TOKEN=xoxb-1\nSLACK_APP_TOKEN=xapp-1\n")
+    env.pop("TELEGRAM_BOT_TOKEN")
+    found = subprocess.run(
+        [str(Path(MIRROR_BOT).parent / "python"), "-c", probe],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    seen = json.loads(found.stdout)
+    assert seen["chosen"] == ["slack"]  # asked for in .env alone
+    assert "adapters.telegram" not in seen["loaded"]

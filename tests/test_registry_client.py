@@ -42,7 +42,7 @@ def test_hosts_docker_hub_and_plain_http() -> None:
     assert client.base_url("quay.io") == "https://quay.io"
 
 
-def test_docker_config_auths(tmp_path: Path) -> None:
+async def test_docker_config_auths(tmp_path: Path) -> None:
     def encoded(pair: str) -> str:
         return base64.b64encode(pair.encode()).decode()
 
@@ -59,14 +59,16 @@ def test_docker_config_auths(tmp_path: Path) -> None:
             }
         )
     )
-    hub = docker_config_credential("docker.io", config)
+    hub = await docker_config_credential("docker.io", config)
     assert hub == Credential("alice", "hub:pw")
     assert "pw" not in repr(hub)
-    assert docker_config_credential("registry.example:5000", config) == Credential("bob", "pw2")
-    assert docker_config_credential("helper.example", config) is None
+    assert await docker_config_credential("registry.example:5000", config) == Credential(
+        "bob", "pw2"
+    )
+    assert await docker_config_credential("helper.example", config) is None
     # a helper that is not installed means anonymous access, not a failure
-    assert docker_config_credential("gcr.io", config) is None
-    assert docker_config_credential("docker.io", tmp_path / "missing.json") is None
+    assert await docker_config_credential("gcr.io", config) is None
+    assert await docker_config_credential("docker.io", tmp_path / "missing.json") is None
 
 
 HELPER = """#!/bin/sh
@@ -81,7 +83,7 @@ esac
 
 
 @pytest.mark.parametrize("key", ["credHelpers", "credsStore"])
-def test_credential_helpers_run_as_docker_runs_them(
+async def test_credential_helpers_run_as_docker_runs_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str
 ) -> None:
     helper = tmp_path / "docker-credential-test"
@@ -92,16 +94,17 @@ def test_credential_helpers_run_as_docker_runs_them(
     value = {"helped.example": "test"} if key == "credHelpers" else "test"
     config.write_text(json.dumps({key: value}))
     client = RegistryClient(docker_config=config)
-    assert client.credential("helped.example") == Credential("dana", "s3cret")
-    assert client.credential("helped.example") == Credential("dana", "s3cret")
+    assert await client.credential("helped.example") == Credential("dana", "s3cret")
+    assert await client.credential("helped.example") == Credential("dana", "s3cret")
     assert (tmp_path / "asked").read_text().splitlines() == ["helped.example"]  # cached
     if key == "credsStore":
-        assert client.credential("other.example") is None
+        assert await client.credential("other.example") is None
 
 
-def test_settings_win_over_docker_config(tmp_path: Path) -> None:
+async def test_settings_win_over_docker_config(tmp_path: Path) -> None:
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"auths": {"r.example": {"auth": "Ym9iOnB3"}}}))
     client = RegistryClient({"r.example": Credential("carol", "x")}, docker_config=config)
-    assert client.credential("r.example") == Credential("carol", "x")
-    assert RegistryClient(docker_config=config).credential("r.example") == Credential("bob", "pw")
+    assert await client.credential("r.example") == Credential("carol", "x")
+    found = await RegistryClient(docker_config=config).credential("r.example")
+    assert found == Credential("bob", "pw")

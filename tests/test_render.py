@@ -222,6 +222,12 @@ def test_tags_and_inspect_views() -> None:
     text = to_plain_text(view)
     assert "- linux/amd64: 3.4 MB" in text
     assert "Mirrored here since" in text
+    # the name in backticks is what people copy: the platform stands outside it
+    assert "as `docker.io/alice/quay.io.team.app:latest` (linux/amd64)." in text
+    every = Item(**{**copied.__dict__, "platform": None})
+    assert "`docker.io/alice/quay.io.team.app:latest` (all)." in to_plain_text(
+        render.inspection(seen, [(every, 0.0)])
+    )
     assert (
         "Upstream moved since the last copy" in text and "/mirror quay.io/team/app:latest" in text
     )

@@ -272,6 +272,41 @@ async def test_concurrent_writes_are_all_kept(location: Path | str) -> None:
         await store.close()
 
 
+async def test_a_read_never_sees_another_coroutines_uncommitted_writes(tmp_path: Path) -> None:
+    """SQLite: one connection serves every coroutine, and a transaction open on it is seen by
+    every statement on it. A read waits for the transaction, and sees all of it or none."""
+    import aiosqlite
+
+    from mirror.store.sqlite import SQLiteDatabase
+
+    db = SQLiteDatabase(await aiosqlite.connect(tmp_path / "shared.db", isolation_level=None))
+    try:
+        async with db.transaction() as tx:
+            await tx.execute("CREATE TABLE rows (n INTEGER)")
+        half_way, go_on = asyncio.Event(), asyncio.Event()
+
+        async def write() -> None:
+            async with db.transaction() as tx:
+                await tx.execute("INSERT INTO rows VALUES (1)")
+                half_way.set()
+                await go_on.wait()
+                await tx.execute("INSERT INTO rows VALUES (2)")
+
+        async def read() -> list[tuple[int, ...]]:
+            await half_way.wait()
+            return [tuple(row) for row in await db.fetchall("SELECT n FROM rows ORDER BY n")]
+
+        writer, reader = asyncio.create_task(write()), asyncio.create_task(read())
+        await half_way.wait()
+        for _ in range(5):  # the reader's turn: its query is asked now, if it may be
+            await asyncio.sleep(0)
+        go_on.set()
+        await writer
+        assert await reader == [(1,), (2,)]
+    finally:
+        await db.close()
+
+
 async def test_referrers_and_artifact_kind_are_stored(location: Path | str) -> None:
     db = location
     store = await open_store(db)
@@ -346,6 +381,24 @@ async def test_copies_of_a_source_are_the_newest_per_target_since_the_first(
             ("127.0.0.1:5000/m/a:1", 302, 1000.0),  # the newest copy, mirrored since the first
         ]
         assert await store.copies_of("docker.io/library/redis:7") == []
+
+        # The tag a:1 is overwritten by a copy of every platform, then b:1 by another
+        # source: only the copy each target holds now is listed (issue 23).
+        stamps = iter([1030.0, 1040.0])
+        every = make_job("cp5", "console:local", "nginx:1.25")
+        every.items[0].target = parse_reference("127.0.0.1:5000/m/a:1")
+        every.items[0].platform = None
+        every.items[0].status = ItemStatus.SUCCEEDED
+        other = make_job("cp6", "console:local", "nginx:1.26")
+        other.items[0].target = parse_reference("127.0.0.1:5000/m/b:1")
+        other.items[0].status = ItemStatus.SUCCEEDED
+        for job in (every, other):
+            await store.add_job(job)
+            _set_updated(location, job.id, next(stamps))
+        copies = await store.copies_of("docker.io/library/nginx:1.25")
+        assert [(str(i.target), i.platform, since) for i, since in copies] == [
+            ("127.0.0.1:5000/m/a:1", None, 1000.0)
+        ]
     finally:
         await store.close()
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from mirror.engines import AUTO
 from mirror.engines.base import CopyRequest, Engine, EngineConfig, EnginePlugin, Inspector
@@ -15,14 +17,42 @@ if TYPE_CHECKING:
     from mirror.engines.remote import Remote
 
 
+def daemon_is_the_way_out(docker_host: str | None) -> bool:
+    """Whether ``DOCKER_HOST`` names a daemon on another machine (``ssh://``, or ``tcp://``
+    to a host that is not this one): the configuration saying the copies go out through it,
+    because that machine reaches the sources (or the target) and this one may not."""
+    if not docker_host:
+        return False
+    try:
+        url = urlsplit(docker_host)
+        host = (url.hostname or "").lower().rstrip(".")
+    except ValueError:
+        return False  # not for us to judge: the docker engine says it cannot connect
+    scheme = url.scheme.lower()
+    if scheme == "ssh":
+        return True
+    if scheme not in ("tcp", "http", "https"):
+        return False  # unix://, npipe://, fd://: a daemon on this machine
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return True  # a name: another machine (a dind sidecar counts too)
+    return not (address.is_loopback or address.is_unspecified)
+
+
 class EngineChooser:
     """Picks the engine per request, among the installed ones (:func:`mirror.engines.installed`).
 
-    ``auto`` prefers an engine that is not exact (the daemon) for a single platform, and an
-    exact one (the registry engine) whenever only an exact copy will do: every platform, a
-    digest reference that must keep pulling by digest, or an artifact that is not an image
-    (a Helm chart: the daemon cannot pull it). Each falls back to the other when it cannot
-    work right now.
+    ``auto`` prefers an exact engine (the registry engine: the copy is the source byte for
+    byte, digest kept) whenever the bot reaches the source itself, which is the default: the
+    others (the daemon) are the fallback when no exact engine can work. Only when the
+    configuration says a daemon is the way out (``DOCKER_HOST`` on another machine, decided
+    once here from the config; in queue mode each worker from its own) does a single
+    platform of a tag go through the daemon first; every platform, a digest reference that
+    must keep its digest, or an artifact that is not an image (a Helm chart: the daemon cannot
+    pull it) still go to an exact engine first.
 
     Engines are built on first use, each with ``config``: a script that only needs one engine
     never imports the other's SDK. The chooser owns the config's remote (the registry client
@@ -36,6 +66,8 @@ class EngineChooser:
         self._plugins = plugins
         self.config = config
         self._engines: dict[str, Engine] = {}
+        self.daemon_first = mode == AUTO and daemon_is_the_way_out(config.docker_host)
+        """``auto`` with a daemon on another machine: it copies single platforms of tags."""
 
     @property
     def remote(self) -> Remote:
@@ -58,9 +90,9 @@ class EngineChooser:
             return [self.mode]
         if request.platform is None:
             return self._exact(True)
-        if request.source.digest is not None:
-            return self._exact(True) + self._exact(False)
-        return self._exact(False) + self._exact(True)
+        if self.daemon_first and request.source.digest is None:
+            return self._exact(False) + self._exact(True)
+        return self._exact(True) + self._exact(False)
 
     async def _first_available(
         self, names: list[str]
@@ -128,10 +160,15 @@ class EngineChooser:
     async def health(self) -> dict[str, str | None]:
         """Each engine tried, with None when it can work or the reason it cannot.
 
-        Stops at the first that can work (exact engines first in ``auto``: the registry
-        engine needs no daemon), so a health probe costs one cheap check when things are well.
+        Stops at the first that can work, in the order a copy of one platform tries them, so
+        a health probe costs one cheap check when things are well.
         """
-        names = self._exact(True) + self._exact(False) if self.mode == AUTO else [self.mode]
+        if self.mode != AUTO:
+            names = [self.mode]
+        elif self.daemon_first:
+            names = self._exact(False) + self._exact(True)
+        else:
+            names = self._exact(True) + self._exact(False)
         _, tried = await self._first_available(names)
         return tried
 

@@ -239,14 +239,17 @@ class SQLStore:
 
     @_guarded
     async def copies_of(self, source: str) -> list[tuple[Item, float]]:
+        # The copy each target holds now is its newest good copy, whatever platform or
+        # source it was of: a target another copy overwrote since is not listed.
         rows = await self._db.fetchall(
             f"SELECT {_ITEM_COLUMNS}, first_copy FROM ("
             f"SELECT {_ITEM_COLUMNS}, updated, "
-            "ROW_NUMBER() OVER (PARTITION BY target, platform ORDER BY updated DESC) AS newest, "
-            "MIN(updated) OVER (PARTITION BY target) AS first_copy "
-            "FROM items WHERE source = ? AND status IN (?, ?)"
-            ") AS copies WHERE newest = 1 ORDER BY updated DESC",
-            (source, *_OK),
+            "ROW_NUMBER() OVER (PARTITION BY target ORDER BY updated DESC) AS newest, "
+            "MIN(CASE WHEN source = ? THEN updated END) OVER (PARTITION BY target) AS first_copy "
+            "FROM items WHERE status IN (?, ?) AND target IN ("
+            "SELECT target FROM items WHERE source = ? AND status IN (?, ?))"
+            ") AS copies WHERE newest = 1 AND source = ? ORDER BY updated DESC",
+            (source, *_OK, source, *_OK, source),
         )
         return [(_item(row[:-1]), float(row[-1])) for row in rows]
 

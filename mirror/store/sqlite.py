@@ -19,25 +19,37 @@ from mirror.store.sql import Row, SQLStore
 BUSY_TIMEOUT_SECONDS = 3.0
 
 
-class SQLiteDatabase:
-    errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+class _Writer:
+    """The statements of the one transaction open on the connection."""
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
-        self._writing = asyncio.Lock()  # one connection: one transaction at a time
-
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        cursor = await self._db.execute(sql, params)
-        return [tuple(row) for row in await cursor.fetchall()]
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         cursor = await self._db.execute(sql, params)
         return cursor.rowcount
 
+
+class SQLiteDatabase:
+    """One connection shared by every coroutine of the process. A transaction on it is seen
+    by every statement on it, so reads take the same lock as transactions: a read never sees
+    another coroutine's writes before they are committed (nor after they are rolled back)."""
+
+    errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+        self._lock = asyncio.Lock()  # one connection: one transaction, or one read, at a time
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        async with self._lock:
+            cursor = await self._db.execute(sql, params)
+            return [tuple(row) for row in await cursor.fetchall()]
+
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[SQLiteDatabase]:
-        async with self._writing, _transaction(self._db):
-            yield self
+    async def transaction(self) -> AsyncIterator[_Writer]:
+        async with self._lock, _transaction(self._db):
+            yield _Writer(self._db)
 
     async def close(self) -> None:
         await self._db.close()

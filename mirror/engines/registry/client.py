@@ -196,8 +196,8 @@ class RegistryClient:
         scheme = "http" if host in self._insecure else "https"
         return f"{scheme}://{api}"
 
-    def credential(self, registry: str) -> Credential | None:
-        return self.auth.credential(registry)
+    async def credential(self, registry: str) -> Credential | None:
+        return await self.auth.credential(registry)
 
     def host(self, registry: str) -> HostState:
         host = canonical_host(registry)

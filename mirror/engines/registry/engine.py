@@ -30,6 +30,7 @@ from mirror.artifacts import (
     manifest_kind,
     referrer_kind,
 )
+from mirror.bounded import LRU
 from mirror.credentials import Credentials
 from mirror.engines.base import (
     DEFAULT_CERTS_DIR,
@@ -109,6 +110,11 @@ class _Plan:
         return sum(b.size or 0 for b in self.blobs.values())
 
 
+KNOWN_BLOBS = 20_000
+"""Blobs whose repository at the target this process remembers (to mount them rather than
+copy them again): the most recently used, so a bot that runs for months stays the same size."""
+
+
 def _short(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
 
@@ -143,7 +149,7 @@ class RegistryEngine:
         self._blob_slots = asyncio.Semaphore(blob_concurrency)
         self._attempts = attempts
         self._backoff = wait_exponential(multiplier=retry_wait, max=max_wait)
-        self._known: dict[tuple[str, str], str] = {}
+        self._known: LRU[tuple[str, str], str] = LRU(KNOWN_BLOBS)
         """(registry, blob digest) -> a repository of that registry known to hold the blob."""
         self._blob_flights: dict[tuple[str, str, str], _BlobFlight] = {}
         """(registry, repository, digest) -> the one copy of that blob in progress."""
@@ -228,7 +234,9 @@ class RegistryEngine:
                 )
             )
         except RegistryError as exc:
-            raise explain(exc, target, pushing=True, logged_in=self._logged_in(target)) from exc
+            raise explain(
+                exc, target, pushing=True, logged_in=await self._logged_in(target)
+            ) from exc
 
     async def head_digest(self, ref: ImageRef) -> str | None:
         """The digest a tag points at now, by HEAD (no pull counted); None when it is gone."""
@@ -276,12 +284,17 @@ class RegistryEngine:
                 lambda: self.client.head_manifest(dst.registry, dst.repository, reference)
             )
             if current != top.digest:
+                # The bar counts the image's blobs in both stages, so its total is the size
+                # /inspect and the answer give from the start (manifests are not counted).
                 progress(StageChanged(Stage.COPYING))
+                for blob in plan.blobs.values():
+                    progress(BlobProgress(_short(blob.digest), 0, blob.size))
                 await self._copy_blobs(src, dst, plan, progress)
                 progress(StageChanged(Stage.PUSHING))
+                for blob in plan.blobs.values():
+                    progress(BlobDone(_short(blob.digest), blob.size))
                 for child in plan.manifests[:-1]:
                     await self._push_manifest(dst, child.digest, child)
-                    progress(BlobDone(_short(child.digest), len(child.data)))
             # Before the tag: whoever pulls the tag finds its signatures already there.
             referrers = await self._copy_referrers(src, dst, [m.digest for m in plan.manifests])
             if current == top.digest:
@@ -296,12 +309,11 @@ class RegistryEngine:
                     artifact=artifact,
                 )
             stored = await self._push_manifest(dst, reference, top)
-            progress(BlobDone(_short(top.digest), len(top.data)))
         except RegistryError as exc:
             if src.registry != dst.registry:
                 pushing = exc.registry == dst.registry  # which side failed, when we can tell
             raise explain(
-                exc, dst if pushing else src, pushing=pushing, logged_in=self._logged_in(dst)
+                exc, dst if pushing else src, pushing=pushing, logged_in=await self._logged_in(dst)
             ) from exc
         return Outcome(
             ItemStatus.SUCCEEDED,
@@ -391,8 +403,8 @@ class RegistryEngine:
         if self._owns_remote:
             await self._remote.aclose()
 
-    def _logged_in(self, target: ImageRef) -> bool:
-        return self.client.credential(target.registry) is not None
+    async def _logged_in(self, target: ImageRef) -> bool:
+        return await self.client.credential(target.registry) is not None
 
     # -- retries --------------------------------------------------------------------------------
 
