@@ -13,8 +13,10 @@ import asyncio
 import getpass
 import itertools
 import os
+import shutil
 import stat
 import sys
+import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TextIO
@@ -22,7 +24,7 @@ from typing import TextIO
 from bot.chat import ConfigurationError, Conversation, Handler, Incoming, Reply, Undeliverable
 from bot.i18n import ENGLISH, N_, _, console_tag, from_tag, speaking
 from bot.plugins import AdapterPlugin, AdapterSettings, SettingsPlugin
-from bot.view import MessageView, to_plain_text
+from bot.view import MessageView, Tone, to_plain_text
 from mirror.tasks import TaskSet
 
 PROMPT = "mirror> "
@@ -30,39 +32,63 @@ BANNER = N_("hub-mirror-bot console. Type /help, or /mirror IMAGE.")
 
 
 class _Screen:
-    """Knows what is on the terminal so the newest message can be redrawn in place."""
+    """Knows what is on the terminal so the newest message can be redrawn in place.
+
+    Only the block at the bottom, right above the prompt, can be redrawn: once anything was
+    printed or typed below a message, its progress is not drawn again (the terminal would
+    fill with copies of it), and its end is printed anew when it comes, whole. A block is
+    measured in terminal rows, long lines wrapped, so a redraw never starts inside it.
+    """
 
     def __init__(self, out: TextIO) -> None:
         self._out = out
         self._tty = out.isatty()
-        self._last: tuple[int, int] | None = None  # (message id, lines it took)
+        self._last: tuple[int, int] | None = None
+        """The message at the bottom, right above the prompt, and the rows it takes."""
 
     @property
     def tty(self) -> bool:
         return self._tty
 
-    def show(self, message_id: int, text: str, *, replace: bool) -> None:
+    def show(self, message_id: int, text: str, *, replace: bool, working: bool = False) -> None:
+        """Print a message, or redraw it (``replace``); ``working``: a state on the way to
+        the message's end, which a terminal skips for a message no longer at the bottom."""
         try:
-            self._draw(message_id, text, replace=replace)
+            self._draw(message_id, text, replace=replace, working=working)
         except BrokenPipeError as exc:  # the reader went away for good: no retry can help
             raise Undeliverable("the console's output was closed", "broken_pipe") from exc
 
-    def _draw(self, message_id: int, text: str, *, replace: bool) -> None:
-        lines = text.count("\n") + 1
+    def typed(self) -> None:
+        """A line was typed at the prompt: the terminal moved below the last message."""
+        self._last = None
+
+    def _draw(self, message_id: int, text: str, *, replace: bool, working: bool) -> None:
         if self._tty:
             if replace and self._last is not None and self._last[0] == message_id:
                 self._out.write(f"\r\x1b[{self._last[1]}A\x1b[J")
+            elif replace and working:
+                return  # no longer at the bottom: its end is printed when it comes
             else:
                 self._out.write("\r\x1b[K")
         # On a pipe nothing can be redrawn: each new state is printed below the old one.
         self._out.write(text + "\n")
-        self._last = (message_id, lines)
+        self._last = (message_id, self._rows(text))
         self.prompt()
+
+    def _rows(self, text: str) -> int:
+        """The terminal rows ``text`` takes, each line wrapped at the terminal's width."""
+        width = max(shutil.get_terminal_size().columns, 1)
+        return sum(max(1, -(-_cells(line) // width)) for line in text.split("\n"))
 
     def prompt(self) -> None:
         if self._tty:
             self._out.write(PROMPT)
         self._out.flush()
+
+
+def _cells(line: str) -> int:
+    """Columns a line takes: East Asian wide and full-width characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in line)
 
 
 @dataclass
@@ -74,8 +100,14 @@ class ConsoleReply:
     def ref(self) -> str:
         return str(self.message_id)
 
+    def can_become(self, view: MessageView) -> bool:
+        """A terminal shows an edit as it shows a new message, whole: a job's answer always
+        replaces its live message, so each job ends in one block (bot.chat.Replaceable)."""
+        return True
+
     async def edit(self, view: MessageView) -> None:
-        self.screen.show(self.message_id, to_plain_text(view), replace=True)
+        working = view.tone is Tone.WORKING
+        self.screen.show(self.message_id, to_plain_text(view), replace=True, working=working)
 
 
 class ConsoleConversation:
@@ -114,6 +146,7 @@ class ConsoleAdapter:
         commands = TaskSet("console")
         try:
             async for line in self._lines():
+                self._screen.typed()
                 text = line.strip()
                 if text in ("quit", "exit"):
                     break

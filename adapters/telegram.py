@@ -184,6 +184,11 @@ class TelegramReply:
         request = w.request_id if w.request_id is not None else self.message_id
         return f"{w.chat_id}:{self.message_id}:{request}:{w.requester.user_id}"
 
+    def can_become(self, view: MessageView) -> bool:
+        """An edit is one message and notifies nobody: a view that needs two, or asks to
+        notify (a long job's answer), is posted anew (:class:`bot.chat.Replaceable`)."""
+        return not view.notify and len(telegram_html.pages(view, self._where.requester)) == 1
+
     async def edit(self, view: MessageView) -> None:
         text = telegram_html.single(view, self._where.requester)
         # "Message is not modified", the one BadRequest _call lets through: the text is already
@@ -214,6 +219,23 @@ class TelegramConversation:
     def pace(self) -> Pace:
         budget = GROUP_BUDGET if self._where.is_group else PRIVATE_BUDGET
         return Pace(str(self._where.chat_id), budget, shared=BOT_BUDGET)
+
+    # A chat, group or private, is one stream everyone in it reads: jobs asked there together
+    # may share one live message (bot.chat.Gathering).
+
+    @property
+    def room(self) -> str:
+        return str(self._where.chat_id)
+
+    def share(self, reply: Reply) -> Reply:
+        """The same message, as this request's handle: its ``ref`` names this request and
+        requester, so after a restart this job's answer replies to its own request."""
+        assert isinstance(reply, TelegramReply)
+        return TelegramReply(self._bot, self._where, reply.message_id)
+
+    def message_of(self, reply: Reply) -> str:
+        assert isinstance(reply, TelegramReply)
+        return str(reply.message_id)
 
     async def post(self, view: MessageView) -> Reply:
         """A reply to the command; a long answer continues in further messages.

@@ -1,13 +1,18 @@
 """Pacing benchmark: thirty /mirror requests at once, twenty of them in two Telegram groups.
 
 Runs ``mirror-bot run`` (the real Telegram adapter) against a fresh lab and the local Bot API
-server in its enforcing mode (20 sends+edits a minute per group, 1 a second per private
-chat, 30 a second overall; 429 with ``retry_after`` beyond). The image is already mirrored,
-so the copies cost nothing and what is measured is the chat side: seconds from the requests
-to the last final answer, calls refused (429), sends and edits made, and how long until every
-live message showed its last state. Goal: all answered in under 30 s, nothing refused.
+server in its enforcing mode, which holds the bot to Telegram's published flood limits
+(https://core.telegram.org/bots/faq, "My bot is hitting limits, how do I avoid this?"): one
+message a second in a private chat, 20 a minute in a group, 30 a second overall, sends and
+edits alike, counted over a sliding window; a call beyond them is answered 429 with the
+``retry_after`` that makes room (``tests/support/fake_telegram.py``, ``FLOOD_LIMITS``). The
+image is not mirrored beforehand: the first jobs copy it for real, the others join that copy
+or find it there. Measured: when each request was first acknowledged (a message naming its
+job), when the last final answer came, when the last live message showed its end, calls
+made and refused. Goal: every live message final within 35 s of the requests, at most 2
+calls refused, each requester answered in a reply to their own message.
 
-    .venv/bin/python bench/pacing.py [--source DIR] [--settle 90]
+    .venv/bin/python bench/pacing.py [--source DIR] [--settle 120]
 
 ``--source DIR`` runs the bot from another checkout's ``bot/``, ``adapters/`` and ``mirror/``
 (e.g. ``git archive main bot adapters mirror | tar -x -C /tmp/main``): before and after, with
@@ -46,8 +51,8 @@ def load_lab() -> ModuleType:
 
 
 async def play(env: dict[str, str], image: str, root: Path, settle: float) -> int:
-    from tests.support.busy_chats import allowed_users, ask_all
-    from tests.support.fake_telegram import FakeTelegram
+    from tests.support.busy_chats import GROUPS, allowed_users, ask_all
+    from tests.support.fake_telegram import FLOOD_LIMITS, FakeTelegram
 
     telegram = await FakeTelegram(TOKEN, enforce=True).start()
     env = env | {
@@ -66,11 +71,11 @@ async def play(env: dict[str, str], image: str, root: Path, settle: float) -> in
         played = ask_all(telegram, image)
         await telegram.wait_for(lambda: not played.unanswered(telegram) or None, 600)
         answered = played.last_answer_after(telegram)
-        # the live messages' last views, which a busy group gets after the answers
+        # the live messages' last views, which a busy group may get after the answers
         deadline = time.monotonic() + settle
-        while time.monotonic() < deadline and not all_settled(telegram):
+        while time.monotonic() < deadline and played.settled_after(telegram) is None:
             await asyncio.sleep(0.2)
-        settled = time.monotonic() - played.sent_at if all_settled(telegram) else None
+        settled = played.settled_after(telegram)
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
@@ -78,37 +83,36 @@ async def play(env: dict[str, str], image: str, root: Path, settle: float) -> in
         await telegram.close()
     paced = [c for c in telegram.calls if c.method in ("sendMessage", "editMessageText")]
     refused = [c for c in paced if c.status == 429]
-    print(f"requests:                       {len(played.requests)}")
-    print(f"last final answer after:        {answered:.1f} s")
-    print(f"calls refused (429):            {len(refused)}")
+    named = [played.first_named(telegram, r) for r in played.requests]
+    acked = max(c.at for c in named if c is not None) - played.sent_at
+    group, private, overall = FLOOD_LIMITS["group"], FLOOD_LIMITS["private"], FLOOD_LIMITS["bot"]
     print(
-        f"sends / edits accepted:         {len(telegram.ok('sendMessage'))} / "
+        "limits enforced (core.telegram.org/bots/faq): "
+        f"{group[0]} per {group[1]:.0f} s a group, {private[0]} per {private[1]:.0f} s a "
+        f"private chat, {overall[0]} per {overall[1]:.0f} s overall; 429 with retry_after beyond"
+    )
+    print(f"requests:                        {len(played.requests)} (20 in 2 groups, 10 private)")
+    print(f"slowest first acknowledgement:   {acked:.1f} s")
+    print(f"last final answer after:         {answered:.1f} s")
+    shown = f"{settled:.1f} s" if settled is not None else f"not within {settle:.0f} s"
+    print(f"last live message final after:   {shown}")
+    print(f"calls refused (429):             {len(refused)}")
+    print(
+        f"sends / edits accepted:          {len(telegram.ok('sendMessage'))} / "
         f"{len(telegram.ok('editMessageText'))}"
     )
-    shown = f"{settled:.1f} s" if settled is not None else f"not within {settle:.0f} s"
-    print(f"every live message at its end:  {shown}")
-    print(f"tracebacks in the bot's log:    {log.read_text().count('Traceback')}")
-    return 0 if not refused and answered < 30 else 1
-
-
-def all_settled(telegram: object) -> bool:
-    """Every acknowledgement was edited to a finished state (or is one)."""
-    from tests.support.fake_telegram import FakeTelegram
-
-    assert isinstance(telegram, FakeTelegram)
-    acks = [c for c in telegram.ok("sendMessage") if c.text.startswith("⏳")]
-    for ack in acks:
-        assert ack.message_id is not None
-        edits = telegram.edits_of(ack.chat_id, ack.message_id)
-        if not edits or "done" not in edits[-1].text:
-            return False
-    return bool(acks)
+    per_group = ", ".join(str(len(played.calls_in(telegram, g.id))) for g in GROUPS)
+    print(f"sends + edits per group:         {per_group} (budget {group[0]} a minute)")
+    print(f"requests without an answer:      {len(played.unanswered(telegram))}")
+    print(f"tracebacks in the bot's log:     {log.read_text().count('Traceback')}")
+    ok = settled is not None and settled <= 35 and len(refused) <= 2
+    return 0 if ok and not played.unanswered(telegram) else 1
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, help="run the bot from this source tree")
-    parser.add_argument("--settle", type=float, default=90.0, help="wait for the last views")
+    parser.add_argument("--settle", type=float, default=120.0, help="wait for the last views")
     args = parser.parse_args()
     lab_module = load_lab()
     root = Path(tempfile.mkdtemp(prefix="pacing-", dir="/tmp"))
@@ -127,8 +131,7 @@ def main() -> int:
         }
         if args.source is not None:
             env["PYTHONPATH"] = str(args.source.resolve())
-        image = f"{lab.source}/library/hello:1.0"
-        subprocess.run([MIRROR_BOT, "mirror", image], env=env, check=True, capture_output=True)
+        image = f"{lab.source}/library/hello:1.0"  # copied by the first jobs, for real
         return asyncio.run(play(env, image, root, args.settle))
     finally:
         lab.stop()

@@ -47,8 +47,10 @@ def not_yours(owner: str) -> str:
     ).format(owner=owner)
 
 
-def cancel(job: Job) -> Action:
-    return Action(f"{job.id}.cancel", _("Cancel"), f"/cancel {job.id}", Style.DANGER)
+def cancel(job: Job, *, shared: bool = False) -> Action:
+    """Cancel; ``Cancel JOB`` in a live message several jobs share (the same stored id)."""
+    label = _("Cancel {job}").format(job=job.id) if shared else _("Cancel")
+    return Action(f"{job.id}.cancel", label, f"/cancel {job.id}", Style.DANGER)
 
 
 def retry(job: Job, idx: int, item: Item) -> Action:
@@ -144,15 +146,17 @@ def copy_all(key: str, command: str, count: int, size: str) -> Action:
     return Action(f"{key}.all", label, command, Style.PRIMARY)
 
 
-def while_running(job: Job) -> tuple[Action, ...]:
+def while_running(job: Job, *, shared: bool = False) -> tuple[Action, ...]:
     """The live message: "Copy N GB" per image awaiting its requester's answer, and Cancel,
-    until the job ends; then nothing (the buttons go away)."""
+    until the job ends; then nothing (the buttons go away). ``shared``: the message shows
+    other jobs too, so Cancel names this one."""
     if job.finished:
         return ()
     waiting = [(i, item) for i, item in enumerate(job.items) if item.status is ItemStatus.AWAITING]
+    stop = cancel(job, shared=shared)
     if len(waiting) > COPY_BUTTONS:
-        return confirm_all(job, [item for _, item in waiting]), cancel(job)
-    return (*(confirm(job, idx, item) for idx, item in waiting), cancel(job))
+        return confirm_all(job, [item for _, item in waiting]), stop
+    return (*(confirm(job, idx, item) for idx, item in waiting), stop)
 
 
 def _one_platform_copy(item: Item) -> bool:

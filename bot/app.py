@@ -172,6 +172,7 @@ class MirrorBot:
             default_platform=self.planner.default_platform,
             max_images=self.settings.mirror_max_images,
             bot_username=incoming.bot_username,
+            direct=not incoming.is_group,
         )
         if invocation is None:  # another bot's
             return None

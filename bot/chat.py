@@ -123,6 +123,19 @@ class Reply(Protocol):
         ...
 
 
+@runtime_checkable
+class Replaceable(Protocol):
+    """A :class:`Reply` that can tell whether an edit carries a view as well as a new message
+    would, so that a quick job's answer may replace its acknowledgement (one call, not two).
+    Optional: a platform whose answers belong in a message of their own (Slack's thread under
+    the acknowledgement, where people look for them) does not implement it."""
+
+    def can_become(self, view: MessageView) -> bool:
+        """Whether an edit shows ``view`` whole (Telegram cuts an edit at one message where a
+        post continues in a second) and notifies as a new message would (a terminal)."""
+        ...
+
+
 class Conversation(Protocol):
     """Where the answer to one command goes (the thread of the request)."""
 
@@ -134,6 +147,29 @@ class Conversation(Protocol):
     async def post(self, view: MessageView) -> Reply:
         """Post a new message in the request's thread; may raise :class:`RateLimited`,
         :class:`ChatUnavailable` or :class:`Undeliverable`."""
+        ...
+
+
+@runtime_checkable
+class Gathering(Protocol):
+    """A :class:`Conversation` in a chat that everyone in it reads as one stream (a Telegram
+    group or private chat), so jobs asked there together may share one live message
+    (:mod:`bot.gathering`). Optional, like :class:`bot.pacing.Paced`: a conversation that is
+    not one (a Slack thread of its own per request) gets a live message per job."""
+
+    @property
+    def room(self) -> str:
+        """Conversations of one room see each other's messages."""
+        ...
+
+    def share(self, reply: Reply) -> Reply:
+        """``reply``, posted by another conversation of this room, as this one's handle:
+        editing it edits that message, and its ``ref`` reopens *this* conversation after a
+        restart, so this job's answer still replies to its own request."""
+        ...
+
+    def message_of(self, reply: Reply) -> str:
+        """Which message ``reply`` edits: the same for every conversation's handle of it."""
         ...
 
 

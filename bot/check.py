@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bot.chat import ConfigurationError
 from bot.plugins import AdapterPlugin, installed
 from bot.runtime import Deployment, build_engines, build_remote, credentials
 from bot.settings import Settings
@@ -40,12 +41,23 @@ class CheckResult:
         return f"{self.part}: FAILED: {self.detail}"
 
 
+NO_TARGET = "MIRROR_TARGET is not set; set it to REGISTRY/NAMESPACE (e.g. docker.io/yourname)."
+
+
+def check_configuration(settings: Settings) -> None:
+    """What the settings' own validation cannot refuse because each alone may be unset, but
+    the bot cannot work without: a target to copy to. Raises :class:`ConfigurationError`,
+    so ``check`` says it on its ``configuration`` line and exits 2, not "ok" and then 1."""
+    if not settings.mirror_target:
+        raise ConfigurationError(NO_TARGET)
+
+
 async def check_target(settings: Settings) -> CheckResult:
     from mirror.errors import RegistryError
 
     part = "target registry"
-    if not settings.mirror_target:
-        return CheckResult(part, False, "MIRROR_TARGET is not set; set it to REGISTRY/NAMESPACE.")
+    if not settings.mirror_target:  # check_configuration refused it already
+        return CheckResult(part, False, NO_TARGET, misconfigured=True)
     try:
         registry = parse_target_base(settings.mirror_target).registry
     except MirrorError as exc:

@@ -167,17 +167,19 @@ def worker(heartbeat: float, stalled_after: float) -> None:
 def check() -> None:
     """Check the configuration and reach every configured service.
 
-    Exit 2 if the configuration is wrong (a setting, an adapter's setting, or a MIRROR_DB that
-    cannot open), 1 if a service fails (a refused login or token, no answer), else 0.
+    Exit 2 if the configuration is wrong (a setting, an adapter's setting, MIRROR_TARGET
+    missing, or a MIRROR_DB that cannot open), 1 if a service fails (a refused login or
+    token, no answer), else 0.
     """
     import asyncio
 
-    from bot.check import CheckResult, run_checks
+    from bot.check import CheckResult, check_configuration, run_checks
     from mirror.store import StoreError
 
     try:
         settings = load_settings()
         _check_admin_chat(settings)
+        check_configuration(settings)
         asyncio.run(_open_store(settings))
     except (ConfigurationError, StoreError) as exc:
         click.echo(f"configuration: FAILED: {exc}")
@@ -271,7 +273,8 @@ def _plan(
         parse_platform(platform_choice) if platform_choice is not None else planner.default_platform
     )
     specs = [spec for spec, _ in found]
-    return planner.plan(specs, platform, explicit=platform_choice is not None, readings=readings)
+    items = planner.plan(specs, platform, explicit=platform_choice is not None, readings=readings)
+    return items, [reading.asked for reading in readings]
 
 
 def _dry_run(settings: Settings, pasted: str, platform_choice: str | None, as_json: bool) -> int:
@@ -331,10 +334,13 @@ async def _mirror(
         return EXIT_OK if all(i.status.ok for i in job.items) else EXIT_FAILED
 
 
-def _as_dict(item: Item, options: RenderOptions | None, *, planned: bool) -> dict[str, Any]:
+def _as_dict(
+    item: Item, asked: tuple[str, ...], options: RenderOptions | None, *, planned: bool
+) -> dict[str, Any]:
     ok = item.status.ok
     return {
         "source": str(item.source),
+        "asked": list(asked),
         "target": f"{item.target.name}:{item.target.tag}",
         "status": "planned" if planned else item.status.value,
         "engine": item.engine,
@@ -380,9 +386,13 @@ def _report(
     requested: Requested | None = None,
 ) -> None:
     if as_json:
-        objects = [_as_dict(i, options, planned=planned) for i in items]
+        asked = requested.asked if requested is not None else [(str(i.source),) for i in items]
+        objects = [
+            _as_dict(item, texts, options, planned=planned)
+            for item, texts in zip(items, asked, strict=True)
+        ]
         if requested is not None:
-            objects = _with_asked(objects, requested)
+            objects = _with_failures(objects, requested)
         click.echo(json.dumps(objects, indent=2))
         return
     if requested is not None:
@@ -428,11 +438,10 @@ def _say_read(requested: Requested) -> None:
         click.echo(note, err=True)
 
 
-def _with_asked(objects: list[dict[str, Any]], requested: Requested) -> list[dict[str, Any]]:
-    """Each object with the input texts it answers (``asked``) and, from a pasted pull error,
-    what the pull met (``failure``); then one ``not_copied`` object per certificate failure."""
-    for obj, asked, failure in zip(objects, requested.asked, requested.failures, strict=True):
-        obj["asked"] = list(asked)
+def _with_failures(objects: list[dict[str, Any]], requested: Requested) -> list[dict[str, Any]]:
+    """Each object with, from a pasted pull error, what the pull met (``failure``); then one
+    ``not_copied`` object per certificate failure."""
+    for obj, failure in zip(objects, requested.failures, strict=True):
         obj["failure"] = failure.word if failure is not None else None
     advice = dict(zip((f.image for f in requested.untrusted), requested.advice, strict=False))
     for failed in requested.untrusted:

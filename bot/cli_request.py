@@ -92,7 +92,7 @@ def read_requested(text: str) -> Requested:
         return Requested(chart=chart)
     found = Requested()
     for spec, reading in read_references(text):
-        found.add(spec, reading, (reading.typed or reading.text,))
+        found.add(spec, reading, reading.asked)
     return found
 
 

@@ -1,15 +1,18 @@
 """Following a job: store it, tell the chat, remember where, start it, and answer at the end.
 
 A job is stored before anyone is told it exists, in this order: store the job, post the
-acknowledgement, store where it was posted (``reply_ref``), start it. A store that fails gets
+acknowledgement (alone, or in a message it shares with the jobs asked in its chat at the same
+time: :mod:`bot.gathering`), store where it was posted (``reply_ref``), start it. A store that
+fails gets
 one sentence and no acknowledgement. A job left without a ``reply_ref`` (the bot stopped, or the
 store or chat failed, between the first and third step) was never started, so nothing was
 copied: it is failed with :data:`NOT_ACKNOWLEDGED` at once, or on the next start by
 :func:`bot.recovery.recover`, and ``/status JOB`` says so.
 
-While it runs, the job's progress edits one live message under the chat's flood limit
-(:mod:`bot.live`); its final answer is a new message in the thread, in the requester's
-language, with the buttons stored before they are shown.
+While it runs, the job's progress edits its live message under the chat's flood limit
+(:mod:`bot.live`); its final answer, in the requester's language with the buttons stored
+before they are shown, replies to its request: the live message itself becomes it when the
+job was quick and alone in it, else it is a new message in the thread.
 """
 
 from __future__ import annotations
@@ -22,14 +25,14 @@ from functools import partial
 
 from bot import actions, render
 from bot.chat import ChatError, Conversation, Reply
+from bot.gathering import Board, Gatherer, Seat
 from bot.i18n import current, readers, speaking
-from bot.live import LiveMessage
-from bot.pacing import Pacer, Priority
+from bot.pacing import Pacer
 from bot.paste import PastedFiles
 from bot.rewrite import rewrite
 from bot.settings import Settings
 from bot.view import translated
-from mirror.jobs import JobListener, JobService
+from mirror.jobs import JobService
 from mirror.logcontext import job_context
 from mirror.models import Job
 from mirror.store import StoreError
@@ -57,6 +60,7 @@ class JobFollower:
         self._service = service
         self._pacer = pacer
         self._render_options = render_options
+        self._gatherer = Gatherer(pacer)
         self._followers = TaskSet("bot")
 
     async def start(
@@ -75,40 +79,27 @@ class JobFollower:
         await store.add_job(job)  # failing here, nobody was told and nothing runs
         with job_context(job.id):  # the live message and the follower log with the job's id
             try:
-                reply = await self._pacer.send(
-                    conversation,
-                    Priority.ACK,
-                    partial(conversation.post, ack),
-                    what="acknowledgement",
-                    adapter=adapter,
+                seat = await self._gatherer.acknowledge(
+                    adapter, conversation, job, current(), readers()
                 )
             except (TimeoutError, ChatError):
                 await self._never_started(job)
                 raise
-            job.reply_ref = f"{adapter}:{reply.ref}"
-            if not await self._where_stored(adapter, conversation, job, reply):
+            job.reply_ref = f"{adapter}:{seat.reply.ref}"
+            if not await self._where_stored(conversation, job, seat.board):
                 return
-            live = LiveMessage(self._pacer, conversation, reply, initial=ack, adapter=adapter)
-            task = self._service.start(job, progress_to(live, current(), readers()))
-            self._follow(job, task, conversation, live, pasted)
+            task = self._service.start(job, seat.board.listener())
+            self._follow(job, task, conversation, seat.board, pasted)
 
-    async def _where_stored(
-        self, adapter: str, conversation: Conversation, job: Job, reply: Reply
-    ) -> bool:
+    async def _where_stored(self, conversation: Conversation, job: Job, board: Board) -> bool:
         """Store the acknowledgement's handle; without it a restart could not find the thread
-        again, so the job does not start and the acknowledgement says why."""
+        again, so the job does not start and its answer says why."""
         try:
             await self._service.store.set_reply_ref(job)
         except StoreError as exc:
             log.error("job %s: the store failed: %s", job.id, exc.__cause__ or exc)
             await self._never_started(job)
-            await self._pacer.send(
-                conversation,
-                Priority.ANSWER,
-                partial(reply.edit, render.error(text_of(exc))),
-                what="error",
-                adapter=adapter,
-            )
+            await board.refuse(job, conversation, render.error(text_of(exc)))
             return False
         return True
 
@@ -124,10 +115,11 @@ class JobFollower:
         """Follow a job a restart interrupted, in its old live message, in ``language`` (in
         each of ``languages`` where the chat shows several: :func:`bot.i18n.speaking`)."""
         with job_context(job.id), speaking(language, readers=languages):
-            live = LiveMessage(self._pacer, conversation, reply, adapter=platform)
-            live.update(translated(partial(render.progress, job)))
-            task = self._service.start(job, progress_to(live, language, languages))
-            self._follow(job, task, conversation, live)
+            seat: Seat = self._gatherer.resume(
+                platform, conversation, reply, job, language, languages
+            )
+            task = self._service.start(job, seat.board.listener())
+            self._follow(job, task, conversation, seat.board)
 
     async def fail_unacknowledged(self, job: Job) -> None:
         """A stored job nobody was told about: it never started, and never will."""
@@ -145,11 +137,11 @@ class JobFollower:
         job: Job,
         task: asyncio.Task[Job],
         conversation: Conversation,
-        live: LiveMessage,
+        board: Board,
         pasted: PastedFiles | None = None,
     ) -> None:
         self._followers.spawn(
-            self._finish(job, task, conversation, live, pasted), name=f"follow-{job.id}"
+            self._finish(job, task, conversation, board, pasted), name=f"follow-{job.id}"
         )
 
     async def _finish(
@@ -157,7 +149,7 @@ class JobFollower:
         job: Job,
         task: asyncio.Task[Job],
         conversation: Conversation,
-        live: LiveMessage,
+        board: Board,
         pasted: PastedFiles | None,
     ) -> None:
         started = time.monotonic()
@@ -165,20 +157,38 @@ class JobFollower:
             await task
         except asyncio.CancelledError:
             if not job.finished:  # the bot is shutting down: the job resumes after a restart
-                await live.close()
+                await board.close()
                 raise
         except Exception as exc:  # e.g. the store failed: still tell the thread what happened
             log.error("job %s could not record its result: %s", job.id, exc)
         long_job = time.monotonic() - started >= self._settings.mirror_long_job_seconds
         extra = rewrite(job.items, pasted, self._render_options) if pasted is not None else ()
-        answer = partial(render.answer, job, self._render_options, notify=long_job, rewrite=extra)
+        answer = partial(
+            render.answer,
+            job,
+            self._render_options,
+            notify=long_job,
+            rewrite=extra,
+            digest_note=await self._first_digest_note(job),
+        )
         final = translated(answer)
         try:
             await self._service.store.add_actions(actions.stored(job, final.actions))
         except StoreError as exc:  # the answer still goes out, without buttons nobody could use
             log.error("job %s: its buttons were not stored: %s", job.id, exc)
             final = translated(lambda: replace(answer(), actions=()))
-        await live.finish(translated(partial(render.progress, job)), final)
+        await board.end(job, conversation, final)
+
+    async def _first_digest_note(self, job: Job) -> bool:
+        """Whether this answer explains why a copy's digest differs: the first time in its
+        chat (stored, so a restart does not say it again); when the store fails, say it."""
+        if not render.needs_digest_note(job):
+            return False
+        try:
+            return await self._service.store.first_notice(f"digest-note:{job.chat}")
+        except StoreError as exc:
+            log.warning("job %s: could not look up the digest note: %s", job.id, exc)
+            return True
 
     async def drain(self, stop: asyncio.Event) -> None:
         """Wait for running jobs to deliver their answers, unless asked to stop first."""
@@ -186,14 +196,3 @@ class JobFollower:
 
     async def aclose(self) -> None:
         await self._followers.aclose()
-
-
-def progress_to(live: LiveMessage, language: str, languages: tuple[str, ...] = ()) -> JobListener:
-    """Render every change in the requester's language (in each of ``languages`` where the
-    chat shows several), whichever task reports it."""
-
-    def listener(job: Job) -> None:
-        with speaking(language, readers=languages):
-            live.update(translated(partial(render.progress, job)))
-
-    return listener

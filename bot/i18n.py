@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any, overload
 
 from mirror.text import N_, Text
+from mirror.units import human_seconds
 
-__all__ = ["N_", "_", "localize", "ngettext", "readers", "speaking"]
+__all__ = ["N_", "_", "ago", "duration", "join", "localize", "ngettext", "readers", "speaking"]
 
 ENGLISH = "en"
 CHINESE = "zh_Hans"
@@ -186,3 +187,61 @@ def localize(sentence: str | None) -> str | None:
         except (KeyError, IndexError, ValueError):  # a broken translation: English, not a key
             return str.__str__(sentence)
     return _(sentence)
+
+
+# -- numbers and lists as each language writes them ------------------------------------------
+#
+# English keeps the compact forms the bot always used (``6h00m``, ``11s ago``, ``a, b and c``),
+# without Babel; another language gets CLDR's, through Babel (``6小时``, ``11秒钟前``, ``a、b和c``),
+# so no English-shaped unit or ASCII comma lands between its words.
+
+
+def duration(seconds: float) -> str:
+    """How long, in the current language: ``1h02m`` / ``1小时2分钟`` (the two largest units)."""
+    language = current()
+    if language == ENGLISH:
+        return human_seconds(seconds)
+    from babel.lists import format_list
+    from babel.units import format_unit
+
+    s = max(0, round(seconds))
+    if s < 60:
+        parts = [(s, "second")]
+    elif s < 3600:
+        parts = [(s // 60, "minute"), (s % 60, "second")]
+    else:
+        parts = [(s // 3600, "hour"), (s % 3600 // 60, "minute")]
+    shown = [
+        format_unit(value, f"duration-{unit}", "narrow", locale=language)
+        for value, unit in parts
+        if value or unit == "second"
+    ]
+    return format_list(shown, style="unit-narrow", locale=language)
+
+
+def ago(seconds: float) -> str:
+    """How long ago, in the current language: ``2m30s ago``, ``3 days ago`` / ``3分钟前``."""
+    language = current()
+    if language == ENGLISH:
+        days = int(seconds // 86400)
+        if days >= 2:
+            return _("{days} days ago").format(days=days)
+        return _("{duration} ago").format(duration=human_seconds(seconds))
+    from datetime import timedelta
+
+    from babel.dates import format_timedelta
+
+    since = timedelta(seconds=-max(seconds, 1.0))
+    return format_timedelta(since, add_direction=True, locale=language)
+
+
+def join(items: Sequence[str]) -> str:
+    """A list in the current language: ``a, b and c`` / ``a、b和c``."""
+    language = current()
+    if language != ENGLISH:
+        from babel.lists import format_list
+
+        return format_list(list(items), locale=language)
+    if len(items) < 2:
+        return "".join(items)
+    return _("{items} and {last}").format(items=", ".join(items[:-1]), last=items[-1])

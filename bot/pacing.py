@@ -6,9 +6,11 @@ second). Ten jobs in one group, each with an acknowledgement, progress edits and
 answer, spend a group's minute in seconds; the platform then answers 429 and the final answers
 wait behind progress nobody needs any more. So every post and edit of every job in a chat
 waits in one queue per chat, and leaves it by priority: answers first, then acknowledgements,
-then progress edits. A progress edit goes only when the chat keeps enough budget for the final
-answers of the jobs still open in it; otherwise it waits, and since the live message sends its
-newest view when its turn comes, intermediate states are skipped, never queued.
+then the last views of live messages, then progress edits. The calls still owed in a chat
+(answers, last views) are counted: a last view goes as soon as the budget keeps room for the
+others, a progress edit only with spare room beyond that; otherwise it waits, and since the
+live message sends its newest view when its turn comes, intermediate states are skipped,
+never queued. Spending fewer calls in a busy chat is :mod:`bot.gathering`'s part.
 
 The pacer knows no platform: a conversation tells its budget (:class:`Paced`). One that does
 not (the console) has no known limit: its calls go one at a time, by priority, and the live
@@ -50,7 +52,10 @@ class Priority(IntEnum):
     """A final answer, or the answer to a command: never dropped, first in line."""
     ACK = 1
     """The acknowledgement of a job: the asker learns that the bot heard."""
-    PROGRESS = 2
+    LAST = 2
+    """The last view of a live message: owed like an answer, so it goes as soon as the
+    chat's budget keeps room for the answers still owed, never a window later."""
+    PROGRESS = 3
     """An edit of a live message: waits while the chat is busy; only the newest view goes."""
 
 
@@ -147,7 +152,8 @@ class _Request:
     not_before: float = field(compare=False)
     future: asyncio.Future[Any] = field(compare=False)
     held: asyncio.Event = field(compare=False, default_factory=asyncio.Event)
-    """Set when the request was passed over because the chat is busy (progress only)."""
+    """Set when the request was passed over because the chat is busy (a live message's
+    edit only)."""
     context: contextvars.Context = field(compare=False, default_factory=contextvars.copy_context)
     """The submitter's context (its language, its job's log id): the call runs in it, not in
     the lane's, which is whoever's first opened the chat's lane."""
@@ -156,8 +162,17 @@ class _Request:
 class Ticket:
     """A queued call: its outcome, and whether it was put off because the chat is busy."""
 
-    def __init__(self, request: _Request) -> None:
+    def __init__(self, request: _Request, wake: asyncio.Event) -> None:
         self._request = request
+        self._wake = wake
+
+    def hasten(self, priority: Priority) -> None:
+        """Raise the call's priority while it waits (a progress edit that became the last
+        view); a call under way is not affected."""
+        if priority < self._request.priority:
+            self._request.priority = priority
+            self._request.held.clear()
+            self._wake.set()
 
     @property
     def future(self) -> asyncio.Future[Any]:
@@ -185,7 +200,8 @@ class _Lane:
         self.patience = patience
         self.pending: list[_Request] = []
         self.open = 0
-        """Jobs in this chat whose final answer is still to come: the budget keeps room."""
+        """Calls owed in this chat (answers, last views of live messages): the budget keeps
+        room for them."""
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
@@ -199,25 +215,26 @@ class _Lane:
     def _free_at(self, now: float) -> float:
         return max(w.free_at(now) for w in self._windows())
 
-    def _may_progress(self, now: float) -> bool:
-        """A progress edit must leave room for the answers of the jobs open in the chat.
+    def _may_edit(self, request: _Request, now: float) -> bool:
+        """A live message's edit must leave room for the calls owed in the chat.
 
         Where the budget's window is short (a second), an answer waits at most that long
         behind an edit, so priority is enough; where it is long (a group's minute), an edit
-        spent now is missing for a minute, and only spare room may be spent on progress.
+        spent now is missing for a minute: a last view may spend what the owed answers leave,
+        a progress edit only spare room beyond that (kept for newcomers' acknowledgements).
         """
-        if self.window.budget.seconds <= self.patience:
+        if request.priority < Priority.LAST or self.window.budget.seconds <= self.patience:
             return True
-        spare = self.window.budget.calls // 4  # room for newcomers' acknowledgements
+        spare = self.window.budget.calls // 4 if request.priority is Priority.PROGRESS else 0
         return self.window.room_after_one(now, self.patience) >= self.open + spare
 
     def _choose(self, now: float) -> _Request | None:
-        """The most urgent call that may go now; progress a busy chat has no room for is
+        """The most urgent call that may go now; an edit a busy chat has no room for is
         marked held (so a job's end need not wait for its last view)."""
         for request in sorted(self.pending):
             if request.future.done():
                 continue
-            if request.priority is Priority.PROGRESS and not self._may_progress(now):
+            if not self._may_edit(request, now):
                 request.held.set()
                 continue
             if request.not_before <= now:
@@ -272,7 +289,9 @@ class Pacer:
     """
 
     def __init__(self, patience: float = PATIENCE) -> None:
-        self._patience = patience
+        self.patience = patience
+        """Seconds an answer may wait behind an edit: a budget counted over a longer window
+        (a group's minute) is spent with care."""
         self._lanes: dict[tuple[str, str], _Lane] = {}
         self._shared: dict[str, _Window] = {}
         self._seq = itertools.count()
@@ -285,7 +304,7 @@ class Pacer:
             shared = None
             if pace.shared is not None:
                 shared = self._shared.setdefault(adapter, _Window(pace.shared))
-            lane = _Lane(_Window(pace.budget), shared, self._patience)
+            lane = _Lane(_Window(pace.budget), shared, self.patience)
             self._lanes[(adapter, pace.chat)] = lane
         return lane
 
@@ -328,7 +347,7 @@ class Pacer:
         lane.wake.set()
         if lane.task is None:
             lane.task = asyncio.create_task(lane.run(run), name=f"pacer-{adapter}")
-        return Ticket(request)
+        return Ticket(request, lane.wake)
 
     async def send(
         self,
@@ -347,13 +366,20 @@ class Pacer:
             ticket.cancel()
             raise
 
-    def opened(self, conversation: Conversation, adapter: str) -> None:
-        """A job in this chat will want a final answer: keep room for it."""
-        self._lane(conversation, adapter).open += 1
+    def owed(self, conversation: Conversation, adapter: str) -> int:
+        """Calls owed in this chat now: more than none means it is busy."""
+        lane = self._lanes.get((adapter, pace_of(conversation).chat))
+        return lane.open if lane is not None else 0
 
-    def closed(self, conversation: Conversation, adapter: str) -> None:
+    def opened(self, conversation: Conversation, adapter: str, calls: int = 1) -> None:
+        """``calls`` more will be owed in this chat (a job's answer, a shared live
+        message's last view): keep room for them."""
+        self._lane(conversation, adapter).open += calls
+
+    def closed(self, conversation: Conversation, adapter: str, calls: int = 1) -> None:
+        """``calls`` owed were made (or will never be)."""
         lane = self._lane(conversation, adapter)
-        lane.open = max(lane.open - 1, 0)
+        lane.open = max(lane.open - calls, 0)
         lane.wake.set()
 
     async def aclose(self) -> None:

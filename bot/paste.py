@@ -15,7 +15,7 @@ import textwrap
 import unicodedata
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -44,6 +44,17 @@ class Reading:
     """What was typed when it differs from ``text`` (``corrected_from``); None when as is."""
     platform: str | None = None
     """A pull line's own platform (``linux/arm64``, or ``all``), carried into the request."""
+    also: tuple[str, ...] = ()
+    """Other texts read as the same image and merged into this reading (:meth:`merged`)."""
+
+    @property
+    def asked(self) -> tuple[str, ...]:
+        """Every text, as typed, that this reading answers (``--json``'s ``asked``)."""
+        return tuple(dict.fromkeys((self.typed or self.text, *self.also)))
+
+    def merged(self, other: Reading) -> Reading:
+        """This reading, also answering what ``other`` was typed as (the same image)."""
+        return replace(self, also=(*self.also, *other.asked))
 
     @property
     def note(self) -> str | None:
@@ -327,6 +338,19 @@ def _command_words(segment: str) -> list[str] | None:
     return words
 
 
+def starts_with_pull(text: str) -> bool:
+    """Whether ``text`` begins with a pull line (``docker pull …``, ``$ sudo ctr images pull
+    …``: any tool read here), so that one said to the bot alone is read as ``/mirror``."""
+    first = next((line.strip().strip("`") for line in text.splitlines() if line.strip()), "")
+    words = _command_words(first)
+    if words is None:
+        return False
+    rest = _skip_options(words[1:], _GLOBAL_VALUE_OPTIONS)
+    if rest[0] in ("image", "images", "i") and len(rest) > 1:
+        rest = rest[1:]
+    return rest[0] == "pull"
+
+
 def _skip_options(words: list[str], value_options: frozenset[str]) -> list[str]:
     i = 0
     while i < len(words) and words[i].startswith("-"):
@@ -515,10 +539,12 @@ def _version_after_name(name: Reading, version: Reading) -> Ambiguity:
 
 
 def dedupe(readings: Iterable[Reading]) -> list[Reading]:
-    """The first reading of each reference, in order."""
+    """The first reading of each reference, in order, answering the later ones too."""
     seen: dict[str, Reading] = {}
     for reading in readings:
-        seen.setdefault(reading.text, reading)
+        first = seen.setdefault(reading.text, reading)
+        if first is not reading:
+            seen[reading.text] = first.merged(reading)
     return list(seen.values())
 
 
@@ -646,7 +672,9 @@ def references(pasted: Pasted) -> list[tuple[ImageSpec, Reading]]:
     specs: dict[str, tuple[ImageSpec, Reading]] = {}
     for reading in pasted.readings:
         spec = parse_image_spec(reading.text)
-        specs.setdefault(str(spec), (spec, reading))
+        first_spec, first = specs.setdefault(str(spec), (spec, reading))
+        if first is not reading:
+            specs[str(spec)] = (first_spec, first.merged(reading))
     return list(specs.values())
 
 

@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bot import actions
-from bot.i18n import N_, _, localize, ngettext
-from bot.view import Action, Bar, MessageView, Row, Tone, human_bytes, human_seconds
+from bot.i18n import N_, _, ago, duration, join, localize, ngettext
+from bot.view import Action, Bar, MessageView, Row, Tone, human_bytes
 from mirror.artifacts import ArtifactKind, along_text
 from mirror.errors import MirrorError
 from mirror.models import Item, ItemStatus, Job, Watch, platform_text
@@ -176,16 +176,75 @@ def progress(job: Job) -> MessageView:
     """The live message; once the job is finished, its compact final state."""
     if job.finished:
         ok = sum(1 for i in job.items if i.status.ok)
-        title = _("Job {job}: {state} ({ok}/{total} mirrored)").format(
+        title = _("Job {job}: {state} ({ok}/{total} ready)").format(
             job=job.id, state=_job_state(job), ok=ok, total=len(job.items)
         )
         tone = Tone.SUCCESS if job.state == "done" else Tone.FAILURE
     else:
         title, tone = _title(job), Tone.WORKING
-    rows = tuple(_progress_row(i) for i in job.items)
+    rows, reason = _one_reason([_progress_row(i) for i in job.items])
     return MessageView(
-        title=title, tone=tone, rows=rows, lines=_readings(job), actions=actions.while_running(job)
+        title=title,
+        tone=tone,
+        rows=rows,
+        lines=reason + _readings(job),
+        actions=actions.while_running(job),
     )
+
+
+def _one_reason(rows: Sequence[Row]) -> tuple[tuple[Row, ...], tuple[str, ...]]:
+    """Rows of images that all stopped for one reason (a cancelled job of eleven) say it
+    once, under them, not once per image."""
+    stopped = [row for row in rows if row.tone is Tone.FAILURE]
+    reasons = {row.detail for row in stopped}
+    if len(stopped) < 2 or len(reasons) != 1 or None in reasons:
+        return tuple(rows), ()
+    (reason,) = reasons
+    assert reason is not None
+    bare = tuple(replace(row, detail=None) if row.tone is Tone.FAILURE else row for row in rows)
+    return bare, (reason,)
+
+
+def together(jobs: Sequence[Job]) -> MessageView:
+    """The live message jobs asked together in one chat share (:mod:`bot.gathering`): a row
+    per job (its id, its images, its state), while each job's answer is a reply of its own."""
+    images = sum(len(job.items) for job in jobs)
+    if all(job.finished for job in jobs):
+        ok = sum(1 for job in jobs for i in job.items if i.status.ok)
+        title = _("{count} jobs finished: {ok} of {total} images ready").format(
+            count=len(jobs), ok=ok, total=images
+        )
+        tone = Tone.SUCCESS if ok == images else Tone.FAILURE
+        lines: tuple[str, ...] = (_("Each answer is a reply to its request."),)
+    else:
+        title = _("{count} jobs: mirroring {images}").format(
+            count=len(jobs), images=_images(images)
+        )
+        tone, lines = Tone.WORKING, ()
+    rows = tuple(_job_row(job) for job in jobs)
+    buttons = tuple(a for job in jobs for a in actions.while_running(job, shared=True))
+    return MessageView(title, tone, rows, lines, actions=buttons)
+
+
+def _job_row(job: Job) -> Row:
+    """One job of a shared live message: its state (while it runs, its busiest image's
+    stage) and its images, with one bar for the bytes they move."""
+    label = _("Job {job}").format(job=job.id)
+    if job.finished:
+        return Row(label, _job_state(job), _job_tone(job), _images_named(job))
+    snaps = [i.progress for i in job.items if i.progress is not None and not i.status.finished]
+    moving = [s for s in snaps if s.stage in (Stage.COPYING, Stage.PUSHING)]
+    if moving:
+        state = _(_STAGE_WORDS[moving[0].stage])
+        totals = [s.total for s in moving]
+        total = sum(t for t in totals if t is not None) if None not in totals else None
+        speed = sum(s.bytes_per_second or 0.0 for s in moving) or None
+        eta = max((s.eta_seconds for s in moving if s.eta_seconds is not None), default=None)
+        bar = Bar(sum(s.done for s in moving), total, speed, eta)
+        return Row(label, state, Tone.WORKING, _images_named(job), bar)
+    if any(s.stage is Stage.RESOLVING for s in snaps):
+        return Row(label, _(_STAGE_WORDS[Stage.RESOLVING]), Tone.WORKING, _images_named(job))
+    return Row(label, _job_state(job), Tone.WORKING, _images_named(job))
 
 
 def _readings(job: Job) -> tuple[str, ...]:
@@ -209,7 +268,7 @@ def _result_detail(item: Item) -> str:
     if item.bytes is not None:
         parts.append(human_bytes(item.bytes))
     if item.seconds is not None:
-        parts.append(human_seconds(item.seconds))
+        parts.append(duration(item.seconds))
     if item.engine:
         parts.append(_("{engine} engine").format(engine=item.engine))
     parts.append(localize(item.artifact.noun) if item.artifact else platform_text(item.platform))
@@ -217,15 +276,20 @@ def _result_detail(item: Item) -> str:
     if item.digest_identical:
         along = localize(along_text(item.referrers))
         return line + " · " + _("digest identical to the source") + (f" · {along}" if along else "")
-    return (
-        line
-        + " · "
-        + _(
-            "digest differs from the source (the daemon rebuilt the manifest), so "
-            "signatures and SBOMs made for the source do not apply to it; for an exact copy "
-            "that brings them use --platform all or MIRROR_ENGINE=registry"
-        )
-    )
+    return line + " · " + _("digest differs from the source")
+
+
+DIGEST_NOTE = N_(
+    "The digest differs because the Docker daemon rebuilt the manifest, so signatures and "
+    "SBOMs made for the source do not apply to it; for an exact copy that brings them, "
+    "use --platform all or MIRROR_ENGINE=registry."
+)
+"""Why a daemon's copy has another digest: said once per chat (:func:`needs_digest_note`)."""
+
+
+def needs_digest_note(job: Job) -> bool:
+    """Whether the answer has a copy whose digest differs, which :data:`DIGEST_NOTE` explains."""
+    return any(i.status.ok and i.artifact is None and not i.digest_identical for i in job.items)
 
 
 @dataclass
@@ -272,13 +336,20 @@ def answer(
     *,
     notify: bool = False,
     rewrite: Sequence[str] = (),
+    digest_note: bool = True,
 ) -> MessageView:
     """The final message: per image where it went, and the commands to paste (then
-    ``rewrite``: how to point pasted manifests at the mirror, ``bot.rewrite``)."""
+    ``rewrite``: how to point pasted manifests at the mirror, ``bot.rewrite``).
+
+    ``digest_note``: say why a copy's digest differs (:data:`DIGEST_NOTE`); the follower says
+    it once per chat, since every answer through the daemon would repeat it."""
     parts = _Answer([], [], [], [])
     for item in job.items:
         parts.add(item, options)
-    lines = (_readings(job)[:1] if job.origin else ()) + tuple(parts.notes)
+    rows, reason = _one_reason(parts.rows)
+    lines = reason + (_readings(job)[:1] if job.origin else ()) + tuple(parts.notes)
+    if digest_note and needs_digest_note(job):
+        lines += (_(DIGEST_NOTE),)
     lines += tuple(
         _("The target is private: run `docker login {registry}` before pulling.").format(registry=r)
         for r in parts.logins
@@ -287,7 +358,7 @@ def answer(
     return MessageView(
         title,
         tone,
-        tuple(parts.rows),
+        rows,
         lines,
         (*parts.code, *rewrite),
         notify=notify,
@@ -390,7 +461,7 @@ def _job_tone(job: Job) -> Tone:
 
 
 def _ago(created: float) -> str:
-    return _("{duration} ago").format(duration=human_seconds(time.time() - created))
+    return ago(time.time() - created)
 
 
 def pulls_left(limit: PullLimit) -> str:
@@ -414,6 +485,14 @@ def pull_limit_text(registry: str, limit: PullLimit) -> str:
     )
 
 
+def _images_named(job: Job) -> str:
+    """``a, b, c and 2 more`` (``a、b、c和另外 2 个``): the first images of a job."""
+    names = [i.source.familiar for i in job.items[:3]]
+    if len(job.items) > 3:
+        names.append(_("{count} more").format(count=len(job.items) - 3))
+    return join(names)
+
+
 def status_list(jobs: Sequence[Job], limits: Mapping[str, PullLimit] | None = None) -> MessageView:
     """The chat's latest jobs, and the pull limits sources reported (``RateLimit-*``)."""
     lines = tuple(pull_limit_text(r, limit) for r, limit in sorted((limits or {}).items()))
@@ -425,13 +504,7 @@ def status_list(jobs: Sequence[Job], limits: Mapping[str, PullLimit] | None = No
             job.id,
             _job_state(job),
             _job_tone(job),
-            ", ".join(i.source.familiar for i in job.items[:3])
-            + (
-                _(" and {count} more").format(count=len(job.items) - 3)
-                if len(job.items) > 3
-                else ""
-            )
-            + f" · {_ago(job.created)}",
+            _images_named(job) + f" · {_ago(job.created)}",
         )
         for job in jobs
     )
@@ -461,10 +534,7 @@ TAGS_SHOWN = 30
 
 def _date(when: datetime) -> str:
     """``2024-01-01 (3 days ago)``: a date far back reads in days, not hours."""
-    seconds = time.time() - when.timestamp()
-    days = int(seconds // 86400)
-    ago = _("{days} days ago").format(days=days) if days >= 2 else _ago(when.timestamp())
-    return f"{when:%Y-%m-%d} ({ago})"
+    return _("{date} ({ago})").format(date=f"{when:%Y-%m-%d}", ago=_ago(when.timestamp()))
 
 
 def tag_list(found: TagList, pattern: str | None) -> MessageView:
@@ -560,17 +630,16 @@ def watch_started(watch: Watch, interval: float) -> MessageView:
             _(
                 "Mirroring it now, then checking upstream every {interval}; "
                 "changes are posted here. `/unwatch {watch}` stops it."
-            ).format(interval=human_seconds(interval), watch=watch.id),
+            ).format(interval=duration(interval), watch=watch.id),
         ),
     )
 
 
-def watch_fired(watch: Watch, tags: Sequence[str]) -> Text:
-    """The line a job started by a watch carries (rendered again in each asker's language)."""
+def watch_fired(watch: Watch, tags: Sequence[str]) -> Text | None:
+    """The line a job started by a watch carries (rendered again in each asker's language);
+    none for its first copy, which the watch's announcement right above already tells of."""
     if watch.last_check is None:
-        return Text(
-            "Watch {watch}: first copy of {image}.", watch=watch.id, image=quote(watch.shown)
-        )
+        return None
     if watch.is_filter:
         names = ", ".join(quote(f"{watch.image.familiar}:{t}") for t in tags)
         return Text(

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from bot.i18n import _, current, readers, speaking
+from bot.i18n import _, current, duration, readers, speaking
 from mirror.units import human_bytes, human_seconds
 
 __all__ = [
@@ -125,7 +125,7 @@ def bar_text(bar: Bar, width: int = 16) -> str:
     if bar.bytes_per_second:
         parts.append(f"{human_bytes(bar.bytes_per_second)}/s")
     if bar.eta_seconds is not None and bar.total and bar.done < bar.total:
-        parts.append(f"ETA {human_seconds(bar.eta_seconds)}")
+        parts.append(_("ETA {duration}").format(duration=duration(bar.eta_seconds)))
     return "  ".join(parts)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -199,6 +200,28 @@ async def test_status_of_a_job_answers_only_in_its_own_chat(
         assert f"Job {job_id} done: 1 image ready" in here.texts[0]
 
 
+async def test_the_daemons_digest_note_is_said_once_per_chat(
+    lab: lab_module.Lab, tmp_path: Path
+) -> None:
+    """A copy through the daemon has another digest: the answer says so every time, and why
+    (and how to get an exact copy) the first time in each chat, not on every answer."""
+    registry = settings_for(tmp_path, lab.target, lab.source)
+    fresh = f"{lab.target}/note{uuid.uuid4().hex[:8]}"  # never copied exactly by another test
+    settings = registry.model_copy(
+        update={"mirror_engine": "docker", "docker_host": lab.docker_host, "mirror_target": fresh}
+    )
+    why = "rebuilt the manifest"
+    async with running_bot(settings) as bot:
+        answers = []
+        for chat in ("room1", "room1", "room2"):
+            thread = await say(bot, "alice", chat, f"/mirror {lab.source}/library/hello:1.0")
+            await finish(bot)
+            answers.append(thread.texts[-1])
+    for answer in answers:
+        assert "digest differs from the source" in answer, answer
+    assert [why in answer for answer in answers] == [True, False, True], answers
+
+
 @pytest.mark.slow  # waits out the busy timeout
 async def test_a_locked_store_is_one_sentence_and_nothing_starts(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, "127.0.0.1:5999", "127.0.0.1:5998")
@@ -214,6 +237,23 @@ async def test_a_locked_store_is_one_sentence_and_nothing_starts(tmp_path: Path)
         assert len(thread.messages[0].views) == 1  # and nothing edits it later
         assert bot.service.in_flight == 0
         assert await bot.service.store.recent_jobs(f"{PLATFORM}:room1") == []
+
+
+async def test_a_bare_pull_line_is_a_request_in_a_private_chat_not_in_a_group(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(tmp_path, "127.0.0.1:5999", "127.0.0.1:5998")
+    line = "docker pull 127.0.0.1:5998/library/hello:1.0"
+    async with running_bot(settings) as bot:
+        private = Thread()
+        await bot.handle(Incoming(PLATFORM, "alice", "alice", "alice", line), private)
+        group = Thread()
+        await bot.handle(Incoming(PLATFORM, "bob", "bob", "room1", line, is_group=True), group)
+        await finish(bot)
+    acknowledgement = to_plain_text(private.messages[0].views[0])
+    assert re.match(r"Job \w{6}: mirroring 1 image", acknowledgement), acknowledgement
+    assert f"read `{line}` as `127.0.0.1:5998/library/hello:1.0`" in acknowledgement
+    assert group.texts[0].startswith("`docker` is not a command I know."), group.texts
 
 
 async def test_a_refused_acknowledgement_leaves_a_failed_job_that_never_ran(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import lab as lab_module
-from tests.support.cli import MIRROR_BOT, bot_env
+from tests.support.cli import MIRROR_BOT, bot_env, clean_env
 from tests.support.fake_slack import FakeSlack
 from tests.support.fake_telegram import FakeTelegram
 
@@ -154,3 +154,21 @@ async def test_an_adapters_wrong_setting_is_its_own_failed_line(
         "a secret so that only Telegram can post updates to the bot.",
     ], err
     assert SLACK_TOKEN not in err and "Traceback" not in err
+
+
+@pytest.mark.slow  # a mirror-bot subprocess
+@pytest.mark.parametrize("value", [None, "  "])
+async def test_a_missing_target_is_a_configuration_error_not_an_ok_configuration(
+    tmp_path: Path, value: str | None
+) -> None:
+    """Without MIRROR_TARGET there is nowhere to copy to: the configuration is wrong (exit 2,
+    no "configuration: ok" above it), as a setting out of range is."""
+    env = clean_env(tmp_path / "check.db")
+    if value is not None:
+        env["MIRROR_TARGET"] = value
+    code, lines, _ = await check(env)
+    assert lines == [
+        "configuration: FAILED: MIRROR_TARGET is not set; set it to REGISTRY/NAMESPACE "
+        "(e.g. docker.io/yourname)."
+    ]
+    assert code == 2

@@ -103,6 +103,27 @@ def test_telegram_bot_suffix_and_slack_dm_form() -> None:
     assert isinstance(parse("mirror nginx"), MirrorArgs)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "docker pull nginx:1.25",
+        "$ docker pull --platform linux/arm64 nginx:1.25",
+        "podman pull quay.io/prometheus/node-exporter:v1.7.0",
+        "sudo ctr -n k8s.io images pull docker.io/library/nginx:1.25\ndocker pull redis",
+    ],
+)
+def test_a_bare_pull_line_said_to_the_bot_alone_is_a_request(text: str) -> None:
+    """In a private chat or the console a bare message is a command, and a pasted pull line
+    there is a request to mirror its images; in a group the command is still needed."""
+    args = parse(text, direct=True)
+    assert isinstance(args, MirrorArgs) and args.images
+    assert [reading.typed for reading in args.readings][:1] == [text.splitlines()[0].strip()]
+    with pytest.raises(UsageError, match="is not a command I know"):
+        parse(text)  # a group
+    with pytest.raises(UsageError, match="`docker` is not a command I know"):
+        parse("docker run nginx", direct=True)  # not a pull: nothing to mirror
+
+
 def test_other_commands() -> None:
     assert parsed("/status") == ("status", StatusArgs(None))
     assert parsed("/status k3x9qa") == ("status", StatusArgs("k3x9qa"))

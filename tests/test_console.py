@@ -6,6 +6,7 @@ import io
 import re
 import signal
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pexpect
 import pytest
 
 import lab as lab_module
+from adapters.console import _Screen
 from mirror.store import STORE_DOWN
 from tests.support.cli import MIRROR_BOT, bot_env, clean_env
 from tests.support.throttle import throttled
@@ -86,10 +88,10 @@ def test_daemon_down_is_explained_and_the_bot_keeps_answering(
     child = start(env | no_daemon | {"MIRROR_ENGINE": "docker"})
     try:
         child.sendline(f"/mirror {lab.source}/library/hello:1.0")
+        child.expect("nothing was mirrored")  # the answer: its title, then why
         child.expect_exact(
             "The Docker daemon at `unix:///tmp/no-such-dockerd.sock` does not answer."
         )
-        child.expect("nothing was mirrored")
         child.sendline("/help")
         child.expect_exact("/history")
         assert "Traceback" not in (child.before or "")
@@ -248,8 +250,8 @@ def test_the_daemon_going_away_mid_copy_is_a_clear_failure(
             child.sendline(f"/mirror {slow_source.address}/library/multi:1.0")
             child.expect("copying")
             daemon.cut()
+            child.expect("nothing was mirrored")  # the answer: its title, then why
             child.expect_exact(f"The Docker daemon at `{docker_host}` does not answer.")
-            child.expect("nothing was mirrored")
             child.sendline("/help")
             child.expect_exact("/history")
             assert "Traceback" not in (child.before or "")
@@ -278,3 +280,64 @@ def test_the_console_prints_the_command_each_button_stands_for(
         child.expect_exact(f"[Mirror 1.2.4] type: /mirror {lab.source}/library/app:1.2.4")
     finally:
         child.close(force=True)
+
+
+# -- one clean answer per job -----------------------------------------------------------------
+
+
+def test_each_job_ends_in_one_block(lab: lab_module.Lab, env: dict[str, str]) -> None:
+    """On a pipe every state is printed, and a job's end once: its answer, not a last view
+    of its live message and then the answer with the same rows."""
+    done = subprocess.run(
+        [MIRROR_BOT, "run"],
+        input=f"/mirror {lab.source}/library/hello:1.0\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    found = re.search(r"Job (\w{6}): mirroring 1 image", done.stdout)
+    assert found, done.stdout + done.stderr
+    job = found.group(1)
+    assert done.stdout.count(f"Job {job} done: 1 image ready") == 1, done.stdout
+    assert f"Job {job}: done" not in done.stdout, done.stdout
+    assert done.stdout.count("docker pull ") == 1
+
+
+class Terminal(io.StringIO):
+    """What the console writes to a terminal (it redraws only there)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_redraw_goes_up_as_many_rows_as_the_block_took_wrapped_lines_included(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "40")
+    out = Terminal()
+    screen = _Screen(out)
+    screen.show(1, "Job abc123: mirroring 1 image\n- " + "x" * 100, replace=False)
+    out.truncate(0)
+    out.seek(0)
+    screen.show(1, "Job abc123: done", replace=True)
+    # 1 row for the title, 3 for the 102 columns of the row: a redraw from 2 rows up would
+    # start inside the old block and leave its top on the screen
+    assert out.getvalue().startswith("\r\x1b[4A\x1b[J"), repr(out.getvalue())
+
+
+def test_progress_of_a_message_no_longer_at_the_bottom_is_not_reprinted_but_its_end_is() -> None:
+    out = Terminal()
+    screen = _Screen(out)
+    screen.show(1, "Job abc123: mirroring 1 image", replace=False)
+    screen.typed()  # `/help` typed at the prompt
+    screen.show(2, "hub-mirror-bot copies images ...", replace=False)
+    before = out.getvalue()
+    screen.show(1, "Job abc123: copying 45%", replace=True, working=True)
+    assert out.getvalue() == before  # not drawn again below the help
+    screen.show(1, "Job abc123 done: 1 image ready", replace=True)
+    assert out.getvalue()[len(before) :].startswith("\r\x1b[KJob abc123 done: 1 image ready")
+    screen.typed()
+    screen.show(1, "Job abc123 done: 1 image ready (again)", replace=True)
+    assert "A\x1b[J" not in out.getvalue()  # never a redraw over what was typed below

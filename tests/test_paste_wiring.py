@@ -228,8 +228,43 @@ def test_from_stdin_with_pull_lines_and_addresses(tmp_path: Path) -> None:
             "https://quay.io/repository/prometheus/node-exporter?tab=tags&tag=v1.7.0",
         ),
     ]
+    assert [o["asked"] for o in payload] == [
+        ["busybox:1.36"],
+        ["docker pull --platform linux/arm64 nginx:1.25"],
+        ["https://quay.io/repository/prometheus/node-exporter?tab=tags&tag=v1.7.0"],
+    ]
     # the line's own platform names the copy as a single-platform one does
     assert payload[1]["target"] == "docker.io/alice/nginx-linux-arm64:1.25"
+
+
+def test_each_object_says_which_input_texts_it_answers(tmp_path: Path) -> None:
+    """Identical images are one object; ``asked`` lists every text that named it, as typed,
+    so a script can map its inputs to the answers (``corrected_from`` stays the reading note
+    of the first)."""
+    code, payload, _ = run(
+        tmp_path,
+        "nginx:1.25",
+        "docker.io/library/nginx:1.25",
+        "nginx\uff1a1.25",
+        "busybox",
+        "--from",
+        "-",
+        stdin="docker pull nginx:1.25\n",
+    )
+    assert code == 0
+    assert [(o["source"], o["asked"], o["corrected_from"]) for o in payload] == [
+        (
+            "docker.io/library/nginx:1.25",
+            [  # the texts read as `nginx:1.25`, then the other spellings of that image
+                "nginx:1.25",
+                "nginx\uff1a1.25",
+                "docker pull nginx:1.25",
+                "docker.io/library/nginx:1.25",
+            ],
+            None,
+        ),
+        ("docker.io/library/busybox:latest", ["busybox"], None),
+    ]
 
 
 def test_addresses_as_arguments_too(tmp_path: Path) -> None:

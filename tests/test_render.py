@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from bot import actions, render
@@ -278,3 +279,61 @@ def test_many_waiting_images_share_one_copy_all_button() -> None:
         "Copy app1:1 (2.0 GB)",
         "Cancel",
     ]
+
+
+def test_chinese_answers_write_durations_lists_and_brackets_the_chinese_way() -> None:
+    """Durations and relative times from Babel's CLDR data (not ``6h00m``, ``11s 前``), lists
+    joined with ``、``, brackets full-width: nothing English-shaped between Chinese words."""
+    from datetime import timedelta
+
+    from bot.i18n import CHINESE, speaking
+    from bot.view import Bar, bar_text
+    from mirror.models import Watch
+
+    items = [done(name, f"docker.io/alice/{name}") for name in ("a:1", "b:1", "c:1", "d:1")]
+    for item in items:
+        item.seconds = 3723.0
+    job = Job("abcdef", "u", "c", items)
+    job.created -= 125  # minutes: a slow machine's second more does not change the words
+    watch = Watch("w1", "u", "c", parse_reference("nginx").repo_only, "1.27", None)
+    three_days = datetime.now(UTC) - timedelta(days=3, minutes=1)
+    with speaking(CHINESE):
+        answer = to_plain_text(render.answer(job, render.RenderOptions()))
+        status = to_plain_text(render.status_list([job]))
+        started = to_plain_text(render.watch_started(watch, 6 * 3600))
+        bar = bar_text(Bar(10_000_000, 30_000_000, 1_000_000, 20))
+        date = render._date(three_days)
+    assert "1小时2分钟" in answer and "1h02m" not in answer
+    assert "a:1、b:1、c:1" in status and "2分钟前" in status, status
+    assert "每 6小时 检查" in started or "每6小时检查" in started, started
+    assert "20秒" in bar and "ETA" not in bar, bar
+    assert date == f"{three_days:%Y-%m-%d}（3天前）", date  # noqa: RUF001 (full-width, on purpose)
+    with speaking("en"):  # English keeps its compact forms
+        assert "1h02m" in to_plain_text(render.answer(job, render.RenderOptions()))
+        english = to_plain_text(render.status_list([job]))
+        assert re.search(r"a:1, b:1, c:1 and 1 more · 2m0\ds ago", english), english
+        assert "ETA 20s" in bar_text(Bar(10_000_000, 30_000_000, 1_000_000, 20))
+
+
+def test_images_stopped_for_one_reason_say_it_once() -> None:
+    """A cancelled job of eleven images says "The job was cancelled." once, not per image;
+    different reasons stay on their own rows."""
+    cancelled = [
+        Item(
+            f"app:1.0.{n}",
+            parse_reference(f"app:1.0.{n}"),
+            parse_reference(f"docker.io/alice/app:1.0.{n}"),
+            DEFAULT_PLATFORM,
+            status=ItemStatus.CANCELLED,
+            error="The job was cancelled.",
+        )
+        for n in range(11)
+    ]
+    job = Job("abcdef", "u", "c", cancelled)
+    for view in (render.answer(job, render.RenderOptions()), render.progress(job)):
+        assert to_plain_text(view).count("The job was cancelled.") == 1, to_plain_text(view)
+        assert all(row.detail is None for row in view.rows)
+    cancelled[0].status, cancelled[0].error = ItemStatus.FAILED, "`app:1.0.0` was not found."
+    view = render.answer(job, render.RenderOptions())
+    assert view.rows[0].detail == "`app:1.0.0` was not found."
+    assert to_plain_text(view).count("The job was cancelled.") == 10

@@ -399,7 +399,7 @@ def assert_live_then_final(slack: FakeSlack, channel: str, pull: str) -> tuple[C
     assert "mirroring 1 image" in ack.params["text"]
     edits = [c for c in slack.updates(channel, ts_of(ack)) if c.status == 200]
     assert edits, "the acknowledgement was never edited with progress"
-    assert "done (1/1 mirrored)" in edits[-1].params["text"]
+    assert "done (1/1 ready)" in edits[-1].params["text"]
     assert slack.calls.index(edits[-1]) < slack.calls.index(final)
     assert escape(pull) in final.params["text"]
     assert "```" in final.params["text"]
@@ -635,7 +635,7 @@ def test_a_job_interrupted_by_a_restart_finishes_in_the_same_thread(
         slack.stop()
     resumed = slack.updates(channel)[before:]
     assert resumed and {c.params["ts"] for c in resumed} == {ts_of(ack)}
-    assert "done (1/1 mirrored)" in resumed[-1].params["text"]
+    assert "done (1/1 ready)" in resumed[-1].params["text"]
     assert final.params["thread_ts"] == ts_of(ack)
     assert escape(pull) in final.params["text"]
     assert_clean_log(log)

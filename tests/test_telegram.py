@@ -85,7 +85,10 @@ def pre_blocks(text: str) -> list[str]:
 
 
 def final_answer(telegram: FakeTelegram, request_id: int) -> Call | None:
-    return next((c for c in telegram.replies_to(request_id) if "<pre>" in c.text), None)
+    """The reply to a request with the commands to paste, as it reads now: a new message, or
+    the acknowledgement that became the answer (its last edit)."""
+    states = [telegram.state(c) for c in telegram.replies_to(request_id)]
+    return next((c for c in states if "<pre>" in c.text), None)
 
 
 def gaps(calls: list[Call]) -> list[float]:
@@ -260,7 +263,8 @@ async def test_a_watch_tells_its_chat_when_the_tag_moves_also_after_a_restart(
     chat = Chat(ALICE)
 
     def answers(request: int) -> list[Call]:
-        return [c for c in telegram.replies_to(request) if "<pre>" in c.text]
+        states = [telegram.state(c) for c in telegram.replies_to(request)]
+        return [c for c in states if "<pre>" in c.text]
 
     def moved(seed: int) -> str:
         spec = [lab_module.LayerSpec(4096, seed)]
@@ -306,6 +310,7 @@ async def test_a_429_storm_is_waited_out_and_the_answer_still_arrives(
     lab: lab_module.Lab, env: dict[str, str], telegram: FakeTelegram, tmp_path: Path
 ) -> None:
     lab_module.push_image(lab.source, "library/storm", "1.0", lab_module.HELLO_LAYERS)
+    env = env | {"MIRROR_LONG_JOB_SECONDS": "0"}  # a "long" job: its answer is a new message
     telegram.rate_limit("editMessageText", 3, retry_after=1)
     async with running_bot(env, tmp_path / "bot.log"):
         await polling(telegram)
@@ -442,11 +447,12 @@ async def test_a_rejected_token_stops_the_bot_with_one_sentence(
 
 
 def buttons_of(telegram: FakeTelegram, request_id: int) -> list[tuple[Call, str, str]]:
-    """Every button the bot sent in reply to ``request_id``: (message, label, callback data)."""
+    """Every button the bot's replies to ``request_id`` carry now: (message as sent, label,
+    callback data)."""
     return [
         (call, label, data)
         for call in telegram.replies_to(request_id)
-        for label, data in telegram.buttons(call)
+        for label, data in telegram.buttons(telegram.state(call))
     ]
 
 
@@ -463,7 +469,7 @@ async def test_retry_button_acts_once_for_its_owner_even_after_a_restart(
         [(answer, label, data)] = await telegram.wait_for(
             lambda: [b for b in buttons_of(telegram, request) if b[1] != "Cancel"]
         )
-        assert answer.text.startswith("❌") and label == "Retry"
+        assert telegram.state(answer).text.startswith("❌") and label == "Retry"
         assert len(data.encode()) <= 64
         assert answer.message_id is not None
         sent_before = len(telegram.ok("sendMessage"))
@@ -496,9 +502,11 @@ async def test_retry_button_acts_once_for_its_owner_even_after_a_restart(
     assert block.splitlines()[0] == expected_pull(
         env["MIRROR_TARGET"], lab.source, repository, "1.0"
     )
-    assert len([c for c in telegram.replies_to(answer.message_id) if "<pre>" in c.text]) == 1
+    states = [telegram.state(c) for c in telegram.replies_to(answer.message_id)]
+    assert len([c for c in states if "<pre>" in c.text]) == 1
     assert ack.message_id is not None
-    assert telegram.buttons(telegram.edits_of(TEAM.id, ack.message_id)[-1]) == []
+    last = telegram.edits_of(TEAM.id, ack.message_id)[-1]  # the answer: Cancel went away
+    assert "Cancel" not in [label for label, _ in telegram.buttons(last)]
 
 
 async def test_cancel_button_stops_a_running_job_and_goes_away(

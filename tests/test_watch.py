@@ -100,6 +100,8 @@ async def test_a_moved_tag_is_mirrored_again_and_told_where_the_watch_was_made(
         # Mirrored now, in the watch's thread.
         await until(lambda: len(answers(thread)) == 1, "the first copy")
         assert first in answers(thread)[0]
+        # The announcement right above says it mirrors now: the first copy does not repeat it.
+        assert not any(watch_id in text for text in thread.texts[1:]), thread.texts
         found = re.search(rf"{re.escape(lab.target)}/(\S+):1\.0 · ", answers(thread)[0])
         assert found, answers(thread)[0]
         target_repo = found.group(1)

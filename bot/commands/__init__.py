@@ -86,8 +86,13 @@ def parse_command(
     default_platform: Platform | None,
     max_images: int,
     bot_username: str | None = None,
+    direct: bool = False,
 ) -> Invocation[Any] | None:
     """One message read by every command's grammar (:meth:`Commands.parse`)."""
     return discover().parse(
-        text, default_platform=default_platform, max_images=max_images, bot_username=bot_username
+        text,
+        default_platform=default_platform,
+        max_images=max_images,
+        bot_username=bot_username,
+        direct=direct,
     )

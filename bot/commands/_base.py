@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from bot.i18n import _, speaking
-from bot.paste import Ambiguous, looks_like_yaml, read_pasted, references
+from bot.paste import Ambiguous, looks_like_yaml, read_pasted, references, starts_with_pull
 from bot.pasted_errors import looks_like_pull_error
 from mirror.errors import MirrorError
 from mirror.platform import Platform
@@ -277,9 +277,14 @@ class Commands:
         default_platform: Platform | None,
         max_images: int,
         bot_username: str | None = None,
+        direct: bool = False,
     ) -> Invocation[Any] | None:
         """The command in one message; None when it is addressed to another bot
-        (``/cmd@OtherBot``). Raises a MirrorError (one sentence) for anything else."""
+        (``/cmd@OtherBot``). Raises a MirrorError (one sentence) for anything else.
+
+        ``direct``: the message was said to the bot alone (a private chat, the console), where
+        a bare message is a command, so a pasted ``docker pull …`` line there is ``/mirror``
+        of its images; in a group the command is still needed."""
         pasted = looks_like_yaml(text) or looks_like_pull_error(text)
         if len(text) > (_MAX_PASTE if pasted else _MAX_TEXT):
             raise UsageError(
@@ -296,6 +301,8 @@ class Commands:
         found = self._first.get(name.lower())
         if found is not None and found.name == MIRROR and args:
             found, args, rest = self._after(found, args, rest)
+        if found is None and direct and starts_with_pull(text):
+            return self._invoke(self[MIRROR], text, tuple(words), default_platform, max_images)
         if found is None:
             raise UsageError(Text("`{command}` is not a command I know.", command=echo(head)))
         return self._invoke(found, rest, args, default_platform, max_images)

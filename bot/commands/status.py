@@ -41,5 +41,5 @@ async def status(ctx: Context, args: StatusArgs) -> MessageView:
     if job is None or job.chat != ctx.chat:
         return render.error(_("There is no job `{job}` in this chat.").format(job=args.job_id[:20]))
     if job.finished:
-        return render.answer(job, ctx.services.render_options)
+        return render.answer(job, ctx.services.render_options, digest_note=False)
     return render.progress(job)

@@ -286,6 +286,12 @@ class FakeTelegram:
         edits = self.ok("editMessageText", chat_id)
         return [c for c in edits if int(c.params["message_id"]) == message_id]
 
+    def state(self, send: Call) -> Call:
+        """What gave a message its text now: its last accepted edit, or its send."""
+        assert send.message_id is not None
+        edits = self.edits_of(send.chat_id, send.message_id)
+        return edits[-1] if edits else send
+
     async def wait_for(self, found: Callable[[], T | None], timeout: float = 90.0) -> T:
         """Poll ``found`` until it returns something (the bot works in another process)."""
         deadline = time.monotonic() + timeout
