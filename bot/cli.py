@@ -273,8 +273,7 @@ def _plan(
         parse_platform(platform_choice) if platform_choice is not None else planner.default_platform
     )
     specs = [spec for spec, _ in found]
-    items = planner.plan(specs, platform, explicit=platform_choice is not None, readings=readings)
-    return items, [reading.asked for reading in readings]
+    return planner.plan(specs, platform, explicit=platform_choice is not None, readings=readings)
 
 
 def _dry_run(settings: Settings, pasted: str, platform_choice: str | None, as_json: bool) -> int:
