@@ -42,6 +42,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import functools
 import hashlib
 import http.client
 import importlib.util
@@ -124,11 +126,13 @@ def run_measured(argv: Sequence[str], env: dict[str, str], timeout: float = 900)
     as they arrive (``mirror-bot`` writes a line per stage: the phases).
 
     Peak RSS is sampled from ``/proc/PID/status`` (``VmHWM``, the high-water mark of the
-    process's memory since its ``exec``) every few milliseconds while it runs. Not ``wait4``'s
-    ``ru_maxrss``: Linux carries the pre-``exec`` memory of the forked child, a copy of *this*
-    process, into it, so a small client like ``docker`` would report this script's own ~30 MiB
-    (``/bin/true`` spawned from a 200 MiB Python reports 200 MiB). ``ru_maxrss`` is still the
-    right tool for CPU time (``ru_utime + ru_stime``), which is per process.
+    process's memory since its ``exec``) every few milliseconds while it runs, for the process
+    and each of its children (the largest one counts: ``xargs -P4`` runs four ``skopeo``).
+    Not ``wait4``'s ``ru_maxrss``: Linux carries the pre-``exec`` memory of the forked child, a
+    copy of *this* process, into it, so a small client like ``docker`` would report this
+    script's own ~30 MiB (``/bin/true`` spawned from a 200 MiB Python reports 200 MiB).
+    ``ru_maxrss`` is still the right tool for CPU time (``ru_utime + ru_stime``), which is per
+    process.
     """
     lines: list[tuple[float, str]] = []
     peak = [0]
@@ -147,7 +151,7 @@ def run_measured(argv: Sequence[str], env: dict[str, str], timeout: float = 900)
 
         def sample_rss() -> None:
             while not exited.is_set():
-                peak[0] = max(peak[0], _high_water_kib(popen.pid))
+                peak[0] = max(peak[0], *(_high_water_kib(pid) for pid in _tree(popen.pid)))
                 exited.wait(0.005)
 
         threads = [threading.Thread(target=t, daemon=True) for t in (read_stderr, sample_rss)]
@@ -175,6 +179,19 @@ def run_measured(argv: Sequence[str], env: dict[str, str], timeout: float = 900)
             out.read().decode("utf-8", "replace"),
             lines,
         )
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (``xargs`` and the ``skopeo`` processes it runs)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        with contextlib.suppress(OSError, ValueError):
+            for task in os.listdir(f"/proc/{current}/task"):
+                text = Path(f"/proc/{current}/task/{task}/children").read_text()
+                queue.extend(int(child) for child in text.split())
+    return found
 
 
 def _high_water_kib(pid: int) -> int:
@@ -215,6 +232,7 @@ class Run:
     targets: list[str]  # REGISTRY/REPOSITORY:TAG that the copy wrote, one per source
     inner_seconds: float | None = None  # mirror-bot's own "seconds" (the job, no start-up)
     phases: dict[str, float] = field(default_factory=dict)  # where the wall time went
+    requests: int | None = None  # HTTP requests the source's link carried (WAN mode)
 
 
 @dataclass
@@ -228,6 +246,8 @@ class Bench:
     source_registry: str = ""
     """Where contenders read the source: the lab's registry, or the WAN relay in front of it."""
     bot_extra: dict[str, str] = field(default_factory=dict)
+    relay: ThrottledRelay | None = None
+    """The long link in front of the source (WAN mode): it counts the requests."""
 
     def __post_init__(self) -> None:
         self.images = self.images or [self.image]
@@ -410,6 +430,20 @@ def _docker_cli(bench: Bench, namespace: str, sources: Sequence[str]) -> Run:
     return Run(seconds, max(p.maxrss_kib for p in procs), cpu, [target], phases=phases)
 
 
+SKOPEO_COPY = [
+    "skopeo",
+    "copy",
+    "--all",
+    "--preserve-digests",
+    "--src-tls-verify=false",
+    "--dest-tls-verify=false",
+]
+
+
+def _skopeo_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+
+
 def _skopeo(bench: Bench, namespace: str, sources: Sequence[str]) -> Run:
     """One ``skopeo copy`` per image, one after the other, as a script would run them."""
     started = time.perf_counter()
@@ -417,17 +451,7 @@ def _skopeo(bench: Bench, namespace: str, sources: Sequence[str]) -> Run:
     for source in sources:
         target = f"{namespace}/{source.split('/', 1)[1]}"
         proc = run_measured(
-            [
-                "skopeo",
-                "copy",
-                "--all",
-                "--preserve-digests",
-                "--src-tls-verify=false",
-                "--dest-tls-verify=false",
-                f"docker://{source}",
-                f"docker://{target}",
-            ],
-            {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")},
+            [*SKOPEO_COPY, f"docker://{source}", f"docker://{target}"], _skopeo_env()
         ).check()
         if "skipped" in proc.stdout:
             raise BenchError(f"skopeo reused blobs instead of copying them:\n{proc.stdout}")
@@ -436,6 +460,26 @@ def _skopeo(bench: Bench, namespace: str, sources: Sequence[str]) -> Run:
     seconds = time.perf_counter() - started
     cpu = sum(p.cpu_seconds for p in procs)
     return Run(seconds, max(p.maxrss_kib for p in procs), cpu, targets)
+
+
+def _skopeo_p4(bench: Bench, namespace: str, sources: Sequence[str]) -> Run:
+    """``xargs -P4 -n2 skopeo copy ...``: four copies at a time, what a person scripts for a
+    list of images. Peak RSS is the largest ``skopeo``'s; CPU time is all of them (``wait4``
+    of ``xargs`` counts the children it waited for)."""
+    targets = [f"{namespace}/{source.split('/', 1)[1]}" for source in sources]
+    pairs = "".join(
+        f"docker://{source} docker://{target}\n"
+        for source, target in zip(sources, targets, strict=True)
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=bench.workdir) as listing:
+        listing.write(pairs)
+        listing.flush()
+        proc = run_measured(
+            ["xargs", "-a", listing.name, "-P4", "-n2", *SKOPEO_COPY], _skopeo_env()
+        ).check()
+    if "skipped" in proc.stdout:
+        raise BenchError(f"skopeo reused blobs instead of copying them:\n{proc.stdout}")
+    return Run(proc.seconds, proc.maxrss_kib, proc.cpu_seconds, targets)
 
 
 CONTENDERS: dict[str, Contender] = {
@@ -458,6 +502,12 @@ CONTENDERS: dict[str, Contender] = {
             False,
             _skopeo,
             "skopeo copy --all --preserve-digests",
+        ),
+        Contender(
+            "skopeo-p4",
+            False,
+            _skopeo_p4,
+            "xargs -P4 -n2 skopeo copy --all --preserve-digests (four images at a time)",
         ),
         Contender(
             "engine-registry",
@@ -535,21 +585,34 @@ def measure(
                 bench.clear_daemon()
             namespace = f"{bench.lab.target}/bench/r{round_no}-{contender.slug}"
             os.sync()  # the last round's writes must not be flushed during this one
+            if bench.relay is not None:
+                bench.relay.reset_counts()
             run = contender.copy(bench, namespace, bench.sources)
+            if bench.relay is not None:
+                run = dataclasses.replace(run, requests=len(bench.relay.requests))
             for target, image in zip(run.targets, bench.images, strict=True):
                 bench.settle(target, image.layers)
             result.runs.append(run)
             inner = f" (job {run.inner_seconds:.2f}s)" if run.inner_seconds is not None else ""
+            asked = f", {run.requests} requests" if run.requests is not None else ""
             _note(
-                f"round {round_no} {contender.name}: {run.seconds:.2f}s{inner}, "
+                f"round {round_no} {contender.name}: {run.seconds:.2f}s{inner}{asked}, "
                 f"peak RSS {run.peak_rss_kib / 1024:.0f} MiB, CPU {run.cpu_seconds:.2f}s"
                 + (f", phases {run.phases}" if run.phases else "")
             )
     return results
 
 
-def summarize(results: Sequence[Result], image: Image) -> list[dict[str, Any]]:
-    medians = {r.contender.name: r.median for r in results if r.runs}
+REFERENCES = ("skopeo", "skopeo-p4", "docker-cli")
+"""What each contender is compared with, when it ran: a per-round ratio each."""
+
+
+def summarize(
+    results: Sequence[Result], image: Image, floor: float | None = None, images: int = 1
+) -> list[dict[str, Any]]:
+    """One row per contender. Every ratio is the median of the per-round ratios (each round's
+    runs were minutes apart at most, so a slow drift in the machine's load cancels out), with
+    their spread (min, max); ``floor`` is the link's own limit (bytes ÷ its total rate)."""
     walls = {r.contender.name: [run.seconds for run in r.runs] for r in results if r.runs}
     rows = []
     for r in results:
@@ -560,16 +623,24 @@ def summarize(results: Sequence[Result], image: Image) -> list[dict[str, Any]]:
         }
         if r.runs:
             median = r.median
+            mine = walls[r.contender.name]
             row.update(
                 seconds=[round(run.seconds, 3) for run in r.runs],
                 median_seconds=round(median, 3),
+                spread_seconds=[round(min(mine), 3), round(max(mine), 3)],
                 mb_per_s=round(image.bytes / 1e6 / median, 1),
-                vs_docker_cli=_ratio(median, medians.get("docker-cli")),
-                vs_skopeo=_ratio(median, medians.get("skopeo")),
-                paired_vs_docker_cli=_paired(walls[r.contender.name], walls.get("docker-cli")),
                 peak_rss_mib=round(max(run.peak_rss_kib for run in r.runs) / 1024, 1),
                 median_cpu_seconds=round(statistics.median(run.cpu_seconds for run in r.runs), 2),
             )
+            for reference in REFERENCES:
+                key = "vs_" + reference.replace("-", "_")
+                row[key], row[key + "_spread"] = _paired(mine, walls.get(reference))
+            if floor:
+                row["vs_floor"], row["vs_floor_spread"] = _paired(mine, [floor] * len(mine))
+            asked = [run.requests for run in r.runs if run.requests is not None]
+            if asked:
+                row["requests"] = asked
+                row["requests_per_image"] = round(statistics.median(asked) / images, 1)
             inner = [run.inner_seconds for run in r.runs if run.inner_seconds is not None]
             if inner:
                 row["median_job_seconds"] = round(statistics.median(inner), 3)
@@ -583,16 +654,14 @@ def summarize(results: Sequence[Result], image: Image) -> list[dict[str, Any]]:
     return rows
 
 
-def _ratio(value: float, reference: float | None) -> float | None:
-    return round(value / reference, 3) if reference else None
-
-
-def _paired(walls: list[float], reference: list[float] | None) -> float | None:
-    """Median of the per-round ratios: each round's two runs were minutes apart at most, so a
-    slow drift in the machine's load (other jobs on a shared box) cancels out better."""
+def _paired(
+    walls: list[float], reference: list[float] | None
+) -> tuple[float | None, list[float] | None]:
+    """The median of the per-round ratios and their (min, max); None without the reference."""
     if not reference or len(reference) != len(walls):
-        return None
-    return round(statistics.median(w / ref for w, ref in zip(walls, reference, strict=True)), 3)
+        return None, None
+    ratios = [w / ref for w, ref in zip(walls, reference, strict=True)]
+    return round(statistics.median(ratios), 3), [round(min(ratios), 3), round(max(ratios), 3)]
 
 
 class Conditions:
@@ -636,41 +705,58 @@ def table(
     conditions: dict[str, Any],
     setting: str = "",
 ) -> str:
+    """Markdown: the columns that apply to this run (a ratio needs its reference to have run,
+    requests need the long link that counts them)."""
+    ran = [row for row in rows if not row.get("skipped")]
+    columns: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+        (
+            "median s (min-max)",
+            lambda r: f"{r['median_seconds']:.2f} ({_span(r, 'spread_seconds', '{:.2f}')})",
+        ),
+        ("MB/s", lambda r: f"{r['mb_per_s']:.1f}"),
+    ]
+    for key, title in (
+        ("vs_floor", "vs floor"),
+        ("vs_skopeo", "vs skopeo"),
+        ("vs_skopeo_p4", "vs skopeo -P4"),
+        ("vs_docker_cli", "vs docker-cli"),
+    ):
+        if any(row.get(key) is not None for row in ran):
+            columns.append((title, functools.partial(_ratio_cell, key=key)))
+    if any("requests_per_image" in row for row in ran):
+        columns.append(("requests/image", lambda r: f"{r.get('requests_per_image', '-')}"))
+    columns += [
+        ("peak RSS MiB", lambda r: f"{r['peak_rss_mib']:.0f}"),
+        ("CPU s", lambda r: f"{r['median_cpu_seconds']:.2f}"),
+    ]
     lines = [
         f"{image.repository}: {image.bytes / 2**20:.1f} MiB in {image.layers} layers; "
-        f"{rounds} rounds, empty target each round; median wall time",
+        f"{rounds} rounds, empty target each round",
         *([setting] if setting else []),
         "",
-        "| contender | median s | MB/s | vs docker-cli | vs skopeo | peak RSS MiB | CPU s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| contender | " + " | ".join(title for title, _ in columns) + " |",
+        "| --- |" + " ---: |" * len(columns),
     ]
     for row in rows:
         if row.get("skipped"):
-            lines.append(f"| {row['contender']} | skipped (see below) | | | | | |")
+            lines.append(
+                f"| {row['contender']} | skipped (see below) |" + " |" * (len(columns) - 1)
+            )
             continue
-        cells = [
-            row["contender"],
-            f"{row['median_seconds']:.2f}",
-            f"{row['mb_per_s']:.1f}",
-            _cell(row["vs_docker_cli"]),
-            _cell(row["vs_skopeo"]),
-            f"{row['peak_rss_mib']:.0f}",
-            f"{row['median_cpu_seconds']:.2f}",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {row['contender']} | " + " | ".join(cell(row) for _, cell in columns) + " |"
+        )
     lines += [
         "",
-        "MB/s = image bytes (config + compressed layers) / 10^6 / median wall time. Clean-up",
-        "(`rmi` of source and target) is inside the time for both docker contenders. Peak RSS",
-        "and CPU s (user + system) are the copying process's own (mirror-bot, the docker",
-        "client, skopeo); the daemon's work is not counted for either docker contender.",
+        "Every ratio is the median of the per-round ratios (min-max in brackets). MB/s = image",
+        "bytes (config + compressed layers) / 10^6 / median wall time. Requests are the HTTP",
+        "requests the source's link carried, counted at the relay. Clean-up (`rmi` of source",
+        "and target) is inside the time for both docker contenders. Peak RSS and CPU s (user +",
+        "system) are the copying processes' own (mirror-bot, the docker client, skopeo; for",
+        "-P4 the largest skopeo and the CPU of all); the daemon's work is counted for neither",
+        "docker contender.",
     ]
     for row in rows:
-        if row.get("paired_vs_docker_cli") is not None and row["contender"] != "docker-cli":
-            lines.append(
-                f"{row['contender']}: median of per-round ratios vs docker-cli "
-                f"{row['paired_vs_docker_cli']:.2f}x"
-            )
         if row.get("skipped"):
             lines.append(f"{row['contender']} skipped: {row['skipped']}")
         if row.get("median_phases"):
@@ -687,8 +773,16 @@ def table(
     return "\n".join(lines)
 
 
-def _cell(value: float | None) -> str:
-    return f"{value:.2f}x" if value is not None else "-"
+def _span(row: dict[str, Any], key: str, form: str) -> str:
+    low, high = row[key]
+    return f"{form.format(low)}-{form.format(high)}"
+
+
+def _ratio_cell(row: dict[str, Any], key: str) -> str:
+    value = row.get(key)
+    if value is None:
+        return "-"
+    return f"{value:.2f}x ({_span(row, key + '_spread', '{:.2f}')})"
 
 
 def versions(bench: Bench) -> dict[str, str]:
@@ -734,6 +828,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--wan-delay-ms", type=float, default=100.0, help="default 100")
     parser.add_argument("--wan-rate-mb", type=float, default=8.0, help="MB/s per connection")
     parser.add_argument(
+        "--wan-total-mb",
+        type=float,
+        default=0.0,
+        help="MB/s for the whole link, every connection together (default 0: no such cap); "
+        "the floor is then image bytes / this rate",
+    )
+    parser.add_argument(
         "--bot-env",
         action="append",
         default=[],
@@ -742,8 +843,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = parser.parse_args(argv)
-    if (args.wan or args.many) and args.contenders == ",".join(DEFAULT_CONTENDERS):
-        args.contenders = "skopeo,engine-registry"
+    if args.contenders == ",".join(DEFAULT_CONTENDERS):
+        if args.many:
+            args.contenders = "skopeo,skopeo-p4,engine-registry"
+        elif args.wan:
+            args.contenders = "skopeo,engine-registry"
+    if args.wan_total_mb and not args.wan:
+        parser.error("--wan-total-mb needs --wan")
     if args.many < 0:
         parser.error("--many cannot be negative")
     if any("=" not in item for item in args.bot_env):
@@ -810,13 +916,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                 images = [image]
             probe = _push_test_image_small(the_lab)
             setting = ""
+            floor: float | None = None
             if args.wan:
                 rate = int(args.wan_rate_mb * 1e6)
-                relay = ThrottledRelay(the_lab.source, rate, args.wan_delay_ms / 1000).start()
+                total = int(args.wan_total_mb * 1e6) or None
+                relay = ThrottledRelay(
+                    the_lab.source, rate, args.wan_delay_ms / 1000, total=total
+                ).start()
                 setting = (
                     f"source over a WAN link: {args.wan_delay_ms:.0f} ms per request and per "
-                    f"new connection, {args.wan_rate_mb:g} MB/s per connection"
+                    f"new connection, {args.wan_rate_mb:g} MB/s per connection, "
+                    + (
+                        f"{args.wan_total_mb:g} MB/s for the whole link"
+                        if total
+                        else "no cap on the whole link"
+                    )
                 )
+                if total:
+                    floor = image.bytes / total
+                    setting += f"; floor (bytes / link rate) {floor:.2f} s"
             if args.bot_extra:
                 setting += (
                     ("; " if setting else "")
@@ -830,11 +948,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 images,
                 relay.address if relay else "",
                 args.bot_extra,
+                relay,
             )
             conditions = Conditions()
             results = measure(bench, args.contender_list, args.rounds, probe)
             machine = conditions.finish()
-            rows = summarize(results, image)
+            rows = summarize(results, image, floor, len(images))
             if args.json:
                 payload = {
                     "image": {
@@ -844,6 +963,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "images": len(images),
                     },
                     "setting": setting,
+                    "floor_seconds": round(floor, 3) if floor else None,
                     "rounds": args.rounds,
                     "versions": versions(bench),
                     "conditions": machine,

@@ -195,6 +195,70 @@ def check() -> None:
 
 
 @main.command()
+@click.option(
+    "--older-than",
+    "older_than",
+    metavar="DURATION",
+    help="Prune copies nobody asked for in this long: 30d, 12h, 0s (all); default "
+    "MIRROR_RETENTION.",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+def prune(older_than: str | None, dry_run: bool) -> None:
+    """Delete at the target the copies nobody asked for in a while (not pinned or watched).
+
+    Exit 0 when every deletion went through, 1 when the target refused (a registry with
+    deletion off answers 405) or a deletion failed, 2 for a bad duration.
+    """
+    from bot.logs import configure_logging
+    from bot.settings import parse_duration
+
+    settings = _settings()
+    if older_than is None:
+        if settings.mirror_retention is None:
+            _fail(
+                "Say how long a copy may go unasked before it is pruned: --older-than 30d "
+                "(or set MIRROR_RETENTION).",
+                EXIT_USAGE,
+            )
+        seconds = settings.mirror_retention
+    else:
+        try:
+            parsed = parse_duration(older_than, zero=True)
+        except ValueError as exc:
+            _fail(f"--older-than: {exc}.", EXIT_USAGE)
+        assert isinstance(parsed, float)  # a string always parses to seconds or raises
+        seconds = parsed
+    configure_logging(
+        settings.secrets(),
+        level=settings.mirror_log_level or logging.WARNING,
+        fmt=settings.mirror_log_format,
+    )
+    sys.exit(_run(_prune(settings, seconds, dry_run)))
+
+
+async def _prune(settings: Settings, older_than: float, dry_run: bool) -> int:
+    from bot.runtime import open_runtime
+    from mirror.retention import Outcome, prune
+
+    async with open_runtime(settings) as runtime:
+        report = await prune(
+            runtime.store, runtime.service.engines.remote.client, older_than, dry_run=dry_run
+        )
+    for line in report.lines:
+        copy = line.step.copy
+        asked = _iso(copy.last_request)
+        why = f" ({line.reason})" if line.reason else ""
+        click.echo(f"{line.outcome.value}: {copy.shown}, last asked {asked}{why}")
+    for sentence in report.refused:
+        click.echo(sentence, err=True)
+    planned = sum(1 for line in report.lines if line.outcome is Outcome.PLANNED)
+    kept = sum(1 for line in report.lines if line.outcome is Outcome.KEPT)
+    summary = f"{planned} would be deleted" if dry_run else f"{report.deleted} deleted"
+    click.echo(f"{summary}, {kept} kept", err=True)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+@main.command()
 @click.argument("images", nargs=-1)
 @click.option(
     "--from",

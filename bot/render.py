@@ -48,6 +48,7 @@ _STATE_WORDS = {
     ItemStatus.AWAITING_APPROVAL: N_("awaiting approval"),
     ItemStatus.DENIED: N_("denied"),
     ItemStatus.REFUSED: N_("refused"),
+    ItemStatus.PRUNED: N_("pruned"),
 }
 _STAGE_WORDS = {
     Stage.QUEUED: N_("queued"),
@@ -66,6 +67,7 @@ _JOB_STATES = {
     "done": N_("done"),
     "failed": N_("failed"),
     "cancelled": N_("cancelled"),
+    "pruned": N_("pruned"),
 }
 _TONES = {
     ItemStatus.SUCCEEDED: Tone.SUCCESS,
@@ -74,6 +76,7 @@ _TONES = {
     ItemStatus.CANCELLED: Tone.FAILURE,
     ItemStatus.DENIED: Tone.FAILURE,
     ItemStatus.REFUSED: Tone.FAILURE,
+    ItemStatus.PRUNED: Tone.INFO,
 }
 
 
@@ -457,6 +460,8 @@ def help_text(commands: Iterable[Command[Any]]) -> MessageView:
 def _job_tone(job: Job) -> Tone:
     if not job.finished:
         return Tone.WORKING
+    if job.state == "pruned":
+        return Tone.INFO
     return Tone.SUCCESS if job.state == "done" else Tone.FAILURE
 
 

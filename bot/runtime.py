@@ -22,6 +22,7 @@ from mirror.engines.remote import BLOB_CONCURRENCY, Remote, connection_limit
 from mirror.errors import MirrorError
 from mirror.jobs import JobService, OutcomeHook
 from mirror.naming import parse_target_base
+from mirror.quota import Budget
 from mirror.reference import ImageRef
 from mirror.store import Store, is_postgres, open_store
 
@@ -160,6 +161,16 @@ def allowed_internal(settings: Settings) -> set[str]:
     return named
 
 
+def budget(settings: Settings, role: Role) -> Budget:
+    """What each copy must fit: the target's room always; people's quotas where people ask
+    (the bot), not for a script (``mirror-bot mirror``), and never for the admins."""
+    return Budget(
+        quota=settings.mirror_quota if role is not Role.ALONE else None,
+        max_repos=settings.mirror_target_max_repos,
+        exempt=frozenset(settings.mirror_admins),
+    )
+
+
 def build_remote(settings: Settings) -> Remote:
     """The process's one registry client (built on first use): every registry request the
     engines and the lookups make goes through it."""
@@ -214,6 +225,11 @@ async def open_runtime(
     async with AsyncExitStack() as stack:
         store = await open_store(settings.mirror_db)
         stack.push_async_callback(store.close)
+        options = render_options(settings)
+        if settings.mirror_webhook_url:  # every finished image adds a delivery to the outbox
+            from bot.webhook_payload import webhook_payload
+
+            store.set_outbox(webhook_payload(options))
         chooser = build_engines(settings, engine)
         stack.push_async_callback(chooser.aclose)
         queue, copier = await _open_queue(stack, deployment, role, store, chooser)
@@ -229,6 +245,7 @@ async def open_runtime(
             wait_for_limits=wait_for_limits,
             confirm_bytes=settings.mirror_confirm_bytes if asks else None,
             copier=copier,
+            budget=budget(settings, role),
         )
         stack.push_async_callback(service.aclose)
         yield Runtime(
@@ -237,7 +254,7 @@ async def open_runtime(
             service,
             policy,
             Planner(settings, policy),
-            render_options(settings),
+            options,
             lookups,
             deployment,
             queue,

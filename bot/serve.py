@@ -22,6 +22,7 @@ from bot.metrics import METRICS
 from bot.plugins import configured_adapters
 from bot.runtime import Deployment, Role, Runtime, open_runtime
 from bot.settings import Settings
+from mirror.tasks import TaskSet
 from mirror.watches import RegistryUpstream
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,35 @@ async def serve(settings: Settings) -> int:
                 bot.follow_fired_watches(adapters)
             else:
                 bot.start_watching(adapters, RegistryUpstream(runtime.service.engines))
-            await _serve_until_stopped(bot, adapters, stop)
+            async with _chores(runtime):
+                await _serve_until_stopped(bot, adapters, stop)
     return 0
+
+
+@asynccontextmanager
+async def _chores(runtime: Runtime) -> AsyncIterator[None]:
+    """What runs beside the chat, in one place however many fronts share a PostgreSQL store
+    (each takes the store's lock first): the webhook sender (MIRROR_WEBHOOK_URL) and the
+    daily prune (MIRROR_RETENTION)."""
+    settings = runtime.settings
+    chores = TaskSet("chores")
+    if settings.mirror_webhook_url and settings.mirror_webhook_secret:
+        from mirror.webhooks import WebhookSender
+
+        secret = settings.mirror_webhook_secret.get_secret_value()
+        sender = WebhookSender(runtime.store, settings.mirror_webhook_url, secret)
+        chores.spawn(sender.run(), name="webhooks")
+    if settings.mirror_retention is not None:
+        from mirror.retention import prune_daily
+
+        client = runtime.service.engines.remote.client
+        chores.spawn(
+            prune_daily(runtime.store, client, settings.mirror_retention), name="retention"
+        )
+    try:
+        yield
+    finally:
+        await chores.aclose()
 
 
 async def _serve_until_stopped(

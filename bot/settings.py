@@ -24,6 +24,7 @@ from mirror.credentials import Credential
 from mirror.errors import MirrorError
 from mirror.naming import parse_target_base
 from mirror.platform import parse_platform
+from mirror.quota import Quota
 from mirror.reference import is_valid_host, quote
 
 PUBLIC_SOURCES = (
@@ -72,8 +73,9 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)")
 _DURATION_UNITS = {period[0]: seconds for period, seconds in _PERIODS.items()}
 
 
-def parse_duration(value: object) -> object:
-    """``5s``, ``10m``, ``6h``, ``1d`` -> seconds; a bare number is seconds."""
+def parse_duration(value: object, *, zero: bool = False) -> object:
+    """``5s``, ``10m``, ``6h``, ``1d`` -> seconds; a bare number is seconds. ``zero``: ``0s``
+    is a duration too (``prune --older-than 0s``: everything)."""
     if not isinstance(value, str):
         return value
     text = value.strip().lower()
@@ -85,7 +87,7 @@ def parse_duration(value: object) -> object:
             seconds = float(text)
         except ValueError:
             raise ValueError("write it as a number and a unit, e.g. 5s, 10m, 6h or 1d") from None
-    if seconds <= 0:
+    if seconds < 0 or (seconds == 0 and not zero):
         raise ValueError("it must be longer than nothing, e.g. 5s, 10m, 6h or 1d")
     return seconds
 
@@ -155,6 +157,50 @@ def parse_size(value: object) -> object:
     return size
 
 
+_QUOTA_IMAGES = re.compile(r"(\d+)\s*images?")
+_QUOTA_FORM = "write it as N images/day|week or SIZE/day|week, e.g. 20 images/day, 10GB/week"
+
+
+def parse_quota(value: object) -> object:
+    """``20 images/day, 10GB/week`` -> a :class:`~mirror.quota.Quota` (every rule holds);
+    empty or ``off`` -> None (no quota)."""
+    from mirror.quota import Measure, Quota, Rule, Window
+
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.lower() in ("", "off", "none"):
+        return None
+    rules: list[Rule] = []
+    for part in (p.strip() for p in text.split(",")):
+        amount, slash, window = part.rpartition("/")
+        if not slash or window.strip().lower() not in ("day", "week"):
+            raise ValueError(f"{quote(part)} is not a quota rule; {_QUOTA_FORM}")
+        amount = amount.strip().lower()
+        found = _QUOTA_IMAGES.fullmatch(amount)
+        try:
+            size = None if found else parse_size(amount)
+        except ValueError:
+            raise ValueError(f"{quote(part)} is not a quota rule; {_QUOTA_FORM}") from None
+        limit = int(found.group(1)) if found else size
+        if not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"{quote(part)} allows nothing; {_QUOTA_FORM}")
+        measure = Measure.IMAGES if found else Measure.BYTES
+        rule = Rule(limit, measure, Window(window.strip().lower()))
+        if any((r.measure, r.window) == (rule.measure, rule.window) for r in rules):
+            raise ValueError(f"{quote(part)} repeats a rule for that measure and window")
+        rules.append(rule)
+    return Quota(tuple(rules))
+
+
+def _http_url(text: str) -> str:
+    """An ``http://`` or ``https://`` URL with a host, or a ValueError naming it."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{quote(text)} is not an http:// or https:// URL")
+    return text
+
+
 _PLATFORM_WORD = re.compile(r"[a-z][a-z0-9_-]*")
 
 T = TypeVar("T")
@@ -211,7 +257,9 @@ class Settings(BaseSettings):
     mirror_confirm_bytes: int | None = Field(default=None, ge=1)
     """Ask the requester before copying an image larger than this (same spelling); off
     unless set."""
-    mirror_concurrency: int = Field(default=2, ge=1, le=64)
+    mirror_concurrency: int = Field(default=16, ge=1, le=64)
+    """The ceiling of copies at once; under it, the registry engine starts another while its
+    source's link has room, and a daemon copies at most ``DAEMON_COPIES`` at once."""
     mirror_blob_streams: int = Field(default=6, ge=1, le=16)
     """Concurrent ``Range`` reads per large blob (16 MiB or more); 1 reads every blob as one
     stream. Spooled beside ``MIRROR_DB``; see docs/configuration.md for the measurements."""
@@ -237,6 +285,17 @@ class Settings(BaseSettings):
     mirror_language: str = "auto"
     """``auto`` (each asker's client language), ``en`` or ``zh_Hans`` (everyone, unless they
     chose with ``/mirror lang``)."""
+    mirror_quota: Quota | None = None
+    """Each person's budget over calendar windows in UTC (``20 images/day, 10GB/week``);
+    admins are exempt. ``MIRROR_USER_RATE`` stays the rolling limit against floods."""
+    mirror_target_max_repos: int | None = Field(default=None, ge=1)
+    """Repositories the target may hold for the bot (a personal Aliyun ACR holds 300)."""
+    mirror_retention: float | None = Field(default=None, ge=86400)
+    """Prune copies nobody asked for in this long, once a day (``30d``; at least ``1d``)."""
+    mirror_webhook_url: str | None = None
+    """POST every finished image here (the audit row and the pull commands, signed)."""
+    mirror_webhook_secret: SecretStr | None = None
+    """Signs each webhook body: ``X-Mirror-Signature: sha256=HEX`` (HMAC-SHA256)."""
     docker_host: str | None = None
 
     @field_validator(
@@ -413,10 +472,48 @@ class Settings(BaseSettings):
     def _rate(cls, value: object) -> object:
         return parse_rate(value) if value not in ("", None) else None
 
+    @field_validator("mirror_quota", mode="before")
+    @classmethod
+    def _quota(cls, value: object) -> object:
+        return parse_quota(value)
+
+    @field_validator("mirror_target_max_repos", mode="before")
+    @classmethod
+    def _max_repos(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() in ("", "off") else value
+
+    @field_validator("mirror_retention", mode="before")
+    @classmethod
+    def _retention(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("", "off"):
+            return None
+        seconds = parse_duration(value)
+        if isinstance(seconds, float) and seconds < 86400:
+            raise ValueError("keep copies at least a day, e.g. 1d or 30d")
+        return seconds
+
+    @field_validator("mirror_webhook_url", mode="before")
+    @classmethod
+    def _webhook_url(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        return _http_url(value.strip()) if value.strip() else None
+
+    @model_validator(mode="after")
+    def _webhook_signed(self) -> Settings:
+        """A webhook nobody can verify would let anyone post as the bot to its receiver."""
+        secret = self.mirror_webhook_secret
+        if self.mirror_webhook_url and not (secret and secret.get_secret_value()):
+            raise ValueError(
+                "MIRROR_WEBHOOK_URL is set but MIRROR_WEBHOOK_SECRET is not; set the secret "
+                "the receiver checks the X-Mirror-Signature header with"
+            )
+        return self
+
     def secrets(self) -> list[str]:
         """Every secret value set, so logs and tests can make sure none leaks (each chat
         adapter lists its own: ``bot.plugins.AdapterSetup.secrets``)."""
-        values = [self.mirror_target_password]
+        values = [self.mirror_target_password, self.mirror_webhook_secret]
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
         if sources := self.source_credentials():
             from mirror.engines.registry.auth import basic  # not on every start-up of the CLI

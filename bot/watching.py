@@ -24,7 +24,7 @@ from bot.recovery import reopen
 from bot.settings import Settings
 from mirror.errors import MirrorError
 from mirror.jobs import JobService
-from mirror.models import ItemStatus, Job, Watch, is_tag_filter, new_job_id
+from mirror.models import Item, ItemStatus, Job, Watch, is_tag_filter, new_job_id
 from mirror.naming import parse_image_spec
 from mirror.platform import Platform
 from mirror.reference import ImageRef
@@ -147,6 +147,7 @@ class ChatWatches:
         if any(item.status is ItemStatus.AWAITING_APPROVAL for item in items):
             raise MirrorError(NEEDS_APPROVAL)
         await self._service.check_targets(items)
+        await self._previous_copies(watch, tags, items)
         job = Job(
             id=new_job_id(),
             requester=watch.requester,
@@ -160,6 +161,25 @@ class ChatWatches:
                 await self._follower.start(platform, conversation, job)
         except (TimeoutError, ChatError) as exc:
             raise MirrorError(CHAT_GONE) from exc
+
+    async def _previous_copies(self, watch: Watch, tags: list[str], items: list[Item]) -> None:
+        """A tag that moved (seen before, unlike a watch's first check or a filter's new tag):
+        the copy it pointed at stays at the target by digest until it is pruned, and the
+        answer says how to pull it (a rollback needs exactly that)."""
+        for tag, item in zip(tags, items, strict=True):
+            if tag not in watch.digests:
+                continue
+            previous = await self._service.store.last_success(str(item.target))
+            if previous is None or previous.target_digest is None:
+                continue
+            by_digest = f"{item.target.name}@{previous.target_digest}"
+            item.notes += (
+                Text(
+                    "The previous copy stays pullable by digest until it is pruned: "
+                    "`docker pull {reference}`",
+                    reference=by_digest,
+                ),
+            )
 
     def start_watching(self, adapters: Mapping[str, ChatAdapter], upstream: Upstream) -> Watcher:
         """Check every stored watch on schedule until the bot closes."""

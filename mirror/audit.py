@@ -51,6 +51,7 @@ _STATUS = {
     ItemStatus.RUNNING: AuditStatus.WAITING,
     ItemStatus.WAITING: AuditStatus.WAITING,
     ItemStatus.AWAITING: AuditStatus.WAITING,
+    ItemStatus.PRUNED: AuditStatus.PRUNED,
 }
 
 

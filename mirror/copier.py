@@ -10,6 +10,7 @@ with the nearest real thing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -27,6 +28,7 @@ from mirror.errors import (
 )
 from mirror.models import Item, ItemStatus, Outcome, platform_text
 from mirror.progress import Stage, StageChanged
+from mirror.retrying import retried
 from mirror.store import Store
 from mirror.text import Text, text_of
 
@@ -34,6 +36,11 @@ if TYPE_CHECKING:
     from mirror.lookup import Advice
 
 log = logging.getLogger(__name__)
+
+DAEMON_COPIES = 2
+"""Copies through a daemon (an engine that is not exact) at once, whatever the ceiling: the
+daemon unpacks and packs every layer on the machine's cores, so more would only share them
+(issue 24 raised ``MIRROR_CONCURRENCY``'s default for the registry engine's small copies)."""
 
 INTERNAL_ERROR = Text("An internal error stopped this copy; the bot's log has the details.")
 
@@ -82,6 +89,7 @@ class LocalCopier:
         self.engines = engines
         self.advisor = advisor
         self._slots = asyncio.Semaphore(concurrency)
+        self._daemon_slots = asyncio.Semaphore(min(concurrency, DAEMON_COPIES))
         self._attempts = attempts
         self._retry_wait = retry_wait
 
@@ -102,7 +110,9 @@ class LocalCopier:
                     platform_text(request.platform),
                     engine.name,
                 )
-                result = await self._copy(engine, request, emit)
+                daemon = not self.engines.is_exact(engine.name)
+                async with self._daemon_slots if daemon else contextlib.nullcontext():
+                    result = await self._copy(engine, request, emit)
                 return dataclasses.replace(result, seconds=time.monotonic() - started)
             except PullLimitReached as exc:
                 waits = self._wait_for_limits
@@ -151,17 +161,13 @@ class LocalCopier:
                 artifact=previous.artifact,
             )
         await self._check_size(engine, request)
-        import tenacity  # at the first copy, not on every start-up of the CLI
-
-        async for attempt in tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(self._attempts),
-            wait=tenacity.wait_exponential(multiplier=self._retry_wait, max=30),
-            retry=tenacity.retry_if_exception(_is_transient),
-            reraise=True,
-        ):
-            with attempt:
-                return await engine.copy(request, emit)
-        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+        return await retried(
+            lambda: engine.copy(request, emit),
+            attempts=self._attempts,
+            retry_if=_is_transient,
+            multiplier=self._retry_wait,
+            max_wait=30,
+        )
 
     async def _advise(self, error: MirrorError, request: CopyRequest) -> Advice | None:
         """A miss answered with the nearest real thing; never a reason for a copy to fail

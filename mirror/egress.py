@@ -62,6 +62,8 @@ class EgressGuard:
     async def _check_proxied_name(self, url: URL) -> None:
         """A destination reached through a proxy is never resolved by our resolver; resolve
         its name here, so a name leading inside is refused as it is without a proxy."""
+        if not self._proxies:
+            return  # no proxy in the environment (read once): the resolver sees every name
         host = url.raw_host or ""
         try:
             get_env_proxy_for_url(url)

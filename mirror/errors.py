@@ -32,6 +32,9 @@
     │       ├── DigestMismatch  content did not hash to its digest
     │       ├── PlainHttp       HTTPS spoken to a plain-HTTP registry (configuration)
     │       └── PullLimited     429 with a long Retry-After: a pull limit until ``lifts_at``
+    ├── OverBudget              (mirror.quota) a copy does not fit before it starts
+    │   ├── QuotaExceeded       a person's MIRROR_QUOTA rule, until its window renews
+    │   └── CapacityReached     MIRROR_TARGET_MAX_REPOS: one repository too many
     ├── EgressDenied            a connection to an internal address nobody allowed (also an
     │                           OSError: aiohttp's resolver passes only those on)
     └── _WorkerStopped          (mirror.queue.worker, private) procrastinate's worker ended by

@@ -24,9 +24,10 @@ from mirror.errors import JOB_CANCELLED, MirrorError, NameConflict
 from mirror.logcontext import JOB_ID
 from mirror.models import Item, ItemStatus, Job, Outcome, platform_text
 from mirror.progress import ProgressEvent, ProgressTracker, StageChanged
-from mirror.store import Store
+from mirror.quota import Budget, Clock, OverBudget, Quota, Reservation, Usage, Window
+from mirror.store import Store, StoreError
 from mirror.tasks import TaskSet
-from mirror.text import Text
+from mirror.text import Text, text_of
 
 if TYPE_CHECKING:
     pass
@@ -81,11 +82,16 @@ class JobService:
         wait_for_limits: bool = True,
         confirm_bytes: int | None = None,
         copier: Copier | None = None,
+        budget: Budget | None = None,
+        clock: Clock = time.time,
     ) -> None:
         """``wait_for_limits``: an item stopped by a pull limit waits for it to lift and runs
         again by itself (the bot); False fails it at once, saying when it lifts (scripts).
         ``confirm_bytes``: an image larger than this waits for :meth:`confirm` (the bot).
-        ``copier`` runs each copy (default: this process's engines)."""
+        ``copier`` runs each copy (default: this process's engines). ``budget``: what each
+        copy must fit when it starts (MIRROR_QUOTA, MIRROR_TARGET_MAX_REPOS), by ``clock``."""
+        self.budget = budget or Budget()
+        self.clock = clock
         self._confirm_bytes = confirm_bytes
         self._answers: dict[tuple[str, int], asyncio.Future[None]] = {}
         self._decisions: dict[tuple[str, int], asyncio.Future[None]] = {}
@@ -139,6 +145,12 @@ class JobService:
             if item.status is ItemStatus.RUNNING:  # waiting and awaiting items keep at it
                 item.status = ItemStatus.QUEUED
         return self._start(job, listener)
+
+    async def used(self, person: str, quota: Quota, now: float) -> dict[Window, Usage]:
+        """What ``person`` used in each window of ``quota`` that holds ``now``."""
+        return {
+            window: await self.store.usage(person, window.start(now)) for window in quota.windows
+        }
 
     async def fail_interrupted(self, job: Job, reason: str) -> None:
         for idx, item in enumerate(job.items):
@@ -280,6 +292,10 @@ class JobService:
             listener(job)
             return
         await self._confirmation(job, idx, listener)
+        reservation = await self._reserve(job, idx)
+        if item.status.finished:  # over budget: stored as failed, nothing copied
+            listener(job)
+            return
         while True:
             if item.status is ItemStatus.WAITING:
                 await self._wait_for_limit(job, idx, listener)
@@ -289,8 +305,39 @@ class JobService:
                 break
             log.info("job %s: %s waits: %s", job.id, item.target, item.error)
             listener(job)
+        if reservation is not None:  # what the copy used, or nothing when it moved nothing
+            moved = (item.bytes or 0) if item.status is ItemStatus.SUCCEEDED else None
+            try:
+                await self.store.settle(reservation, moved)
+            except StoreError as exc:  # the answer still goes out; the claim stays as it was
+                log.error("job %s: %s not settled: %s", job.id, item.target, exc.__cause__)
         await self._note_public(item)
         listener(job)
+
+    async def _reserve(self, job: Job, idx: int) -> Reservation | None:
+        """Claim the requester's quota and the target's room as the copy starts (in the
+        store, in one transaction: two requests at once cannot both take the last image).
+        Over budget, the item fails with one sentence and nothing is copied, unless the
+        target already holds it (nothing would move)."""
+        quota = self.budget.quota_of(job.requester)
+        if quota is None and self.budget.max_repos is None:
+            return None
+        item = job.items[idx]
+        size = 0
+        if quota is not None and quota.counts_bytes:
+            size = item.bytes if item.bytes is not None else await self._measure(item) or 0
+        now = self.clock()
+        reservation = Reservation(job.id, idx, job.requester, item.target.name, size, now)
+        try:
+            await self.store.reserve(reservation, self.budget, now)
+        except OverBudget as exc:
+            if await self._held(item):  # "already mirrored": counted only if it moves bytes
+                return reservation
+            log.info("job %s: %s over budget: %s", job.id, item.target, exc)
+            item.status, item.error = ItemStatus.FAILED, text_of(exc)
+            await self.store.save_item(job, idx)
+            return None
+        return reservation
 
     async def _wait_for_limit(self, job: Job, idx: int, listener: JobListener) -> None:
         item = job.items[idx]
@@ -434,7 +481,7 @@ class JobService:
         if item.status is not ItemStatus.SUCCEEDED or target.registry not in self._public_on_push:
             return
         if await self.store.first_notice(f"public:{target.name}"):
-            item.notes = (
+            item.notes += (
                 Text(
                     "`{registry}` creates a repository it receives by push as public (unless "
                     "the account's default is private): anyone can pull `{repository}` "

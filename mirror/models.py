@@ -30,6 +30,9 @@ class ItemStatus(StrEnum):
     ALREADY_MIRRORED = "already_mirrored"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PRUNED = "pruned"
+    """Copied, then deleted at the target by retention (``mirror-bot prune``): the store no
+    longer counts it as mirrored, so a later request copies it again."""
 
     @property
     def finished(self) -> bool:
@@ -187,6 +190,8 @@ class Job:
             return "waiting" if ItemStatus.WAITING in statuses else "queued"
         if all(item.status.ok for item in self.items):
             return "done"
+        if all(item.status.ok or item.status is ItemStatus.PRUNED for item in self.items):
+            return "pruned"  # copied, and later deleted at the target by retention
         if ItemStatus.CANCELLED in statuses:
             return "cancelled"
         if statuses == {ItemStatus.REFUSED}:

@@ -1018,7 +1018,17 @@ class Lab:
         self.write_state()
         return address
 
-    def _start_registry(self, name: str, *, htpasswd: bool = False, auth_section: str = "") -> str:
+    def start_plain_registry(self, name: str, *, delete: bool = True) -> str:
+        """Start one more registry without auth; ``delete=False`` refuses manifest deletion
+        (405, as distribution does by default and Docker Hub does always); it stops with the
+        lab."""
+        address = self._start_registry(name, delete=delete)
+        self.write_state()
+        return address
+
+    def _start_registry(
+        self, name: str, *, htpasswd: bool = False, auth_section: str = "", delete: bool = True
+    ) -> str:
         """Start one registry on a free port (retrying if another process grabs the port)."""
         base = self.root / "registries" / name
         (base / "data").mkdir(parents=True, exist_ok=True)
@@ -1045,7 +1055,7 @@ class Lab:
                 "log:\n  level: info\n"
                 "storage:\n"
                 f"  filesystem:\n    rootdirectory: {json.dumps(str(base / 'data'))}\n"
-                "  delete:\n    enabled: true\n"
+                f"  delete:\n    enabled: {'true' if delete else 'false'}\n"
                 "  maintenance:\n    uploadpurging:\n      enabled: false\n"
                 f"http:\n  addr: {address}\n  secret: {secrets.token_hex(16)}\n" + auth_section
             )

@@ -85,8 +85,9 @@ def test_bench_startup_compares_the_dry_run_with_skopeo() -> None:
 
 @pytest.mark.lab  # the benchmark starts a lab of its own, not the fixture: marked by hand
 def test_bench_wan_mode_copies_many_images_through_the_long_link() -> None:
-    """WAN mode and many images together: both contenders copy every image through the relay
-    (a short delay here: the numbers are not the point, the run is)."""
+    """WAN mode and many images together: every contender copies every image through the relay
+    (a short delay here: the numbers are not the point, the run is), the relay counts their
+    requests, and a cap on the whole link gives a floor to compare with."""
     done = subprocess.run(
         [
             sys.executable,
@@ -94,12 +95,14 @@ def test_bench_wan_mode_copies_many_images_through_the_long_link() -> None:
             "--wan",
             "--wan-delay-ms",
             "20",
+            "--wan-total-mb",
+            "200",
             "--many",
             "2",
             "--rounds",
             "1",
             "--contenders",
-            "skopeo,engine-registry,engine-registry:MIRROR_BLOB_STREAMS=1",
+            "skopeo,skopeo-p4,engine-registry:MIRROR_BLOB_STREAMS=1",
             "--json",
         ],
         capture_output=True,
@@ -112,12 +115,19 @@ def test_bench_wan_mode_copies_many_images_through_the_long_link() -> None:
     assert report["image"]["images"] == 2
     assert report["image"]["layers"] == 4  # two platforms each
     assert report["setting"].startswith("source over a WAN link: 20 ms per request")
+    assert "200 MB/s for the whole link" in report["setting"]
+    assert report["floor_seconds"] > 0
     rows = {row["contender"]: row for row in report["contenders"]}
-    assert set(rows) == {"skopeo", "engine-registry", "engine-registry:MIRROR_BLOB_STREAMS=1"}
+    assert set(rows) == {"skopeo", "skopeo-p4", "engine-registry:MIRROR_BLOB_STREAMS=1"}
     for row in rows.values():
         assert row["skipped"] is None
         assert row["median_seconds"] > 0
-        assert row["vs_skopeo"] > 0
+        assert row["vs_skopeo"] > 0 and row["vs_skopeo_p4"] > 0 and row["vs_floor"] > 1
+        low, high = row["vs_skopeo_spread"]
+        assert low <= row["vs_skopeo"] <= high
+        # Two images of an index and two platforms each: at least its manifests and blobs.
+        assert row["requests_per_image"] >= 7
+    assert rows["skopeo"]["vs_skopeo"] == rows["skopeo-p4"]["vs_skopeo_p4"] == 1.0
     assert rows["engine-registry:MIRROR_BLOB_STREAMS=1"]["command"].endswith(
         "with MIRROR_BLOB_STREAMS=1"
     )

@@ -324,7 +324,7 @@ async def test_mirror_in_a_card_updated_in_place_then_answered_with_the_pull_com
     assert ack.kind == "card" and "mirroring 1 image" in ack.title
     assert card.template == TEMPLATE and card.callback == mode.upper()
     assert any(" MB / " in p["content"] for p in card.params[1:-1]), "no progress was shown"
-    assert "done (1/1 mirrored)" in card.now["title"] and card.buttons() == []
+    assert "done (1/1 ready)" in card.now["title"] and card.buttons() == []
     assert [label for label, _ in json_buttons(card.params[0])] == ["Cancel"]  # while it ran
     assert answer.kind == "card" and "ready" in answer.title
     assert "```" in answer.text and pull_line(settings, slow.address, repository) in answer.text
@@ -470,7 +470,7 @@ async def test_a_job_interrupted_by_a_restart_finishes_in_the_same_card(
         updates = len(card.params)
         async with bot_on(settings, fake, mode, card_template_id=TEMPLATE):
             _, answer = await until(fake, lambda: _two(fake.in_conversation(GROUP)))
-    assert len(card.params) > updates and "done (1/1 mirrored)" in card.now["title"]
+    assert len(card.params) > updates and "done (1/1 ready)" in card.now["title"]
     assert answer.via == "api" and pull_line(settings, slow.address, repository) in answer.text
 
 
@@ -713,7 +713,7 @@ async def test_mirror_bot_run_finishes_an_interrupted_job_in_the_same_card(
         updates = len(card.params)
         async with running_bot(env, tmp_path / "second.log"):
             _, answer = await until(fake, lambda: _two(fake.in_conversation(GROUP)), timeout=120)
-    assert len(card.params) > updates and "done (1/1 mirrored)" in card.now["title"]
+    assert len(card.params) > updates and "done (1/1 ready)" in card.now["title"]
     assert answer.kind == "card" and "docker pull" in answer.text and repository in answer.text
 
 

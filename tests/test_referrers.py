@@ -20,6 +20,7 @@ from mirror.models import ItemStatus
 from mirror.reference import ImageRef
 from tests.support.cli import bot_env, run_json, run_mirror
 from tests.support.referrers_api import referrers_registry
+from tests.support.throttle import Seen, throttled
 
 SPDX = "application/spdx+json"
 COSIGN_SIG = "application/vnd.dev.cosign.simplesigning.v1+json"
@@ -172,6 +173,62 @@ async def test_signatures_and_sboms_come_along_without_the_referrers_api(
         lab_module.pull_manifest(lab.target, "mirror/signed", tag_of(signed.image))[0]
     )
     assert [e["digest"] for e in index["manifests"]].count(signed.sbom) == 1
+
+
+async def test_referrers_are_found_with_one_tag_listing_and_nothing_is_asked_twice(
+    lab: lab_module.Lab, make_engine: Callable[..., RegistryEngine]
+) -> None:
+    """Counted at the source's link: the referrers API asked once for the registry (it has
+    none), one tag listing per copy instead of a HEAD per digest and cosign suffix, and no
+    request sent twice in a copy; every referrer still comes along."""
+    first = signed_image(lab.source, "team/counted", 740)
+    second = signed_image(lab.source, "team/counted2", 741)
+    with throttled(lab.source, None) as link:
+        engine = make_engine(link.address)
+        requests: list[list[Seen]] = []
+        for name, signed in (("counted", first), ("counted2", second)):
+            link.reset_counts()
+            source = ImageRef(link.address, f"team/{name}", "1.0", None)
+            target = ImageRef(lab.target, f"mirror/{name}", "1.0", None)
+            outcome = await engine.copy(CopyRequest(source, target, None), ignore)
+            assert outcome.status is ItemStatus.SUCCEEDED
+            assert {r.digest for r in outcome.referrers} == {
+                signed.sbom,
+                signed.signature,
+                signed.sbom_signature,
+            }
+            requests.append(link.requests)
+    for seen in requests:
+        assert len(set(seen)) == len(seen), seen  # nothing asked twice
+        assert sum("/tags/list" in s.path for s in seen) == 1
+        assert not [s for s in seen if s.method == "HEAD"], seen
+    api = [s for seen in requests for s in seen if "/referrers/" in s.path]
+    assert len(api) == 1  # the first copy's probe; the second copy knew
+
+
+async def test_with_the_api_each_subject_is_asked_once(
+    lab: lab_module.Lab, make_engine: Callable[..., RegistryEngine]
+) -> None:
+    async with referrers_registry(lab.source) as source_api:
+        signed = await asyncio.to_thread(
+            signed_image, source_api.address, "team/api-once", 742, fallback=False
+        )
+        source = ImageRef(source_api.address, "team/api-once", "1.0", None)
+        target = ImageRef(lab.target, "mirror/api-once", "1.0", None)
+        source_api.seen.clear()
+        outcome = await make_engine(source_api.address).copy(
+            CopyRequest(source, target, None), ignore
+        )
+        assert outcome.status is ItemStatus.SUCCEEDED
+        assert len(outcome.referrers) == 3
+        seen = list(source_api.seen)
+    asked = [p for m, p in seen if "/referrers/" in p]
+    # The image and the SBOM have referrers; each subject asked once, the probe included.
+    assert sorted(asked) == sorted(
+        f"/v2/team/api-once/referrers/{d}"
+        for d in (signed.image, signed.sbom, signed.signature, signed.sbom_signature)
+    )
+    assert len(seen) == len(set(seen))
 
 
 async def test_signatures_only_leaves_the_sbom_behind(

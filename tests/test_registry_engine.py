@@ -6,8 +6,10 @@ peer tool (``skopeo inspect --raw``) reads the same bytes, and the real daemon p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
+import threading
 from collections.abc import AsyncIterator
 
 import docker
@@ -15,7 +17,7 @@ import pytest
 
 import lab as lab_module
 from mirror.engines.base import CopyRequest
-from mirror.engines.registry.engine import RegistryEngine
+from mirror.engines.registry.engine import RegistryEngine, _Hasher
 from mirror.errors import CopyFailed
 from mirror.models import ItemStatus
 from mirror.platform import Platform
@@ -258,3 +260,37 @@ async def test_measure_counts_layers_and_config_from_manifests_alone(
     manifest = json.loads(raw)
     expected = manifest["config"]["size"] + sum(layer["size"] for layer in manifest["layers"])
     assert await engine.measure(request) == expected
+
+
+async def test_a_large_blob_is_hashed_off_the_event_loop_in_order() -> None:
+    """The sha256 of a large blob runs in a thread of its own (issue 23), chunk after chunk in
+    order, so the event loop keeps serving while a core hashes; a small one is hashed in place."""
+    chunks = [bytes([n]) * (1 << 20) for n in range(9)]
+    loop_thread = threading.get_ident()
+    threads: set[int] = set()
+
+    class Recording:
+        def __init__(self) -> None:
+            self.real = hashlib.sha256()
+
+        def update(self, data: bytes) -> None:
+            threads.add(threading.get_ident())
+            self.real.update(data)
+
+        def hexdigest(self) -> str:
+            return self.real.hexdigest()
+
+    hasher = _Hasher(threaded=True)
+    hasher._sha = Recording()  # type: ignore[assignment]  # hashlib's, watched
+    try:
+        for chunk in chunks:
+            await hasher.update(chunk)
+        digest = await hasher.hexdigest()
+    finally:
+        hasher.close()
+    assert digest == hashlib.sha256(b"".join(chunks)).hexdigest()
+    assert threads and loop_thread not in threads
+
+    small = _Hasher(threaded=False)
+    await small.update(b"abc")
+    assert await small.hexdigest() == hashlib.sha256(b"abc").hexdigest()

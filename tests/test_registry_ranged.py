@@ -19,7 +19,7 @@ import pytest
 
 import lab as lab_module
 from mirror.engines.base import CopyRequest
-from mirror.engines.registry.blobread import RESUME_AFTER, Ranged
+from mirror.engines.registry.blobread import RESUME_AFTER, Ranged, Streams
 from mirror.engines.registry.engine import RegistryEngine
 from mirror.progress import ProgressEvent
 from mirror.reference import ImageRef
@@ -87,6 +87,7 @@ def parallel(
         probe=0.0,
         split_after=split_after,
         spool_dir=tmp_path / "spool",
+        measured=False,  # all the streams at once: these tests count parts
     )
 
 
@@ -218,3 +219,57 @@ def test_parts_are_equal_and_as_many_for_every_stream(size: int) -> None:
     assert part <= ranged.part_size
     assert part % (64 << 10) == 0
     assert -(-size // part) == ranged.streams * rounds
+
+
+class Link:
+    """A link model for :class:`Streams`, on a clock of our own: ``per_stream`` bytes/s for
+    each open stream, at most ``total`` for all of them."""
+
+    def __init__(self, streams: Streams, clock: list[float], per_stream: float, total: float):
+        self.streams, self.clock = streams, clock
+        self.per_stream, self.total = per_stream, total
+        self.open = 0
+
+    def add(self, count: int) -> None:
+        for _ in range(count):
+            trial = self.streams.opened()
+            self.open += 1
+            self.run(0.05)
+            if trial is not None:
+                self.streams.flowing(trial)
+
+    def run(self, seconds: float) -> None:
+        for _ in range(round(seconds / 0.01)):
+            self.clock[0] += 0.01
+            self.streams.received(round(min(self.per_stream * self.open, self.total) * 0.01))
+
+
+def drive(per_stream: float, total: float, ceiling: int = 24) -> tuple[Streams, Link]:
+    clock = [0.0]
+    streams = Streams(window=0.25, clock=lambda: clock[0])
+    link = Link(streams, clock, per_stream, total)
+    link.add(1)
+    for _ in range(200):  # 10 s of asking every 50 ms, as a split blob's pilot does
+        link.add(streams.more(ceiling - link.open))
+        link.run(0.05)
+        if streams.too_many():  # a stream that finished its part ends
+            streams.closed()
+            link.open -= 1
+    return streams, link
+
+
+def test_streams_grow_while_each_connection_is_the_limit() -> None:
+    """8 MB/s per connection and no cap on the link: every stream adds, up to the ceiling."""
+    streams, link = drive(8e6, float("inf"), ceiling=24)
+    assert link.open == 24
+    assert streams.limit is None and not streams.full()
+
+
+@pytest.mark.parametrize(("total", "enough"), [(24e6, 3), (40e6, 5)])
+def test_streams_stop_growing_when_the_link_is_full(total: float, enough: int) -> None:
+    """With a cap on the whole link, streams beyond what fills it bring nothing: the limit is
+    what fills it, and the extra streams end after their part."""
+    streams, link = drive(8e6, total)
+    assert streams.limit == enough
+    assert link.open == enough
+    assert streams.full()

@@ -208,10 +208,13 @@ async def test_start_up_registers_the_menu_in_english_and_chinese(
             "status",
             "history",
             "cancel",
+            "quota",
             "sources",
             "watch",
             "watches",
             "unwatch",
+            "pin",
+            "unpin",
             "lang",
             "help",
         ]

@@ -100,6 +100,7 @@ async def test_a_moved_tag_is_mirrored_again_and_told_where_the_watch_was_made(
         # Mirrored now, in the watch's thread.
         await until(lambda: len(answers(thread)) == 1, "the first copy")
         assert first in answers(thread)[0]
+        assert "previous copy" not in answers(thread)[0]  # the first check moved nothing
         # The announcement right above says it mirrors now: the first copy does not repeat it.
         assert not any(watch_id in text for text in thread.texts[1:]), thread.texts
         found = re.search(rf"{re.escape(lab.target)}/(\S+):1\.0 · ", answers(thread)[0])
@@ -114,6 +115,8 @@ async def test_a_moved_tag_is_mirrored_again_and_told_where_the_watch_was_made(
         assert "moved upstream" in told
         assert moved in told and "digest identical to the source" in told
         assert f"{lab.target}/{target_repo}:1.0" in told  # the pull command
+        # The copy the tag pointed at stays by digest until pruned: how to pull it.
+        assert f"docker pull {lab.target}/{target_repo}@{first}" in told
         assert target_digest(lab, target_repo, "1.0") == moved
 
         listed = await say(bot, "bob", "room1", "/watches")

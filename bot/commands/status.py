@@ -1,9 +1,10 @@
-"""``/status [JOB]``: the chat's latest jobs (and the pull limits sources reported), or one job:
-its live progress, or its final answer."""
+"""``/status [JOB]``: the chat's latest jobs (and the pull limits sources reported, and how
+many repositories the target holds of MIRROR_TARGET_MAX_REPOS), or one job: its live
+progress, or its final answer."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot import render
 from bot.commands._base import Context, Typed, UsageError, command, no_options
@@ -36,7 +37,13 @@ async def status(ctx: Context, args: StatusArgs) -> MessageView:
     service = ctx.services.service
     if args.job_id is None:
         limits = service.engines.pull_limits()
-        return render.status_list(await ctx.store.recent_jobs(ctx.chat), limits)
+        view = render.status_list(await ctx.store.recent_jobs(ctx.chat), limits)
+        room = service.budget.max_repos
+        if room is None:
+            return view
+        count = await ctx.store.repository_count()  # MIRROR_TARGET_MAX_REPOS
+        line = _("repositories {count} of {limit}").format(count=count, limit=room)
+        return replace(view, lines=(*view.lines, line))
     job = service.active(args.job_id) or await ctx.store.get_job(args.job_id)
     if job is None or job.chat != ctx.chat:
         return render.error(_("There is no job `{job}` in this chat.").format(job=args.job_id[:20]))

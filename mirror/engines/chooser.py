@@ -82,6 +82,11 @@ class EngineChooser:
             self._engines[name] = plugin.build(self.config)
         return self._engines[name]
 
+    def is_exact(self, name: str) -> bool:
+        """Whether the engine called ``name`` copies byte for byte (no daemon in between)."""
+        plugin = self._plugins.get(name)
+        return plugin is not None and plugin.exact
+
     def _exact(self, exact: bool) -> list[str]:
         return [name for name, plugin in self._plugins.items() if plugin.exact is exact]
 

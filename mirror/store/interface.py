@@ -7,11 +7,15 @@ so SQLite and PostgreSQL can stand behind :func:`mirror.store.open_store` alike.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from mirror.errors import StoreError, StoreUnusable
 from mirror.models import ApprovedSource, Decision, Item, Job, StoredAction, Watch
+from mirror.quota import Budget, Reservation, Usage
+from mirror.retention import Copy, Pin
 from mirror.text import Text
+from mirror.webhooks import Delivery, Payload
 
 __all__ = ["DECISIONS_CHANNEL", "STORE_DOWN", "Store", "StoreError", "StoreUnusable"]
 
@@ -128,6 +132,87 @@ class Store(Protocol):
     async def jobs_since(self, since: float) -> list[Job]:
         """Every job requested at or after ``since``, oldest first (the audit)."""
         ...
+
+    # -- budgets (mirror.quota) ----------------------------------------------------------------
+
+    async def reserve(self, reservation: Reservation, budget: Budget, now: float) -> None:
+        """Claim one image of its requester's quota and the target's room for a copy about
+        to start, in one transaction with adding up what is used (concurrent claims wait
+        for each other); raises :class:`~mirror.quota.OverBudget` when it does not fit. A
+        claim already held for the same item (a restart) stands."""
+        ...
+
+    async def settle(self, reservation: Reservation, moved: int | None) -> None:
+        """The copy ended: ``moved`` bytes landed (counted from now on, reserved or not), or
+        None when nothing was copied (released)."""
+        ...
+
+    async def usage(self, person: str, since: float) -> Usage:
+        """What ``person``'s copies used since ``since``, running ones included."""
+        ...
+
+    async def repository_count(self) -> int:
+        """Target repositories the bot ever pushed to or is pushing to now."""
+        ...
+
+    # -- retention (mirror.retention) ---------------------------------------------------------
+
+    async def copies_made(self) -> list[Copy]:
+        """Every manifest the bot pushed and has not pruned: each target tag and digest,
+        with when it was last asked for."""
+        ...
+
+    async def mark_pruned(self, target: str, digest: str) -> int:
+        """The copies of ``digest`` at ``target`` were deleted: no longer mirrored."""
+        ...
+
+    async def add_pin(self, pin: Pin) -> bool:
+        """False when the source was pinned already (its first pin stays)."""
+        ...
+
+    async def remove_pin(self, source: str) -> bool:
+        """False when it was not pinned."""
+        ...
+
+    async def pins(self) -> list[Pin]: ...
+
+    async def requesters_of(self, source: str) -> set[str]:
+        """Who asked for a copy of ``source`` that is still there (``platform:id``)."""
+        ...
+
+    # -- the webhook outbox (mirror.webhooks) -------------------------------------------------
+
+    def set_outbox(self, payload: Payload | None) -> None:
+        """From now on, every image written in a final state (copied, failed, refused,
+        denied, cancelled) adds a webhook delivery holding ``payload(job, item)``, in the
+        same transaction; None: no webhooks."""
+        ...
+
+    async def pending_deliveries(self, limit: int = 50) -> list[Delivery]:
+        """Deliveries not sent yet, oldest first."""
+        ...
+
+    async def delivered(self, delivery: str, when: float) -> None: ...
+
+    async def delivery_failed(self, delivery: str, error: str) -> None:
+        """One more attempt failed (``error``: why), for the operator to see."""
+        ...
+
+    async def forget_deliveries(self, sent_before: float) -> None:
+        """Drop deliveries sent before ``sent_before``."""
+        ...
+
+    # -- chores -------------------------------------------------------------------------------
+
+    def exclusive(self, name: str) -> AbstractAsyncContextManager[bool]:
+        """Whether this process holds the lock ``name`` for the block, so a chore (the daily
+        prune, the webhook sender) runs in one place however many processes share the
+        store; PostgreSQL's is an advisory lock on a connection of the store's pool."""
+        ...
+
+    async def last_run(self, chore: str) -> float | None: ...
+
+    async def ran(self, chore: str, when: float) -> None: ...
 
     async def get_language(self, user: str) -> str | None:
         """The language ``user`` (``telegram:42``) chose with ``/mirror lang``, if any."""

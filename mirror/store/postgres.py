@@ -50,6 +50,10 @@ class _Transaction:
         cursor = await self._conn.execute(_placeholders(sql), params)
         return cursor.rowcount
 
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        cursor = await self._conn.execute(_placeholders(sql), params)
+        return await cursor.fetchall()
+
 
 class PostgresDatabase:
     errors: tuple[type[Exception], ...] = (psycopg.Error, PoolTimeout)
@@ -66,6 +70,26 @@ class PostgresDatabase:
     async def transaction(self) -> AsyncIterator[_Transaction]:
         async with self.pool.connection() as conn, conn.transaction():
             yield _Transaction(conn)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        """A session's advisory lock on a connection borrowed from the pool for the block
+        (``pg_try_advisory_lock``: a process that does not get it goes on without). The
+        connection goes back unlocked, or closed when the unlock failed, so that the lock
+        ends with its session."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (name,))
+            row = await cursor.fetchone()
+            held = bool(row and row[0])
+            try:
+                yield held
+            finally:
+                if held:
+                    try:
+                        await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
+                    except BaseException:
+                        await conn.close()
+                        raise
 
     async def close(self) -> None:
         await self.pool.close()

@@ -29,6 +29,42 @@ class Migration:
 
 _TIME = "DOUBLE PRECISION"  # seconds since the epoch, as Python's time.time()
 
+
+def _budgets_and_retention(time_type: str, size_type: str) -> tuple[str, ...]:
+    """Migration 13's tables, written once for both dialects: only their types differ."""
+    return (
+        f"""CREATE TABLE reservations (
+            job_id TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            person TEXT NOT NULL,
+            repository TEXT NOT NULL,
+            bytes {size_type} NOT NULL,
+            state TEXT NOT NULL,
+            created {time_type} NOT NULL,
+            PRIMARY KEY (job_id, idx)
+        )""",
+        "CREATE INDEX reservations_person ON reservations (person, created)",
+        "CREATE TABLE budget_locks (name TEXT PRIMARY KEY)",
+        f"""CREATE TABLE pins (
+            source TEXT PRIMARY KEY,
+            pinned_by TEXT NOT NULL,
+            created {time_type} NOT NULL
+        )""",
+        f"CREATE TABLE chores (name TEXT PRIMARY KEY, last {time_type} NOT NULL)",
+        f"""CREATE TABLE deliveries (
+            id TEXT PRIMARY KEY,
+            job_id TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            body TEXT NOT NULL,
+            created {time_type} NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            sent {time_type}
+        )""",
+        "CREATE INDEX deliveries_pending ON deliveries (sent, created)",
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     # 1: the schema as first released, before it had a version.
     Migration(
@@ -265,6 +301,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
             "CREATE INDEX jobs_created ON jobs (created)",
         ),
+    ),
+    # 13: budgets, retention and webhooks (issue 26): each copy's reservation of its
+    # requester's quota and of the target's room (``budget_locks`` holds one row per thing a
+    # reservation locks, so that concurrent ones wait for each other in every dialect), pinned
+    # sources, when each daily chore last ran, and the webhook outbox.
+    Migration(
+        _budgets_and_retention("REAL", "INTEGER"),
+        _budgets_and_retention(_TIME, "BIGINT"),
     ),
 )
 

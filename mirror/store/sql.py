@@ -7,10 +7,11 @@ mean "unavailable", so that callers only ever see one sentence (:data:`STORE_DOW
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -27,8 +28,11 @@ from mirror.models import (
     platform_text,
 )
 from mirror.platform import parse_platform
+from mirror.quota import Budget, CapacityReached, Reservation, Usage
 from mirror.reference import parse_reference
+from mirror.retention import Copy, Pin
 from mirror.store.interface import DECISIONS_CHANNEL, STORE_DOWN, StoreError
+from mirror.webhooks import Delivery, Payload, delivery_id
 
 Row = tuple[Any, ...]
 
@@ -36,6 +40,10 @@ Row = tuple[Any, ...]
 class Writer(Protocol):
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement inside the transaction; how many rows it changed."""
+        ...
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Read inside the transaction (what it wrote so far included)."""
         ...
 
 
@@ -49,6 +57,11 @@ class Database(Protocol):
 
     def transaction(self) -> AbstractAsyncContextManager[Writer]:
         """All statements or none; a failure to begin comes before any change."""
+        ...
+
+    def exclusive(self, name: str) -> AbstractAsyncContextManager[bool]:
+        """Whether this process holds ``name`` (no other process does) for the block: a
+        chore that runs in one place however many processes share the database."""
         ...
 
     async def close(self) -> None: ...
@@ -115,6 +128,10 @@ class SQLStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._closed = False
+        self._outbox: Payload | None = None
+
+    def set_outbox(self, payload: Payload | None) -> None:
+        self._outbox = payload
 
     @_guarded
     async def ping(self) -> None:
@@ -139,6 +156,7 @@ class SQLStore:
             )
             for idx, item in enumerate(job.items):
                 await tx.execute(_WRITE_ITEM, _item_row(job.id, idx, item))
+                await self._deliver(tx, job, idx)  # a refusal is stored finished
 
     @_guarded
     async def set_reply_ref(self, job: Job) -> None:
@@ -149,6 +167,19 @@ class SQLStore:
     async def save_item(self, job: Job, idx: int) -> None:
         async with self._db.transaction() as tx:
             await tx.execute(_WRITE_ITEM, _item_row(job.id, idx, job.items[idx]))
+            await self._deliver(tx, job, idx)
+
+    async def _deliver(self, tx: Writer, job: Job, idx: int) -> None:
+        """A finished image's webhook delivery, in the transaction that stores its final
+        state (once per image: a second write of it adds none)."""
+        item = job.items[idx]
+        if self._outbox is None or not item.status.finished:
+            return
+        await tx.execute(
+            "INSERT INTO deliveries (id, job_id, idx, body, created) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO NOTHING",
+            (delivery_id(job.id, idx), job.id, idx, self._outbox(job, item), time.time()),
+        )
 
     @_guarded
     async def get_job(self, job_id: str) -> Job | None:
@@ -390,6 +421,192 @@ class SQLStore:
     async def jobs_since(self, since: float) -> list[Job]:
         return await self._jobs("WHERE created >= ? ORDER BY created, id", (since,))
 
+    # -- budgets (mirror.quota) ----------------------------------------------------------------
+
+    @_guarded
+    async def reserve(self, reservation: Reservation, budget: Budget, now: float) -> None:
+        r = reservation
+        quota = budget.quota_of(r.person)
+        async with self._db.transaction() as tx:
+            held = await tx.fetchall(
+                "SELECT 1 FROM reservations WHERE job_id = ? AND idx = ? AND state = ?",
+                (r.job_id, r.idx, _RESERVED),
+            )
+            if held:  # reserved before a restart: the copy goes on with it
+                return
+            if quota is not None:
+                await tx.execute(_LOCK, (f"person:{r.person}",))  # concurrent ones wait here
+                used = {
+                    window: await _usage(tx, r.person, window.start(now))
+                    for window in quota.windows
+                }
+                quota.check(used, 1, r.bytes, now)
+            if budget.max_repos is not None:
+                await tx.execute(_LOCK, ("repositories",))
+                known = await _repositories(tx)
+                if r.repository not in known and len(known) >= budget.max_repos:
+                    raise CapacityReached(r.repository, len(known), budget.max_repos)
+            await tx.execute(
+                "INSERT INTO reservations (job_id, idx, person, repository, bytes, state, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, idx) DO UPDATE SET "
+                "person = excluded.person, repository = excluded.repository, "
+                "bytes = excluded.bytes, state = excluded.state, created = excluded.created",
+                (r.job_id, r.idx, r.person, r.repository, r.bytes, _RESERVED, r.created),
+            )
+
+    @_guarded
+    async def settle(self, reservation: Reservation, moved: int | None) -> None:
+        r = reservation
+        async with self._db.transaction() as tx:
+            if moved is None:
+                await tx.execute(
+                    "UPDATE reservations SET state = ? WHERE job_id = ? AND idx = ?",
+                    (_RELEASED, r.job_id, r.idx),
+                )
+                return
+            await tx.execute(
+                "INSERT INTO reservations (job_id, idx, person, repository, bytes, state, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, idx) DO UPDATE SET "
+                "bytes = excluded.bytes, state = excluded.state",
+                (r.job_id, r.idx, r.person, r.repository, moved, _USED, r.created),
+            )
+
+    @_guarded
+    async def usage(self, person: str, since: float) -> Usage:
+        return await _usage(self._db, person, since)
+
+    @_guarded
+    async def repository_count(self) -> int:
+        return len(await _repositories(self._db))
+
+    # -- retention (mirror.retention) ---------------------------------------------------------
+
+    @_guarded
+    async def copies_made(self) -> list[Copy]:
+        rows = await self._db.fetchall(
+            "SELECT target, target_digest, MAX(source), MAX(updated) FROM items "
+            "WHERE status IN (?, ?) AND target_digest IS NOT NULL "
+            "GROUP BY target, target_digest",
+            _OK,
+        )
+        current = {
+            str(target): str(digest)
+            for target, digest in await self._db.fetchall(
+                "SELECT target, target_digest FROM ("
+                "SELECT target, target_digest, ROW_NUMBER() OVER "
+                "(PARTITION BY target ORDER BY updated DESC) AS newest FROM items "
+                "WHERE status IN (?, ?) AND target_digest IS NOT NULL"
+                ") AS latest WHERE newest = 1",
+                _OK,
+            )
+        }
+        return [
+            Copy(
+                target=parse_reference(target),
+                digest=digest,
+                source=parse_reference(source),
+                last_request=float(last),
+                current=current.get(target) == digest,
+            )
+            for target, digest, source, last in rows
+        ]
+
+    @_guarded
+    async def mark_pruned(self, target: str, digest: str) -> int:
+        async with self._db.transaction() as tx:
+            return await tx.execute(
+                "UPDATE items SET status = ? WHERE target = ? AND target_digest = ? "
+                "AND status IN (?, ?)",
+                (ItemStatus.PRUNED.value, target, digest, *_OK),
+            )
+
+    @_guarded
+    async def add_pin(self, pin: Pin) -> bool:
+        async with self._db.transaction() as tx:
+            changed = await tx.execute(
+                "INSERT INTO pins (source, pinned_by, created) VALUES (?, ?, ?) "
+                "ON CONFLICT (source) DO NOTHING",
+                (pin.source, pin.pinned_by, pin.created),
+            )
+        return changed == 1
+
+    @_guarded
+    async def remove_pin(self, source: str) -> bool:
+        async with self._db.transaction() as tx:
+            changed = await tx.execute("DELETE FROM pins WHERE source = ?", (source,))
+        return changed == 1
+
+    @_guarded
+    async def pins(self) -> list[Pin]:
+        rows = await self._db.fetchall(
+            "SELECT source, pinned_by, created FROM pins ORDER BY source"
+        )
+        return [Pin(str(source), str(by), float(created)) for source, by, created in rows]
+
+    @_guarded
+    async def requesters_of(self, source: str) -> set[str]:
+        rows = await self._db.fetchall(
+            "SELECT DISTINCT jobs.requester FROM items JOIN jobs ON jobs.id = items.job_id "
+            "WHERE items.source = ? AND items.status IN (?, ?)",
+            (source, *_OK),
+        )
+        return {str(row[0]) for row in rows}
+
+    # -- the webhook outbox (mirror.webhooks) -------------------------------------------------
+
+    @_guarded
+    async def pending_deliveries(self, limit: int = 50) -> list[Delivery]:
+        rows = await self._db.fetchall(
+            "SELECT id, job_id, idx, body, created, attempts, last_error FROM deliveries "
+            "WHERE sent IS NULL ORDER BY created, id LIMIT ?",
+            (limit,),
+        )
+        return [Delivery(*row) for row in rows]
+
+    @_guarded
+    async def delivered(self, delivery: str, when: float) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute("UPDATE deliveries SET sent = ? WHERE id = ?", (when, delivery))
+
+    @_guarded
+    async def delivery_failed(self, delivery: str, error: str) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "UPDATE deliveries SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                (error, delivery),
+            )
+
+    @_guarded
+    async def forget_deliveries(self, sent_before: float) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute("DELETE FROM deliveries WHERE sent < ?", (sent_before,))
+
+    # -- chores: what runs in one place, and when it last did -----------------------------------
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        if self._closed:
+            raise StoreError(STORE_DOWN)
+        try:
+            async with self._db.exclusive(f"hub-mirror-bot:{name}") as held:
+                yield held
+        except self._db.errors as exc:
+            raise StoreError(STORE_DOWN) from exc
+
+    @_guarded
+    async def last_run(self, chore: str) -> float | None:
+        rows = await self._db.fetchall("SELECT last FROM chores WHERE name = ?", (chore,))
+        return float(rows[0][0]) if rows else None
+
+    @_guarded
+    async def ran(self, chore: str, when: float) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO chores (name, last) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET last = excluded.last",
+                (chore, when),
+            )
+
     async def _watches(self, where: str, params: tuple[Any, ...]) -> list[Watch]:
         rows = await self._db.fetchall(f"SELECT {_WATCH_COLUMNS} FROM watches {where}", params)
         return [_watch(row) for row in rows]
@@ -408,6 +625,48 @@ class SQLStore:
                 Job(job_id, requester, chat, items, created, reply_ref, confirmed=bool(confirmed))
             )
         return jobs
+
+
+_RESERVED, _USED, _RELEASED = "reserved", "used", "released"
+_LOCK = (
+    "INSERT INTO budget_locks (name) VALUES (?) "
+    "ON CONFLICT (name) DO UPDATE SET name = excluded.name"
+)
+"""Take (creating if need be) the row lock a reservation waits on: PostgreSQL locks the row
+until the transaction ends; SQLite's ``BEGIN IMMEDIATE`` already let one writer in."""
+_LIVE = (
+    f"(r.state = '{_USED}' OR (r.state = '{_RESERVED}' AND i.status IN "
+    f"({', '.join(repr(status.value) for status in sorted(UNFINISHED))})))"
+)
+"""A reservation that counts: its copy moved bytes, or it still runs (one that failed, was
+cancelled or moved nothing was released, or its item says it is over)."""
+
+
+async def _usage(db: Writer | Database, person: str, since: float) -> Usage:
+    rows = await db.fetchall(
+        "SELECT COUNT(*), COALESCE(SUM(r.bytes), 0) FROM reservations r "
+        "JOIN items i ON i.job_id = r.job_id AND i.idx = r.idx "
+        f"WHERE r.person = ? AND r.created >= ? AND {_LIVE}",
+        (person, since),
+    )
+    images, size = rows[0] if rows else (0, 0)
+    return Usage(int(images), int(size))
+
+
+async def _repositories(db: Writer | Database) -> set[str]:
+    """Every target repository the bot pushed to, or is pushing to now (a registry's API
+    cannot delete a repository, so a pruned copy's still counts)."""
+    reserved = await db.fetchall(
+        "SELECT DISTINCT r.repository FROM reservations r "
+        f"JOIN items i ON i.job_id = r.job_id AND i.idx = r.idx WHERE {_LIVE}"
+    )
+    copied = await db.fetchall(
+        "SELECT DISTINCT target FROM items WHERE status IN (?, ?, ?)",
+        (*_OK, ItemStatus.PRUNED.value),
+    )
+    found = {str(row[0]) for row in reserved}
+    found.update(parse_reference(str(row[0])).name for row in copied)
+    return found
 
 
 def _item_row(job_id: str, idx: int, item: Item) -> Row:

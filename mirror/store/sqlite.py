@@ -25,6 +25,11 @@ class _Writer:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
 
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Inside the transaction, whose lock it already holds."""
+        cursor = await self._db.execute(sql, params)
+        return [tuple(row) for row in await cursor.fetchall()]
+
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         cursor = await self._db.execute(sql, params)
         return cursor.rowcount
@@ -40,6 +45,7 @@ class SQLiteDatabase:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
         self._lock = asyncio.Lock()  # one connection: one transaction, or one read, at a time
+        self._held: dict[str, asyncio.Lock] = {}
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         async with self._lock:
@@ -50,6 +56,16 @@ class SQLiteDatabase:
     async def transaction(self) -> AsyncIterator[_Writer]:
         async with self._lock, _transaction(self._db):
             yield _Writer(self._db)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        """One process uses a SQLite file: held unless this process already holds it."""
+        lock = self._held.setdefault(name, asyncio.Lock())
+        if lock.locked():
+            yield False
+            return
+        async with lock:
+            yield True
 
     async def close(self) -> None:
         await self._db.close()

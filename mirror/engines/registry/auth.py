@@ -56,6 +56,12 @@ def push_scope(repository: str) -> str:
     return f"repository:{repository}:pull,push"
 
 
+def delete_scope(repository: str) -> str:
+    """Retention's: distribution's token servers grant ``delete`` by name (Docker Hub's ``*``
+    covers it, and Hub refuses the deletion itself anyway)."""
+    return f"repository:{repository}:delete"
+
+
 TOKENS = 1000
 """Bearer tokens kept (one per registry and repository scope; each lives minutes anyway)."""
 HELPER_TIMEOUT = 20.0

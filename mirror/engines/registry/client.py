@@ -32,6 +32,7 @@ from mirror.engines.registry.auth import (
     DOCKER_HUB_API,
     RegistryAuth,
     canonical_host,
+    delete_scope,
     pull_scope,
     push_scope,
 )
@@ -111,6 +112,19 @@ def _next_page(resp: aiohttp.ClientResponse) -> str | None:
     return urljoin(str(resp.url), str(url)) if url else None
 
 
+def _env_matters() -> bool:
+    """Whether the environment names a proxy (or a netrc file) for aiohttp to read.
+
+    aiohttp's ``trust_env`` reads them again for every request (the whole environment, and
+    ``~/.netrc``, in a worker thread each time): a round of thread hops per request that a
+    bot with neither pays for nothing. So it is on only when there is something to read."""
+    from urllib.request import getproxies
+
+    from aiohttp.helpers import netrc_from_env
+
+    return bool(getproxies()) or netrc_from_env() is not None
+
+
 def _plain_http(exc: BaseException) -> bool:
     """TLS spoken to a plain-HTTP server fails in the handshake with these words."""
     text = f"{exc} {exc.__cause__ or ''}".lower()
@@ -157,7 +171,7 @@ class RegistryClient:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=self._timeout,
-                trust_env=True,  # HTTPS_PROXY / NO_PROXY, as DESIGN.md asks
+                trust_env=_env_matters(),  # HTTPS_PROXY / NO_PROXY, as DESIGN.md asks
                 auto_decompress=False,  # blobs are hashed as stored, never re-encoded
                 connector=aiohttp.TCPConnector(
                     limit=self._connections, resolver=self._guard.resolver()
@@ -420,6 +434,19 @@ class RegistryClient:
         ) as resp:
             return resp.headers.get("Docker-Content-Digest")
 
+    async def delete_manifest(self, registry: str, repository: str, digest: str) -> None:
+        """Delete the manifest ``digest`` (and so every tag pointing at it): retention. A
+        registry that does not allow deleting answers 405 (``Refused``), one that no longer
+        has it 404 (``NotFound``)."""
+        async with self.request(
+            "DELETE",
+            registry,
+            f"/v2/{repository}/manifests/{digest}",
+            scope=delete_scope(repository),
+            ok=(202, 200, 204),
+        ):
+            pass
+
     # -- tags -----------------------------------------------------------------------------------
 
     async def list_tags(
@@ -430,6 +457,16 @@ class RegistryClient:
         ``n`` asks for pages of ``page_size`` (registries cap it anyway: Docker Hub at 100,
         distribution at 1000); ``max_pages`` bounds a repository with a runaway tag count.
         """
+        tags, _ = await self.tag_listing(
+            registry, repository, page_size=page_size, max_pages=max_pages
+        )
+        return tags
+
+    async def tag_listing(
+        self, registry: str, repository: str, *, page_size: int = 1000, max_pages: int = 50
+    ) -> tuple[list[str], bool]:
+        """The tags of ``repository`` (as :meth:`list_tags`) and whether that is all of them
+        (False: more pages than ``max_pages``)."""
         url = f"/v2/{repository}/tags/list?{urlencode({'n': page_size})}"
         tags: list[str] = []
         for _ in range(max_pages):
@@ -442,9 +479,9 @@ class RegistryClient:
             found = body.get("tags") if isinstance(body, dict) else None
             tags.extend(t for t in found or () if isinstance(t, str))
             if following is None:
-                break
+                return list(dict.fromkeys(tags)), True
             url = following
-        return list(dict.fromkeys(tags))
+        return list(dict.fromkeys(tags)), False
 
     async def get_json_blob(
         self, registry: str, repository: str, digest: str, *, limit: int = 1 << 20

@@ -10,17 +10,16 @@ stops half-way leaves nothing a user could pull.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
-from tenacity.wait import wait_exponential
 
 from mirror.artifacts import (
     ArtifactKind,
@@ -43,7 +42,8 @@ from mirror.engines.base import (
     ReferrerPolicy,
 )
 from mirror.engines.faults import explain
-from mirror.engines.registry.blobread import BlobReader, Ranged
+from mirror.engines.registry.auth import canonical_host
+from mirror.engines.registry.blobread import BlobReader, Ranged, Streams
 from mirror.engines.registry.client import (
     INDEX_TYPES,
     MEDIA_OCI_MANIFEST,
@@ -52,7 +52,7 @@ from mirror.engines.registry.client import (
     descriptors,
 )
 from mirror.engines.registry.hosts import LONG_RETRY_AFTER
-from mirror.engines.registry.referrers import ReferrerFinder
+from mirror.engines.registry.referrers import Found, ReferrerFinder, Search
 from mirror.engines.remote import BLOB_CONCURRENCY, Remote, connection_limit
 from mirror.errors import (
     CopyFailed,
@@ -65,6 +65,7 @@ from mirror.errors import (
 from mirror.platform import Platform, platform_of
 from mirror.progress import BlobDone, BlobProgress, ProgressEvent, Stage, StageChanged
 from mirror.reference import ImageRef
+from mirror.retrying import retried
 from mirror.text import Text
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _CHUNK = 1 << 20
+FEW_COPIES = 2
+"""Copies that always run at once (under the job service's ceiling); more start only while
+their source's link has room."""
+_ADMIT_TICK = 0.1
 _PROGRESS_STEP = 1 << 20  # one progress event per MiB is plenty for a bar
 _CONFIG_MAX = 8 << 20  # an image config bigger than this is not an image config
 _REFERRER_DEPTH = 4  # a signature on an SBOM on an image is 2; deeper chains are not real
@@ -115,6 +120,69 @@ KNOWN_BLOBS = 20_000
 copy them again): the most recently used, so a bot that runs for months stays the same size."""
 
 
+@dataclass(frozen=True)
+class _Referring:
+    """A referrer found at the source, read, and judged (``new``: not yet among those this
+    copy brings; a referrer listed under two subjects is copied once, indexed under both)."""
+
+    found: Found
+    manifest: Manifest
+    artifact_type: str
+    kind: ReferrerKind
+    new: bool
+
+
+async def _ready(value: T) -> T:
+    return value
+
+
+async def _cancelled(task: asyncio.Task[Any]) -> None:
+    """Stop ``task`` if it still runs (the copy failed before it was needed)."""
+    if not task.done():
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+
+
+_HASH_IN_THREAD = 4 << 20
+"""Blobs this large (or of unknown size) are hashed off the event loop."""
+
+_HASH_AHEAD = 2
+"""Chunks handed on before their hashing finished, at most (memory: this many MiB a blob)."""
+
+
+class _Hasher:
+    """sha256 of a blob, computed off the event loop for a large one (issue 23): the loop
+    keeps serving chats and other copies while a core hashes. Each chunk's update runs in the
+    blob's own thread, in order, while the chunk is already on its way to the target; at
+    most :data:`_HASH_AHEAD` chunks wait for it. hashlib releases the GIL while it hashes a
+    buffer this large, so the loop and the hashing thread do run at once. A small blob is
+    hashed in place: a thread hop would cost more than its hash."""
+
+    def __init__(self, *, threaded: bool) -> None:
+        self._sha = hashlib.sha256()
+        self._pool = ThreadPoolExecutor(1, "sha256") if threaded else None
+        self._pending: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def update(self, chunk: bytes) -> None:
+        if self._pool is None:
+            self._sha.update(chunk)
+            return
+        loop = asyncio.get_running_loop()
+        self._pending.append(loop.run_in_executor(self._pool, self._sha.update, chunk))
+        while len(self._pending) > _HASH_AHEAD:
+            await self._pending.popleft()
+
+    async def hexdigest(self) -> str:
+        while self._pending:
+            await self._pending.popleft()
+        return self._sha.hexdigest()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _short(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
 
@@ -148,13 +216,18 @@ class RegistryEngine:
         self._ranged = ranged or Ranged()
         self._blob_slots = asyncio.Semaphore(blob_concurrency)
         self._attempts = attempts
-        self._backoff = wait_exponential(multiplier=retry_wait, max=max_wait)
+        self._retry_wait = retry_wait
+        self._max_wait = max_wait
         self._known: LRU[tuple[str, str], str] = LRU(KNOWN_BLOBS)
         """(registry, blob digest) -> a repository of that registry known to hold the blob."""
         self._blob_flights: dict[tuple[str, str, str], _BlobFlight] = {}
         """(registry, repository, digest) -> the one copy of that blob in progress."""
         self._referrers = referrers
         self._finder = ReferrerFinder(self.client, self._retry)
+        self._copying = 0
+        """Copies running in this engine now."""
+        self._streams: dict[str, Streams] = {}
+        """Registry host -> the measure of the link to it (how many streams pay)."""
 
     @classmethod
     def standalone(
@@ -272,31 +345,68 @@ class RegistryEngine:
         return top, plan
 
     async def copy(self, request: CopyRequest, progress: ProgressSink) -> Outcome:
+        async with self._admitted(request.source):
+            return await self._copy(request, progress)
+
+    @contextlib.asynccontextmanager
+    async def _admitted(self, src: ImageRef) -> AsyncIterator[None]:
+        """Copies overlap (each is mostly round trips until its blobs move) while the link
+        to their source has room: at least :data:`FEW_COPIES` at once, and more only while
+        its measure does not say it is full. ``MIRROR_CONCURRENCY`` is the ceiling."""
+        streams = self._streams_to(src.registry)
+        while self._copying >= FEW_COPIES and streams.full():
+            await asyncio.sleep(_ADMIT_TICK)
+        self._copying += 1
+        try:
+            yield
+        finally:
+            self._copying -= 1
+
+    async def _copy(self, request: CopyRequest, progress: ProgressSink) -> Outcome:
         src, dst = request.source, request.target
         pushing = False
         try:
-            top, plan = await self._plan(request)
-            kind = manifest_kind(top.document())
-            artifact = None if kind.runnable else kind
-            reference = dst.tag or top.digest
-            pushing = True
-            current = await self._retry(
-                lambda: self.client.head_manifest(dst.registry, dst.repository, reference)
-            )
-            if current != top.digest:
-                # The bar counts the image's blobs in both stages, so its total is the size
-                # /inspect and the answer give from the start (manifests are not counted).
-                progress(StageChanged(Stage.COPYING))
-                for blob in plan.blobs.values():
-                    progress(BlobProgress(_short(blob.digest), 0, blob.size))
-                await self._copy_blobs(src, dst, plan, progress)
-                progress(StageChanged(Stage.PUSHING))
-                for blob in plan.blobs.values():
-                    progress(BlobDone(_short(blob.digest), blob.size))
-                for child in plan.manifests[:-1]:
-                    await self._push_manifest(dst, child.digest, child)
-            # Before the tag: whoever pulls the tag finds its signatures already there.
-            referrers = await self._copy_referrers(src, dst, [m.digest for m in plan.manifests])
+            async with contextlib.AsyncExitStack() as stack:
+                # Referrers are looked for at the source while the manifests are walked and
+                # the blobs move: each look-up is a round trip, none waits for the copy.
+                search = None
+                if self._referrers != "none":
+                    search = await stack.enter_async_context(self._finder.search(src))
+                # What the target's tag holds now, asked while the source is read (a tag
+                # target; a digest target is named by the manifest read first).
+                held: asyncio.Task[str | None] | None = None
+                if dst.tag:
+                    held = asyncio.create_task(self._head(dst, dst.tag))
+                    stack.push_async_callback(_cancelled, held)
+                top, plan = await self._plan(request)
+                finding: asyncio.Task[list[_Referring]] | None = None
+                if search is not None:
+                    finding = asyncio.create_task(
+                        self._find_referrers(src, search, [m.digest for m in plan.manifests])
+                    )
+                    stack.push_async_callback(_cancelled, finding)
+                kind = manifest_kind(top.document())
+                artifact = None if kind.runnable else kind
+                reference = dst.tag or top.digest
+                pushing = True
+                current = await (held or self._head(dst, reference))
+                if current != top.digest:
+                    # The bar counts the image's blobs in both stages, so its total is the
+                    # size /inspect and the answer give from the start (manifests are not
+                    # counted).
+                    progress(StageChanged(Stage.COPYING))
+                    for blob in plan.blobs.values():
+                        progress(BlobProgress(_short(blob.digest), 0, blob.size))
+                    await self._copy_blobs(src, dst, plan, progress)
+                    progress(StageChanged(Stage.PUSHING))
+                    for blob in plan.blobs.values():
+                        progress(BlobDone(_short(blob.digest), blob.size))
+                    for child in plan.manifests[:-1]:
+                        await self._push_manifest(dst, child.digest, child)
+                # Before the tag: whoever pulls the tag finds its signatures already there.
+                referrers: tuple[Referrer, ...] = ()
+                if finding is not None:
+                    referrers = await self._push_referrers(src, dst, await finding)
             if current == top.digest:
                 # Already there, byte for byte: no blob traffic, only referrers it lacked.
                 return Outcome(
@@ -343,39 +453,58 @@ class RegistryEngine:
 
     # -- referrers ------------------------------------------------------------------------------
 
-    async def _copy_referrers(
-        self, src: ImageRef, dst: ImageRef, subjects: list[str]
-    ) -> tuple[Referrer, ...]:
-        """Copy what refers to ``subjects`` (and, level by level, what refers to that), as
-        MIRROR_REFERRERS says; then publish the fallback indexes a target without the
-        referrers API needs so that tools find them there."""
-        if self._referrers == "none":
-            return ()
-        copied: dict[str, Referrer] = {}
-        fallback: dict[str, list[dict[str, Any]]] = {}
+    async def _find_referrers(
+        self, src: ImageRef, search: Search, subjects: list[str]
+    ) -> list[_Referring]:
+        """What refers to ``subjects`` (and, level by level, what refers to that), as
+        MIRROR_REFERRERS says: source reads only, each manifest read once."""
+        wanted: list[_Referring] = []
         seen = set(subjects)
         level = list(subjects)
         for _ in range(_REFERRER_DEPTH):
             if not level:
                 break
-            listed = await asyncio.gather(*(self._finder.find(src, s) for s in level))
+            listed = await asyncio.gather(*(search.find(s) for s in level))
+            found_all = [f for group in listed for f in group]
+            if self._referrers == "signatures":
+                found_all = [f for f in found_all if f.kind in (None, _SIGNATURE)]
+            manifests = await asyncio.gather(
+                *(
+                    _ready(f.manifest)
+                    if f.manifest is not None
+                    else self._get(src, f.tag or f.digest, f.media_type)
+                    for f in found_all
+                )
+            )
             level = []
-            for found in (f for group in listed for f in group):
-                if self._referrers == "signatures" and found.kind not in (None, _SIGNATURE):
-                    continue
-                manifest = await self._get(src, found.tag or found.digest, found.media_type)
+            for found, manifest in zip(found_all, manifests, strict=True):
                 artifact_type = found.artifact_type or artifact_type_of(manifest.document())
                 kind = found.kind or referrer_kind(artifact_type)
                 if self._referrers == "signatures" and kind is not _SIGNATURE:
                     continue
-                if found.descriptor is not None:
-                    fallback.setdefault(found.subject, []).append(found.descriptor)
-                if manifest.digest in seen:
-                    continue
+                new = manifest.digest not in seen
                 seen.add(manifest.digest)
-                await self._push_artifact(src, dst, manifest, found.tag)
-                copied[manifest.digest] = Referrer(manifest.digest, artifact_type, kind)
-                level.append(manifest.digest)
+                wanted.append(_Referring(found, manifest, artifact_type, kind, new))
+                if new:
+                    level.append(manifest.digest)
+        return wanted
+
+    async def _push_referrers(
+        self, src: ImageRef, dst: ImageRef, wanted: list[_Referring]
+    ) -> tuple[Referrer, ...]:
+        """Copy each referrer found, exactly; then publish the fallback indexes a target
+        without the referrers API needs so that tools find them there."""
+        copied: dict[str, Referrer] = {}
+        fallback: dict[str, list[dict[str, Any]]] = {}
+        for item in wanted:
+            if item.found.descriptor is not None:
+                fallback.setdefault(item.found.subject, []).append(item.found.descriptor)
+            if not item.new:
+                continue
+            await self._push_artifact(src, dst, item.manifest, item.found.tag)
+            copied[item.manifest.digest] = Referrer(
+                item.manifest.digest, item.artifact_type, item.kind
+            )
         if fallback and not await self._finder.has_api(dst, next(iter(fallback))):
             for subject, entries in fallback.items():
                 await self._finder.publish_fallback(dst, subject, entries)
@@ -411,15 +540,13 @@ class RegistryEngine:
     async def _retry(self, step: Callable[[], Awaitable[T]]) -> T:
         """Run one unit again on transient faults, with backoff; a ``Retry-After`` is waited
         out by the host's not-before time, which every request to that host honours."""
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(self._attempts),
-            wait=self._backoff,
-            retry=retry_if_exception_type(Transient),
-            reraise=True,
-        ):
-            with attempt:
-                return await step()
-        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+        return await retried(
+            step,
+            attempts=self._attempts,
+            retry_if=lambda exc: isinstance(exc, Transient),
+            multiplier=self._retry_wait,
+            max_wait=self._max_wait,
+        )
 
     # -- reading the source ---------------------------------------------------------------------
 
@@ -496,8 +623,12 @@ class RegistryEngine:
         if any(m.digest == manifest.digest for m in plan.manifests):
             return
         if whole:
-            for entry in descriptors(manifest.document().get("manifests")):
-                child = await self._get(src, entry["digest"], str(entry.get("mediaType", "")))
+            # The children at once: each is a round trip, and none depends on another.
+            entries = descriptors(manifest.document().get("manifests"))
+            children = await asyncio.gather(
+                *(self._get(src, e["digest"], str(e.get("mediaType", ""))) for e in entries)
+            )
+            for child in children:
                 await self._collect(src, child, plan, whole=True)
         for digest, size in manifest.blobs().items():
             plan.blobs.setdefault(digest, _Blob(digest, size))
@@ -533,9 +664,12 @@ class RegistryEngine:
             for digest in plan.blobs:
                 self._known.setdefault((dst.registry, digest), src.repository)
 
+        # Big blobs first: they take their slots (and their streams) while the link is
+        # fresh, and small ones fill in around them rather than leaving a big one last, alone.
+        biggest_first = sorted(plan.blobs.values(), key=lambda b: -(b.size or 0))
         tasks = [
             asyncio.create_task(self._copy_blob_once(src, dst, blob, progress))
-            for blob in plan.blobs.values()
+            for blob in biggest_first
         ]
         try:
             await asyncio.gather(*tasks)
@@ -600,6 +734,19 @@ class RegistryEngine:
             self._remember(dst, blob.digest)
             progress(BlobDone(name, blob.size))
 
+    async def _head(self, ref: ImageRef, reference: str) -> str | None:
+        return await self._retry(
+            lambda: self.client.head_manifest(ref.registry, ref.repository, reference)
+        )
+
+    def _streams_to(self, registry: str) -> Streams:
+        """The measure of the link to ``registry``, shared by every blob read from it."""
+        host = canonical_host(registry)
+        streams = self._streams.get(host)
+        if streams is None:
+            streams = self._streams[host] = Streams()
+        return streams
+
     def _remember(self, dst: ImageRef, digest: str) -> None:
         self._known[(dst.registry, digest)] = dst.repository
 
@@ -616,11 +763,11 @@ class RegistryEngine:
         failure: list[BaseException] = []
 
         async def body(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-            hasher = hashlib.sha256()
+            hasher = _Hasher(threaded=size is None or size >= _HASH_IN_THREAD)
             done = reported = 0
             try:
                 async for chunk in chunks:
-                    hasher.update(chunk)
+                    await hasher.update(chunk)
                     done += len(chunk)
                     if size is not None and done > size:
                         raise DigestMismatch(src.registry, f"{blob.digest} is too long")
@@ -628,16 +775,24 @@ class RegistryEngine:
                         reported = done
                         progress(BlobProgress(name, done, size))
                     yield chunk
-                actual = f"sha256:{hasher.hexdigest()}"
+                actual = f"sha256:{await hasher.hexdigest()}"
                 if actual != blob.digest or (size is not None and done != size):
                     raise DigestMismatch(src.registry, f"{blob.digest} arrived as {actual}")
                 progress(BlobProgress(name, done, size))
             except Exception as exc:  # what went wrong, before aiohttp wraps it in its own
                 failure.append(exc)
                 raise
+            finally:
+                hasher.close()
 
         reader = BlobReader(
-            self.client, src.registry, src.repository, blob.digest, size, self._ranged
+            self.client,
+            src.registry,
+            src.repository,
+            blob.digest,
+            size,
+            self._ranged,
+            self._streams_to(src.registry),
         )
         async with reader:
             try:

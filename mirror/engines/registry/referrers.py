@@ -1,21 +1,32 @@
 """Finding what refers to a manifest (signatures, SBOMs, attestations) and publishing them at a
 target that has no referrers API.
 
-Three places, the ones cosign, oras and regclient look: the OCI 1.1 referrers API (asked once
-per repository and remembered, as regclient does), else the referrers tag schema (an index
-tagged ``sha256-<hex>``), and cosign's own tags (``sha256-<hex>.sig``, ``.att``, ``.sbom``),
-which hold a manifest with no ``subject`` and are found only by their name.
+Three places, the ones cosign, oras and regclient look: the OCI 1.1 referrers API, else the
+referrers tag schema (an index tagged ``sha256-<hex>``), and cosign's own tags
+(``sha256-<hex>.sig``, ``.att``, ``.sbom``), which hold a manifest with no ``subject`` and are
+found only by their name.
+
+Each look-up is a round trip on a long link, so they are asked the cheapest way (issue 24):
+
+- whether a registry serves the referrers API is asked once per registry: the first subject's
+  question is the probe, and the others wait for its answer rather than asking in parallel;
+- the tags are read in one (paginated) tag listing per repository and copy, started before the
+  manifest walk, instead of a HEAD per digest and suffix; only the tags that are there are
+  read. A repository whose listing is refused or longer than :data:`LISTING_PAGES` pages is
+  asked tag by tag, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from mirror.artifacts import COSIGN_SUFFIXES, ReferrerKind, referrer_kind
+from mirror.engines.registry.auth import canonical_host
 from mirror.engines.registry.client import (
     INDEX_TYPES,
     MEDIA_OCI_INDEX,
@@ -28,6 +39,10 @@ from mirror.errors import NotFound, RegistryError
 from mirror.reference import ImageRef
 
 T = TypeVar("T")
+
+LISTING_PAGES = 5
+"""Pages of a tag listing read to find referrer tags; a repository with more tags (Docker Hub
+pages hold 100) is asked tag by tag instead, which costs a few HEADs per digest."""
 
 
 class Retry(Protocol):
@@ -50,6 +65,8 @@ class Found:
     """None when only the manifest can say."""
     descriptor: dict[str, Any] | None = None
     tag: str | None = None
+    manifest: Manifest | None = None
+    """The manifest itself when finding it meant reading it already (a listed cosign tag)."""
 
 
 def fallback_tag(digest: str) -> str:
@@ -63,70 +80,79 @@ class ReferrerFinder:
     def __init__(self, client: RegistryClient, retry: Retry) -> None:
         self._client = client
         self._retry = retry
-        self._api: dict[tuple[str, str], bool] = {}
-        """(registry, repository) -> whether it serves the referrers API."""
+        self._api: dict[str, asyncio.Future[bool]] = {}
+        """Registry host -> whether it serves the referrers API (the first answer decides)."""
+
+    def search(self, src: ImageRef) -> Search:
+        """One copy's search of ``src``'s repository; its tag listing starts now, so it runs
+        while the caller walks the manifests. Close it (``async with``) when done."""
+        return Search(self, src)
 
     async def has_api(self, ref: ImageRef, digest: str) -> bool:
-        """Whether ``ref``'s repository serves the referrers API (asked once, remembered)."""
-        key = (ref.registry, ref.repository)
-        if key not in self._api:
-            await self._listed(ref, digest)
-        return self._api[key]
+        """Whether ``ref``'s registry serves the referrers API (asked once, remembered)."""
+        await self.listed(ref, digest)
+        return self._api[canonical_host(ref.registry)].result()
 
-    async def _listed(self, ref: ImageRef, digest: str) -> list[dict[str, Any]] | None:
-        """The API's list, or None to look by tag instead: the registry has no API, or it
-        failed this time (regclient's rule: the first answer decides for the repository)."""
+    async def listed(self, ref: ImageRef, digest: str) -> list[dict[str, Any]] | None:
+        """The API's list for ``digest``, or None to look by tag instead: the registry has no
+        API, or its first answer failed (regclient's rule, kept per registry). The first
+        question to a registry is its probe; questions that come while it is out wait for it."""
+        host = canonical_host(ref.registry)
+        while (known := self._api.get(host)) is not None:
+            await asyncio.wait([known])  # not cancelled with us: others may wait for it too
+            if known.cancelled():
+                continue  # its prober was cancelled: ask again
+            if not known.result():
+                return None
+            return await self._ask(ref, digest)
+        probe = self._api[host] = asyncio.get_running_loop().create_future()
         try:
-            listed = await self._retry(
+            listed = await self._ask(ref, digest)
+        except BaseException:
+            del self._api[host]  # cancelled: the next question probes again
+            probe.cancel()
+            raise
+        probe.set_result(listed is not None)
+        return listed
+
+    async def _ask(self, ref: ImageRef, digest: str) -> list[dict[str, Any]] | None:
+        try:
+            return await self._retry(
                 lambda: self._client.referrers(ref.registry, ref.repository, digest)
             )
         except RegistryError:
-            listed = None
-        self._api.setdefault((ref.registry, ref.repository), listed is not None)
-        return listed
-
-    async def find(self, src: ImageRef, subject: str) -> list[Found]:
-        """Every referrer of ``subject`` in ``src``'s repository, each once."""
-        listed: list[dict[str, Any]] | None = None
-        if self._api.get((src.registry, src.repository), True):
-            listed = await self._listed(src, subject)
-        if listed is None:
-            listed = await self._fallback_entries(src, subject)
-        found = [_from_descriptor(subject, d) for d in listed]
-        tagged = await asyncio.gather(*(self._cosign(src, subject, s) for s in COSIGN_SUFFIXES))
-        found += [f for f in tagged if f is not None]
-        unique: dict[str, Found] = {}
-        for f in found:
-            unique.setdefault(f.digest, f)
-        return list(unique.values())
-
-    async def _fallback_entries(self, src: ImageRef, subject: str) -> list[dict[str, Any]]:
-        manifest = await self._manifest(src, fallback_tag(subject))
-        if manifest is None or manifest.media_type not in INDEX_TYPES:
-            return []
-        return descriptors(manifest.document().get("manifests"))
-
-    async def _cosign(self, src: ImageRef, subject: str, suffix: str) -> Found | None:
-        tag = fallback_tag(subject) + suffix
-        resolved = await self._retry(
-            lambda: self._client.resolve(src.registry, src.repository, tag)
-        )
-        if resolved is None:
             return None
-        digest, media_type = resolved
-        return Found(subject, digest, media_type, "", COSIGN_SUFFIXES[suffix], tag=tag)
 
-    async def _manifest(self, ref: ImageRef, reference: str) -> Manifest | None:
+    async def manifest(self, ref: ImageRef, reference: str) -> Manifest | None:
         """GET after a HEAD, so a tag that is not there costs no counted pull."""
-        client = self._client
-        if await self._retry(lambda: client.resolve(ref.registry, ref.repository, reference)):
-            try:
-                return await self._retry(
-                    lambda: client.get_manifest(ref.registry, ref.repository, reference)
-                )
-            except NotFound:
-                return None
+        if await self.resolve(ref, reference):
+            return await self.get(ref, reference)
         return None
+
+    async def resolve(self, ref: ImageRef, reference: str) -> tuple[str, str] | None:
+        """(digest, media type) of a tag, by HEAD; None when it is not there."""
+        client = self._client
+        return await self._retry(lambda: client.resolve(ref.registry, ref.repository, reference))
+
+    async def get(self, ref: ImageRef, reference: str) -> Manifest | None:
+        try:
+            return await self._retry(
+                lambda: self._client.get_manifest(ref.registry, ref.repository, reference)
+            )
+        except NotFound:
+            return None
+
+    async def tags(self, src: ImageRef) -> frozenset[str] | None:
+        """Every tag of the repository, or None when they cannot be listed cheaply."""
+        try:
+            tags, whole = await self._retry(
+                lambda: self._client.tag_listing(
+                    src.registry, src.repository, max_pages=LISTING_PAGES
+                )
+            )
+        except RegistryError:
+            return None
+        return frozenset(tags) if whole else None
 
     async def publish_fallback(
         self, dst: ImageRef, subject: str, entries: Iterable[dict[str, Any]]
@@ -134,7 +160,7 @@ class ReferrerFinder:
         """Merge ``entries`` into ``dst``'s ``sha256-<hex>`` index: entries another copy put
         there stay; nothing is written when every entry is there already."""
         tag = fallback_tag(subject)
-        current = await self._manifest(dst, tag)
+        current = await self.manifest(dst, tag)
         manifests: list[dict[str, Any]] = []
         if current is not None and current.media_type in INDEX_TYPES:
             manifests = descriptors(current.document().get("manifests"))
@@ -152,6 +178,74 @@ class ReferrerFinder:
         await self._retry(
             lambda: self._client.put_manifest(dst.registry, dst.repository, tag, index)
         )
+
+
+class Search:
+    """Referrers in one source repository for one copy: the tag listing is read once, at the
+    start, and each subject costs the API question (where the registry serves it) and a read
+    of each referrer tag that is there."""
+
+    def __init__(self, finder: ReferrerFinder, src: ImageRef) -> None:
+        self._finder = finder
+        self._src = src
+        self._tags = asyncio.create_task(finder.tags(src))
+
+    async def __aenter__(self) -> Search:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self._tags.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._tags
+
+    async def find(self, subject: str) -> list[Found]:
+        """Every referrer of ``subject``, each once."""
+        finder, src = self._finder, self._src
+        tags = await asyncio.shield(self._tags)
+        listed = await finder.listed(src, subject)
+        if listed is None:
+            listed = await self._fallback_entries(subject, tags)
+        found = [_from_descriptor(subject, d) for d in listed]
+        tagged = await asyncio.gather(
+            *(self._cosign(subject, suffix, tags) for suffix in COSIGN_SUFFIXES)
+        )
+        found += [f for f in tagged if f is not None]
+        unique: dict[str, Found] = {}
+        for f in found:
+            unique.setdefault(f.digest, f)
+        return list(unique.values())
+
+    async def _fallback_entries(
+        self, subject: str, tags: frozenset[str] | None
+    ) -> list[dict[str, Any]]:
+        tag = fallback_tag(subject)
+        if tags is None:
+            manifest = await self._finder.manifest(self._src, tag)
+        elif tag in tags:
+            manifest = await self._finder.get(self._src, tag)
+        else:
+            return []
+        if manifest is None or manifest.media_type not in INDEX_TYPES:
+            return []
+        return descriptors(manifest.document().get("manifests"))
+
+    async def _cosign(self, subject: str, suffix: str, tags: frozenset[str] | None) -> Found | None:
+        src, tag = self._src, fallback_tag(subject) + suffix
+        kind = COSIGN_SUFFIXES[suffix]
+        if tags is not None:
+            if tag not in tags:
+                return None
+            manifest = await self._finder.get(src, tag)
+            if manifest is None:
+                return None
+            return Found(
+                subject, manifest.digest, manifest.media_type, "", kind, tag=tag, manifest=manifest
+            )
+        resolved = await self._finder.resolve(src, tag)
+        if resolved is None:
+            return None
+        digest, media_type = resolved
+        return Found(subject, digest, media_type, "", kind, tag=tag)
 
 
 def _from_descriptor(subject: str, descriptor: dict[str, Any]) -> Found:
