@@ -133,6 +133,13 @@ def mirror_inspected(key: str, image: ImageRef, *, every_platform: bool) -> tupl
     return tuple(found)
 
 
+def every_platform(key: str, n: int, image: ImageRef) -> Action:
+    """ "nginx: all platforms (exact copy)" under the platforms an image has, after a pull
+    error named one it lacked."""
+    label = _("{image}: all platforms (exact copy)").format(image=image.familiar)
+    return Action(f"{key}.p.{n}", label, f"/mirror {image.familiar} --platform all")
+
+
 def copy_all(key: str, command: str, count: int, size: str) -> Action:
     """A bulk plan's "Copy all 23 images (4.2 GB)": the same list with ``--confirm``."""
     label = _("Copy all {count} images ({size})").format(count=count, size=size)

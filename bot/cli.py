@@ -27,12 +27,13 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 import click
 
 from bot.chat import ConfigurationError
-from bot.paste import read_references
+from bot.cli_request import Requested, read_requested, with_chart, without_chart_reading
 from bot.settings import Settings, load_settings
 from mirror.artifacts import ArtifactKind, along_text
 from mirror.errors import MirrorError
 from mirror.models import Item, platform_text
 from mirror.platform import parse_platform
+from mirror.text import Text
 
 if TYPE_CHECKING:
     from bot.planner import Planner
@@ -320,12 +321,12 @@ async def _open_store(settings: Settings) -> None:
 
 
 def _plan(
-    settings: Settings, planner: Planner, pasted: str, platform_choice: str | None
-) -> tuple[list[Item], list[tuple[str, ...]]]:
-    """The items the pasted text names, and for each the texts it answers (``asked``: one
-    item for ``nginx:1.25`` and ``docker.io/library/nginx:1.25``); or the MirrorError that
-    says why not."""
-    found = read_references(pasted)
+    settings: Settings, planner: Planner, requested: Requested, platform_choice: str | None
+) -> list[Item]:
+    """The items the pasted text names, or the MirrorError that says why not."""
+    found = requested.found
+    if not found and not requested.untrusted and not requested.notes:
+        raise MirrorError(Text("Name at least one image, e.g. `/mirror nginx:1.25`."))
     readings = [reading for _, reading in found]
     if len(readings) > settings.mirror_max_images:
         raise MirrorError(
@@ -336,8 +337,7 @@ def _plan(
         parse_platform(platform_choice) if platform_choice is not None else planner.default_platform
     )
     specs = [spec for spec, _ in found]
-    items = planner.plan(specs, platform, explicit=platform_choice is not None, readings=readings)
-    return items, [reading.asked for reading in readings]
+    return planner.plan(specs, platform, explicit=platform_choice is not None, readings=readings)
 
 
 def _dry_run(settings: Settings, pasted: str, platform_choice: str | None, as_json: bool) -> int:
@@ -347,12 +347,13 @@ def _dry_run(settings: Settings, pasted: str, platform_choice: str | None, as_js
     from bot.policy import Policy
 
     try:
-        planner = Planner(settings, Policy(settings))
-        items, asked = _plan(settings, planner, pasted, platform_choice)
+        requested = without_chart_reading(read_requested(pasted))
+        items = _plan(settings, Planner(settings, Policy(settings)), requested, platform_choice)
     except MirrorError as exc:
         click.echo(f"error: {exc}", err=True)
         return EXIT_USAGE
-    _report(items, asked, as_json, None, planned=True)
+    _say_read(requested)
+    _report(items, as_json, None, planned=True, requested=requested)
     return EXIT_OK
 
 
@@ -370,11 +371,16 @@ async def _mirror(
 
     async with open_runtime(settings, engine=engine, wait_for_limits=False) as runtime:
         try:
-            items, asked = _plan(settings, runtime.planner, pasted, platform_choice)
+            requested = await with_chart(read_requested(pasted), runtime.lookups, runtime.policy)
+            items = _plan(settings, runtime.planner, requested, platform_choice)
             await runtime.service.check_targets(items)
         except MirrorError as exc:
             click.echo(f"error: {exc}", err=True)
             return EXIT_USAGE
+        _say_read(requested)
+        if not items:
+            _report(items, as_json, runtime.render_options, planned=False, requested=requested)
+            return EXIT_OK
         job = Job(new_job_id(), f"cli:{getpass.getuser()}", "cli:local", items)
         shown: dict[int, str] = {}
 
@@ -387,7 +393,7 @@ async def _mirror(
 
         task = await runtime.service.submit(job, progress)
         await task
-        _report(job.items, asked, as_json, runtime.render_options, planned=False)
+        _report(job.items, as_json, runtime.render_options, planned=False, requested=requested)
         return EXIT_OK if all(i.status.ok for i in job.items) else EXIT_FAILED
 
 
@@ -436,19 +442,25 @@ def _commands(item: Item, options: RenderOptions | None) -> list[str]:
 
 def _report(
     items: list[Item],
-    asked: list[tuple[str, ...]],
     as_json: bool,
     options: RenderOptions | None,
     *,
     planned: bool,
+    requested: Requested | None = None,
 ) -> None:
     if as_json:
+        asked = requested.asked if requested is not None else [(str(i.source),) for i in items]
         objects = [
             _as_dict(item, texts, options, planned=planned)
             for item, texts in zip(items, asked, strict=True)
         ]
+        if requested is not None:
+            objects = _with_failures(objects, requested)
         click.echo(json.dumps(objects, indent=2))
         return
+    if requested is not None:
+        for advice in requested.advice:
+            click.echo(advice)
     for item in items:
         if planned:
             click.echo(
@@ -466,6 +478,52 @@ def _report(
             )
             for line in _commands(item, options):
                 click.echo(f"  {line}")
+    if requested is not None and requested.source is not None and not planned:
+        from bot.rewrite import chart_rewrite
+
+        copied = [item for item in items if item.status.ok]
+        for line in chart_rewrite(copied, requested.source, options or _no_options()):
+            click.echo(line)
+
+
+# -- pasted pull failures and charts (issue 27) -------------------------------------------------
+
+
+def _no_options() -> RenderOptions:
+    from bot.render import RenderOptions
+
+    return RenderOptions()
+
+
+def _say_read(requested: Requested) -> None:
+    """What was read (a pull error's images and kinds, a chart's), on stderr."""
+    for note in requested.notes:
+        click.echo(note, err=True)
+
+
+def _with_failures(objects: list[dict[str, Any]], requested: Requested) -> list[dict[str, Any]]:
+    """Each object with, from a pasted pull error, what the pull met (``failure``); then one
+    ``not_copied`` object per certificate failure."""
+    for obj, failure in zip(objects, requested.failures, strict=True):
+        obj["failure"] = failure.word if failure is not None else None
+    advice = dict(zip((f.image for f in requested.untrusted), requested.advice, strict=False))
+    for failed in requested.untrusted:
+        objects.append(
+            {
+                **dict.fromkeys(objects[0] if objects else ()),
+                "source": failed.image,
+                "asked": list(failed.lines),
+                "target": None,
+                "status": "not_copied",
+                "platform": None,
+                "referrers": [],
+                "error": advice.get(failed.image),
+                "corrected_from": failed.lines[0],
+                "suggestions": [],
+                "failure": failed.failure.word,
+            }
+        )
+    return objects
 
 
 # -- approvals, sources and the audit (issue 26) ------------------------------------------------

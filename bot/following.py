@@ -190,7 +190,7 @@ class JobFollower:
         except Exception as exc:  # e.g. the store failed: still tell the thread what happened
             log.error("job %s could not record its result: %s", job.id, exc)
         long_job = time.monotonic() - started >= self._settings.mirror_long_job_seconds
-        extra = rewrite(job.items, pasted) if pasted is not None else ()
+        extra = rewrite(job.items, pasted, self._render_options) if pasted is not None else ()
         if extra:
             job.rewrite = extra
             try:

@@ -16,13 +16,16 @@ import unicodedata
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from mirror.errors import InvalidReference, MirrorError
 from mirror.naming import ImageSpec, parse_image_spec
 from mirror.reference import DEFAULT_TAG, is_valid_tag, quote
 from mirror.text import Text
+
+if TYPE_CHECKING:
+    from bot.chart_request import ChartSource
 
 
 class Ambiguous(MirrorError):
@@ -109,6 +112,9 @@ class PastedFiles:
     kind: str
     """:attr:`Pasted.source`: ``compose file``, ``Kubernetes YAML``, kubeadm output."""
     yaml: str | None = None
+    chart: ChartSource | None = None
+    """A whole chart asked for (:mod:`bot.chart_request`): the answer's values file points its
+    images at the mirror."""
 
 
 # -- characters ------------------------------------------------------------------------------

@@ -711,3 +711,35 @@ def watches(found: Sequence[Watch]) -> MessageView:
         for watch in found
     )
     return MessageView(_("Watches in this chat"), Tone.INFO, rows)
+
+
+# -- pasted pull errors (issue 27) ------------------------------------------------------------
+
+
+def read_not_copied(origin: str, advice: Sequence[str]) -> MessageView:
+    """A paste of pull failures none of which a copy fixes (a certificate the puller does not
+    trust, a chart with no image): what was read, and what to do instead."""
+    return MessageView(
+        _("Nothing to copy"),
+        Tone.INFO,
+        lines=(localize(origin), *(localize(line) for line in advice)),
+    )
+
+
+def platforms_of(seen: Inspection) -> str:
+    """``nginx:1.25 has linux/amd64 (67.2 MB), linux/arm64 (64.1 MB).``"""
+    has = ", ".join(f"{p.platform} ({human_bytes(p.bytes)})" for p in seen.platforms)
+    if not has:
+        return _("{image} lists no platforms.").format(image=quote(seen.ref.familiar))
+    return _("{image} has {platforms}.").format(image=quote(seen.ref.familiar), platforms=has)
+
+
+def more_about_errors(
+    seen: Sequence[Inspection], advice: Sequence[str], buttons: Sequence[Action]
+) -> MessageView | None:
+    """After a pasted pull error's job started: the platforms each image missing one has, and
+    where a distrusted certificate's CA goes; None when there is nothing to add."""
+    lines = (*(platforms_of(found) for found in seen), *(localize(line) for line in advice))
+    if not lines:
+        return None
+    return MessageView(_("About the pull error"), Tone.INFO, lines=lines, actions=tuple(buttons))

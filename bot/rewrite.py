@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from bot.paste import PastedFiles
-from bot.render import pull_reference
+from bot.render import RenderOptions, artifact_commands, pull_reference
+from mirror.artifacts import ArtifactKind
 from mirror.models import Item
+from mirror.reference import ImageRef
+
+if TYPE_CHECKING:
+    from bot.chart_request import ChartSource
 
 SHORT_YAML_LINES = 40
 """Pasted YAML up to this many lines comes back rewritten; longer gets a ``sed`` command."""
@@ -79,14 +85,62 @@ def rewritten_yaml(text: str, items: Sequence[Item]) -> list[str]:
     return out
 
 
-def rewrite(items: Sequence[Item], pasted: PastedFiles) -> tuple[str, ...]:
+def rewrite(
+    items: Sequence[Item], pasted: PastedFiles, options: RenderOptions | None = None
+) -> tuple[str, ...]:
     """The rewrite for the images that were copied; nothing when none was."""
     copied = [item for item in items if item.status.ok and "$" not in item.spec]
     if not copied:
         return ()
+    if pasted.chart is not None:
+        return chart_rewrite(copied, pasted.chart, options or RenderOptions())
     lines = kustomize_images(copied)
     if pasted.yaml is not None and len(pasted.yaml.strip().splitlines()) <= SHORT_YAML_LINES:
         lines.extend(rewritten_yaml(pasted.yaml, copied))
     else:
         lines.extend(sed_command(copied, pasted.kind))
+    return tuple(lines)
+
+
+# -- a whole chart (issue 27) ---------------------------------------------------------------------
+
+VALUES_FILE = "values-mirror.yaml"
+
+
+def _copy_of(item: Item) -> ImageRef:
+    """Where an image's copy is, by digest when the answer pulls it so."""
+    reference = pull_reference(item)
+    digest = reference.partition("@")[2] or None
+    return ImageRef(item.target.registry, item.target.repository, item.target.tag, digest)
+
+
+def chart_rewrite(
+    copied: Sequence[Item], source: ChartSource, options: RenderOptions
+) -> tuple[str, ...]:
+    """A values file pointing the chart's images at their copies, and the install with it."""
+    from mirror.charts import mirror_values, unplaced
+
+    if source.chart is None:
+        return ()
+    images = {str(i.source): _copy_of(i) for i in copied if i.artifact is None}
+    values = mirror_values(source.chart, images)
+    if not values:
+        return ()
+    lines = [f"# {VALUES_FILE}: point the chart's images at the mirror"]
+    lines.extend(values.rstrip("\n").splitlines())
+    chart_items = [i for i in copied if i.artifact is ArtifactKind.CHART]
+    if chart_items:
+        install = artifact_commands(chart_items[0], options)[1]
+        lines.append(f"{install} -f {VALUES_FILE}")
+    elif source.ask.repo is not None and source.ask.name is not None:
+        release = re.sub(r"[^a-z0-9-]+", "-", source.ask.name.lower())
+        version = f" --version {source.chart.version}" if source.chart.version else ""
+        lines.append(
+            f"helm install {release} {source.ask.name} --repo {source.ask.repo}{version} "
+            f"-f {VALUES_FILE}"
+        )
+    left = [ref for ref in unplaced(source.chart) if ref]
+    if left:
+        lines.append("# not set in the chart's values, so not in the file above:")
+        lines.extend(f"#   {ref}" for ref in left)
     return tuple(lines)

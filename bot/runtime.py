@@ -29,6 +29,7 @@ from mirror.store import Store, is_postgres, open_store
 if TYPE_CHECKING:
     from mirror.copier import Copier
     from mirror.engines.base import CopyRequest
+    from mirror.helm_repo import HelmRepos
     from mirror.lookup import Advice, Lookups
     from mirror.queue.app import Queue
 
@@ -98,6 +99,13 @@ class LazyLookups:
 
     async def advise(self, error: MirrorError, request: CopyRequest) -> Advice | None:
         return await self.get().advise(error, request)
+
+    def helm_repos(self) -> HelmRepos:
+        """Charts from HTTP Helm repositories, through the remote's egress guard and TLS trust."""
+        from mirror.egress import EgressGuard
+        from mirror.helm_repo import HelmRepos
+
+        return HelmRepos(EgressGuard(self._remote.allowed_internal), self._remote.client.ssl_for)
 
     async def aclose(self) -> None:
         if self._owns_remote:

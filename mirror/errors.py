@@ -6,6 +6,7 @@
     ├── InvalidReference        not an image reference ``docker pull`` would accept
     ├── InvalidPlatform         not ``os/arch[/variant]`` nor ``all``
     ├── NameConflict            two sources would land on one target
+    ├── ChartUnreadable         a Helm chart's archive cannot be read safely (size, links, paths)
     ├── EngineUnavailable       an engine cannot work at all right now
     ├── Cancelled               somebody cancelled the job
     ├── StoreError              the store could not read or write right now
@@ -71,6 +72,11 @@ class InvalidPlatform(MirrorError):
 
 class NameConflict(MirrorError):
     """Two different sources would land on the same target."""
+
+
+class ChartUnreadable(MirrorError):
+    """A Helm chart's archive cannot be read safely: too large, a link, a path outside it, or
+    no chart at all (:mod:`mirror.charts`)."""
 
 
 class EngineUnavailable(MirrorError):

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -25,6 +25,7 @@ from mirror.engines.faults import explain
 from mirror.engines.registry.client import INDEX_TYPES, Manifest, RegistryClient, descriptors
 from mirror.errors import (
     AccessDenied,
+    ChartUnreadable,
     MirrorError,
     NotFound,
     PlatformMissing,
@@ -36,6 +37,9 @@ from mirror.platform import platform_of
 from mirror.reference import DEFAULT_REGISTRY, ImageRef, quote
 from mirror.text import Text
 from mirror.units import human_bytes
+
+if TYPE_CHECKING:
+    from mirror.charts import Chart
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +274,36 @@ class Lookups:
                 return None
             top = await self._manifest(ref, entries[0]["digest"])
         return await self._config_created(ref, top)
+
+    # -- a chart's images ------------------------------------------------------------------------
+
+    async def chart(self, ref: ImageRef, *, newest: bool = False) -> tuple[ImageRef, Chart]:
+        """The chart at ``ref`` and the images it deploys (:mod:`mirror.charts`); ``newest``:
+        no version was given, so the newest release tag, as ``helm install oci://`` takes."""
+        from mirror import charts
+
+        try:
+            async with asyncio.timeout(self._timeout):
+                if newest:
+                    found = charts.newest_version(await self.all_tags(ref))
+                    if found is None:
+                        raise ChartUnreadable(
+                            Text(
+                                "{image} has no release tags.", image=quote(ref.repo_only.familiar)
+                            )
+                        )
+                    ref = ref.with_tag(found)
+                layer = charts.archive_of(
+                    await self._manifest(ref, ref.digest or ref.tag or ""), ref
+                )
+                data = await self._retry(lambda: charts.fetch_archive(self.client, ref, layer))
+        except RegistryError as exc:
+            raise explain(exc, ref, pushing=False) from exc
+        except TimeoutError:
+            raise ChartUnreadable(
+                Text("{image} did not arrive in time to be read.", image=quote(ref.familiar))
+            ) from None
+        return ref, charts.read_chart(data)
 
     # -- /inspect -----------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from bot.i18n import _, speaking
 from bot.paste import Ambiguous, looks_like_yaml, read_pasted, references, starts_with_pull
+from bot.pasted_errors import looks_like_pull_error
 from mirror.errors import MirrorError
 from mirror.platform import Platform
 from mirror.reference import ImageRef
@@ -53,7 +54,7 @@ HELP = "help"
 
 _MAX_TEXT = 8000
 _MAX_PASTE = 256_000
-"""A pasted manifest or ``helm template`` output is longer than any typed command."""
+"""A pasted manifest, ``helm template`` output or log is longer than any typed command."""
 
 
 class UsageError(MirrorError):
@@ -287,7 +288,8 @@ class Commands:
         ``direct``: the message was said to the bot alone (a private chat, the console), where
         a bare message is a command, so a pasted ``docker pull …`` line there is ``/mirror``
         of its images; in a group the command is still needed."""
-        if len(text) > (_MAX_PASTE if looks_like_yaml(text) else _MAX_TEXT):
+        pasted = looks_like_yaml(text) or looks_like_pull_error(text)
+        if len(text) > (_MAX_PASTE if pasted else _MAX_TEXT):
             raise UsageError(
                 Text("That message is too long ({count} characters).", count=len(text))
             )
