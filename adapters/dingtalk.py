@@ -60,6 +60,7 @@ from bot.chat import (
 from bot.delivery import reconnecting
 from bot.pacing import Budget, Pace
 from bot.plugins import AdapterPlugin, AdapterSettings, Extra, SettingsPlugin
+from bot.redelivery import Seen
 from bot.view import MessageView, Tone
 from mirror.tasks import TaskSet
 
@@ -478,24 +479,6 @@ class _Cards:
         return self.where.get(out_track_id)
 
 
-@dataclass
-class _Seen:
-    """Recent message ids: the gateway sends a message again when its ack was late."""
-
-    size: int = 1024
-    ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
-
-    def first_time(self, message_id: str) -> bool:
-        if not message_id:
-            return True
-        if message_id in self.ids:
-            return False
-        self.ids[message_id] = None
-        while len(self.ids) > self.size:
-            self.ids.popitem(last=False)
-        return True
-
-
 # -- HTTP callbacks ----------------------------------------------------------------------------
 
 
@@ -568,7 +551,7 @@ class DingTalkAdapter:
         self.api = OpenApi(api_url, client_id, client_secret)
         self._template = card_template_id
         self._cards = _Cards()
-        self._seen = _Seen()
+        self._seen = Seen()
         self._commands = TaskSet(PLATFORM)
         self._handler: Handler | None = None
 

@@ -38,9 +38,8 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -65,6 +64,7 @@ from bot.delivery import deliver, reconnecting
 from bot.i18n import LANGUAGES
 from bot.pacing import Budget, Pace
 from bot.plugins import AdapterPlugin, AdapterSettings, Extra, SettingsPlugin
+from bot.redelivery import Seen
 from bot.view import MessageView, Tone
 from mirror.tasks import TaskSet
 
@@ -550,24 +550,6 @@ class _Pressed:
         )
 
 
-@dataclass
-class _Seen:
-    """Recent event ids: Feishu delivers an event again when it thinks it was not taken."""
-
-    size: int = 1024
-    ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
-
-    def first_time(self, event_id: str) -> bool:
-        if not event_id:
-            return True
-        if event_id in self.ids:
-            return False
-        self.ids[event_id] = None
-        while len(self.ids) > self.size:
-            self.ids.popitem(last=False)
-        return True
-
-
 # -- the long connection, in a thread of its own ------------------------------------------------
 
 _ONE_SOCKET = threading.Lock()
@@ -689,7 +671,7 @@ class FeishuAdapter:
             .build()
         )
         self._api = _Api(client, app_id, app_secret)
-        self._seen = _Seen()
+        self._seen = Seen()
         self._commands = TaskSet(PLATFORM)
         self._handler: Handler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -24,9 +24,8 @@ import asyncio
 import dataclasses
 import logging
 import re
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -60,6 +59,7 @@ from bot.files import MAX_FILE_BYTES
 from bot.i18n import N_, _
 from bot.pacing import Budget, Pace
 from bot.plugins import AdapterPlugin, AdapterSettings, SettingsPlugin
+from bot.redelivery import Seen
 from bot.view import MessageView
 from mirror.tasks import TaskSet
 
@@ -328,24 +328,6 @@ def _api_root(url: str) -> str:
     return url if url.endswith("/") else url + "/"
 
 
-@dataclass
-class _Seen:
-    """Recent event ids: Slack re-sends an event it thinks was not acknowledged in time."""
-
-    size: int = 512
-    ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
-
-    def first_time(self, event_id: str | None) -> bool:
-        if not event_id:
-            return True
-        if event_id in self.ids:
-            return False
-        self.ids[event_id] = None
-        while len(self.ids) > self.size:
-            self.ids.popitem(last=False)
-        return True
-
-
 class SlackAdapter:
     name = "slack"
 
@@ -373,7 +355,7 @@ class SlackAdapter:
         self._locales: dict[str, str | None] = {}
         """Each user's locale, asked once per run (a failure is remembered as None too)."""
         self._commands = TaskSet("slack")
-        self._seen = _Seen()
+        self._seen = Seen(512)
         self.bot_user_id: str | None = None
 
     @classmethod
