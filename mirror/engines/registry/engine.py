@@ -391,18 +391,7 @@ class RegistryEngine:
                 pushing = True
                 current = await (held or self._head(dst, reference))
                 if current != top.digest:
-                    # The bar counts the image's blobs in both stages, so its total is the
-                    # size /inspect and the answer give from the start (manifests are not
-                    # counted).
-                    progress(StageChanged(Stage.COPYING))
-                    for blob in plan.blobs.values():
-                        progress(BlobProgress(_short(blob.digest), 0, blob.size))
-                    await self._copy_blobs(src, dst, plan, progress)
-                    progress(StageChanged(Stage.PUSHING))
-                    for blob in plan.blobs.values():
-                        progress(BlobDone(_short(blob.digest), blob.size))
-                    for child in plan.manifests[:-1]:
-                        await self._push_manifest(dst, child.digest, child)
+                    await self._move(src, dst, plan, progress)
                 # Before the tag: whoever pulls the tag finds its signatures already there.
                 referrers: tuple[Referrer, ...] = ()
                 if finding is not None:
@@ -434,6 +423,22 @@ class RegistryEngine:
             referrers=referrers,
             artifact=artifact,
         )
+
+    async def _move(
+        self, src: ImageRef, dst: ImageRef, plan: _Plan, progress: ProgressSink
+    ) -> None:
+        """Every blob, then every manifest but the top one (whose tag is pushed last). The bar
+        counts the image's blobs in both stages, so its total is the size /inspect and the
+        answer give from the start (manifests are not counted)."""
+        progress(StageChanged(Stage.COPYING))
+        for blob in plan.blobs.values():
+            progress(BlobProgress(_short(blob.digest), 0, blob.size))
+        await self._copy_blobs(src, dst, plan, progress)
+        progress(StageChanged(Stage.PUSHING))
+        for blob in plan.blobs.values():
+            progress(BlobDone(_short(blob.digest), blob.size))
+        for child in plan.manifests[:-1]:
+            await self._push_manifest(dst, child.digest, child)
 
     async def artifact_kind(self, ref: ImageRef) -> ArtifactKind:
         """What ``ref`` is, for the engine choice: a HEAD, and a GET only for an OCI manifest
