@@ -372,8 +372,7 @@ class RegistryEngine:
                 search = None
                 if self._referrers != "none":
                     search = await stack.enter_async_context(self._finder.search(src))
-                # What the target's tag holds now, asked while the source is read (a tag
-                # target; a digest target is named by the manifest read first).
+                # The target tag's digest, asked while the source is read (if it has a tag).
                 held: asyncio.Task[str | None] | None = None
                 if dst.tag:
                     held = asyncio.create_task(self._head(dst, dst.tag))
