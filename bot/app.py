@@ -188,12 +188,8 @@ class MirrorBot:
     async def _post(
         self, incoming: Incoming, conversation: Conversation, view: MessageView, what: str
     ) -> None:
-        await self.pacer.send(
-            conversation,
-            Priority.ANSWER,
-            partial(conversation.post, view),
-            what=what,
-            adapter=incoming.platform,
+        await self.pacer.post(
+            conversation, view, Priority.ANSWER, what=what, adapter=incoming.platform
         )
 
     # -- watches and restarts -----------------------------------------------------------------

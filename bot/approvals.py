@@ -256,12 +256,8 @@ class Approvals:
             with speaking(language):
                 shown = view()
             try:
-                await self._pacer.send(
-                    conversation,
-                    Priority.ANSWER,
-                    partial(conversation.post, shown),
-                    what="approval request",
-                    adapter=platform,
+                await self._pacer.post(
+                    conversation, shown, Priority.ANSWER, what="approval request", adapter=platform
                 )
             except (TimeoutError, ChatError) as exc:
                 log.warning("could not ask an admin about %s on %s: %s", request, platform, exc)
@@ -459,12 +455,8 @@ class Approvals:
         with speaking(await self._languages.of_user(requester)):
             shown = view()
         try:
-            await self._pacer.send(
-                conversation,
-                Priority.ANSWER,
-                partial(conversation.post, shown),
-                what="approval",
-                adapter=platform,
+            await self._pacer.post(
+                conversation, shown, Priority.ANSWER, what="approval", adapter=platform
             )
         except (TimeoutError, ChatError) as exc:
             log.warning("could not tell %s about an approval: %s", requester, exc)

@@ -194,12 +194,8 @@ async def post_answer(
     """Post a job's answer in its thread, first in its chat's line; a chat that will not
     take it is logged (the result stays readable with /status)."""
     try:
-        await pacer.send(
-            conversation,
-            Priority.ANSWER,
-            lambda: conversation.post(answer),
-            what="final answer",
-            adapter=adapter,
+        await pacer.post(
+            conversation, answer, Priority.ANSWER, what="final answer", adapter=adapter
         )
     except ChatError as exc:  # deliver gave up, or the chat refused for good
         log.error("the chat did not take the final answer of %s: %s", ref, exc)

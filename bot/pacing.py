@@ -36,8 +36,9 @@ from enum import IntEnum
 from functools import partial
 from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
-from bot.chat import Conversation
+from bot.chat import Conversation, Reply
 from bot.delivery import deliver
+from bot.view import MessageView
 
 T = TypeVar("T")
 
@@ -365,6 +366,20 @@ class Pacer:
         except asyncio.CancelledError:
             ticket.cancel()
             raise
+
+    async def post(
+        self,
+        conversation: Conversation,
+        view: MessageView,
+        priority: Priority,
+        *,
+        what: str,
+        adapter: str,
+    ) -> Reply:
+        """A new message in ``conversation``, in its turn: what most of the bot's sends are."""
+        return await self.send(
+            conversation, priority, partial(conversation.post, view), what=what, adapter=adapter
+        )
 
     def owed(self, conversation: Conversation, adapter: str) -> int:
         """Calls owed in this chat now: more than none means it is busy."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from functools import partial
 
 from bot import approval_views, render
 from bot.chat import ChatAdapter, ChatError, Conversation, Incoming
@@ -97,12 +96,8 @@ class ChatWatches:
         if watch.held:
             announcement = replace(announcement, lines=(approval_views.watch_held(),))
         try:
-            reply = await self._pacer.send(
-                conversation,
-                Priority.ACK,
-                partial(conversation.post, announcement),
-                what="watch",
-                adapter=incoming.platform,
+            reply = await self._pacer.post(
+                conversation, announcement, Priority.ACK, what="watch", adapter=incoming.platform
             )
         except (TimeoutError, ChatError):
             await store.delete_watch(watch.id)  # nobody heard of it: it does not exist

@@ -8,8 +8,6 @@ says so in the group without the link; where it cannot, it asks for a private ch
 
 from __future__ import annotations
 
-from functools import partial
-
 from bot import render
 from bot.chat import Addressable, ChatError
 from bot.commands._base import Context, NoArguments, command, no_arguments
@@ -59,10 +57,10 @@ async def web(ctx: Context, args: NoArguments) -> MessageView:
     token = site.sign_ins.issue(ctx.requester)
     try:
         private = await adapter.open_private(ctx.incoming.user_id)
-        await ctx.services.pacer.send(
+        await ctx.services.pacer.post(
             private,
+            sign_in_view(site, token),
             Priority.ANSWER,
-            partial(private.post, sign_in_view(site, token)),
             what="sign-in link",
             adapter=ctx.incoming.platform,
         )
