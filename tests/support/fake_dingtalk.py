@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from aiohttp import WSMsgType, web
 
-from tests.support.local_http import serve_locally
+from tests.support.local_http import ThreadedServer
 
 CLIENT_ID = "dingtestclientid4711"
 CLIENT_SECRET = "test-client-secret-must-never-be-logged-4711"
@@ -98,8 +98,9 @@ def signed_headers(secret: str = CLIENT_SECRET, *, age: float = 0.0) -> dict[str
     return {"timestamp": timestamp, "sign": sign(secret, timestamp)}
 
 
-class FakeDingTalk:
+class FakeDingTalk(ThreadedServer):
     def __init__(self, *, enforce: bool = False) -> None:
+        super().__init__()
         self.enforce = enforce
         self.refused = 0
         """Sends refused for going over a conversation's 20 a minute."""
@@ -123,22 +124,10 @@ class FakeDingTalk:
         self._arrivals: dict[str, deque[float]] = {}
         self._ids = itertools.count(1)
         self._cond = threading.Condition()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
-        self._sockets: list[web.WebSocketResponse] = []
-        self.url = ""
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> FakeDingTalk:
-        self._thread.start()
-        port = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def _start(self) -> int:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1.0/oauth2/accessToken", self._token)
         app.router.add_post("/v1.0/gateway/connections/open", self._open)
         app.router.add_get("/gateway", self._gateway)
@@ -147,19 +136,6 @@ class FakeDingTalk:
         app.router.add_post("/v1.0/robot/oToMessages/batchSend", self._batch_send)
         app.router.add_post("/v1.0/card/instances/createAndDeliver", self._card_create)
         app.router.add_put("/v1.0/card/instances", self._card_update)
-        self._runner, port = await serve_locally(app, access_log=None)
-        return port
-
-    def stop(self) -> None:
-        async def _stop() -> None:
-            for ws in self._sockets:
-                await ws.close()
-            if self._runner is not None:
-                await self._runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
 
     def _record(self, request: web.Request, body: dict[str, Any], status: int) -> None:
         with self._cond:

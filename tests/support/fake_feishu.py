@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from lark_oapi.ws.pb.pbbp2_pb2 import Frame
 
-from tests.support.local_http import serve_locally
+from tests.support.local_http import ThreadedServer
 
 APP_ID = "cli_a0test0000000001"
 APP_SECRET = "test-app-secret-0123456789abcdef"
@@ -113,8 +113,9 @@ def card_buttons(card: dict[str, Any], locale: str = "en_us") -> list[tuple[str,
     ]
 
 
-class FakeFeishu:
+class FakeFeishu(ThreadedServer):
     def __init__(self, *, enforce: bool = False) -> None:
+        super().__init__()
         self.enforce = enforce
         self.refused = 0
         """Calls answered 429 because they went over a chat's or a message's limit."""
@@ -132,22 +133,10 @@ class FakeFeishu:
         self._sent: dict[str, deque[float]] = {}
         self._patched: dict[str, deque[float]] = {}
         self._cond = threading.Condition()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
-        self._sockets: list[web.WebSocketResponse] = []
-        self.url = ""
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> FakeFeishu:
-        self._thread.start()
-        port = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def _start(self) -> int:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/open-apis/auth/v3/tenant_access_token/internal", self._token)
         app.router.add_get("/open-apis/bot/v3/info", self._bot_info)
         app.router.add_post("/open-apis/im/v1/messages", self._create)
@@ -156,19 +145,6 @@ class FakeFeishu:
         app.router.add_post("/open-apis/ephemeral/v1/send", self._ephemeral)
         app.router.add_post("/callback/ws/endpoint", self._endpoint)
         app.router.add_get("/ws", self._socket)
-        self._runner, port = await serve_locally(app, access_log=None)
-        return port
-
-    def stop(self) -> None:
-        async def _stop() -> None:
-            for ws in self._sockets:
-                await ws.close()
-            if self._runner is not None:
-                await self._runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
 
     def reset(self) -> None:
         """Forget the calls and answers so far; the messages stay (a restarted bot edits them)."""

@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
 
-from tests.support.local_http import serve_locally
+from tests.support.local_http import ThreadedServer
 
 CHANNEL_GAP = 1.0
 """Slack: about one message a second per channel."""
@@ -46,10 +46,11 @@ class Call:
     result: dict[str, Any]
 
 
-class FakeSlack:
+class FakeSlack(ThreadedServer):
     def __init__(
         self, bot_token: str, app_token: str | None = None, *, enforce: bool = False
     ) -> None:
+        super().__init__()
         self.bot_token = bot_token
         self.app_token = app_token
         self.enforce = enforce
@@ -73,40 +74,15 @@ class FakeSlack:
         """(file id, token) of every file download, with the token it carried."""
         self._ts = itertools.count(1)
         self._cond = threading.Condition()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
-        self._sockets: list[web.WebSocketResponse] = []
-        self.url = ""
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> FakeSlack:
-        self._thread.start()
-        port = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def _start(self) -> int:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/api/{method}", self._api)  # users.info and other reads
         app.router.add_post("/hooks/{path:.*}", self._hook)
         app.router.add_get("/link", self._socket)
         app.router.add_get("/files-pri/{id}/{name}", self._file)
-        self._runner, port = await serve_locally(app, access_log=None)
-        return port
-
-    def stop(self) -> None:
-        async def _stop() -> None:
-            for ws in self._sockets:
-                await ws.close()
-            if self._runner is not None:
-                await self._runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
 
     @property
     def api_url(self) -> str:
