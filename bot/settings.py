@@ -19,7 +19,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.chat import ConfigurationError
-from bot.i18n import LANGUAGES, parse_language
+from bot.i18n import parse_language
 from mirror.credentials import Credential
 from mirror.errors import MirrorError
 from mirror.naming import parse_target_base
@@ -508,9 +508,10 @@ class Settings(BaseSettings):
     def _language(cls, value: str) -> str:
         if value.strip().lower() == "auto":
             return "auto"
-        if value.strip() in LANGUAGES or value.strip().lower() in ("en", "zh", "zh_hans"):
+        try:  # the spellings /mirror lang takes: en, zh, zh_Hans, zh-CN, any case
             return parse_language(value.strip())
-        raise ValueError(f"{quote(value)} is not auto, en or zh_Hans")
+        except ValueError:
+            raise ValueError(f"{quote(value)} is not auto, en or zh_Hans") from None
 
     @field_validator("mirror_user_rate", mode="before")
     @classmethod

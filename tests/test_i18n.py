@@ -280,7 +280,15 @@ def test_an_unknown_language_is_refused_naming_both() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "kept"), [("auto", "auto"), ("en", ENGLISH), ("zh_Hans", CHINESE)]
+    ("value", "kept"),
+    [
+        ("auto", "auto"),
+        ("en", ENGLISH),
+        ("zh_Hans", CHINESE),
+        ("zh", CHINESE),
+        ("zh-CN", CHINESE),
+        ("ZH-hans", CHINESE),
+    ],
 )
 def test_mirror_language_setting(monkeypatch: pytest.MonkeyPatch, value: str, kept: str) -> None:
     monkeypatch.setenv("MIRROR_LANGUAGE", value)
@@ -292,6 +300,15 @@ def test_a_bad_mirror_language_is_one_sentence_naming_it(monkeypatch: pytest.Mon
     with pytest.raises(ConfigurationError) as raised:
         load_settings()
     assert str(raised.value) == "MIRROR_LANGUAGE: `klingon` is not auto, en or zh_Hans."
+
+
+@pytest.mark.parametrize("value", ["zh-TW", "zh_Hant", "fr"])
+def test_a_language_the_bot_does_not_speak_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("MIRROR_LANGUAGE", value)
+    with pytest.raises(ConfigurationError, match=f"`{value}` is not auto, en or zh_Hans"):
+        load_settings()
 
 
 def test_the_console_shows_a_button_as_its_command_with_the_hint_in_the_askers_language() -> None:
