@@ -223,17 +223,33 @@ def test_parts_are_equal_and_as_many_for_every_stream(size: int) -> None:
 
 class Link:
     """A link model for :class:`Streams`, on a clock of our own: ``per_stream`` bytes/s for
-    each open stream, at most ``total`` for all of them."""
+    each open stream, at most ``total`` for all of them. A new stream carries ``ramp`` of its
+    rate for its first ``ramp_seconds`` (a new connection's set-up and TCP slow start)."""
 
-    def __init__(self, streams: Streams, clock: list[float], per_stream: float, total: float):
+    def __init__(
+        self,
+        streams: Streams,
+        clock: list[float],
+        per_stream: float,
+        total: float,
+        ramp: tuple[float, float] = (1.0, 0.0),
+    ):
         self.streams, self.clock = streams, clock
         self.per_stream, self.total = per_stream, total
-        self.open = 0
+        self.ramp, self.ramp_seconds = ramp
+        self.opened: list[float] = []
+
+    @property
+    def open(self) -> int:
+        return len(self.opened)
+
+    def close_one(self) -> None:
+        self.opened.pop(0)
 
     def add(self, count: int) -> None:
         for _ in range(count):
             trial = self.streams.opened()
-            self.open += 1
+            self.opened.append(self.clock[0])
             self.run(0.05)
             if trial is not None:
                 self.streams.flowing(trial)
@@ -241,20 +257,27 @@ class Link:
     def run(self, seconds: float) -> None:
         for _ in range(round(seconds / 0.01)):
             self.clock[0] += 0.01
-            self.streams.received(round(min(self.per_stream * self.open, self.total) * 0.01))
+            now = self.clock[0]
+            offered = sum(
+                self.per_stream * (self.ramp if now - at < self.ramp_seconds else 1.0)
+                for at in self.opened
+            )
+            self.streams.received(round(min(offered, self.total) * 0.01))
 
 
-def drive(per_stream: float, total: float, ceiling: int = 24) -> tuple[Streams, Link]:
+def drive(
+    per_stream: float, total: float, ceiling: int = 24, ramp: tuple[float, float] = (1.0, 0.0)
+) -> tuple[Streams, Link]:
     clock = [0.0]
     streams = Streams(window=0.25, clock=lambda: clock[0])
-    link = Link(streams, clock, per_stream, total)
+    link = Link(streams, clock, per_stream, total, ramp)
     link.add(1)
     for _ in range(200):  # 10 s of asking every 50 ms, as a split blob's pilot does
         link.add(streams.more(ceiling - link.open))
         link.run(0.05)
         if streams.too_many():  # a stream that finished its part ends
             streams.closed()
-            link.open -= 1
+            link.close_one()
     return streams, link
 
 
@@ -265,11 +288,30 @@ def test_streams_grow_while_each_connection_is_the_limit() -> None:
     assert streams.limit is None and not streams.full()
 
 
+def test_streams_grow_though_new_ones_start_slow() -> None:
+    """New streams that carry 60 % of their rate in their first 0.3 s (measured on the relay:
+    a connection's set-up and slow start) still count as paying: a trial is judged full only
+    when its streams bring under half a stream's worth each, not when they are still
+    starting (a link judged full at 3/4 kept a copy to its first streams and took twice as
+    long)."""
+    streams, link = drive(8e6, float("inf"), ceiling=24, ramp=(0.6, 0.3))
+    assert link.open == 24
+    assert streams.limit is None
+
+
+@pytest.mark.parametrize("ramp", [(1.0, 0.0), (0.6, 0.3)])
 @pytest.mark.parametrize(("total", "enough"), [(24e6, 3), (40e6, 5)])
-def test_streams_stop_growing_when_the_link_is_full(total: float, enough: int) -> None:
+def test_streams_stop_growing_when_the_link_is_full(
+    total: float, enough: int, ramp: tuple[float, float]
+) -> None:
     """With a cap on the whole link, streams beyond what fills it bring nothing: the limit is
-    what fills it, and the extra streams end after their part."""
-    streams, link = drive(8e6, total)
-    assert streams.limit == enough
-    assert link.open == enough
-    assert streams.full()
+    what fills it, and the extra streams end after their part. Where new streams start slow,
+    a trial measured while the last ones were still starting may keep one or two more than
+    fill the link (they share it: a request each, no time), never fewer."""
+    streams, link = drive(8e6, total, ramp=ramp)
+    assert streams.limit is not None and streams.full()
+    if ramp == (1.0, 0.0):
+        assert streams.limit == enough
+    else:
+        assert enough <= streams.limit <= enough + 2
+    assert link.open == streams.limit

@@ -18,8 +18,8 @@ How many streams: a link may cap each connection (more streams add up) or the wh
 (more streams only share it). :class:`Streams` measures, per source registry, the rate every
 blob read from it adds up to, and lets a reader open more streams only while that rate
 grows: a trial opens two streams (then twice as many as the last that paid), and when the
-streams it opened bring less than a stream's worth each (what the streams before them
-averaged), the link is full: the extra streams finish their part and end, and nobody opens
+streams it opened bring less than half a stream's worth each (what the streams before them
+averaged; half, because a new stream is still starting when it is measured), the link is full: the extra streams finish their part and end, and nobody opens
 more until a stream ends or the rate falls. ``MIRROR_BLOB_STREAMS`` is the ceiling per blob.
 Parts are cut as they are claimed, smaller towards the end, so the streams end together.
 
@@ -231,7 +231,7 @@ class Streams:
         per_stream = trial.rate / max(trial.open, 1)
         gained = after - trial.rate
         paid = gained / per_stream if per_stream else trial.added
-        if paid < 0.75 * trial.added:  # a quarter is noise: rates wobble
+        if paid < 0.5 * trial.added:  # new streams start slow (a connection, TCP slow start)
             # Full: keep the streams that brought about a stream's worth each, no more.
             self.limit = max(1, trial.open + max(0, round(paid)))
             self._limit_rate, self._limit_at = after, now
