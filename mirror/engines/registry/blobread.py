@@ -14,13 +14,14 @@ with the defaults), and a fast source (the
 same machine, a LAN) never pays for a spool it does not need. A source that ignores ``Range``
 (answers 200) is read as one stream.
 
-How many streams: a link may cap each connection (more streams add up) or the whole link
-(more streams only share it). :class:`Streams` measures, per source registry, the rate every
-blob read from it adds up to, and lets a reader open more streams only while that rate
-grows: a trial opens two streams (then twice as many as the last that paid), and when the
-streams it opened bring less than half a stream's worth each (what the streams before them
-averaged; half, because a new stream is still starting when it is measured), the link is full: the extra streams finish their part and end, and nobody opens
-more until a stream ends or the rate falls. ``MIRROR_BLOB_STREAMS`` is the ceiling per blob.
+How many streams: a link may cap each connection (more streams add up) or the whole link (more
+streams only share it). :class:`Streams` measures, per source registry, the rate every blob
+read from it adds up to, and lets a reader open more streams only while that rate grows: a
+trial opens two streams (then twice as many as the last that paid), and when the streams it
+opened bring less than half a stream's worth each (what the streams before them averaged; half,
+because a new stream is still starting when it is measured), the link is full: the extra
+streams finish their part and end, and nobody opens more until a stream ends or the rate falls.
+``MIRROR_BLOB_STREAMS`` is the ceiling per blob.
 Parts are cut as they are claimed, smaller towards the end, so the streams end together.
 
 A connection cut after some progress is resumed from the last byte received
