@@ -446,21 +446,17 @@ def _report(
     options: RenderOptions | None,
     *,
     planned: bool,
-    requested: Requested | None = None,
+    requested: Requested,
 ) -> None:
     if as_json:
-        asked = requested.asked if requested is not None else [(str(i.source),) for i in items]
         objects = [
             _as_dict(item, texts, options, planned=planned)
-            for item, texts in zip(items, asked, strict=True)
+            for item, texts in zip(items, requested.asked, strict=True)
         ]
-        if requested is not None:
-            objects = _with_failures(objects, requested)
-        click.echo(json.dumps(objects, indent=2))
+        click.echo(json.dumps(_with_failures(objects, requested), indent=2))
         return
-    if requested is not None:
-        for advice in requested.advice:
-            click.echo(advice)
+    for advice in requested.advice:
+        click.echo(advice)
     for item in items:
         if planned:
             click.echo(
@@ -478,7 +474,7 @@ def _report(
             )
             for line in _commands(item, options):
                 click.echo(f"  {line}")
-    if requested is not None and requested.source is not None and not planned:
+    if requested.source is not None and not planned:
         from bot.rewrite import chart_rewrite
 
         copied = [item for item in items if item.status.ok]
