@@ -100,10 +100,11 @@ class JobFollower:
     ) -> None:
         """Store, acknowledge, store where, start and follow: the one way a job begins."""
         store = self._service.store
-        ack = translated(partial(render.acknowledgement, job, self._render_options))
         asks = self._settings.mirror_confirm_bytes and not job.confirmed
         ahead = actions.confirmations(job) if asks else ()
-        await store.add_actions(actions.stored(job, (*ack.actions, *ahead)))  # before shown
+        # The acknowledgement's buttons (alone or in a shared message: the same ids), stored
+        # before it is shown.
+        await store.add_actions(actions.stored(job, (*actions.while_running(job), *ahead)))
         await store.add_job(job)  # failing here, nobody was told and nothing runs
         with job_context(job.id):  # the live message and the follower log with the job's id
             try:
