@@ -47,7 +47,7 @@ from bot.web.changes import Watching
 from mirror.errors import MirrorError
 from mirror.models import Job
 from mirror.store import StoreError
-from mirror.text import text_of
+from mirror.text import Text, text_of
 
 if TYPE_CHECKING:
     from bot.app import MirrorBot
@@ -368,11 +368,21 @@ class Site:
         return _json(await self._admin_page(request, session))
 
     def _signed_out(self, request: web.Request, *, as_json: bool = False) -> web.Response:
+        return self._problem(
+            request,
+            Text("Sign in first: send /web to the bot, and open the link it sends you."),
+            as_json=as_json,
+        )
+
+    def _problem(
+        self, request: web.Request, sentence: Text, *, as_json: bool = False
+    ) -> web.Response:
+        """A refusal: one sentence, in the browser's language, with a 403."""
         language = _accepted(request)
         with speaking(language):
-            sentence = _("Sign in first: send /web to the bot, and open the link it sends you.")
+            said = localize(sentence)
         return self._render(
-            "problem.html", {"sentence": sentence}, language, status=403, as_json=as_json
+            "problem.html", {"sentence": said}, language, status=403, as_json=as_json
         )
 
     async def sign_in_page(self, request: web.Request) -> web.Response:
@@ -408,23 +418,19 @@ class Site:
         return response
 
     def _link_spent(self, request: web.Request) -> web.Response:
-        language = _accepted(request)
-        with speaking(language):
-            sentence = _(
+        return self._problem(
+            request,
+            Text(
                 "This sign-in link does not work: it was used, or its 10 minutes are over. "
                 "Send /web to the bot for a new one."
-            )
-        return self._render("problem.html", {"sentence": sentence}, language, status=403)
+            ),
+        )
 
     async def sign_out(self, request: web.Request) -> web.Response:
-        session = self._session(request)
-        form = await request.post()
-        if (
-            session is None
-            or not self._same_origin(request)
-            or not same_secret(_field(form, "csrf"), session.csrf)
-        ):
+        posted = await self._posted(request)
+        if posted is None:
             return self._refused(request)
+        session, _form = posted
         self.web.sessions.close(session.id)
         response = _see_other(f"{self.base}/admin")
         response.del_cookie(COOKIE, path=self.base or "/")
@@ -433,14 +439,10 @@ class Site:
     async def decide(self, request: web.Request) -> web.Response:
         """Approve or deny a held request, as ``/approve`` and ``/deny`` do; then back to the
         view, which says what the answer did."""
-        session = self._session(request)
-        form = await request.post()
-        if (
-            session is None
-            or not self._same_origin(request)
-            or not same_secret(_field(form, "csrf"), session.csrf)
-        ):
+        posted = await self._posted(request)
+        if posted is None:
             return self._refused(request)
+        session, form = posted
         decide = self.decider
         if decide is None:
             raise NotFound
@@ -460,6 +462,19 @@ class Site:
         self.web.sessions.tell(session.id, said)
         return _see_other(f"{self.base}/admin")
 
+    async def _posted(self, request: web.Request) -> tuple[Session, Any] | None:
+        """The session and form of a POST made by these pages (a session, this site's
+        ``Origin``, the session's own form token); None for any other."""
+        session = self._session(request)
+        form = await request.post()
+        if (
+            session is None
+            or not self._same_origin(request)
+            or not same_secret(_field(form, "csrf"), session.csrf)
+        ):
+            return None
+        return session, form
+
     def _same_origin(self, request: web.Request) -> bool:
         """A POST must come from these pages: its ``Origin`` is this site's (browsers send it
         with every POST; a form on another site sends its own, or ``null``)."""
@@ -467,13 +482,13 @@ class Site:
         return bool(origin) and origin == self.web.origin
 
     def _refused(self, request: web.Request) -> web.Response:
-        language = _accepted(request)
-        with speaking(language):
-            sentence = _(
+        return self._problem(
+            request,
+            Text(
                 "Refused: this request did not come from the operator's view. Reload the "
                 "page and try again."
-            )
-        return self._render("problem.html", {"sentence": sentence}, language, status=403)
+            ),
+        )
 
 
 def _see_other(location: str) -> web.Response:
